@@ -1,0 +1,32 @@
+"""Postgres seam: where the database is, how to connect, and the schema.
+
+`database_url(settings)` is the only place that decides which server we talk to:
+`DATABASE_URL` when set, else the embedded server (started on demand). Everything
+else takes a URL or a connection, so tests point it at a real local server.
+"""
+
+from __future__ import annotations
+
+import psycopg
+
+from stripemeter.config import Settings
+from stripemeter.db import embedded
+
+
+class DatabaseUnavailable(Exception):
+    """The database cannot be reached; the message says which and why."""
+
+
+def database_url(settings: Settings) -> str:
+    """The URL to connect to: `DATABASE_URL`, or the embedded server (started if needed)."""
+    if settings.DATABASE_URL:
+        return settings.DATABASE_URL
+    return embedded.start(settings)
+
+
+def connect(url: str, *, autocommit: bool = False, timeout_s: int = 10) -> psycopg.Connection:
+    """Open one connection, turning driver errors into `DatabaseUnavailable`."""
+    try:
+        return psycopg.connect(url, autocommit=autocommit, connect_timeout=timeout_s)
+    except psycopg.OperationalError as exc:
+        raise DatabaseUnavailable(f"cannot connect to PostgreSQL: {exc}".strip()) from exc
