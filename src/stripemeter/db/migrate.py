@@ -42,14 +42,15 @@ def available_migrations() -> list[Migration]:
 def apply_migrations(conn: psycopg.Connection) -> list[str]:
     """Apply every migration not yet recorded; return the names applied now."""
     conn.autocommit = True
-    conn.execute(
-        "CREATE TABLE IF NOT EXISTS schema_migrations ("
-        " version integer PRIMARY KEY, name text NOT NULL,"
-        " applied_at timestamptz NOT NULL DEFAULT now())"
-    )
     applied_now: list[str] = []
+    # Lock before creating the bookkeeping table: CREATE TABLE IF NOT EXISTS races.
     conn.execute("SELECT pg_advisory_lock(%s)", (_MIGRATION_LOCK_KEY,))
     try:
+        conn.execute(
+            "CREATE TABLE IF NOT EXISTS schema_migrations ("
+            " version integer PRIMARY KEY, name text NOT NULL,"
+            " applied_at timestamptz NOT NULL DEFAULT now())"
+        )
         done = {row[0] for row in conn.execute("SELECT version FROM schema_migrations")}
         for migration in available_migrations():
             if migration.version in done:

@@ -1,0 +1,172 @@
+"""invoke tasks: thin wrappers that parse options and call project code.
+
+    invoke demo            up -> migrate -> setup -> send-usage -> advance-clock -> validate
+                           -> cleanup (unless --keep); exit 0 on invoice parity
+    invoke validate        re-check parity after manual changes (exit 0 parity, 2 drift, 1 error)
+    invoke test            the whole test suite (what CI runs)
+
+Every stack/step task takes --runner local|docker|auto (default: $STRIPEMETER_RUNNER or local).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+from invoke import Context, Exit, task
+
+STEP_TASKS = {
+    "setup": "setup",
+    "send-usage": "send_usage",
+    "advance-clock": "advance_clock",
+    "validate": "validate",
+    "cleanup": "cleanup",
+}
+
+
+def _runner(name: str | None):  # type: ignore[no-untyped-def]
+    from stripemeter.config import ConfigError
+    from stripemeter.runners import RunnerError, select_runner
+
+    try:
+        return select_runner(name or os.environ.get("STRIPEMETER_RUNNER", "local"))
+    except (RunnerError, ConfigError) as exc:
+        raise Exit(f"error: {exc}", code=1) from None
+
+
+def _guarded(action, *args):  # type: ignore[no-untyped-def]
+    """Run a runner call, turning its expected failures into a one-line exit."""
+    from stripemeter.config import ConfigError
+    from stripemeter.runners import RunnerError
+
+    try:
+        return action(*args)
+    except (RunnerError, ConfigError) as exc:
+        raise Exit(f"error: {exc}", code=1) from None
+
+
+def _step(runner_name: str | None, step: str, args: list[str]) -> None:
+    runner = _runner(runner_name)
+    code = _guarded(runner.run_step, step, args)
+    if code:
+        raise Exit(code=code)
+
+
+@task(help={"runner": "local | docker | auto"})
+def up(c: Context, runner: str | None = None) -> None:
+    """Start PostgreSQL, the Stripe emulator (unless a key is set), the API and workers."""
+    _guarded(_runner(runner).up)
+
+
+@task(help={"runner": "local | docker | auto"})
+def down(c: Context, runner: str | None = None) -> None:
+    """Stop everything `invoke up` started."""
+    _guarded(_runner(runner).down)
+
+
+@task(help={"runner": "local | docker | auto"})
+def migrate(c: Context, runner: str | None = None) -> None:
+    """Apply database migrations."""
+    _guarded(_runner(runner).migrate)
+
+
+@task(help={"runner": "local | docker | auto", "fresh": "create new Stripe objects"})
+def setup(c: Context, runner: str | None = None, fresh: bool = False) -> None:
+    """Create the Stripe side on a Test Clock and upsert the price mapping."""
+    _step(runner, "setup", ["--fresh"] if fresh else [])
+
+
+@task(name="send-usage", help={"runner": "local | docker | auto"})
+def send_usage(c: Context, runner: str | None = None) -> None:
+    """Send the seed's usage: normal, duplicate and late events."""
+    _step(runner, "send_usage", [])
+
+
+@task(name="advance-clock", help={"runner": "local | docker | auto"})
+def advance_clock(c: Context, runner: str | None = None) -> None:
+    """Wait for the writer to drain, then advance the Test Clock past the period end."""
+    _step(runner, "advance_clock", [])
+
+
+@task(
+    iterable=["assert_"],
+    help={"runner": "local | docker | auto", "assert_": "extra jq acceptance expression"},
+)
+def validate(c: Context, runner: str | None = None, assert_: list[str] | None = None) -> None:
+    """Check invoice parity: exit 0 parity, 2 drift, 1 error."""
+    args: list[str] = []
+    for expression in assert_ or []:
+        args += ["--assert", expression]
+    _step(runner, "validate", args)
+
+
+@task(help={"runner": "local | docker | auto"})
+def cleanup(c: Context, runner: str | None = None) -> None:
+    """Delete the Test Clock (cascades) and the demo's price mapping."""
+    _step(runner, "cleanup", [])
+
+
+@task(
+    help={
+        "runner": "local | docker | auto",
+        "keep": "keep the Stripe objects and the stack running afterwards",
+        "fresh": "create new Stripe objects even if state exists",
+    }
+)
+def demo(c: Context, runner: str | None = None, keep: bool = False, fresh: bool = True) -> None:
+    """The whole parity proof: up, migrate, setup, send usage, advance, validate, cleanup."""
+    selected = _runner(runner)
+    _guarded(selected.up)
+    _guarded(selected.migrate)
+    steps: list[tuple[str, list[str]]] = [
+        ("setup", ["--fresh"] if fresh else []),
+        ("send_usage", []),
+        ("advance_clock", []),
+        ("validate", []),
+    ]
+    for step, args in steps:
+        print(f"\n== {step.replace('_', '-')} ==", flush=True)
+        code = _guarded(selected.run_step, step, args)
+        if code:
+            raise Exit(f"demo stopped: step {step} exited {code}", code=code)
+    if not keep:
+        print("\n== cleanup ==", flush=True)
+        code = _guarded(selected.run_step, "cleanup", [])
+        if code:
+            raise Exit(f"demo stopped: step cleanup exited {code}", code=code)
+
+
+@task(help={"runner": "docker only"})
+def images(c: Context, runner: str = "docker") -> None:
+    """Build the app image from $PYTHON_BASE_IMAGE (docker runner)."""
+    from stripemeter.runners.docker import build_app_image
+
+    _guarded(build_app_image)
+
+
+@task(help={"k": "only tests matching this expression", "x": "stop at the first failure"})
+def test(c: Context, k: str = "", x: bool = False) -> None:
+    """Run the whole test suite with pytest (exit 5, no tests collected, is a failure)."""
+    args = [sys.executable, "-m", "pytest"]
+    if k:
+        args += ["-k", k]
+    if x:
+        args.append("-x")
+    result = c.run(" ".join(_quote(a) for a in args), warn=True, pty=False)
+    if result is None or result.exited != 0:
+        code = result.exited if result is not None else 1
+        raise Exit(f"tests failed (pytest exit {code})", code=code or 1)
+
+
+@task
+def lint(c: Context) -> None:
+    """ruff and mypy (strict on src/)."""
+    c.run(f"{sys.executable} -m ruff check .")
+    c.run(f"{sys.executable} -m ruff format --check .", warn=True)
+    c.run(f"{sys.executable} -m mypy")
+
+
+def _quote(arg: str) -> str:
+    import shlex
+
+    return shlex.quote(arg)

@@ -1,0 +1,36 @@
+"""Fixtures every test package shares: a real PostgreSQL and real HTTP servers."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from stripemeter.config import load_settings
+from stripemeter.db import embedded
+from tests.support.databases import build_template, fresh_database
+
+
+@pytest.fixture(scope="session")
+def pg_server_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """URL of a real PostgreSQL server for this test session (embedded unless overridden)."""
+    external = os.environ.get("STRIPEMETER_TEST_DATABASE_URL")
+    if external:
+        build_template(external)
+        yield external
+        return
+    home: Path = tmp_path_factory.mktemp("stripemeter-home")
+    settings = load_settings(STRIPEMETER_HOME=str(home))
+    url = embedded.start(settings)
+    build_template(url)
+    yield url
+    embedded.stop(settings)
+
+
+@pytest.fixture
+def db_url(pg_server_url: str) -> Iterator[str]:
+    """A fresh, migrated database for one test."""
+    with fresh_database(pg_server_url) as url:
+        yield url
