@@ -1,0 +1,62 @@
+"""The Stripe seam: the only module that builds a Stripe client.
+
+Everything that talks to Stripe (the writer, the reconciler, the demo steps) gets its
+`stripe.StripeClient` from `make_client`, which decides where Stripe is:
+`STRIPE_API_BASE` when set (our emulator), real Stripe otherwise. Live keys are
+refused before any call: this project only ever touches test mode.
+"""
+
+from __future__ import annotations
+
+import stripe
+
+DEFAULT_EMULATOR_BASE = "http://127.0.0.1:12111"
+# Any sk_test_ key works against the emulator; this one says where it came from.
+EMULATOR_KEY = "sk_test_stripemeter_emulator"
+LIVE_KEY_PREFIXES = ("sk_live_", "rk_live_")
+TEST_KEY_PREFIXES = ("sk_test_", "rk_test_")
+
+
+class StripeConfigError(Exception):
+    """The Stripe key or base address cannot be used; the message says why."""
+
+
+def resolve_stripe_target(secret_key: str | None, api_base: str | None) -> tuple[str, str | None]:
+    """Return (key, base address or None for real Stripe) after refusing unsafe settings.
+
+    - a live key is refused, whatever the base;
+    - no key and no base: the emulator at its default address;
+    - no key with a base: the emulator key;
+    - a key that is not a test key is refused.
+    """
+    key = (secret_key or "").strip()
+    base = (api_base or "").strip() or None
+    if key.startswith(LIVE_KEY_PREFIXES):
+        raise StripeConfigError(
+            "STRIPE_SECRET_KEY is a live-mode key; stripemeter's demo and tests only run "
+            "against test mode (use an sk_test_ key, or unset it to use the emulator)"
+        )
+    if not key:
+        return EMULATOR_KEY, base or DEFAULT_EMULATOR_BASE
+    if not key.startswith(TEST_KEY_PREFIXES):
+        raise StripeConfigError(
+            "STRIPE_SECRET_KEY does not look like a Stripe test key (expected sk_test_...)"
+        )
+    return key, base
+
+
+def make_client(
+    secret_key: str | None,
+    api_base: str | None,
+    *,
+    max_network_retries: int = 2,
+) -> stripe.StripeClient:
+    """A StripeClient for the resolved target, with explicit retries (the default is 0)."""
+    key, base = resolve_stripe_target(secret_key, api_base)
+    if base is None:
+        return stripe.StripeClient(key, max_network_retries=max_network_retries)
+    return stripe.StripeClient(
+        key,
+        base_addresses={"api": base, "meter_events": base},
+        max_network_retries=max_network_retries,
+    )
