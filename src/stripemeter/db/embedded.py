@@ -10,10 +10,12 @@ only, so nothing outside this machine can reach it.
 from __future__ import annotations
 
 import contextlib
+import importlib
 import io
 import logging
 import warnings
 from pathlib import Path
+from typing import Any
 
 from stripemeter.config import Settings
 
@@ -35,8 +37,7 @@ def start(settings: Settings) -> str:
     try:
         with warnings.catch_warnings(), contextlib.redirect_stderr(io.StringIO()):
             warnings.simplefilter("ignore")
-            import pgserver
-
+            pgserver: Any = importlib.import_module("pgserver")
             server = pgserver.get_server(pgdata, cleanup_mode=None)
             uri: str = server.get_uri()
     except Exception as exc:  # pgserver raises bare subprocess/assert errors
@@ -52,9 +53,8 @@ def running_url(settings: Settings) -> str | None:
     pgdata = data_dir(settings)
     if not (pgdata / "postmaster.pid").exists():
         return None
-    from pgserver.utils import PostmasterInfo
-
-    info = PostmasterInfo.read_from_pgdata(pgdata)
+    utils: Any = importlib.import_module("pgserver.utils")
+    info = utils.PostmasterInfo.read_from_pgdata(pgdata)
     if info is None or not info.is_running():
         return None
     uri: str = info.get_uri()
@@ -69,8 +69,7 @@ def stop(settings: Settings) -> bool:
     import os
     import subprocess
 
-    from pgserver._commands import pg_ctl
-
+    pg_ctl: Any = importlib.import_module("pgserver._commands").pg_ctl
     user = "pgserver" if os.geteuid() == 0 else None
     try:
         pg_ctl(["-w", "-m", "fast", "stop"], pgdata=pgdata, user=user, timeout=60)

@@ -56,7 +56,7 @@ def apply_migrations(conn: psycopg.Connection) -> list[str]:
             if migration.version in done:
                 continue
             with conn.transaction():
-                conn.execute(migration.sql.encode())  # type: ignore[call-overload]
+                conn.execute(migration.sql.encode())
                 conn.execute(
                     "INSERT INTO schema_migrations (version, name) VALUES (%s, %s)",
                     (migration.version, migration.name),
