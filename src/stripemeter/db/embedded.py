@@ -74,5 +74,7 @@ def stop(settings: Settings) -> bool:
     try:
         pg_ctl(["-w", "-m", "fast", "stop"], pgdata=pgdata, user=user, timeout=60)
     except (subprocess.CalledProcessError, subprocess.TimeoutExpired) as exc:
-        raise EmbeddedDatabaseError(f"could not stop the embedded PostgreSQL in {pgdata}: {exc}")
+        raise EmbeddedDatabaseError(
+            f"could not stop the embedded PostgreSQL in {pgdata}: {exc}"
+        ) from exc
     return True
