@@ -1,0 +1,120 @@
+"""The FastAPI application: routers, error handlers, metrics, pool lifecycle.
+
+`create_app(settings, db_url=...)` builds the app; the pool opens when the app
+starts (lifespan) and closes when it stops. `app.state` carries `settings`, `pool`,
+`key_cache` and `extra_health_checks` (callables other components append to before
+start-up to take part in `/health/ready`).
+
+Adding a component's routes: append its `router` to `ROUTERS` below (the writer's
+`stripemeter.api.writer_status` and the reconciler's `stripemeter.api.reconciliation`
+are wired here by the integrator).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import APIRouter, FastAPI
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from stripemeter.api import events, health, mappings, metrics, usage
+from stripemeter.api.errors import ApiError, error_response, install_error_handlers
+from stripemeter.api.health import HealthCheck
+from stripemeter.auth import KeyCache
+from stripemeter.config import Settings, load_settings
+from stripemeter.db import database_url
+from stripemeter.db.pool import open_pool
+
+log = logging.getLogger("stripemeter.api")
+
+MAX_BODY_BYTES = 1024 * 1024
+
+# Every router the API serves. Integrator: add writer_status.router and
+# reconciliation.router here once those modules exist.
+ROUTERS: list[APIRouter] = [
+    events.router,
+    usage.router,
+    mappings.router,
+    health.router,
+    metrics.router,
+]
+
+
+class BodyLimitMiddleware:
+    """Answer 413 for bodies over `limit` bytes, declared or streamed (chunked)."""
+
+    def __init__(self, app: ASGIApp, limit: int = MAX_BODY_BYTES) -> None:
+        self.app = app
+        self.limit = limit
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        for name, value in scope.get("headers", ()):
+            if name == b"content-length":
+                try:
+                    declared = int(value)
+                except ValueError:
+                    declared = 0
+                if declared > self.limit:
+                    response = error_response(
+                        413,
+                        "payload_too_large",
+                        f"request body is {declared} bytes; the limit is {self.limit}",
+                    )
+                    await response(scope, receive, send)
+                    return
+        seen = 0
+
+        async def counting_receive() -> Message:
+            nonlocal seen
+            message = await receive()
+            if message["type"] == "http.request":
+                seen += len(message.get("body", b""))
+                if seen > self.limit:
+                    raise ApiError(
+                        413,
+                        "payload_too_large",
+                        f"request body exceeds the limit of {self.limit} bytes",
+                    )
+            return message
+
+        await self.app(scope, counting_receive, send)
+
+
+def create_app(settings: Settings, *, db_url: str | None = None) -> FastAPI:
+    """Build the API for `settings`, talking to `db_url` (default: `database_url(settings)`)."""
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        url = db_url or database_url(settings)
+        app.state.pool = open_pool(url, max_size=settings.DB_POOL_MAX_SIZE)
+        try:
+            yield
+        finally:
+            app.state.pool.close()
+
+    app = FastAPI(
+        title="stripemeter",
+        version="0.1.0",
+        summary="Exactly-once usage metering for Stripe Billing Meters",
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    app.state.key_cache = KeyCache()
+    extra_checks: list[HealthCheck] = []
+    app.state.extra_health_checks = extra_checks
+    install_error_handlers(app)
+    for router in ROUTERS:
+        app.include_router(router)
+    app.add_middleware(BodyLimitMiddleware)
+    app.add_middleware(metrics.MetricsMiddleware)
+    return app
+
+
+def create_app_from_env() -> FastAPI:
+    """App factory for `uvicorn --factory` (several worker processes): settings from env."""
+    return create_app(load_settings())

@@ -1,0 +1,139 @@
+"""Every error the API gives is JSON: `{"error": {"code", "message", "field"}}`.
+
+`ApiError` is what route code raises; the handlers installed by
+`install_error_handlers` turn request-validation failures, unknown routes, wrong
+methods, oversized bodies, an unreachable database and any unexpected exception into
+the same shape, so no input ever yields an HTML page or a traceback.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from typing import Any
+
+import psycopg
+import psycopg_pool
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from stripemeter.jsonio import JsonResponse
+
+log = logging.getLogger("stripemeter.api")
+
+_STATUS_CODES = {
+    400: "bad_request",
+    401: "unauthorized",
+    403: "forbidden",
+    404: "not_found",
+    405: "method_not_allowed",
+    409: "conflict",
+    413: "payload_too_large",
+    415: "unsupported_media_type",
+    422: "invalid_request",
+    503: "unavailable",
+}
+
+
+class ApiError(Exception):
+    """An answer other than success: HTTP status, stable code, human message, field."""
+
+    def __init__(
+        self,
+        status: int,
+        code: str,
+        message: str,
+        field: str | None = None,
+        *,
+        extra: dict[str, Any] | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
+        self.message = message
+        self.field = field
+        self.extra = extra or {}
+
+    def body(self) -> dict[str, Any]:
+        """The JSON answer for this error."""
+        body: dict[str, Any] = {"error": error_object(self.code, self.message, self.field)}
+        body.update(self.extra)
+        return body
+
+
+def error_object(code: str, message: str, field: str | None = None) -> dict[str, Any]:
+    """The `{"code", "message", "field"}` object used everywhere errors are reported."""
+    return {"code": code, "message": message, "field": field}
+
+
+def error_response(
+    status: int, code: str, message: str, field: str | None = None, **headers: str
+) -> JsonResponse:
+    """A JSON error answer."""
+    return JsonResponse(
+        {"error": error_object(code, message, field)}, status_code=status, headers=headers or None
+    )
+
+
+def _field_from_loc(loc: Sequence[Any]) -> str | None:
+    parts = [str(p) for p in loc if p not in ("body", "query", "path", "header")]
+    if not parts:
+        return None
+    text = parts[0]
+    for part in parts[1:]:
+        text += f"[{part}]" if part.isdigit() else f".{part}"
+    return text
+
+
+async def _api_error(_: Request, exc: Exception) -> JsonResponse:
+    assert isinstance(exc, ApiError)
+    return JsonResponse(exc.body(), status_code=exc.status)
+
+
+async def _validation_error(_: Request, exc: Exception) -> JsonResponse:
+    assert isinstance(exc, RequestValidationError)
+    errors = exc.errors()
+    first = errors[0] if errors else {"loc": (), "msg": "invalid request", "type": ""}
+    field = _field_from_loc(first.get("loc", ()))
+    if first.get("type") == "json_invalid":
+        return error_response(400, "invalid_json", f"body is not valid JSON: {first['msg']}")
+    message = f"{field}: {first['msg']}" if field else str(first["msg"])
+    if len(errors) > 1:
+        message += f" (and {len(errors) - 1} more problem(s))"
+    return error_response(400, "invalid_request", message, field)
+
+
+async def _http_error(_: Request, exc: Exception) -> JsonResponse:
+    assert isinstance(exc, StarletteHTTPException)
+    code = _STATUS_CODES.get(exc.status_code, "error")
+    if exc.status_code == 404:
+        message = "no such route; see /openapi.json"
+    elif exc.status_code == 405:
+        message = "method not allowed on this route"
+    else:
+        message = str(exc.detail)
+    headers = dict(exc.headers or {})
+    return error_response(exc.status_code, code, message, **headers)
+
+
+async def _database_error(_: Request, exc: Exception) -> JsonResponse:
+    log.warning("database unavailable: %s", exc)
+    return error_response(
+        503, "database_unavailable", "the database is unreachable; retry later", None
+    )
+
+
+async def _unexpected(_: Request, exc: Exception) -> JsonResponse:
+    log.exception("unexpected error", exc_info=exc)
+    return error_response(500, "internal_error", "internal error; the request was not applied")
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    """Register the handlers that give every failure the JSON error shape."""
+    app.add_exception_handler(ApiError, _api_error)
+    app.add_exception_handler(RequestValidationError, _validation_error)
+    app.add_exception_handler(StarletteHTTPException, _http_error)
+    app.add_exception_handler(psycopg.OperationalError, _database_error)
+    app.add_exception_handler(psycopg_pool.PoolTimeout, _database_error)
+    app.add_exception_handler(Exception, _unexpected)

@@ -1,0 +1,237 @@
+"""`POST /v1/events/ingest` and `GET /v1/events`.
+
+Ingest reads the body itself (exact decimals, clear JSON errors), validates the batch
+and each event, checks every event's tenant against the API key, then hands the valid
+events to `ledger.ingest`. A batch-level problem, or a batch whose every event is
+invalid, is refused with 400 and nothing stored; otherwise the answer is 200 with
+each event's fate, invalid ones listed by index.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import uuid
+from datetime import UTC, datetime
+from typing import Annotated, Any
+from uuid import UUID
+
+import anyio.to_thread
+from fastapi import APIRouter, Query, Request
+from pydantic import AwareDatetime
+
+from stripemeter import ledger
+from stripemeter.api.deps import AppSettings, CurrentPrincipal, Pool
+from stripemeter.api.errors import ApiError, error_object
+from stripemeter.jsonio import JsonBodyError, JsonResponse, canonical_bytes, parse_json_exact
+from stripemeter.metrics import record_ingest
+from stripemeter.validation import (
+    UUID_TEXT,
+    InputError,
+    ValidEvent,
+    check_header_key,
+    parse_batch,
+    validate_event,
+)
+
+router = APIRouter(tags=["events"])
+
+_EVENT_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "required": ["tenantId", "metric", "customerRef", "quantity", "ts"],
+    "properties": {
+        "tenantId": {"type": "string", "format": "uuid"},
+        "metric": {"type": "string", "pattern": "^[A-Za-z0-9_.:-]{1,128}$"},
+        "customerRef": {"type": "string", "minLength": 1, "maxLength": 255},
+        "quantity": {"type": "number", "minimum": 0},
+        "ts": {"type": "string", "format": "date-time"},
+        "idempotencyKey": {"type": "string", "minLength": 1, "maxLength": 255},
+        "resourceId": {"type": "string"},
+        "source": {"type": "string"},
+        "meta": {"type": "object"},
+    },
+}
+_INGEST_OPENAPI: dict[str, Any] = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "application/json": {
+                "schema": {
+                    "type": "object",
+                    "required": ["events"],
+                    "properties": {"events": {"type": "array", "items": _EVENT_SCHEMA}},
+                }
+            }
+        },
+    },
+    "parameters": [
+        {
+            "name": "Idempotency-Key",
+            "in": "header",
+            "required": False,
+            "schema": {"type": "string", "maxLength": 200},
+        }
+    ],
+}
+
+
+def _bad_request(err: InputError, index: int | None = None) -> ApiError:
+    field = err.field
+    if index is not None:
+        field = f"events[{index}].{field}" if field else f"events[{index}]"
+    message = f"{field}: {err.message}" if field and index is not None else err.message
+    return ApiError(400, err.code, message, field)
+
+
+def _check_content_type(request: Request) -> None:
+    content_type = request.headers.get("content-type")
+    if content_type is None:
+        return
+    media = content_type.split(";", 1)[0].strip().lower()
+    if media != "application/json" and not media.endswith("+json"):
+        raise ApiError(
+            415,
+            "unsupported_media_type",
+            f"Content-Type must be application/json, got {media or 'nothing'!r}",
+            "Content-Type",
+        )
+
+
+def _check_tenants(raw_events: list[Any], principal_tenant: UUID | None) -> None:
+    """403 for the first event addressed to a tenant other than the key's."""
+    if principal_tenant is None:
+        return
+    for index, raw in enumerate(raw_events):
+        tenant = raw.get("tenantId") if isinstance(raw, dict) else None
+        if isinstance(tenant, str) and UUID_TEXT.match(tenant) and UUID(tenant) != principal_tenant:
+            raise ApiError(
+                403,
+                "forbidden_tenant",
+                f"events[{index}].tenantId: this API key belongs to tenant {principal_tenant} "
+                f"and may not write usage for tenant {tenant.lower()}",
+                f"events[{index}].tenantId",
+            )
+
+
+@router.post("/v1/events/ingest", openapi_extra=_INGEST_OPENAPI, response_class=JsonResponse)
+async def ingest_events(
+    request: Request, principal: CurrentPrincipal, pool: Pool, settings: AppSettings
+) -> JsonResponse:
+    """Store a batch of usage events exactly once; report each event's fate."""
+    _check_content_type(request)
+    header_value = request.headers.get("idempotency-key")
+    try:
+        header_key = None if header_value is None else check_header_key(header_value)
+        body = parse_json_exact(await request.body())
+        raw_events = parse_batch(body, settings.MAX_INGEST_BATCH)
+    except JsonBodyError as exc:
+        raise ApiError(400, "invalid_json", str(exc)) from None
+    except InputError as exc:
+        raise _bad_request(exc) from None
+    _check_tenants(raw_events, principal.tenant_id)
+
+    now = datetime.now(UTC)
+    items: list[ValidEvent | InputError] = []
+    for raw in raw_events:
+        try:
+            items.append(
+                validate_event(
+                    raw,
+                    now=now,
+                    max_skew_s=settings.MAX_FUTURE_SKEW_SECONDS,
+                    max_meta_bytes=settings.MAX_EVENT_META_BYTES,
+                )
+            )
+        except InputError as exc:
+            items.append(exc)
+    if all(isinstance(item, InputError) for item in items):
+        first = items[0]
+        assert isinstance(first, InputError)
+        error = _bad_request(first, 0)
+        error.extra = {
+            "errors": [
+                {"index": i, "error": error_object(e.code, e.message, e.field)}
+                for i, e in enumerate(items)
+                if isinstance(e, InputError)
+            ]
+        }
+        error.message = (
+            error.message
+            if len(items) == 1
+            else f"all {len(items)} events are invalid; first: {error.message}"
+        )
+        record_ingest({("_invalid_", "rejected"): len(items)})
+        raise error
+
+    request_id = "req_" + uuid.uuid4().hex
+    body_sha256 = hashlib.sha256(canonical_bytes(body)).hexdigest()
+    try:
+        outcome = await anyio.to_thread.run_sync(
+            lambda: ledger.ingest(
+                pool,
+                items,
+                request_id=request_id,
+                header_key=header_key,
+                scope=principal.scope,
+                body_sha256=body_sha256,
+            )
+        )
+    except ledger.IdempotencyConflict:
+        raise ApiError(
+            409,
+            "idempotency_key_reused",
+            f"Idempotency-Key {header_key!r} was already used with a different body; "
+            "nothing was stored",
+            "Idempotency-Key",
+        ) from None
+    record_ingest(outcome.by_metric)
+    return JsonResponse(outcome.answer())
+
+
+def _encode_cursor(ts: str, seq: int) -> str:
+    return base64.urlsafe_b64encode(f"{ts}|{seq}".encode()).decode().rstrip("=")
+
+
+def _decode_cursor(cursor: str) -> tuple[datetime, int]:
+    try:
+        padded = cursor + "=" * (-len(cursor) % 4)
+        ts_text, seq_text = base64.urlsafe_b64decode(padded).decode().split("|")
+        return datetime.fromisoformat(ts_text), int(seq_text)
+    except (ValueError, binascii.Error, UnicodeDecodeError):
+        raise ApiError(
+            400, "invalid_cursor", "cursor is not one this API returned", "cursor"
+        ) from None
+
+
+@router.get("/v1/events", response_class=JsonResponse)
+def list_events(
+    principal: CurrentPrincipal,
+    pool: Pool,
+    tenant_id: Annotated[UUID | None, Query(alias="tenantId")] = None,
+    metric: Annotated[str | None, Query(max_length=128)] = None,
+    customer_ref: Annotated[str | None, Query(alias="customerRef", max_length=255)] = None,
+    from_: Annotated[AwareDatetime | None, Query(alias="from")] = None,
+    to: Annotated[AwareDatetime | None, Query()] = None,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    cursor: Annotated[str | None, Query(max_length=200)] = None,
+) -> JsonResponse:
+    """Stored events, newest first (event time, then arrival); page with `nextCursor`."""
+    tenant = principal.tenant_or(tenant_id)
+    after_ts, after_seq = _decode_cursor(cursor) if cursor else (None, None)
+    filters = {
+        "tenant_id": tenant,
+        "metric": metric,
+        "customer_ref": customer_ref,
+        "from": from_,
+        "to": to,
+        "after_ts": after_ts,
+        "after_seq": after_seq,
+        "limit": limit,
+    }
+    with pool.connection() as conn:
+        events = ledger.list_events(conn, filters)
+    next_cursor = (
+        _encode_cursor(events[-1]["ts"], events[-1]["seq"]) if len(events) == limit else None
+    )
+    return JsonResponse({"events": events, "nextCursor": next_cursor})

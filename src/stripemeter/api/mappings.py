@@ -1,0 +1,83 @@
+"""`GET/POST /v1/mappings` and `DELETE /v1/mappings/{id}`."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+from uuid import UUID
+
+from fastapi import APIRouter, Query
+from pydantic import BaseModel, ConfigDict, Field
+
+from stripemeter import mappings
+from stripemeter.api.deps import AppSettings, CurrentPrincipal, Pool
+from stripemeter.api.errors import ApiError
+from stripemeter.jsonio import JsonResponse
+
+router = APIRouter(tags=["mappings"])
+
+StripeId = Annotated[str, Field(min_length=1, max_length=255, pattern=r"^[A-Za-z0-9_]+$")]
+
+
+class MappingIn(BaseModel):
+    """A mapping as posted; unknown fields are refused so typos do not pass silently."""
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+    tenant_id: UUID = Field(alias="tenantId")
+    metric: Annotated[str, Field(pattern=r"^[A-Za-z0-9_.:-]{1,128}$")]
+    aggregation: Literal["sum", "max", "last"]
+    stripe_account: Annotated[str, Field(min_length=1, max_length=255)] | None = Field(
+        default=None, alias="stripeAccount"
+    )
+    price_id: StripeId = Field(alias="priceId")
+    subscription_item_id: StripeId | None = Field(default=None, alias="subscriptionItemId")
+    currency: Annotated[str, Field(pattern=r"^[A-Za-z]{3}$")] | None = None
+    meter_id: StripeId | None = Field(default=None, alias="meterId")
+    meter_event_name: Annotated[str, Field(min_length=1, max_length=100)] | None = Field(
+        default=None, alias="meterEventName"
+    )
+    meter_customer_key: Annotated[str, Field(min_length=1, max_length=100)] | None = Field(
+        default=None, alias="meterCustomerKey"
+    )
+    meter_value_key: Annotated[str, Field(min_length=1, max_length=100)] | None = Field(
+        default=None, alias="meterValueKey"
+    )
+
+
+@router.get("/v1/mappings", response_class=JsonResponse)
+def list_mappings(
+    principal: CurrentPrincipal,
+    pool: Pool,
+    tenant_id: Annotated[UUID | None, Query(alias="tenantId")] = None,
+) -> JsonResponse:
+    """The tenant's mappings (active first)."""
+    tenant = principal.tenant_or(tenant_id)
+    with pool.connection() as conn:
+        rows = mappings.list_mappings(conn, tenant)
+    return JsonResponse({"mappings": rows})
+
+
+@router.post("/v1/mappings", response_class=JsonResponse)
+def upsert_mapping(
+    body: MappingIn, principal: CurrentPrincipal, pool: Pool, settings: AppSettings
+) -> JsonResponse:
+    """Create the active mapping of (tenant, metric), or replace its target (201 / 200)."""
+    principal.require_tenant(body.tenant_id)
+    values = body.model_dump()
+    values["stripe_account"] = body.stripe_account or settings.STRIPE_ACCOUNT
+    with pool.connection() as conn:
+        row, created = mappings.upsert_mapping(conn, values)
+    return JsonResponse(row, status_code=201 if created else 200)
+
+
+@router.delete("/v1/mappings/{mapping_id}", response_class=JsonResponse)
+def delete_mapping(mapping_id: UUID, principal: CurrentPrincipal, pool: Pool) -> JsonResponse:
+    """Delete a mapping of the caller's tenant (404 when there is none)."""
+    with pool.connection() as conn:
+        found = mappings.get_mapping(conn, mapping_id)
+        if found is not None:
+            principal.require_tenant(UUID(found["tenantId"]))
+            mappings.delete_mapping(conn, mapping_id)
+    if found is None:
+        raise ApiError(404, "not_found", f"no mapping with id {mapping_id}", "id")
+    return JsonResponse({"deleted": str(mapping_id)})

@@ -1,0 +1,282 @@
+"""The immutable ledger: store each usage event exactly once and count it in the same breath.
+
+One SQL statement per batch does everything: it unnests the batch, inserts the events
+with `ON CONFLICT DO NOTHING` on `(tenant_id, idempotency_key)`, folds only the rows
+that were really inserted into their hour buckets (`usage_buckets`), and returns the
+keys it inserted. A statement is atomic, so after any crash an event is either stored
+and counted, or neither. Why synchronous and not an aggregator: see bench/README.md.
+
+Deadlocks are avoided by taking row locks in one global order: events are inserted
+sorted by (tenant, key) and buckets upserted sorted by their primary key. Deadlock and
+serialization failures are retried anyway, since other writers may lock differently.
+
+Event keys: the body's `idempotencyKey`; else `<Idempotency-Key header>:<index>`; else
+`sha256:<hash of the event's full content>`, so a verbatim resend is a duplicate.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import random
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any, Literal
+from uuid import UUID
+
+import psycopg
+import psycopg.errors
+
+from stripemeter.db.pool import Pool
+from stripemeter.jsonio import canonical_bytes, format_decimal, iso
+from stripemeter.metrics import REJECTED_METRIC_LABEL
+from stripemeter.validation import InputError, ValidEvent
+
+MAX_ATTEMPTS = 5
+
+INSERT_AND_COUNT = """
+WITH input AS (
+    SELECT * FROM unnest(
+        %(tenant_id)s::uuid[], %(key)s::text[], %(metric)s::text[], %(customer_ref)s::text[],
+        %(resource_id)s::text[], %(quantity)s::numeric[], %(ts)s::timestamptz[],
+        %(source)s::text[], %(meta)s::jsonb[]
+    ) WITH ORDINALITY AS i(tenant_id, idempotency_key, metric, customer_ref, resource_id,
+                           quantity, ts, source, meta, ord)
+),
+inserted AS (
+    INSERT INTO events (tenant_id, idempotency_key, metric, customer_ref, resource_id,
+                        quantity, ts, source, meta, request_id)
+    SELECT tenant_id, idempotency_key, metric, customer_ref, resource_id,
+           quantity, ts, source, meta, %(request_id)s
+    FROM input ORDER BY ord
+    ON CONFLICT (tenant_id, idempotency_key) DO NOTHING
+    RETURNING tenant_id, idempotency_key, metric, customer_ref, quantity, ts, seq
+),
+per_hour AS (
+    SELECT tenant_id, metric, customer_ref, date_trunc('hour', ts, 'UTC') AS hour_start,
+           sum(quantity) AS total, max(quantity) AS max_value, count(*) AS event_count,
+           (array_agg(quantity ORDER BY ts DESC, seq DESC))[1] AS last_value,
+           max(ts) AS last_ts
+    FROM inserted
+    GROUP BY 1, 2, 3, 4
+),
+counted AS (
+    INSERT INTO usage_buckets AS b (tenant_id, metric, customer_ref, hour_start, total,
+                                    max_value, last_value, last_ts, event_count, updated_at)
+    SELECT tenant_id, metric, customer_ref, hour_start, total, max_value, last_value,
+           last_ts, event_count, clock_timestamp()
+    FROM per_hour
+    ORDER BY tenant_id, metric, customer_ref, hour_start
+    ON CONFLICT (tenant_id, metric, customer_ref, hour_start) DO UPDATE SET
+        total = b.total + EXCLUDED.total,
+        max_value = GREATEST(b.max_value, EXCLUDED.max_value),
+        last_value = CASE WHEN b.last_ts IS NULL OR EXCLUDED.last_ts >= b.last_ts
+                          THEN EXCLUDED.last_value ELSE b.last_value END,
+        last_ts = GREATEST(b.last_ts, EXCLUDED.last_ts),
+        event_count = b.event_count + EXCLUDED.event_count,
+        updated_at = clock_timestamp()
+    RETURNING 1
+)
+SELECT tenant_id, idempotency_key FROM inserted
+"""
+
+Status = Literal["accepted", "duplicate", "error"]
+
+
+class IdempotencyConflict(Exception):
+    """The request's Idempotency-Key was used before with a different body."""
+
+
+@dataclass
+class IngestOutcome:
+    """What happened to each event of a batch, in the answer's shape."""
+
+    request_id: str
+    accepted: int = 0
+    duplicates: int = 0
+    results: list[dict[str, Any]] = field(default_factory=list)
+    errors: list[dict[str, Any]] = field(default_factory=list)
+    by_metric: Counter[tuple[str, str]] = field(default_factory=Counter)
+
+    def answer(self) -> dict[str, Any]:
+        """The JSON body of the ingest answer."""
+        return {
+            "accepted": self.accepted,
+            "duplicates": self.duplicates,
+            "requestId": self.request_id,
+            "results": self.results,
+            "errors": self.errors,
+        }
+
+
+def content_key(event: ValidEvent) -> str:
+    """`sha256:<hex>` of the event's full content: identical events share a key."""
+    content = [
+        str(event.tenant_id),
+        event.metric,
+        event.customer_ref,
+        format_decimal(event.quantity),
+        iso(event.ts),
+        event.resource_id,
+        event.source,
+        event.meta_json,
+    ]
+    return "sha256:" + hashlib.sha256(canonical_bytes(content)).hexdigest()
+
+
+def effective_key(event: ValidEvent, header_key: str | None, index: int) -> str:
+    """The event's idempotency key under the precedence body > header:index > content."""
+    if event.idempotency_key is not None:
+        return event.idempotency_key
+    if header_key is not None:
+        return f"{header_key}:{index}"
+    return content_key(event)
+
+
+def _columns(events: list[tuple[str, ValidEvent]], request_id: str) -> dict[str, Any]:
+    return {
+        "tenant_id": [e.tenant_id for _, e in events],
+        "key": [k for k, _ in events],
+        "metric": [e.metric for _, e in events],
+        "customer_ref": [e.customer_ref for _, e in events],
+        "resource_id": [e.resource_id for _, e in events],
+        "quantity": [e.quantity for _, e in events],
+        "ts": [e.ts for _, e in events],
+        "source": [e.source for _, e in events],
+        "meta": [e.meta_json for _, e in events],
+        "request_id": request_id,
+    }
+
+
+def _register_request(conn: psycopg.Connection, scope: str, key: str, body_sha256: str) -> None:
+    """Record the request's Idempotency-Key; raise if it was used with another body."""
+    row = conn.execute(
+        "INSERT INTO ingest_requests (scope, idempotency_key, body_sha256)"
+        " VALUES (%s, %s, %s) ON CONFLICT DO NOTHING RETURNING 1",
+        (scope, key, body_sha256),
+    ).fetchone()
+    if row is not None:
+        return
+    found = conn.execute(
+        "SELECT body_sha256 FROM ingest_requests WHERE scope = %s AND idempotency_key = %s",
+        (scope, key),
+    ).fetchone()
+    if found is not None and found[0] != body_sha256:
+        raise IdempotencyConflict(key)
+
+
+def _store(
+    pool: Pool,
+    events: list[tuple[str, ValidEvent]],
+    request_id: str,
+    request_key: tuple[str, str, str] | None,
+) -> set[tuple[UUID, str]]:
+    """Insert and count `events` (sorted by key) atomically; return the keys inserted."""
+    params = _columns(events, request_id)
+    for attempt in range(1, MAX_ATTEMPTS + 1):
+        try:
+            with pool.connection() as conn:
+                conn.autocommit = True  # one statement = one transaction = one round trip
+                try:
+                    if request_key is None:
+                        rows = conn.execute(INSERT_AND_COUNT, params).fetchall()
+                    else:
+                        with conn.transaction():
+                            _register_request(conn, *request_key)
+                            rows = conn.execute(INSERT_AND_COUNT, params).fetchall()
+                finally:
+                    conn.autocommit = False
+            return {(row[0], row[1]) for row in rows}
+        except (psycopg.errors.DeadlockDetected, psycopg.errors.SerializationFailure):
+            if attempt == MAX_ATTEMPTS:
+                raise
+            time.sleep(random.uniform(0.001, 0.01) * attempt)
+    raise AssertionError("unreachable")
+
+
+def ingest(
+    pool: Pool,
+    items: list[ValidEvent | InputError],
+    *,
+    request_id: str,
+    header_key: str | None,
+    scope: str,
+    body_sha256: str,
+) -> IngestOutcome:
+    """Store the valid events of a batch exactly once and report every event's fate.
+
+    `items` holds, per index, either a validated event or the error that rejected it.
+    Within one batch the first occurrence of a key counts; later ones are duplicates.
+    Raises `IdempotencyConflict` (nothing stored) when `header_key` was used before
+    with a different body.
+    """
+    outcome = IngestOutcome(request_id=request_id)
+    keyed: list[tuple[int, str, ValidEvent]] = []
+    first_index: dict[tuple[UUID, str], int] = {}
+    for index, item in enumerate(items):
+        if isinstance(item, InputError):
+            continue
+        key = effective_key(item, header_key, index)
+        keyed.append((index, key, item))
+        first_index.setdefault((item.tenant_id, key), index)
+
+    unique = [(key, ev) for index, key, ev in keyed if first_index[(ev.tenant_id, key)] == index]
+    unique.sort(key=lambda pair: (str(pair[1].tenant_id), pair[0]))
+    request_key = None if header_key is None else (scope, header_key, body_sha256)
+    inserted = _store(pool, unique, request_id, request_key) if unique else set()
+
+    by_index = {index: (key, ev) for index, key, ev in keyed}
+    for index, item in enumerate(items):
+        if isinstance(item, InputError):
+            error = {"code": item.code, "message": item.message, "field": item.field}
+            outcome.results.append({"idempotencyKey": None, "status": "error", "error": error})
+            outcome.errors.append({"index": index, "error": error})
+            outcome.by_metric[(REJECTED_METRIC_LABEL, "rejected")] += 1
+            continue
+        key, ev = by_index[index]
+        is_first = first_index[(ev.tenant_id, key)] == index
+        status: Status = "accepted" if is_first and (ev.tenant_id, key) in inserted else "duplicate"
+        if status == "accepted":
+            outcome.accepted += 1
+        else:
+            outcome.duplicates += 1
+        outcome.results.append({"idempotencyKey": key, "status": status})
+        outcome.by_metric[(ev.metric, status)] += 1
+    return outcome
+
+
+LIST_EVENTS = """
+SELECT seq, tenant_id, idempotency_key, metric, customer_ref, resource_id, quantity, ts,
+       source, meta, request_id, received_at
+FROM events
+WHERE tenant_id = %(tenant_id)s
+  AND (%(metric)s::text IS NULL OR metric = %(metric)s)
+  AND (%(customer_ref)s::text IS NULL OR customer_ref = %(customer_ref)s)
+  AND (%(from)s::timestamptz IS NULL OR ts >= %(from)s)
+  AND (%(to)s::timestamptz IS NULL OR ts < %(to)s)
+  AND (%(after_ts)s::timestamptz IS NULL OR (ts, seq) < (%(after_ts)s, %(after_seq)s))
+ORDER BY ts DESC, seq DESC
+LIMIT %(limit)s
+"""
+
+
+def list_events(conn: psycopg.Connection, filters: dict[str, Any]) -> list[dict[str, Any]]:
+    """Events newest first (by event time, then arrival) for the filters of `LIST_EVENTS`."""
+    rows = conn.execute(LIST_EVENTS, filters).fetchall()
+    return [
+        {
+            "seq": row[0],
+            "tenantId": str(row[1]),
+            "idempotencyKey": row[2],
+            "metric": row[3],
+            "customerRef": row[4],
+            "resourceId": row[5],
+            "quantity": row[6],
+            "ts": iso(row[7]),
+            "source": row[8],
+            "meta": row[9],
+            "requestId": row[10],
+            "receivedAt": iso(row[11]),
+        }
+        for row in rows
+    ]

@@ -1,0 +1,254 @@
+"""Checks on ingest input, with errors that name the field and say what is wrong.
+
+`parse_batch` handles the batch level (body shape, size): a problem there refuses the
+whole request. `validate_event` handles one event: a problem there rejects only that
+event, reported by its index. Neither touches the database.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from typing import Any
+from uuid import UUID
+
+from stripemeter.jsonio import meta_to_json
+
+UUID_TEXT = re.compile(
+    r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$"
+)
+METRIC_TEXT = re.compile(r"^[A-Za-z0-9_.:-]{1,128}$")
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+MAX_QUANTITY = Decimal(10) ** 32  # numeric(38, 6) holds 32 integer digits
+MAX_DECIMALS = 6
+MAX_KEY_CHARS = 255
+MAX_HEADER_KEY_CHARS = 200  # leaves room for the ":<index>" suffix of derived keys
+EVENT_FIELDS = frozenset(
+    {
+        "tenantId",
+        "metric",
+        "customerRef",
+        "quantity",
+        "ts",
+        "idempotencyKey",
+        "resourceId",
+        "source",
+        "meta",
+    }
+)
+
+
+class InputError(ValueError):
+    """One problem with the input: machine code, message, and the field it is about."""
+
+    def __init__(self, code: str, message: str, field: str | None) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        self.field = field
+
+
+@dataclass(frozen=True)
+class ValidEvent:
+    """An event that passed every check, in storage types."""
+
+    tenant_id: UUID
+    metric: str
+    customer_ref: str
+    quantity: Decimal
+    ts: datetime
+    idempotency_key: str | None
+    resource_id: str | None
+    source: str | None
+    meta_json: str | None
+
+
+def _kind(value: object) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "boolean"
+    if isinstance(value, int | Decimal):
+        return "number"
+    if isinstance(value, str):
+        return "string"
+    if isinstance(value, list):
+        return "array"
+    return "object"
+
+
+def parse_batch(body: object, max_batch: int) -> list[Any]:
+    """The `events` list of an ingest body, or `InputError` for a batch-level problem."""
+    if not isinstance(body, dict):
+        raise InputError(
+            "invalid_body",
+            f'body must be a JSON object like {{"events": [...]}}, got {_kind(body)}',
+            None,
+        )
+    unknown = sorted(set(body) - {"events"})
+    if unknown:
+        raise InputError("unknown_field", f"unknown field {unknown[0]!r} in body", unknown[0])
+    if "events" not in body:
+        raise InputError("missing_field", "events is required", "events")
+    events = body["events"]
+    if not isinstance(events, list):
+        raise InputError("invalid_type", f"events must be an array, got {_kind(events)}", "events")
+    if not events:
+        raise InputError("empty_batch", "events must contain at least one event", "events")
+    if len(events) > max_batch:
+        raise InputError(
+            "batch_too_large",
+            f"events has {len(events)} items; at most {max_batch} per request (MAX_INGEST_BATCH)",
+            "events",
+        )
+    return events
+
+
+def check_header_key(value: str) -> str:
+    """The request's `Idempotency-Key` header, or `InputError` if unusable."""
+    if not 1 <= len(value) <= MAX_HEADER_KEY_CHARS or not value.isprintable():
+        raise InputError(
+            "invalid_header",
+            f"Idempotency-Key header must be 1-{MAX_HEADER_KEY_CHARS} printable characters",
+            "Idempotency-Key",
+        )
+    return value
+
+
+def _required_text(event: dict[str, Any], name: str) -> str:
+    if name not in event or event[name] is None:
+        raise InputError("missing_field", f"{name} is required", name)
+    value = event[name]
+    if not isinstance(value, str):
+        raise InputError("invalid_type", f"{name} must be a string, got {_kind(value)}", name)
+    return value
+
+
+def _optional_text(event: dict[str, Any], name: str, max_chars: int) -> str | None:
+    value = event.get(name)
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise InputError("invalid_type", f"{name} must be a string, got {_kind(value)}", name)
+    if not 1 <= len(value) <= max_chars or not value.isprintable():
+        raise InputError(
+            "invalid_value", f"{name} must be 1-{max_chars} printable characters", name
+        )
+    return value
+
+
+def _quantity(event: dict[str, Any]) -> Decimal:
+    if "quantity" not in event or event["quantity"] is None:
+        raise InputError("missing_field", "quantity is required", "quantity")
+    raw = event["quantity"]
+    if isinstance(raw, bool) or not isinstance(raw, int | Decimal):
+        raise InputError(
+            "invalid_type", f"quantity must be a JSON number, got {_kind(raw)}", "quantity"
+        )
+    value = Decimal(raw)
+    if value < 0:
+        raise InputError("invalid_value", f"quantity must be >= 0, got {raw}", "quantity")
+    if value >= MAX_QUANTITY:
+        raise InputError("invalid_value", "quantity must be less than 1e32", "quantity")
+    exponent = value.normalize().as_tuple().exponent
+    if isinstance(exponent, int) and exponent < -MAX_DECIMALS:
+        raise InputError(
+            "invalid_value",
+            f"quantity must have at most {MAX_DECIMALS} decimal places, got {raw}",
+            "quantity",
+        )
+    return abs(value) if value == 0 else value  # -0 is stored as 0
+
+
+def _timestamp(event: dict[str, Any], now: datetime, max_skew_s: int) -> datetime:
+    text = _required_text(event, "ts")
+    try:
+        ts = datetime.fromisoformat(text)
+    except ValueError:
+        raise InputError(
+            "invalid_value",
+            f"ts must be an ISO-8601 timestamp with a timezone, got {text[:64]!r}",
+            "ts",
+        ) from None
+    if ts.tzinfo is None or ts.utcoffset() is None:
+        raise InputError(
+            "invalid_value", f"ts must include a timezone (e.g. Z), got {text[:64]!r}", "ts"
+        )
+    if ts < EPOCH:
+        raise InputError("invalid_value", f"ts must not be before 1970, got {text[:64]!r}", "ts")
+    if ts > now + timedelta(seconds=max_skew_s):
+        raise InputError(
+            "future_timestamp",
+            f"ts {text[:64]} is more than {max_skew_s} s in the future (MAX_FUTURE_SKEW_SECONDS)",
+            "ts",
+        )
+    return ts
+
+
+def validate_event(
+    event: object, *, now: datetime, max_skew_s: int, max_meta_bytes: int
+) -> ValidEvent:
+    """One event in storage types, or `InputError` naming the first bad field."""
+    if not isinstance(event, dict):
+        raise InputError("invalid_type", f"event must be a JSON object, got {_kind(event)}", None)
+    unknown = sorted(set(event) - EVENT_FIELDS)
+    if unknown:
+        raise InputError("unknown_field", f"unknown field {unknown[0]!r}", unknown[0])
+    tenant_text = _required_text(event, "tenantId")
+    if not UUID_TEXT.match(tenant_text):
+        raise InputError(
+            "invalid_value", f"tenantId must be a UUID, got {tenant_text[:64]!r}", "tenantId"
+        )
+    metric = _required_text(event, "metric")
+    if not METRIC_TEXT.match(metric):
+        raise InputError(
+            "invalid_value",
+            "metric must be 1-128 characters of letters, digits and _ . : -",
+            "metric",
+        )
+    customer_ref = _required_text(event, "customerRef")
+    if not 1 <= len(customer_ref) <= 255 or not customer_ref.isprintable():
+        raise InputError(
+            "invalid_value", "customerRef must be 1-255 printable characters", "customerRef"
+        )
+    quantity = _quantity(event)
+    ts = _timestamp(event, now, max_skew_s)
+    key = _optional_text(event, "idempotencyKey", MAX_KEY_CHARS)
+    if "idempotencyKey" in event and event["idempotencyKey"] is None:
+        key = None
+    resource_id = _optional_text(event, "resourceId", 255)
+    source = _optional_text(event, "source", 128)
+    meta_json = None
+    meta = event.get("meta")
+    if meta is not None:
+        if not isinstance(meta, dict):
+            raise InputError("invalid_type", f"meta must be an object, got {_kind(meta)}", "meta")
+        meta_json = meta_to_json(meta)
+        try:
+            size = len(meta_json.encode("utf-8"))
+        except UnicodeEncodeError:
+            raise InputError(
+                "invalid_value", "meta contains an invalid Unicode character", "meta"
+            ) from None
+        if size > max_meta_bytes:
+            raise InputError(
+                "meta_too_large",
+                f"meta is {size} bytes as JSON; the limit is {max_meta_bytes} "
+                "(MAX_EVENT_META_BYTES)",
+                "meta",
+            )
+        if "\\u0000" in meta_json:
+            raise InputError("invalid_value", "meta must not contain NUL characters", "meta")
+    return ValidEvent(
+        tenant_id=UUID(tenant_text),
+        metric=metric,
+        customer_ref=customer_ref,
+        quantity=quantity,
+        ts=ts,
+        idempotency_key=key,
+        resource_id=resource_id,
+        source=source,
+        meta_json=meta_json,
+    )
