@@ -1,0 +1,263 @@
+"""The `stripemeter` command: database, migrations, API, workers, API keys.
+
+    stripemeter db start|stop|url
+    stripemeter migrate
+    stripemeter api [--host 127.0.0.1] [--port 3000] [--no-workers] [--no-migrate]
+                    [--insecure-bypass-auth-anywhere] [--workers-processes N]
+    stripemeter workers
+    stripemeter api-keys create --tenant UUID [--name NAME]
+
+Expected failures (bad configuration, database unreachable, embedded server broken,
+bad arguments) print one `error: ...` line and exit non-zero; no tracebacks.
+
+`api` applies pending migrations before serving (they are idempotent and serialised
+by an advisory lock, so several API processes starting together is safe); with
+`--no-migrate` it refuses to start while migrations are pending instead.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import os
+import sys
+import warnings
+from collections.abc import Callable, Sequence
+from typing import Any
+from uuid import UUID
+
+import psycopg
+
+from stripemeter.auth import check_bypass_allowed, create_api_key
+from stripemeter.config import ConfigError, Settings, load_settings
+from stripemeter.db import DatabaseUnavailable, connect, database_url, embedded
+from stripemeter.db.embedded import EmbeddedDatabaseError
+from stripemeter.db.migrate import apply_migrations, available_migrations
+
+log = logging.getLogger("stripemeter.cli")
+
+
+class CliError(Exception):
+    """A failure to report as one line with a non-zero exit."""
+
+
+def _port(text: str) -> int:
+    try:
+        port = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a port number: {text!r}") from None
+    if not 1 <= port <= 65535:
+        raise argparse.ArgumentTypeError(f"port must be 1-65535, got {port}")
+    return port
+
+
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def _tenant(text: str) -> UUID:
+    try:
+        return UUID(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a UUID: {text!r}") from None
+
+
+def cmd_db(args: argparse.Namespace, settings: Settings) -> int:
+    """`db start|stop|url`: manage the embedded PostgreSQL (or show DATABASE_URL)."""
+    if settings.DATABASE_URL:
+        if args.action == "url":
+            print(settings.DATABASE_URL)
+            return 0
+        print(f"DATABASE_URL is set: there is no embedded server to {args.action}")
+        return 0
+    if args.action in ("start", "url"):
+        url = embedded.start(settings)
+        print(url if args.action == "url" else f"embedded PostgreSQL running: {url}")
+        return 0
+    stopped = embedded.stop(settings)
+    print("embedded PostgreSQL stopped" if stopped else "embedded PostgreSQL was not running")
+    return 0
+
+
+def cmd_migrate(args: argparse.Namespace, settings: Settings) -> int:
+    """`migrate`: apply pending migrations and say which."""
+    with connect(database_url(settings)) as conn:
+        applied = apply_migrations(conn)
+    print(f"applied: {', '.join(applied)}" if applied else "schema up to date")
+    return 0
+
+
+def pending_migrations(conn: psycopg.Connection) -> list[str]:
+    """Names of shipped migrations the database has not recorded yet."""
+    exists = conn.execute("SELECT to_regclass('schema_migrations') IS NOT NULL").fetchone()
+    done: set[int] = set()
+    if exists and exists[0]:
+        done = {row[0] for row in conn.execute("SELECT version FROM schema_migrations")}
+    return [m.name for m in available_migrations() if m.version not in done]
+
+
+def _workers_module() -> Any:
+    """`stripemeter.workers` (written separately), or None while it does not exist."""
+    try:
+        return importlib.import_module("stripemeter.workers")
+    except ModuleNotFoundError as exc:
+        if exc.name != "stripemeter.workers":
+            raise
+        return None
+
+
+def _start_workers(settings: Settings, url: str) -> Any:
+    workers = _workers_module()
+    if workers is None:
+        log.warning("background workers not available (stripemeter.workers missing); API only")
+        return None
+    return workers.start_in_background(settings, url)
+
+
+def cmd_api(args: argparse.Namespace, settings: Settings) -> int:
+    """`api`: serve the HTTP API (and, unless --no-workers, the background workers)."""
+    import uvicorn
+
+    from stripemeter.api.app import create_app
+
+    check_bypass_allowed(
+        settings.BYPASS_AUTH, args.host, insecure_anywhere=args.insecure_bypass_auth_anywhere
+    )
+    url = database_url(settings)
+    with connect(url) as conn:
+        if args.no_migrate:
+            pending = pending_migrations(conn)
+            if pending:
+                raise CliError(
+                    f"the database schema is not up to date (pending: {', '.join(pending)}); "
+                    "run `stripemeter migrate` first"
+                )
+        else:
+            applied = apply_migrations(conn)
+            if applied:
+                log.info("applied migrations: %s", ", ".join(applied))
+    if settings.BYPASS_AUTH:
+        log.warning("BYPASS_AUTH is on: no API key is needed (listening on %s)", args.host)
+    background = None if args.no_workers else _start_workers(settings, url)
+    try:
+        if args.workers_processes and args.workers_processes > 1:
+            os.environ["DATABASE_URL"] = url  # each server process reads its settings anew
+            uvicorn.run(
+                "stripemeter.api.app:create_app_from_env",
+                factory=True,
+                host=args.host,
+                port=args.port,
+                workers=args.workers_processes,
+                log_level="warning",
+            )
+        else:
+            uvicorn.run(
+                create_app(settings, db_url=url),
+                host=args.host,
+                port=args.port,
+                log_level="warning",
+            )
+    finally:
+        if background is not None:
+            background.stop()
+    return 0
+
+
+def cmd_workers(args: argparse.Namespace, settings: Settings) -> int:
+    """`workers`: run the writer and reconciler loops in the foreground."""
+    workers = _workers_module()
+    if workers is None:
+        raise CliError("the background workers are not available (stripemeter.workers is missing)")
+    workers.run_forever(settings)
+    return 0
+
+
+def cmd_api_keys(args: argparse.Namespace, settings: Settings) -> int:
+    """`api-keys create`: make a key for a tenant; print the secret once (stdout)."""
+    with connect(database_url(settings)) as conn:
+        pending = pending_migrations(conn)
+        if pending:
+            raise CliError("the database schema is not up to date; run `stripemeter migrate`")
+        created = create_api_key(conn, args.tenant, args.name)
+    print(
+        f"created API key {created.id} for tenant {created.tenant_id}; "
+        "the secret below is shown only once",
+        file=sys.stderr,
+    )
+    print(created.secret)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of every subcommand."""
+    parser = argparse.ArgumentParser(prog="stripemeter", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    db = sub.add_parser("db", help="manage the embedded PostgreSQL")
+    db.add_argument("action", choices=("start", "stop", "url"))
+    db.set_defaults(handler=cmd_db)
+
+    migrate = sub.add_parser("migrate", help="apply database migrations")
+    migrate.set_defaults(handler=cmd_migrate)
+
+    api = sub.add_parser("api", help="serve the HTTP API")
+    api.add_argument("--host", default="127.0.0.1", help="address to listen on")
+    api.add_argument("--port", type=_port, default=3000, help="TCP port (default 3000)")
+    api.add_argument("--no-workers", action="store_true", help="do not run background workers")
+    api.add_argument(
+        "--no-migrate", action="store_true", help="refuse to start if migrations are pending"
+    )
+    api.add_argument(
+        "--insecure-bypass-auth-anywhere",
+        action="store_true",
+        help="allow BYPASS_AUTH=1 on a non-loopback address",
+    )
+    api.add_argument(
+        "--workers-processes", type=_positive, default=1, help="uvicorn server processes"
+    )
+    api.set_defaults(handler=cmd_api)
+
+    workers = sub.add_parser("workers", help="run the writer and reconciler loops")
+    workers.set_defaults(handler=cmd_workers)
+
+    keys = sub.add_parser("api-keys", help="manage API keys")
+    keys_sub = keys.add_subparsers(dest="keys_command", required=True, metavar="ACTION")
+    create = keys_sub.add_parser("create", help="create a key for a tenant")
+    create.add_argument("--tenant", type=_tenant, required=True, help="tenant UUID")
+    create.add_argument("--name", default=None, help="label for the key")
+    create.set_defaults(handler=cmd_api_keys)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the `stripemeter` console script; returns the exit status."""
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    logging.getLogger("stripemeter").setLevel(logging.INFO)
+    warnings.filterwarnings("ignore", message=".*XDG_RUNTIME_DIR.*")
+    args = build_parser().parse_args(argv)
+    handler: Callable[[argparse.Namespace, Settings], int] = args.handler
+    try:
+        settings = load_settings()
+        return handler(args, settings)
+    except (
+        CliError,
+        ConfigError,
+        DatabaseUnavailable,
+        EmbeddedDatabaseError,
+        psycopg.OperationalError,
+    ) as exc:
+        print(f"error: {exc}".splitlines()[0], file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
