@@ -1,0 +1,13 @@
+"""The Test Clocks parity demo, one module per step: `python -m steps.<name>`.
+
+    setup          the Stripe side on a Test Clock + the price mapping   (seed: run.sh)
+    send_usage     normal, duplicate and late usage through the API      (seed: send-usage.sh)
+    advance_clock  drain the writer, advance past the period end         (seed: advance-clock.sh)
+    validate       reconcile and check the finalized invoice             (seed: validate.sh)
+    cleanup        delete the Test Clock and the price mapping           (seed: cleanup.sh)
+
+Steps are configured only by the environment (`API_HOST`, `DATABASE_URL`,
+`STRIPE_SECRET_KEY`, `STRIPE_API_BASE`, `RECONCILIATION_EPSILON`, `DEMO_STATE_DIR`), so
+they run the same on the host and in a container, and they share their state through
+files in `DEMO_STATE_DIR`. Every failure ends in one line on stderr and a non-zero exit.
+"""

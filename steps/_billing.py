@@ -1,0 +1,151 @@
+"""Reads the steps share, on both sides of the parity: Stripe's and the ledger's.
+
+Stripe facts relied on (stripe-api-facts.md): clocks advance asynchronously and are
+polled until `ready` (§2.3); meter event summaries take minute-aligned
+`[start_time, end_time)` windows (§3.3); periods live on subscription items (§5.1).
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Any
+
+import stripe
+
+from steps._env import METRIC, StepError
+from steps._http import ApiClient
+from steps._state import DemoState
+from steps._wait import wait_until
+
+
+def iso(ts: int) -> str:
+    """Unix seconds as the ISO-8601 UTC string the stripemeter API takes."""
+    return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def fmt(value: Decimal) -> str:
+    """A decimal for people: `425`, not `425.000000`."""
+    if value == value.to_integral_value():
+        return str(int(value))
+    return format(value.normalize(), "f")
+
+
+def as_decimal(value: Any, what: str) -> Decimal:
+    """A number from JSON (string or number) as an exact Decimal."""
+    try:
+        return Decimal(str(value))
+    except Exception:
+        raise StepError(f"{what} is not a number: {value!r}") from None
+
+
+def is_missing(exc: stripe.StripeError) -> bool:
+    """True for Stripe's 404 `resource_missing` (the object does not exist)."""
+    return exc.http_status == 404 or exc.code == "resource_missing"
+
+
+def retrieve_clock(client: stripe.StripeClient, clock_id: str) -> Any | None:
+    """The Test Clock, or None when Stripe no longer has it."""
+    try:
+        return client.v1.test_helpers.test_clocks.retrieve(clock_id)
+    except stripe.InvalidRequestError as exc:
+        if is_missing(exc):
+            return None
+        raise
+
+
+def wait_clock_ready(client: stripe.StripeClient, clock_id: str, timeout_s: float) -> Any:
+    """Poll the clock until `ready`; `internal_failure` or a vanished clock is an error."""
+    latest: dict[str, Any] = {}
+
+    def probe() -> tuple[bool, str]:
+        clock = retrieve_clock(client, clock_id)
+        if clock is None:
+            raise StepError(f"test clock {clock_id} disappeared while advancing")
+        if clock.status == "internal_failure":
+            raise StepError(
+                f"test clock {clock_id} failed to advance (internal_failure); "
+                "run `invoke setup --fresh`"
+            )
+        latest["clock"] = clock
+        return clock.status == "ready", f"status {clock.status}"
+
+    wait_until(f"test clock {clock_id} to be ready", probe, timeout_s=timeout_s)
+    return latest["clock"]
+
+
+def meter_total(
+    client: stripe.StripeClient, meter_id: str, customer: str, start: int, end: int
+) -> Decimal:
+    """Stripe's aggregate for the customer over minute-aligned `[start, end)`."""
+    summaries = client.v1.billing.meters.event_summaries.list(
+        meter_id,
+        {"customer": customer, "start_time": start // 60 * 60, "end_time": -(-end // 60) * 60},
+    )
+    total = Decimal(0)
+    for summary in summaries.auto_paging_iter():
+        total += as_decimal(summary.aggregated_value, "meter summary aggregated_value")
+    return total
+
+
+def local_total(api: ApiClient, state: DemoState, start: int, end: int) -> Decimal:
+    """The ledger's total for the demo's customer over `[start, end)` (`GET /v1/usage`)."""
+    body = api.get(
+        "/v1/usage",
+        {
+            "tenantId": state.tenantId,
+            "metric": METRIC,
+            "customerRef": state.customerId,
+            "from": iso(start),
+            "to": iso(end),
+        },
+    )
+    if not isinstance(body, dict) or "total" not in body:
+        raise StepError(f"GET /v1/usage answered without a total: {body!r}")
+    return as_decimal(body["total"], "usage total")
+
+
+def wait_writer_synced(
+    api: ApiClient,
+    client: stripe.StripeClient,
+    state: DemoState,
+    *,
+    at_least: Decimal | None,
+    timeout_s: float,
+) -> Decimal:
+    """Wait until the writer has nothing pending and Stripe's meter shows the ledger total.
+
+    The window runs from the item's period start to just past F (the clock time usage
+    is dated against). `at_least`, when given, is a floor for the local total, so a
+    wait cannot end before the ledger counted what was just sent. Returns the total.
+    """
+    start, end = state.periodStart, state.frozenTime + 60
+    seen_total: dict[str, Decimal] = {}
+
+    def probe() -> tuple[bool, str]:
+        status = api.get("/v1/writer/status", {"tenantId": state.tenantId})
+        pending = int(status.get("pendingBuckets", -1)) if isinstance(status, dict) else -1
+        local = local_total(api, state, start, end)
+        remote = meter_total(client, state.meterId, state.customerId, start, end)
+        seen = f"pending buckets {pending}, ledger {fmt(local)}, Stripe meter {fmt(remote)}"
+        error = status.get("lastError") if isinstance(status, dict) else None
+        if error:
+            seen += f", writer error: {error}"
+        seen_total["local"] = local
+        done = pending == 0 and local == remote and (at_least is None or local >= at_least)
+        return done, seen
+
+    wait_until(
+        "the writer to push the ledger to Stripe",
+        probe,
+        timeout_s=timeout_s,
+        hint="is `stripemeter workers` (or the API with workers) running?",
+    )
+    return seen_total["local"]
+
+
+def to_plain(obj: Any) -> Any:
+    """A Stripe object as plain JSON data (the SDK's Decimals become strings)."""
+    data = obj.to_dict() if isinstance(obj, stripe.StripeObject) else obj
+    return json.loads(json.dumps(data, default=str))

@@ -1,0 +1,151 @@
+"""What every step shares: its environment, its Stripe client and its one error handler.
+
+Exceptions a step may end with:
+
+    StepError            a prerequisite is missing or a check failed (message + exit code)
+    ConfigError          a variable has an unusable value (stripemeter.config)
+    StripeConfigError    live key or non-test key refused before any call (stripemeter.stripe)
+    stripe.StripeError   Stripe (or the emulator) refused a call or could not be reached
+    DatabaseUnavailable  PostgreSQL could not be reached (stripemeter.db)
+
+`main` turns each of them into one line on stderr and a non-zero exit: a user of the
+demo never sees a traceback (set `STEPS_TRACEBACK=1` to see one while debugging).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import traceback
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import psycopg
+import stripe
+
+from stripemeter.config import ConfigError, Settings, load_settings
+from stripemeter.db import DatabaseUnavailable
+from stripemeter.stripe import StripeConfigError, make_client, resolve_stripe_target
+
+REAL_STRIPE_BASE = "https://api.stripe.com"
+METRIC = "api_calls"
+
+EXIT_OK = 0
+EXIT_ERROR = 1
+EXIT_DRIFT = 2
+
+
+class StepError(Exception):
+    """A step cannot go on; `str(self)` is the one-line reason, `code` the exit code."""
+
+    def __init__(self, message: str, code: int = EXIT_ERROR) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+@dataclass(frozen=True)
+class StepEnv:
+    """A step's view of its environment, read once at start."""
+
+    settings: Settings
+    state_dir: Path
+    api_base: str
+
+    @property
+    def wait_timeout_s(self) -> float:
+        """Upper bound of every single wait (`DEMO_WAIT_TIMEOUT_S`, default 120 s)."""
+        raw = os.environ.get("DEMO_WAIT_TIMEOUT_S", "120")
+        try:
+            value = float(raw)
+        except ValueError:
+            raise StepError(
+                f"DEMO_WAIT_TIMEOUT_S must be a number of seconds (got {raw!r})"
+            ) from None
+        if value <= 0:
+            raise StepError(f"DEMO_WAIT_TIMEOUT_S must be positive (got {raw!r})")
+        return value
+
+    def stripe_target(self, recorded_base: str | None = None) -> tuple[str, str]:
+        """(key, base URL) of the Stripe this step talks to; refuses live keys first.
+
+        `STRIPE_API_BASE` wins; with no key and no base, the base recorded in the demo
+        state (the emulator `setup` used) is preferred over the default emulator address.
+        """
+        settings = self.settings
+        base = settings.STRIPE_API_BASE
+        if not settings.STRIPE_SECRET_KEY and not base and recorded_base:
+            base = None if recorded_base == REAL_STRIPE_BASE else recorded_base
+        key, resolved = resolve_stripe_target(settings.STRIPE_SECRET_KEY, base)
+        return key, resolved or REAL_STRIPE_BASE
+
+    def stripe_client(self, recorded_base: str | None = None) -> tuple[stripe.StripeClient, str]:
+        """A StripeClient from the project's Stripe seam, and the base URL it targets."""
+        key, base = self.stripe_target(recorded_base)
+        api_base = None if base == REAL_STRIPE_BASE else base
+        return make_client(key, api_base), base
+
+
+def load_env() -> StepEnv:
+    """Read the settings a step needs; a bad variable raises `ConfigError` naming it."""
+    settings = load_settings()
+    return StepEnv(
+        settings=settings,
+        state_dir=Path(settings.DEMO_STATE_DIR).resolve(),
+        api_base=settings.api_base_url.rstrip("/"),
+    )
+
+
+def parser(prog: str, description: str) -> argparse.ArgumentParser:
+    """An argument parser whose usage errors exit 1 with one line, like everything else."""
+
+    class _OneLineParser(argparse.ArgumentParser):
+        def error(self, message: str) -> None:  # type: ignore[override]
+            raise StepError(f"{self.prog}: {message}")
+
+    return _OneLineParser(prog=prog, description=description)
+
+
+def _describe_stripe_error(exc: stripe.StripeError) -> str:
+    if isinstance(exc, stripe.AuthenticationError):
+        return f"Stripe refused the API key (401): {exc.user_message or exc}"
+    if isinstance(exc, stripe.APIConnectionError):
+        return f"cannot reach Stripe: {exc.user_message or exc} (is the emulator up? invoke up)"
+    status = f" ({exc.http_status})" if exc.http_status else ""
+    code = f" [{exc.code}]" if exc.code else ""
+    return f"Stripe error{status}{code}: {exc.user_message or exc}"
+
+
+def _one_line(text: str) -> str:
+    return " ".join(str(text).split())
+
+
+def main(
+    name: str, step: Callable[[Sequence[str]], int], argv: Sequence[str] | None = None
+) -> None:
+    """Run a step and exit with its code; every expected failure becomes one stderr line."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    try:
+        code = step(args)
+    except StepError as exc:
+        _fail(name, str(exc), exc.code)
+    except (ConfigError, StripeConfigError) as exc:
+        _fail(name, f"refused: {exc}", EXIT_ERROR)
+    except stripe.StripeError as exc:
+        _fail(name, _describe_stripe_error(exc), EXIT_ERROR)
+    except (DatabaseUnavailable, psycopg.Error) as exc:
+        _fail(name, f"database error: {exc}", EXIT_ERROR)
+    except KeyboardInterrupt:
+        _fail(name, "interrupted", 130)
+    except Exception as exc:  # the last line of defence: still one line, no traceback
+        _fail(name, f"unexpected error: {type(exc).__name__}: {exc}", EXIT_ERROR)
+    sys.exit(code)
+
+
+def _fail(name: str, message: str, code: int) -> None:
+    if os.environ.get("STEPS_TRACEBACK") == "1":
+        traceback.print_exc()
+    sys.stdout.flush()
+    print(f"{name}: error: {_one_line(message)}", file=sys.stderr, flush=True)
+    sys.exit(code)

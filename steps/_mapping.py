@@ -1,0 +1,52 @@
+"""The demo's `price_mappings` row: the seed's upsert, verbatim, and its removal."""
+
+from __future__ import annotations
+
+import psycopg
+
+from steps._env import StepError
+from steps._state import DemoState
+from stripemeter.config import Settings
+from stripemeter.db import connect, database_url
+
+# The seed's statement (run.sh), with bound parameters where it interpolated shell
+# variables ('$TENANT_ID', '$PRICE_ID', '$SUB_ITEM_ID').
+UPSERT_MAPPING = """
+INSERT INTO price_mappings (tenant_id, metric, aggregation, stripe_account, price_id, subscription_item_id, currency, active)
+VALUES (%(tenant_id)s,'api_calls','sum','default',%(price_id)s,%(sub_item_id)s,'USD', true)
+ON CONFLICT ON CONSTRAINT unique_active_mapping
+DO UPDATE SET price_id=EXCLUDED.price_id,
+              subscription_item_id=EXCLUDED.subscription_item_id,
+              currency=EXCLUDED.currency,
+              aggregation=EXCLUDED.aggregation,
+              stripe_account=EXCLUDED.stripe_account,
+              active=true;
+"""  # noqa: E501
+
+NOT_MIGRATED = "the database has no price_mappings table; run `invoke migrate` first"
+
+DELETE_MAPPINGS = "DELETE FROM price_mappings WHERE tenant_id = %(tenant_id)s"
+
+
+def upsert_mapping(settings: Settings, state: DemoState) -> None:
+    """Map the tenant's `api_calls` to the demo's price and subscription item."""
+    params = {
+        "tenant_id": state.tenantId,
+        "price_id": state.priceId,
+        "sub_item_id": state.subscriptionItemId,
+    }
+    try:
+        with connect(database_url(settings)) as conn:
+            conn.execute(UPSERT_MAPPING, params)
+    except psycopg.errors.UndefinedTable:
+        raise StepError(NOT_MIGRATED) from None
+
+
+def delete_mappings(settings: Settings, tenant_id: str) -> int:
+    """Remove the tenant's price mappings; return how many rows went."""
+    try:
+        with connect(database_url(settings)) as conn:
+            cursor = conn.execute(DELETE_MAPPINGS, {"tenant_id": tenant_id})
+            return cursor.rowcount
+    except psycopg.errors.UndefinedTable:
+        raise StepError(NOT_MIGRATED) from None
