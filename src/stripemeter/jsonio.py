@@ -9,6 +9,7 @@ float back.
 
 from __future__ import annotations
 
+import decimal
 import json
 import math
 from datetime import UTC, datetime
@@ -18,6 +19,10 @@ from uuid import UUID
 
 import orjson
 from starlette.responses import Response
+
+
+# Wide enough that no quantity (numeric(38, 6)) or bucket total is ever rounded.
+EXACT = decimal.Context(prec=200, Emax=decimal.MAX_EMAX, Emin=decimal.MIN_EMIN)
 
 
 class JsonBodyError(ValueError):
@@ -57,8 +62,7 @@ def format_decimal(value: Decimal) -> str:
     """A Decimal as a plain string without exponent or trailing zeros ("425", "0.5")."""
     if value == 0:
         return "0"
-    text = format(value.normalize(), "f")
-    return text
+    return format(value.normalize(EXACT), "f")
 
 
 def dumps(content: Any) -> bytes:

@@ -14,7 +14,7 @@ from decimal import Decimal
 from typing import Any
 from uuid import UUID
 
-from stripemeter.jsonio import meta_to_json
+from stripemeter.jsonio import EXACT, meta_to_json
 
 UUID_TEXT = re.compile(
     r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$"
@@ -152,14 +152,14 @@ def _quantity(event: dict[str, Any]) -> Decimal:
         raise InputError("invalid_value", f"quantity must be >= 0, got {raw}", "quantity")
     if value >= MAX_QUANTITY:
         raise InputError("invalid_value", "quantity must be less than 1e32", "quantity")
-    exponent = value.normalize().as_tuple().exponent
+    exponent = value.normalize(EXACT).as_tuple().exponent
     if isinstance(exponent, int) and exponent < -MAX_DECIMALS:
         raise InputError(
             "invalid_value",
             f"quantity must have at most {MAX_DECIMALS} decimal places, got {raw}",
             "quantity",
         )
-    return abs(value) if value == 0 else value  # -0 is stored as 0
+    return Decimal(0) if value == 0 else value  # -0 is stored as 0
 
 
 def _timestamp(event: dict[str, Any], now: datetime, max_skew_s: int) -> datetime:

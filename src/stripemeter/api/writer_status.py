@@ -1,0 +1,62 @@
+"""`GET /v1/writer/status`: how much usage Stripe does not hold yet, and why.
+
+The answer comes from Postgres (buckets vs `write_log`, `worker_state`), so it is the
+same whichever process runs the writer. The demo polls it until `pendingBuckets` is 0.
+`install(app)` adds the writer's readiness check and the scrape-time gauges.
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import Annotated, Any
+from uuid import UUID
+
+from fastapi import APIRouter, FastAPI, Query
+
+from stripemeter import worker_state
+from stripemeter.api.deps import CurrentPrincipal, Pool
+from stripemeter.jsonio import JsonResponse, format_decimal, iso
+from stripemeter.writer_metrics import PENDING_SQL, use_pool_for_metrics, writer_health
+
+router = APIRouter(tags=["writer"])
+
+
+def pending(conn: Any, tenant_id: UUID) -> tuple[int, Decimal]:
+    """(buckets Stripe does not hold yet, their units) for one tenant."""
+    row = conn.execute(PENDING_SQL, {"t": tenant_id}).fetchone()
+    if row is None:
+        return 0, Decimal(0)
+    return int(row[1]), Decimal(row[2])
+
+
+@router.get("/v1/writer/status", response_class=JsonResponse)
+def writer_status(
+    principal: CurrentPrincipal,
+    pool: Pool,
+    tenant_id: Annotated[UUID | None, Query(alias="tenantId")] = None,
+) -> JsonResponse:
+    """`{"pendingBuckets", "pendingUnits", "lastPushAt", "lastError"}` for the tenant."""
+    tenant = principal.tenant_or(tenant_id)
+    with pool.connection() as conn:
+        buckets, units = pending(conn, tenant)
+        state = worker_state.read_state(conn, "writer", tenant)
+    return JsonResponse(
+        {
+            "tenantId": str(tenant),
+            "pendingBuckets": buckets,
+            "pendingUnits": format_decimal(units),
+            "lastPushAt": iso(state.last_push_at) if state and state.last_push_at else None,
+            "lastError": state.last_error if state else None,
+            "consecutiveFailures": state.consecutive_failures if state else 0,
+        }
+    )
+
+
+def install(app: FastAPI) -> None:
+    """Add the writer's readiness check and point the metrics gauges at the app's pool."""
+
+    def stripe_writer() -> tuple[str, str, str]:
+        return writer_health(app.state.pool)
+
+    app.state.extra_health_checks.append(stripe_writer)
+    use_pool_for_metrics(lambda: getattr(app.state, "pool", None))

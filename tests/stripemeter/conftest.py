@@ -1,0 +1,91 @@
+"""Fixtures for the service's tests: a real API over real HTTP on a real PostgreSQL."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import psycopg
+import pytest
+import requests
+
+from stripemeter.api.app import create_app
+from stripemeter.auth import create_api_key
+from stripemeter.config import load_settings
+from tests.support.databases import fresh_database
+from tests.support.servers import serve_asgi
+
+
+@dataclass
+class Api:
+    """A running API: its base URL, a session carrying a key for `tenant`, its database."""
+
+    base: str
+    tenant: str
+    session: requests.Session
+    db_url: str
+
+    def url(self, path: str) -> str:
+        return self.base + path
+
+    def post(self, path: str, **kwargs: Any) -> requests.Response:
+        return self.session.post(self.base + path, timeout=30, **kwargs)
+
+    def get(self, path: str, **kwargs: Any) -> requests.Response:
+        return self.session.get(self.base + path, timeout=30, **kwargs)
+
+    def delete(self, path: str, **kwargs: Any) -> requests.Response:
+        return self.session.delete(self.base + path, timeout=30, **kwargs)
+
+    def scalar(self, sql: str, *params: Any) -> Any:
+        with psycopg.connect(self.db_url) as conn:
+            row = conn.execute(sql, params).fetchone()
+        return None if row is None else row[0]
+
+
+def start_api(db_url: str, *, bypass: bool = False, **settings: Any) -> Iterator[Api]:
+    """Serve the API on a free port with auth on (a key for a fresh tenant) or bypassed."""
+    tenant = str(uuid.uuid4())
+    session = requests.Session()
+    if not bypass:
+        with psycopg.connect(db_url) as conn:
+            key = create_api_key(conn, uuid.UUID(tenant), "tests")
+        session.headers["Authorization"] = f"Bearer {key.secret}"
+    app = create_app(load_settings(BYPASS_AUTH=bypass, **settings), db_url=db_url)
+    with serve_asgi(app) as base:
+        yield Api(base=base, tenant=tenant, session=session, db_url=db_url)
+    session.close()
+
+
+@pytest.fixture
+def api(db_url: str) -> Iterator[Api]:
+    """The API with authentication on; `api.session` carries a key for `api.tenant`."""
+    yield from start_api(db_url)
+
+
+@pytest.fixture
+def open_api(db_url: str) -> Iterator[Api]:
+    """The API under BYPASS_AUTH (no key needed, any tenant)."""
+    yield from start_api(db_url, bypass=True)
+
+
+@pytest.fixture(scope="module")
+def module_api(pg_server_url: str) -> Iterator[Api]:
+    """One authenticated API and database shared by a module's many small tests."""
+    with fresh_database(pg_server_url) as url:
+        yield from start_api(url)
+
+
+def event(tenant: str, **overrides: Any) -> dict[str, Any]:
+    """A valid event for `tenant`; keyword arguments replace or add fields."""
+    body: dict[str, Any] = {
+        "tenantId": tenant,
+        "metric": "api_calls",
+        "customerRef": "cus_1",
+        "quantity": 1,
+        "ts": "2026-11-20T10:15:00Z",
+    }
+    body.update(overrides)
+    return body
