@@ -1,0 +1,397 @@
+"""The billing engine: period rollovers, renewal invoices, finalization and payment.
+
+It runs lazily: before every request, `tick` completes clock advances whose real-time
+delay has passed (replaying everything due up to the target frozen_time) and brings
+subscriptions of customers without a clock up to the wall clock. All times inside the
+engine are the customer's time (clock time under a test clock).
+
+Rules (facts §2.7, §3.7, §5.5, §6.2): at each period end items roll over and a
+`subscription_cycle` draft bills each metered item its meter's aggregate over
+`[period start, period end)`; one hour (of customer time) later it is finalized (usage
+refreshed, as during Stripe's grace period), then charged to the default payment method
+(`paid`), or stays `open` with the subscription `past_due`.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from stripe_emulator import meter_events
+from stripe_emulator.errors import StripeError
+from stripe_emulator.lists import list_object
+from stripe_emulator.pricing import amount_for
+from stripe_emulator.store import Obj, Store, random_token
+from stripe_emulator.timeutil import add_interval
+
+FINALIZE_DELAY_S = 3600  # facts §2.7: auto-advanced drafts finalize ~1 h after creation
+
+
+def period_bounds(sub: Obj, index: int) -> tuple[int, int]:
+    """Start and end of the subscription's `index`-th period, from its anchor."""
+    anchor, interval, count = sub["_anchor"], sub["_interval"], sub["_count"]
+    return add_interval(anchor, interval, index * count), add_interval(
+        anchor, interval, (index + 1) * count
+    )
+
+
+def _usage(store: Store, price: Obj, cus_id: str, start: int, end: int) -> int:
+    meter = store.by_type["meters"].get(price["recurring"]["meter"])
+    if meter is None:
+        return 0
+    return max(meter_events.aggregate(store, meter, cus_id, start, end), 0)
+
+
+def make_line(
+    store: Store, sub: Obj, item: Obj, inv_id: str, quantity: int, period: tuple[int, int]
+) -> Obj:
+    """An invoice line for one subscription item (basil+ shape, facts §6.3)."""
+    price = item["price"]
+    amount = amount_for(price, quantity)
+    product = store.by_type["products"].get(price["product"])
+    name = product["name"] if product else price["product"]
+    return {
+        "id": f"il_{random_token(24)}",
+        "object": "line_item",
+        "amount": amount,
+        "currency": price["currency"],
+        "description": f"{quantity} \u00d7 {name}",
+        "discount_amounts": [],
+        "discountable": True,
+        "discounts": [],
+        "invoice": inv_id,
+        "livemode": False,
+        "metadata": {},
+        "parent": {
+            "invoice_item_details": None,
+            "subscription_item_details": {
+                "invoice_item": None,
+                "proration": False,
+                "proration_details": {"credited_items": None},
+                "subscription": sub["id"],
+                "subscription_item": item["id"],
+            },
+            "type": "subscription_item_details",
+        },
+        "period": {"end": period[1], "start": period[0]},
+        "pretax_credit_amounts": [],
+        "pricing": {
+            "price_details": {"price": price["id"], "product": price["product"]},
+            "type": "price_details",
+            "unit_amount_decimal": price.get("unit_amount_decimal"),
+        },
+        "quantity": quantity,
+        "quantity_decimal": str(quantity),
+        "subscription": sub["id"],
+        "subtotal": amount,
+        "taxes": [],
+        "_item": item["id"],
+    }
+
+
+def is_metered(item: Obj) -> bool:
+    """Whether the item bills its meter's usage in arrears."""
+    rec = item["price"]["recurring"]
+    return bool(rec and rec["usage_type"] == "metered")
+
+
+def build_lines(
+    store: Store,
+    sub: Obj,
+    inv_id: str,
+    closed: tuple[int, int] | None,
+    opened: tuple[int, int] | None,
+) -> list[Obj]:
+    """Metered items bill the closed period's usage; licensed items bill the opened period."""
+    lines = []
+    for item in sub["items"]["data"]:
+        if is_metered(item):
+            if closed is not None:
+                qty = _usage(store, item["price"], sub["customer"], *closed)
+                lines.append(make_line(store, sub, item, inv_id, qty, closed))
+            elif opened is not None:
+                lines.append(make_line(store, sub, item, inv_id, 0, opened))
+        elif opened is not None:
+            lines.append(make_line(store, sub, item, inv_id, item["quantity"] or 1, opened))
+    return lines
+
+
+def new_invoice(
+    store: Store, sub: Obj, reason: str, at: int, period: tuple[int, int], inv_id: str | None = None
+) -> Obj:
+    """A draft invoice shell for `sub` (lines added by the caller, then `set_totals`)."""
+    cus = store.by_type["customers"][sub["customer"]]
+    inv_id = inv_id or store.new_id("in")
+    return {
+        "id": inv_id,
+        "object": "invoice",
+        "account_country": "US",
+        "account_name": "Stripe Emulator",
+        "amount_due": 0,
+        "amount_overpaid": 0,
+        "amount_paid": 0,
+        "amount_remaining": 0,
+        "amount_shipping": 0,
+        "attempt_count": 0,
+        "attempted": False,
+        "auto_advance": True,  # [inferred] facts §6.2: subscription invoices auto-advance
+        "automatic_tax": {"enabled": False, "liability": None, "status": None},
+        "automatically_finalizes_at": None,
+        "billing_reason": reason,
+        "collection_method": sub["collection_method"],
+        "created": at,
+        "currency": sub["currency"],
+        "customer": cus["id"],
+        "customer_email": cus.get("email"),
+        "customer_name": cus.get("name"),
+        "default_payment_method": None,
+        "description": None,
+        "discounts": [],
+        "due_date": None,
+        "effective_at": None,
+        "ending_balance": None,
+        "hosted_invoice_url": None,
+        "invoice_pdf": None,
+        "issuer": {"type": "self"},
+        "last_finalization_error": None,
+        "lines": {
+            "object": "list",
+            "data": [],
+            "has_more": False,
+            "total_count": 0,
+            "url": f"/v1/invoices/{inv_id}/lines",
+        },
+        "livemode": False,
+        "metadata": {},
+        "next_payment_attempt": None,
+        "number": None,
+        "parent": {
+            "quote_details": None,
+            "subscription_details": {"metadata": dict(sub["metadata"]), "subscription": sub["id"]},
+            "type": "subscription_details",
+        },
+        "period_end": period[1],
+        "period_start": period[0],
+        "post_payment_credit_notes_amount": 0,
+        "pre_payment_credit_notes_amount": 0,
+        "receipt_number": None,
+        "starting_balance": 0,
+        "status": "draft",
+        "status_transitions": {
+            "finalized_at": None,
+            "marked_uncollectible_at": None,
+            "paid_at": None,
+            "voided_at": None,
+        },
+        "subtotal": 0,
+        "subtotal_excluding_tax": 0,
+        "test_clock": cus.get("test_clock"),
+        "total": 0,
+        "total_discount_amounts": [],
+        "total_excluding_tax": 0,
+        "total_taxes": [],
+        "webhooks_delivered_at": at,
+        "_subscription": sub["id"],
+    }
+
+
+def set_lines(inv: Obj, lines: list[Obj]) -> None:
+    """Attach lines and recompute every total from them."""
+    inv["lines"]["data"] = lines
+    inv["lines"]["total_count"] = len(lines)
+    total = sum(line["amount"] for line in lines)
+    for key in ("subtotal", "subtotal_excluding_tax", "total", "total_excluding_tax"):
+        inv[key] = total
+    inv["amount_due"] = total
+    inv["amount_remaining"] = total - inv["amount_paid"]
+
+
+def finalize(store: Store, inv: Obj, at: int) -> None:
+    """draft -> open: number, finalized_at; nothing left to collect means paid at once."""
+    cus = store.by_type["customers"].get(inv["customer"])
+    if cus is not None:
+        inv["number"] = f"{cus['invoice_prefix']}-{cus['next_invoice_sequence']:04d}"
+        cus["next_invoice_sequence"] += 1
+    inv["status"] = "open"
+    inv["automatically_finalizes_at"] = None
+    inv["effective_at"] = at
+    inv["ending_balance"] = 0
+    inv["status_transitions"]["finalized_at"] = at
+    if inv["collection_method"] == "send_invoice":
+        sub = store.by_type["subscriptions"].get(inv.get("_subscription", ""))
+        days = (sub or {}).get("days_until_due") or 30
+        inv["due_date"] = at + days * 86400
+    if inv["amount_due"] == 0:
+        mark_paid(inv, at)
+
+
+def mark_paid(inv: Obj, at: int) -> None:
+    """open -> paid for the full amount due."""
+    inv["status"] = "paid"
+    inv["amount_paid"] = inv["amount_due"]
+    inv["amount_remaining"] = 0
+    inv["status_transitions"]["paid_at"] = at
+    inv["next_payment_attempt"] = None
+
+
+def payment_method_for(store: Store, inv: Obj) -> Obj | None:
+    """Invoice default PM, else the subscription's, else the customer's (facts §2.7)."""
+    candidates = [inv.get("default_payment_method")]
+    sub = store.by_type["subscriptions"].get(inv.get("_subscription", ""))
+    if sub is not None:
+        candidates.append(sub.get("default_payment_method"))
+    cus = store.by_type["customers"].get(inv["customer"])
+    if cus is not None:
+        candidates.append(cus["invoice_settings"]["default_payment_method"])
+    for pm_id in candidates:
+        if pm_id:
+            pm = store.by_type["payment_methods"].get(pm_id)
+            if pm is not None:
+                return pm
+    return None
+
+
+def charge(store: Store, inv: Obj, at: int, pm: Obj | None = None) -> StripeError | None:
+    """Try to collect an open invoice; None on success, else the decline to report."""
+    if inv["amount_due"] == 0:
+        mark_paid(inv, at)
+        return None
+    pm = pm or payment_method_for(store, inv)
+    inv["attempted"] = True
+    inv["attempt_count"] += 1
+    sub = store.by_type["subscriptions"].get(inv.get("_subscription", ""))
+    if pm is None or pm.get("_fails"):
+        if (
+            sub is not None
+            and sub["status"] == "active"
+            and inv["billing_reason"] != "subscription_create"
+        ):
+            sub["status"] = "past_due"
+        if pm is None:
+            return StripeError(
+                400,
+                "This customer has no attached payment source or default payment method.",
+                code="resource_missing",
+                param="payment_method",
+            )
+        return StripeError(
+            402,
+            "Your card was declined.",
+            type_="card_error",
+            code="card_declined",
+            extra={"decline_code": "generic_decline", "payment_method": {"id": pm["id"]}},
+        )
+    mark_paid(inv, at)
+    if sub is not None and sub["status"] in ("past_due", "incomplete"):
+        open_left = any(
+            v["status"] == "open" and v.get("_subscription") == sub["id"]
+            for v in store.all("invoices")
+        )
+        if not open_left:
+            sub["status"] = "active"
+    return None
+
+
+def _refresh_usage(store: Store, sub: Obj, inv: Obj) -> None:
+    """Recount metered lines at finalization (late usage within the grace hour counts)."""
+    items = {item["id"]: item for item in sub["items"]["data"]}
+    lines = []
+    for line in inv["lines"]["data"]:
+        item = items.get(line["_item"])
+        if item is not None and is_metered(item):
+            period = (line["period"]["start"], line["period"]["end"])
+            qty = _usage(store, item["price"], sub["customer"], *period)
+            line = make_line(store, sub, item, inv["id"], qty, period) | {"id": line["id"]}
+        lines.append(line)
+    set_lines(inv, lines)
+
+
+def _auto_finalize(store: Store, sub: Obj, inv: Obj, at: int) -> None:
+    if inv["status"] != "draft":
+        return
+    _refresh_usage(store, sub, inv)
+    finalize(store, inv, at)
+    if inv["status"] == "open" and inv["collection_method"] == "charge_automatically":
+        charge(store, inv, at)
+
+
+def _roll_period(store: Store, sub: Obj, at: int) -> None:
+    closed = period_bounds(sub, sub["_k"])
+    sub["_k"] += 1
+    opened = period_bounds(sub, sub["_k"])
+    for item in sub["items"]["data"]:
+        item["current_period_start"], item["current_period_end"] = opened
+    inv = new_invoice(store, sub, "subscription_cycle", at, closed)
+    set_lines(inv, build_lines(store, sub, inv["id"], closed, opened))
+    inv["automatically_finalizes_at"] = at + FINALIZE_DELAY_S
+    store.insert("invoices", inv)
+    sub["latest_invoice"] = inv["id"]
+    sub["_pending"].append(inv["id"])
+    if sub["cancel_at_period_end"]:
+        sub["status"] = "canceled"
+        sub["canceled_at"] = sub["canceled_at"] or at
+        sub["ended_at"] = at
+
+
+def run_subscription(store: Store, sub: Obj, until: int) -> None:
+    """Process every rollover and finalization of `sub` due at or before `until`."""
+    while True:
+        due: list[tuple[int, int, Any]] = []
+        if sub["status"] not in ("canceled", "incomplete_expired"):
+            due.append((period_bounds(sub, sub["_k"])[1], 0, None))
+        for inv_id in sub["_pending"]:
+            inv = store.by_type["invoices"].get(inv_id)
+            if inv is not None and inv["automatically_finalizes_at"] is not None:
+                due.append((inv["automatically_finalizes_at"], 1, inv))
+        if not due:
+            return
+        at, kind, inv = min(due, key=lambda d: (d[0], d[1]))
+        if at > until:
+            return
+        if kind == 0:
+            _roll_period(store, sub, at)
+        else:
+            sub["_pending"].remove(inv["id"])
+            _auto_finalize(store, sub, inv, at)
+        sub["_pending"] = [
+            i
+            for i in sub["_pending"]
+            if (store.by_type["invoices"].get(i) or {}).get("automatically_finalizes_at")
+            is not None
+        ]
+
+
+def tick(store: Store) -> None:
+    """Complete due clock advances and bring wall-clock subscriptions up to date."""
+    mono = time.monotonic()
+    clocks = store.by_type["test_clocks"]
+    for clock in clocks.values():
+        if clock["status"] == "advancing" and clock["_ready_at"] <= mono:
+            complete_advance(store, clock)
+    now = int(time.time())
+    customers = store.by_type["customers"]
+    for sub in store.by_type["subscriptions"].values():
+        cus = customers.get(sub["customer"])
+        if cus is not None and not cus.get("test_clock"):
+            run_subscription(store, sub, now)
+
+
+def complete_advance(store: Store, clock: Obj) -> None:
+    """Replay everything due up to the clock's target, then mark it ready."""
+    target = clock["_target"]
+    cus_ids = {c["id"] for c in store.all("customers") if c.get("test_clock") == clock["id"]}
+    for sub in list(store.all("subscriptions")):
+        if sub["customer"] in cus_ids:
+            run_subscription(store, sub, target)
+    clock["frozen_time"] = target
+    clock["status"] = "ready"
+    clock["status_details"] = {}
+    clock.pop("_target", None)
+    clock.pop("_ready_at", None)
+
+
+def items_list(sub_id: str, items: list[Obj]) -> Obj:
+    """The `items` list embedded in a subscription."""
+    out = list_object(items, f"/v1/subscription_items?subscription={sub_id}")
+    out["total_count"] = len(items)
+    return out

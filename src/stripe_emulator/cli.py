@@ -1,0 +1,76 @@
+"""`stripe-emulator`: serve the offline Stripe on 127.0.0.1 (default port 12111)."""
+
+from __future__ import annotations
+
+import argparse
+import errno
+import socket
+import sys
+
+import uvicorn
+
+from stripe_emulator.app import create_app
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="stripe-emulator",
+        description="Offline, stateful Stripe API emulator (test mode only).",
+    )
+    parser.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
+    parser.add_argument("--port", type=int, default=12111, help="port to bind (default 12111)")
+    parser.add_argument(
+        "--advance-delay-ms",
+        type=int,
+        default=500,
+        help="real time a test clock stays 'advancing' after an advance (default 500)",
+    )
+    return parser
+
+
+def _check_bindable(host: str, port: int) -> str | None:
+    """None when host:port can be bound, else a one-line reason."""
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except socket.gaierror as exc:
+        return f"cannot resolve host {host!r}: {exc.strerror}"
+    family, _, _, _, addr = infos[0]
+    with socket.socket(family, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind(addr)
+        except OSError as exc:
+            if exc.errno == errno.EADDRINUSE:
+                return f"port {port} on {host} is already in use"
+            return f"cannot bind {host}:{port}: {exc.strerror}"
+    return None
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Parse options, refuse unusable addresses in one line, then serve until interrupted."""
+    args = _parser().parse_args(argv)
+    if not 0 < args.port < 65536:
+        print(f"stripe-emulator: error: invalid port {args.port}", file=sys.stderr)
+        return 2
+    if args.advance_delay_ms < 0:
+        print("stripe-emulator: error: --advance-delay-ms must be >= 0", file=sys.stderr)
+        return 2
+    problem = _check_bindable(args.host, args.port)
+    if problem is not None:
+        print(f"stripe-emulator: error: {problem}", file=sys.stderr)
+        return 1
+    app = create_app(advance_delay_s=args.advance_delay_ms / 1000)
+    print(
+        f"stripe-emulator listening on http://{args.host}:{args.port}", file=sys.stderr, flush=True
+    )
+    config = uvicorn.Config(app, host=args.host, port=args.port, log_level="warning", lifespan="on")
+    server = uvicorn.Server(config)
+    try:
+        server.run()
+    except KeyboardInterrupt:
+        return 0
+    return 0 if server.started else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

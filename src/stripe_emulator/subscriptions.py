@@ -1,0 +1,337 @@
+"""Subscriptions and subscription items (facts §5).
+
+Periods live on the items (`current_period_start/end`), anchored at the start in the
+customer's time (clock time under a test clock, or `backdate_start_date`). Creation makes
+a `subscription_create` invoice, finalized at once for automatic collection; a $0 one
+(metered-only) is `paid` without any payment method (facts §5.5).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from stripe_emulator import billing
+from stripe_emulator.customers import merge_metadata
+from stripe_emulator.errors import invalid, missing_param
+from stripe_emulator.lists import paginate
+from stripe_emulator.params import EXPAND, PAGING, b, e, i, lst, m, o, s
+from stripe_emulator.routing import Ctx, Router
+from stripe_emulator.store import Obj, Store
+
+KIND = "subscription"
+ITEM_KIND = "subscription item"
+
+ITEM = o({"price": s(), "quantity": i(), "metadata": m()})
+UPDATE = {
+    "metadata": m(),
+    "default_payment_method": s(),
+    "cancel_at_period_end": b(),
+    "description": s(),
+    "expand": EXPAND,
+}
+CREATE = {
+    **UPDATE,
+    "customer": s(required=True),
+    "items": lst(ITEM, required=True),
+    "collection_method": e("charge_automatically", "send_invoice"),
+    "days_until_due": i(),
+    "backdate_start_date": i(),
+    "payment_behavior": e(
+        "allow_incomplete", "default_incomplete", "error_if_incomplete", "pending_if_incomplete"
+    ),
+    "proration_behavior": e("always_invoice", "create_prorations", "none"),
+    "off_session": b(),
+    "currency": s(),
+}
+CANCEL = {
+    "invoice_now": b(),
+    "prorate": b(),
+    "cancellation_details": o({"comment": s(), "feedback": s()}),
+    "expand": EXPAND,
+}
+STATUSES = (
+    "active", "all", "canceled", "ended", "incomplete", "incomplete_expired",
+    "past_due", "paused", "trialing", "unpaid",
+)  # fmt: skip
+
+
+def _check_pm(store: Store, pm_id: str, cus_id: str) -> None:
+    pm = store.by_type["payment_methods"].get(pm_id)
+    if pm is None or pm["customer"] != cus_id:
+        raise invalid(
+            f"The customer does not have a payment method with the ID {pm_id}. The payment "
+            "method must be attached to the customer.",
+            param="default_payment_method",
+            code="resource_missing",
+        )
+
+
+def _prices(store: Store, items: list[dict[str, Any]]) -> list[Obj]:
+    if not items:
+        raise missing_param("items")
+    prices = []
+    for n, item in enumerate(items):
+        if not item.get("price"):
+            raise missing_param(f"items[{n}][price]")
+        price = store.get("prices", item["price"], "price", param=f"items[{n}][price]")
+        if price["recurring"] is None:
+            raise invalid(
+                f"The price specified ({price['id']}) is a one_time price; subscriptions need "
+                "recurring prices.",
+                param=f"items[{n}][price]",
+            )
+        if not price["active"]:
+            raise invalid(f"The price {price['id']} is not active.", param=f"items[{n}][price]")
+        if price["recurring"]["usage_type"] == "metered" and item.get("quantity") is not None:
+            raise invalid(
+                "Quantity should not be specified where usage_type is `metered`. Remove "
+                "quantity from `items`.",
+                param=f"items[{n}][quantity]",
+            )
+        prices.append(price)
+    first = prices[0]["recurring"]
+    for n, price in enumerate(prices):
+        rec = price["recurring"]
+        if (rec["interval"], rec["interval_count"]) != (first["interval"], first["interval_count"]):
+            raise invalid(
+                "All prices on a subscription must have the same recurring interval and "
+                "interval_count.",
+                param=f"items[{n}][price]",
+            )
+        if price["currency"] != prices[0]["currency"]:
+            raise invalid(
+                "All prices on a subscription must share one currency.", param=f"items[{n}][price]"
+            )
+    return prices
+
+
+def create(ctx: Ctx) -> Obj:
+    """POST /v1/subscriptions."""
+    p = ctx.validate(CREATE)
+    store = ctx.store
+    cus = store.get("customers", p["customer"], "customer", param="customer")
+    prices = _prices(store, p["items"])
+    if p.get("default_payment_method"):
+        _check_pm(store, p["default_payment_method"], cus["id"])
+    now = store.now_for(cus)
+    start = p.get("backdate_start_date") or now
+    if start > now:
+        raise invalid("backdate_start_date must be in the past.", param="backdate_start_date")
+    method = p.get("collection_method") or "charge_automatically"
+    rec = prices[0]["recurring"]
+    sub_id = store.new_id("sub")
+    sub: Obj = {
+        "id": sub_id,
+        "object": "subscription",
+        "application": None,
+        "automatic_tax": {"disabled_reason": None, "enabled": False, "liability": None},
+        "billing_cycle_anchor": start,
+        "billing_cycle_anchor_config": None,
+        "billing_mode": {
+            "flexible": {"proration_discounts": "included"},
+            "type": "flexible",
+            "updated_at": None,
+        },
+        "cancel_at": None,
+        "cancel_at_period_end": bool(p.get("cancel_at_period_end")),
+        "canceled_at": None,
+        "cancellation_details": {"comment": None, "feedback": None, "reason": None},
+        "collection_method": method,
+        "created": now,
+        "currency": prices[0]["currency"],
+        "customer": cus["id"],
+        "days_until_due": (p.get("days_until_due") or 30) if method == "send_invoice" else None,
+        "default_payment_method": p.get("default_payment_method"),
+        "default_source": None,
+        "description": p.get("description"),
+        "discounts": [],
+        "ended_at": None,
+        "invoice_settings": {"account_tax_ids": None, "issuer": {"type": "self"}},
+        "latest_invoice": None,
+        "livemode": False,
+        "metadata": merge_metadata({}, p.get("metadata") or {}),
+        "next_pending_invoice_item_invoice": None,
+        "pause_collection": None,
+        "pending_setup_intent": None,
+        "pending_update": None,
+        "schedule": None,
+        "start_date": start,
+        "status": "active",
+        "test_clock": cus.get("test_clock"),
+        "trial_end": None,
+        "trial_start": None,
+        "_anchor": start,
+        "_interval": rec["interval"],
+        "_count": rec["interval_count"],
+        "_k": 0,
+        "_pending": [],
+    }
+    period = billing.period_bounds(sub, 0)
+    items = [
+        _item(store, sub_id, price, spec, now, period)
+        for price, spec in zip(prices, p["items"], strict=True)
+    ]
+    sub["items"] = billing.items_list(sub_id, items)
+    _first_invoice(store, sub, now, period)
+    store.insert("subscriptions", sub)
+    for item in items:
+        store.insert("subscription_items", item)
+    billing.run_subscription(store, sub, now)
+    return sub
+
+
+def _item(
+    store: Store, sub_id: str, price: Obj, spec: dict[str, Any], now: int, period: tuple[int, int]
+) -> Obj:
+    rec = price["recurring"]
+    metered = rec["usage_type"] == "metered"
+    return {
+        "id": store.new_id("si"),
+        "object": "subscription_item",
+        "billing_thresholds": None,
+        "created": now,
+        "current_period_end": period[1],
+        "current_period_start": period[0],
+        "discounts": [],
+        "metadata": merge_metadata({}, spec.get("metadata") or {}),
+        "plan": {
+            "id": price["id"],
+            "object": "plan",
+            "active": price["active"],
+            "amount": price["unit_amount"],
+            "amount_decimal": price["unit_amount_decimal"],
+            "billing_scheme": price["billing_scheme"],
+            "created": price["created"],
+            "currency": price["currency"],
+            "interval": rec["interval"],
+            "interval_count": rec["interval_count"],
+            "livemode": False,
+            "metadata": dict(price["metadata"]),
+            "meter": rec["meter"],
+            "nickname": price["nickname"],
+            "product": price["product"],
+            "tiers_mode": price["tiers_mode"],
+            "transform_usage": None,
+            "trial_period_days": None,
+            "usage_type": rec["usage_type"],
+        },
+        "price": price,
+        "quantity": None if metered else (spec.get("quantity") or 1),
+        "subscription": sub_id,
+        "tax_rates": [],
+    }
+
+
+def _first_invoice(store: Store, sub: Obj, now: int, period: tuple[int, int]) -> None:
+    inv = billing.new_invoice(store, sub, "subscription_create", now, (now, now))
+    billing.set_lines(inv, billing.build_lines(store, sub, inv["id"], None, period))
+    store.insert("invoices", inv)
+    sub["latest_invoice"] = inv["id"]
+    if sub["collection_method"] == "send_invoice" and inv["amount_due"] > 0:
+        inv["automatically_finalizes_at"] = now + billing.FINALIZE_DELAY_S
+        sub["_pending"].append(inv["id"])
+        return
+    billing.finalize(store, inv, now)
+    if inv["status"] == "open" and billing.charge(store, inv, now) is not None:
+        sub["status"] = "incomplete"
+
+
+def retrieve(ctx: Ctx) -> Obj:
+    """GET /v1/subscriptions/{id}."""
+    ctx.validate({"expand": EXPAND})
+    return ctx.store.get("subscriptions", ctx.args[0], KIND)
+
+
+def update(ctx: Ctx) -> Obj:
+    """POST /v1/subscriptions/{id}: metadata, default_payment_method, cancel_at_period_end."""
+    p = ctx.validate(UPDATE)
+    store = ctx.store
+    sub = store.get("subscriptions", ctx.args[0], KIND)
+    if p.get("default_payment_method"):
+        _check_pm(store, p["default_payment_method"], sub["customer"])
+    if "default_payment_method" in p:
+        sub["default_payment_method"] = p["default_payment_method"]
+    if "metadata" in p:
+        sub["metadata"] = merge_metadata(sub["metadata"], p["metadata"])
+    if "description" in p:
+        sub["description"] = p["description"]
+    if p.get("cancel_at_period_end") is not None:
+        sub["cancel_at_period_end"] = p["cancel_at_period_end"]
+    return sub
+
+
+def cancel(ctx: Ctx) -> Obj:
+    """DELETE /v1/subscriptions/{id}: canceled now, no further periods."""
+    p = ctx.validate(CANCEL)
+    store = ctx.store
+    sub = store.get("subscriptions", ctx.args[0], KIND)
+    if sub["status"] == "canceled":
+        raise invalid(
+            f"A canceled subscription can only update its cancellation_details and metadata: "
+            f"{sub['id']}",
+            param="id",
+            code="invalid_canceled_subscription_fields",
+        )
+    now = store.now_for(store.by_type["customers"].get(sub["customer"]))
+    details = p.get("cancellation_details") or {}
+    sub["status"] = "canceled"
+    sub["canceled_at"] = now
+    sub["ended_at"] = now
+    sub["cancellation_details"] = {
+        "comment": details.get("comment"),
+        "feedback": details.get("feedback"),
+        "reason": "cancellation_requested",
+    }
+    return sub
+
+
+def list_(ctx: Ctx) -> Obj:
+    """GET /v1/subscriptions: clock subscriptions only with customer= or test_clock=."""
+    p = ctx.validate(
+        {**PAGING, "customer": s(), "test_clock": s(), "price": s(), "status": e(*STATUSES)}
+    )
+    store = ctx.store
+    rows = list(store.all("subscriptions"))
+    if p.get("customer"):
+        rows = [r for r in rows if r["customer"] == p["customer"]]
+    elif p.get("test_clock"):
+        rows = [r for r in rows if r["test_clock"] == p["test_clock"]]
+    else:
+        rows = [r for r in rows if not r["test_clock"]]
+    status = p.get("status")
+    if status == "ended":
+        rows = [r for r in rows if r["status"] in ("canceled", "incomplete_expired")]
+    elif status and status != "all":
+        rows = [r for r in rows if r["status"] == status]
+    elif status is None:
+        rows = [r for r in rows if r["status"] != "canceled"]
+    if p.get("price"):
+        rows = [
+            r for r in rows if any(it["price"]["id"] == p["price"] for it in r["items"]["data"])
+        ]
+    return paginate(rows, p, "/v1/subscriptions", kind=KIND)
+
+
+def retrieve_item(ctx: Ctx) -> Obj:
+    """GET /v1/subscription_items/{id}."""
+    ctx.validate({"expand": EXPAND})
+    return ctx.store.get("subscription_items", ctx.args[0], ITEM_KIND)
+
+
+def list_items(ctx: Ctx) -> Obj:
+    """GET /v1/subscription_items?subscription=... (required)."""
+    p = ctx.validate({**PAGING, "subscription": s(required=True)})
+    sub = ctx.store.get("subscriptions", p["subscription"], KIND, param="subscription")
+    rows = sub["items"]["data"]
+    return paginate(rows, p, "/v1/subscription_items", kind=ITEM_KIND)
+
+
+def register(router: Router) -> None:
+    """Mount subscription and subscription item routes."""
+    router.add("POST", "/v1/subscriptions", create)
+    router.add("GET", "/v1/subscriptions", list_)
+    router.add("GET", "/v1/subscriptions/{id}", retrieve)
+    router.add("POST", "/v1/subscriptions/{id}", update)
+    router.add("DELETE", "/v1/subscriptions/{id}", cancel)
+    router.add("GET", "/v1/subscription_items", list_items)
+    router.add("GET", "/v1/subscription_items/{id}", retrieve_item)
