@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import stripe
 
+from stripemeter.config import Settings
+
 DEFAULT_EMULATOR_BASE = "http://127.0.0.1:12111"
 # Any sk_test_ key works against the emulator; this one says where it came from.
 EMULATOR_KEY = "sk_test_stripemeter_emulator"
@@ -58,5 +60,18 @@ def make_client(
     return stripe.StripeClient(
         key,
         base_addresses={"api": base, "meter_events": base},
+        max_network_retries=max_network_retries,
+    )
+
+
+def client_for_settings(settings: Settings, *, max_network_retries: int = 0) -> stripe.StripeClient:
+    """The client the workers and API use: the configured target, SDK retries off.
+
+    The writer and reconciler retry through `stripe_gateway.RetryPolicy` (which also
+    retries 429s, unlike the SDK), so the SDK's own retries default to 0 here.
+    """
+    return make_client(
+        settings.STRIPE_SECRET_KEY,
+        settings.STRIPE_API_BASE,
         max_network_retries=max_network_retries,
     )
