@@ -1,0 +1,188 @@
+"""Every step run without its prerequisites exits non-zero with one line, no traceback."""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import pytest
+
+from steps._state import DemoState, save_state
+from stripemeter.runners import STEP_NAMES
+from tests.steps.conftest import StepRunner
+from tests.support.servers import free_port
+
+
+class Recorder:
+    """An HTTP server on 127.0.0.1 that records every request and answers 500."""
+
+    def __init__(self) -> None:
+        self.requests: list[str] = []
+        recorder = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def _record(self) -> None:
+                recorder.requests.append(f"{self.command} {self.path}")
+                self.send_response(500)
+                self.send_header("Content-Type", "application/json")
+                self.end_headers()
+                self.wfile.write(b'{"error": {"type": "api_error", "message": "recorder"}}')
+
+            do_GET = do_POST = do_DELETE = _record
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+
+
+@pytest.fixture
+def recorder() -> Iterator[Recorder]:
+    rec = Recorder()
+    thread = threading.Thread(target=rec.server.serve_forever, daemon=True)
+    thread.start()
+    yield rec
+    rec.server.shutdown()
+    rec.server.server_close()
+
+
+def complete_state(state_dir: Path, stripe_base: str) -> DemoState:
+    """A finished setup's state (ids need not exist anywhere) plus an invoice.json."""
+    state = DemoState(
+        tenantId="8a7f5c52-3c7e-4a53-9c3f-0d7f6d3a1b11",
+        testClockId="clock_test",
+        stripeApiBase=stripe_base,
+        meterId="mtr_test",
+        productId="prod_test",
+        priceId="price_test",
+        customerId="cus_test",
+        paymentMethodId="pm_test",
+        subscriptionId="sub_test",
+        subscriptionItemId="si_test",
+        frozenTime=1_780_000_000,
+        periodStart=1_779_900_000,
+        periodEnd=1_782_500_000,
+        setupComplete=True,
+    )
+    save_state(state_dir, state)
+    (state_dir / "invoice.json").write_text(json.dumps({"id": "in_test"}))
+    return state
+
+
+def assert_one_line_failure(result, step: str, *needles: str) -> None:  # type: ignore[no-untyped-def]
+    assert result.returncode == 1, (result.stdout, result.stderr)
+    assert "Traceback" not in result.stderr + result.stdout
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith(f"{step}: error: "), lines[0]
+    for needle in needles:
+        assert needle in lines[0], lines[0]
+
+
+@pytest.mark.parametrize("step", [s for s in STEP_NAMES if s != "setup"])
+def test_step_without_state_names_the_missing_state_and_what_to_run(
+    run_step: StepRunner, tmp_path: Path, step: str
+) -> None:
+    state_dir = tmp_path / "empty-state"
+    result = run_step(step, env={"DEMO_STATE_DIR": str(state_dir)})
+    assert_one_line_failure(result, step, f"no demo state at {state_dir / '.state.json'}")
+    assert "invoke setup" in result.stderr
+
+
+def test_setup_with_stripe_unreachable_says_so(run_step: StepRunner, tmp_path: Path) -> None:
+    base = f"http://127.0.0.1:{free_port()}"
+    result = run_step("setup", env={"DEMO_STATE_DIR": str(tmp_path / "s"), "STRIPE_API_BASE": base})
+    assert_one_line_failure(result, "setup", "cannot reach Stripe")
+    assert not (tmp_path / "s" / ".state.json").exists()
+
+
+@pytest.mark.parametrize(
+    ("step", "key"),
+    [(step, "sk_live_abc123") for step in STEP_NAMES] + [("setup", "rk_live_abc123")],
+)
+def test_live_key_is_refused_before_any_call(
+    run_step: StepRunner, recorder: Recorder, tmp_path: Path, step: str, key: str
+) -> None:
+    complete_state(tmp_path, recorder.url)
+    result = run_step(
+        step,
+        env={
+            "DEMO_STATE_DIR": str(tmp_path),
+            "STRIPE_SECRET_KEY": key,
+            "STRIPE_API_BASE": recorder.url,
+            "API_HOST": recorder.url,
+            "DATABASE_URL": "postgresql://nobody@127.0.0.1:1/none",
+        },
+    )
+    assert_one_line_failure(result, step, "refused", "live-mode key")
+    assert recorder.requests == []
+
+
+def test_non_test_key_is_refused(run_step: StepRunner, recorder: Recorder, tmp_path: Path) -> None:
+    complete_state(tmp_path, recorder.url)
+    result = run_step(
+        "advance_clock",
+        env={"DEMO_STATE_DIR": str(tmp_path), "STRIPE_SECRET_KEY": "pk_test_123"},
+    )
+    assert_one_line_failure(result, "advance_clock", "does not look like a Stripe test key")
+    assert recorder.requests == []
+
+
+def test_send_usage_with_the_api_down_names_the_api_address(
+    run_step: StepRunner, recorder: Recorder, tmp_path: Path
+) -> None:
+    complete_state(tmp_path, recorder.url)
+    port = free_port()
+    result = run_step(
+        "send_usage",
+        env={"DEMO_STATE_DIR": str(tmp_path), "API_HOST": f"127.0.0.1:{port}"},
+    )
+    assert_one_line_failure(
+        result, "send_usage", f"cannot reach the stripemeter API at http://127.0.0.1:{port}"
+    )
+    assert "invoke up" in result.stderr
+
+
+def test_unfinished_setup_is_not_used_by_later_steps(run_step: StepRunner, tmp_path: Path) -> None:
+    save_state(tmp_path, DemoState(tenantId="t", testClockId="clock_x", stripeApiBase="http://x"))
+    result = run_step("advance_clock", env={"DEMO_STATE_DIR": str(tmp_path)})
+    assert_one_line_failure(result, "advance_clock", "setup did not finish", "invoke setup")
+
+
+def test_corrupt_state_file_is_named(run_step: StepRunner, tmp_path: Path) -> None:
+    (tmp_path / ".state.json").write_text("{not json")
+    result = run_step("cleanup", env={"DEMO_STATE_DIR": str(tmp_path)})
+    assert_one_line_failure(result, "cleanup", f"{tmp_path / '.state.json'} is not valid JSON")
+
+
+def test_validate_refuses_an_invalid_jq_assertion(run_step: StepRunner, tmp_path: Path) -> None:
+    result = run_step("validate", "--assert", ".summary |||", env={"DEMO_STATE_DIR": str(tmp_path)})
+    assert_one_line_failure(result, "validate", "--assert '.summary |||' is not a valid jq program")
+
+
+def test_validate_without_invoice_says_to_advance_the_clock(
+    run_step: StepRunner, recorder: Recorder, tmp_path: Path
+) -> None:
+    complete_state(tmp_path, recorder.url)
+    (tmp_path / "invoice.json").unlink()
+    result = run_step("validate", env={"DEMO_STATE_DIR": str(tmp_path)})
+    assert_one_line_failure(result, "validate", "no invoice at", "invoke advance-clock")
+    logged = [json.loads(line) for line in (tmp_path / "validate.log").read_text().splitlines()]
+    assert logged[-1]["verdict"] == "error" and logged[-1]["exitCode"] == 1
+    assert recorder.requests == []
+
+
+def test_unknown_option_is_one_line(run_step: StepRunner, tmp_path: Path) -> None:
+    result = run_step("send_usage", "--bogus", env={"DEMO_STATE_DIR": str(tmp_path)})
+    assert_one_line_failure(result, "send_usage", "unrecognized arguments: --bogus")
+
+
+def test_bad_configuration_value_is_named(run_step: StepRunner, tmp_path: Path) -> None:
+    result = run_step(
+        "validate", env={"DEMO_STATE_DIR": str(tmp_path), "RECONCILIATION_EPSILON": "lots"}
+    )
+    assert_one_line_failure(result, "validate", "RECONCILIATION_EPSILON")
