@@ -1,0 +1,599 @@
+"""The docker runner: every service and every demo step in its own container.
+
+Orchestration goes through the `docker` SDK (no compose binary). `service_specs`
+describes the stack as data (what `up` starts, and what `docker-compose.yml` must agree
+with); `DockerRunner` turns specs into containers on a dedicated network, waits for
+their health checks, runs migrations and steps as one-shot containers, and `down`
+removes everything carrying this project's label. Published ports bind 127.0.0.1 only.
+
+Errors: every failure a user can cause or meet (no engine, image build failure, port
+taken, a service that dies) surfaces as `RunnerError` with a one-line reason.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import sys
+import time
+import uuid
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from stripemeter.config import Settings, load_settings
+from stripemeter.runners import STEP_NAMES, RunnerError
+from stripemeter.stripe import StripeConfigError, resolve_stripe_target
+
+LABEL_PROJECT = "io.stripemeter.project"
+LABEL_SERVICE = "io.stripemeter.service"
+DOCKERFILE = "docker/Dockerfile"
+API_PORT = 3000
+EMULATOR_PORT = 12111
+POSTGRES_PORT = 5432
+DB_NAME = DB_USER = DB_PASSWORD = "stripemeter"
+STATE_MOUNT = "/state"
+# Settings every app container receives unchanged from the host's configuration.
+PASSTHROUGH_ENV = (
+    "STRIPE_ACCOUNT",
+    "STRIPE_MAX_CONCURRENCY",
+    "RECONCILIATION_INTERVAL_MS",
+    "STRIPE_WRITER_INTERVAL_MS",
+    "RECONCILIATION_EPSILON",
+    "MAX_INGEST_BATCH",
+    "MAX_EVENT_META_BYTES",
+    "MAX_FUTURE_SKEW_SECONDS",
+    "DB_POOL_MAX_SIZE",
+)
+# Short worker intervals so the demo's waits are short, as the local runner does; a
+# variable set in the environment wins.
+DEMO_WORKER_ENV = {"STRIPE_WRITER_INTERVAL_MS": "500", "RECONCILIATION_INTERVAL_MS": "5000"}
+SECOND_NS = 1_000_000_000
+HEALTH_TIMEOUT_S = 180.0
+
+
+@dataclass(frozen=True)
+class DockerSettings:
+    """What the docker runner needs to know; defaults are what users get without config.
+
+    Host ports are on 127.0.0.1; 0 lets the engine pick a free one (tests do this, so
+    they never collide with a running demo). `project` prefixes every name and labels
+    everything, so two projects on one engine stay apart.
+    """
+
+    project: str = "stripemeter"
+    app_image: str = "stripemeter:local"
+    base_image: str = "python:3.12-slim"
+    postgres_image: str = "postgres:16-alpine"
+    api_port: int = API_PORT
+    emulator_port: int = EMULATOR_PORT
+    postgres_port: int = POSTGRES_PORT
+    state_dir: Path = Path("demo-state")
+    stripe_secret_key: str = ""
+    stripe_api_base: str = ""
+    emulator_advance_delay_ms: int | None = None
+    app_env: Mapping[str, str] = field(default_factory=dict)
+    step_user: str | None = None
+    step_wait_timeout_s: str = "120"
+
+    @classmethod
+    def from_environment(
+        cls, settings: Settings | None = None, environ: Mapping[str, str] | None = None
+    ) -> DockerSettings:
+        """Read the project's settings plus the docker-only variables (`.env.example`)."""
+        settings = settings or load_settings()
+        env = os.environ if environ is None else environ
+
+        def port(name: str, default: int) -> int:
+            raw = env.get(name, "").strip()
+            if not raw:
+                return default
+            if not raw.isdigit() or int(raw) > 65535:
+                raise RunnerError(f"{name} must be a port number 0-65535 (got {raw!r})")
+            return int(raw)
+
+        delay = env.get("STRIPE_EMULATOR_ADVANCE_DELAY_MS", "").strip()
+        if delay and not delay.isdigit():
+            raise RunnerError(
+                f"STRIPE_EMULATOR_ADVANCE_DELAY_MS must be an integer (got {delay!r})"
+            )
+        values = settings.model_dump()
+        return cls(
+            project=env.get("STRIPEMETER_DOCKER_PROJECT", "").strip() or "stripemeter",
+            app_image=env.get("STRIPEMETER_IMAGE", "").strip() or "stripemeter:local",
+            base_image=env.get("PYTHON_BASE_IMAGE", "").strip() or "python:3.12-slim",
+            postgres_image=env.get("POSTGRES_IMAGE", "").strip() or "postgres:16-alpine",
+            api_port=port("STRIPEMETER_API_PORT", API_PORT),
+            emulator_port=port("STRIPE_EMULATOR_PORT", EMULATOR_PORT),
+            postgres_port=port("STRIPEMETER_POSTGRES_PORT", POSTGRES_PORT),
+            state_dir=Path(settings.DEMO_STATE_DIR).resolve(),
+            stripe_secret_key=settings.STRIPE_SECRET_KEY or "",
+            stripe_api_base=settings.STRIPE_API_BASE or "",
+            emulator_advance_delay_ms=int(delay) if delay else None,
+            app_env={
+                name: str(values[name])
+                if name in env
+                else DEMO_WORKER_ENV.get(name, str(values[name]))
+                for name in PASSTHROUGH_ENV
+            },
+            step_wait_timeout_s=env.get("DEMO_WAIT_TIMEOUT_S", "").strip() or "120",
+            step_user=f"{os.getuid()}:{os.getgid()}" if hasattr(os, "getuid") else None,
+        )
+
+    @property
+    def network(self) -> str:
+        """The dedicated network every container of this project joins."""
+        return f"{self.project}-net"
+
+    @property
+    def uses_emulator(self) -> bool:
+        """The emulator runs unless a Stripe key or another STRIPE_API_BASE is set."""
+        return not self.stripe_secret_key and not self.stripe_api_base
+
+    def container_name(self, service: str) -> str:
+        """The container name of a service (`<project>-<service>`)."""
+        return f"{self.project}-{service}"
+
+
+@dataclass(frozen=True)
+class ServiceSpec:
+    """One container of the stack, as data: compose must describe the same thing."""
+
+    name: str
+    image: str
+    command: tuple[str, ...]
+    environment: Mapping[str, str] = field(default_factory=dict)
+    ports: Mapping[int, int] = field(default_factory=dict)  # container port -> host port
+    healthcheck: tuple[str, ...] | None = None
+    one_shot: bool = False
+
+
+def _stripe_env(settings: DockerSettings) -> dict[str, str]:
+    base = (
+        f"http://emulator:{EMULATOR_PORT}" if settings.uses_emulator else settings.stripe_api_base
+    )
+    return {"STRIPE_SECRET_KEY": settings.stripe_secret_key, "STRIPE_API_BASE": base}
+
+
+def database_url_in_network() -> str:
+    """The DATABASE_URL containers on the project network use."""
+    return f"postgresql://{DB_USER}:{DB_PASSWORD}@postgres:{POSTGRES_PORT}/{DB_NAME}"
+
+
+def service_specs(settings: DockerSettings) -> list[ServiceSpec]:
+    """The stack in start order: postgres, emulator (unless a key is set), migrate, api, workers.
+
+    The API runs with `--no-workers` next to a separate workers container, both with
+    BYPASS_AUTH=1 as the demo needs; that is safe only because ports bind 127.0.0.1.
+    """
+    app_env = {
+        "DATABASE_URL": database_url_in_network(),
+        **_stripe_env(settings),
+        **{name: settings.app_env.get(name, "") for name in PASSTHROUGH_ENV},
+    }
+    specs = [
+        ServiceSpec(
+            name="postgres",
+            image=settings.postgres_image,
+            command=(),
+            environment={
+                "POSTGRES_USER": DB_USER,
+                "POSTGRES_PASSWORD": DB_PASSWORD,
+                "POSTGRES_DB": DB_NAME,
+            },
+            ports={POSTGRES_PORT: settings.postgres_port},
+            healthcheck=("pg_isready", "-h", "127.0.0.1", "-U", DB_USER, "-d", DB_NAME),
+        )
+    ]
+    if settings.uses_emulator:
+        command = ["stripe-emulator", "--host", "0.0.0.0", "--port", str(EMULATOR_PORT)]
+        if settings.emulator_advance_delay_ms is not None:
+            command += ["--advance-delay-ms", str(settings.emulator_advance_delay_ms)]
+        specs.append(
+            ServiceSpec(
+                name="emulator",
+                image=settings.app_image,
+                command=tuple(command),
+                ports={EMULATOR_PORT: settings.emulator_port},
+                healthcheck=("healthcheck", f"http://127.0.0.1:{EMULATOR_PORT}/_emulator/health"),
+            )
+        )
+    specs += [
+        ServiceSpec(
+            name="migrate",
+            image=settings.app_image,
+            command=("stripemeter", "migrate"),
+            environment={"DATABASE_URL": database_url_in_network()},
+            one_shot=True,
+        ),
+        ServiceSpec(
+            name="api",
+            image=settings.app_image,
+            command=(
+                "stripemeter",
+                "api",
+                "--host",
+                "0.0.0.0",
+                "--port",
+                str(API_PORT),
+                "--no-workers",
+                "--insecure-bypass-auth-anywhere",
+            ),
+            environment={**app_env, "BYPASS_AUTH": "1"},
+            ports={API_PORT: settings.api_port},
+            healthcheck=("healthcheck", f"http://127.0.0.1:{API_PORT}/health/ready"),
+        ),
+        ServiceSpec(
+            name="workers",
+            image=settings.app_image,
+            command=("stripemeter", "workers"),
+            environment=app_env,
+            healthcheck=("healthcheck",),
+        ),
+    ]
+    return specs
+
+
+def step_spec(settings: DockerSettings, step: str, args: Sequence[str] = ()) -> ServiceSpec:
+    """The one-shot container of a demo step (`python -m steps.<step>`)."""
+    if step not in STEP_NAMES:
+        raise RunnerError(f"unknown step {step!r}: expected one of {', '.join(STEP_NAMES)}")
+    return ServiceSpec(
+        name=f"step-{step}",
+        image=settings.app_image,
+        command=("python", "-m", f"steps.{step}", *args),
+        environment={
+            "API_HOST": f"api:{API_PORT}",
+            "DATABASE_URL": database_url_in_network(),
+            **_stripe_env(settings),
+            "RECONCILIATION_EPSILON": settings.app_env.get("RECONCILIATION_EPSILON", ""),
+            "DEMO_STATE_DIR": STATE_MOUNT,
+            "DEMO_WAIT_TIMEOUT_S": settings.step_wait_timeout_s,
+        },
+        one_shot=True,
+    )
+
+
+def source_dir() -> Path:
+    """The source tree holding docker/Dockerfile (this checkout, or the working directory)."""
+    candidates = [Path(__file__).resolve().parents[3], *[Path.cwd(), *Path.cwd().parents]]
+    for candidate in candidates:
+        if (candidate / DOCKERFILE).is_file() and (candidate / "pyproject.toml").is_file():
+            return candidate
+    raise RunnerError(f"cannot find {DOCKERFILE}: run from a stripemeter checkout")
+
+
+def docker_client(timeout_s: int = 60) -> Any:
+    """A client for the engine in the environment (DOCKER_HOST or the default socket)."""
+    try:
+        # By name: mypy would otherwise take the repository's docker/ directory for the SDK.
+        sdk = importlib.import_module("docker")
+        client = sdk.from_env(timeout=timeout_s)
+        client.ping()
+    except Exception as exc:  # the SDK raises several unrelated types for "no engine"
+        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise RunnerError(
+            f"no Docker engine answers ({reason}); start one or use --runner local"
+        ) from None
+    return client
+
+
+def build_app_image(settings: DockerSettings | None = None, client: Any = None) -> str:
+    """Build the app image from docker/Dockerfile on `PYTHON_BASE_IMAGE`; return its tag.
+
+    Streams the builder's output; cached layers make a rebuild of unchanged sources
+    take seconds. Builds use the host network (needed where bridges have no NAT).
+    """
+    from docker.errors import APIError
+
+    settings = settings or DockerSettings.from_environment()
+    client = client or docker_client()
+    context = source_dir()
+    print(f"image: building {settings.app_image} from {settings.base_image}", flush=True)
+    started = time.monotonic()
+    try:
+        chunks = client.api.build(
+            path=str(context),
+            dockerfile=DOCKERFILE,
+            tag=settings.app_image,
+            buildargs={"BASE_IMAGE": settings.base_image},
+            labels={LABEL_PROJECT: settings.project},
+            network_mode="host",
+            rm=True,
+            forcerm=True,
+            decode=True,
+        )
+        for chunk in chunks:
+            if "error" in chunk:
+                raise RunnerError(f"image build failed: {str(chunk['error']).strip()}")
+            text = str(chunk.get("stream", "")).rstrip()
+            if text.startswith("Step ") or (text and not text.startswith(" ---")):
+                print(f"  {text}", flush=True)
+    except APIError as exc:
+        raise RunnerError(f"image build failed: {exc.explanation or exc}") from None
+    print(f"image: {settings.app_image} ready in {time.monotonic() - started:.0f} s", flush=True)
+    return settings.app_image
+
+
+def docker_usable() -> tuple[bool, str]:
+    """Whether the docker runner can work here, and why (printed by `--runner auto`)."""
+    try:
+        settings = DockerSettings.from_environment()
+        client = docker_client(timeout_s=5)
+    except RunnerError as exc:
+        return False, str(exc)
+    from docker.errors import ImageNotFound
+
+    try:
+        client.images.get(settings.app_image)
+        return True, f"a Docker engine answers and image {settings.app_image} exists"
+    except ImageNotFound:
+        pass
+    try:
+        source_dir()
+    except RunnerError as exc:
+        return False, f"a Docker engine answers but image {settings.app_image} is missing: {exc}"
+    return True, f"a Docker engine answers and {settings.app_image} can be built from {DOCKERFILE}"
+
+
+class DockerRunner:
+    """Runs the stack and the demo's steps as containers (see the module docstring)."""
+
+    name = "docker"
+
+    def __init__(self, settings: DockerSettings | None = None, client: Any = None) -> None:
+        self._settings = settings
+        self._client = client
+
+    @property
+    def settings(self) -> DockerSettings:
+        """The settings in use (read from the environment on first use)."""
+        if self._settings is None:
+            self._settings = DockerSettings.from_environment()
+        return self._settings
+
+    @property
+    def client(self) -> Any:
+        """The docker SDK client (connected on first use)."""
+        if self._client is None:
+            self._client = docker_client()
+        return self._client
+
+    # -- the Runner protocol ------------------------------------------------------------
+
+    def up(self) -> None:
+        """Build the image (cached), create the network, start and wait for every service."""
+        settings = self.settings
+        _refuse_unsafe_stripe(settings)
+        build_app_image(settings, self.client)
+        self._ensure_image(settings.postgres_image)
+        self._ensure_network()
+        specs = {spec.name: spec for spec in service_specs(settings)}
+        first: list[str] = [name for name in ("postgres", "emulator") if name in specs]
+        for name in first:
+            self._start(specs[name])
+        self._wait_healthy(specs["postgres"])
+        self._run_one_shot(specs["migrate"])
+        for name in ("api", "workers"):
+            self._start(specs[name])
+        for name in [*first[1:], "api", "workers"]:
+            self._wait_healthy(specs[name])
+        print(f"stack: up; API on {self.published_url('api', API_PORT)}", flush=True)
+
+    def down(self) -> None:
+        """Remove every container, network and volume labelled with this project."""
+        label = f"{LABEL_PROJECT}={self.settings.project}"
+        containers = self.client.containers.list(all=True, filters={"label": label})
+        for container in containers:
+            container.remove(force=True, v=True)
+        networks = self.client.networks.list(filters={"label": label})
+        for network in networks:
+            network.remove()
+        volumes = self.client.volumes.list(filters={"label": label})
+        for volume in volumes:
+            volume.remove(force=True)
+        print(
+            f"stack: down; removed {len(containers)} containers, {len(networks)} networks, "
+            f"{len(volumes)} volumes",
+            flush=True,
+        )
+
+    def migrate(self) -> None:
+        """Apply migrations in a one-shot container against the stack's PostgreSQL."""
+        self._require_running("postgres")
+        (spec,) = [s for s in service_specs(self.settings) if s.name == "migrate"]
+        self._run_one_shot(spec)
+
+    def run_step(self, step: str, args: Sequence[str] = ()) -> int:
+        """Run one demo step in its own container with the state dir mounted; its exit code."""
+        spec = step_spec(self.settings, step, args)
+        _refuse_unsafe_stripe(self.settings)
+        self._require_running("postgres")
+        state_dir = self.settings.state_dir
+        state_dir.mkdir(parents=True, exist_ok=True)
+        container = self._create(
+            spec,
+            name=f"{self.settings.container_name(spec.name)}-{uuid.uuid4().hex[:8]}",
+            volumes={str(state_dir): {"bind": STATE_MOUNT, "mode": "rw"}},
+            user=self.settings.step_user,
+        )
+        try:
+            container.start()
+            for chunk in container.logs(stream=True, follow=True):
+                sys.stdout.write(chunk.decode("utf-8", errors="replace"))
+                sys.stdout.flush()
+            return int(container.wait()["StatusCode"])
+        finally:
+            container.remove(force=True)
+
+    # -- helpers -------------------------------------------------------------------------
+
+    def published_url(self, service: str, container_port: int) -> str:
+        """`http://127.0.0.1:<host port>` of a running service's published port."""
+        container = self._get(service)
+        if container is None:
+            raise RunnerError(f"{self.settings.container_name(service)} is not running")
+        container.reload()
+        bindings = container.attrs["NetworkSettings"]["Ports"].get(f"{container_port}/tcp")
+        if not bindings:
+            raise RunnerError(f"{service} publishes no port {container_port}")
+        return f"http://127.0.0.1:{bindings[0]['HostPort']}"
+
+    def _labels(self, service: str) -> dict[str, str]:
+        return {LABEL_PROJECT: self.settings.project, LABEL_SERVICE: service}
+
+    def _get(self, service: str) -> Any:
+        from docker.errors import NotFound
+
+        try:
+            return self.client.containers.get(self.settings.container_name(service))
+        except NotFound:
+            return None
+
+    def _require_running(self, service: str) -> None:
+        container = self._get(service)
+        if container is None or container.status != "running":
+            raise RunnerError(
+                f"the docker stack is not up ({self.settings.container_name(service)} is not "
+                "running): run `invoke up --runner docker` first"
+            )
+
+    def _ensure_image(self, image: str) -> None:
+        from docker.errors import APIError, ImageNotFound
+
+        try:
+            self.client.images.get(image)
+        except ImageNotFound:
+            print(f"image: pulling {image}", flush=True)
+            try:
+                self.client.images.pull(image)
+            except APIError as exc:
+                raise RunnerError(
+                    f"cannot pull {image} ({exc.explanation or exc}); set POSTGRES_IMAGE to a "
+                    "local image"
+                ) from None
+
+    def _ensure_network(self) -> None:
+        from docker.errors import NotFound
+
+        try:
+            self.client.networks.get(self.settings.network)
+        except NotFound:
+            self.client.networks.create(
+                self.settings.network, driver="bridge", labels=self._labels("network")
+            )
+
+    def _create(self, spec: ServiceSpec, name: str, **extra: Any) -> Any:
+        """Create (not start) a container for `spec` on the project network."""
+        from docker.errors import APIError
+
+        healthcheck = None
+        if spec.healthcheck is not None:
+            healthcheck = {
+                "test": ["CMD", *spec.healthcheck],
+                "interval": 2 * SECOND_NS,
+                "timeout": 5 * SECOND_NS,
+                "retries": 5,
+                "start_period": 60 * SECOND_NS,
+            }
+        network = self.settings.network
+        try:
+            return self.client.containers.create(
+                spec.image,
+                command=list(spec.command) or None,
+                name=name,
+                environment=dict(spec.environment),
+                labels=self._labels(spec.name),
+                ports={f"{c}/tcp": ("127.0.0.1", h or None) for c, h in spec.ports.items()},
+                healthcheck=healthcheck,
+                network=network,
+                networking_config={
+                    network: self.client.api.create_endpoint_config(aliases=[spec.name])
+                },
+                detach=True,
+                **extra,
+            )
+        except APIError as exc:
+            raise RunnerError(f"cannot create {name}: {exc.explanation or exc}") from None
+
+    def _start(self, spec: ServiceSpec) -> None:
+        """Start a service's container, reusing a running one built from the same image."""
+        from docker.errors import APIError
+
+        current = self._get(spec.name)
+        if current is not None:
+            image_id = self.client.images.get(spec.image).id
+            if current.status == "running" and current.image.id == image_id:
+                print(f"stack: {spec.name} already running", flush=True)
+                return
+            current.remove(force=True, v=True)
+        container = self._create(spec, self.settings.container_name(spec.name))
+        try:
+            container.start()
+        except APIError as exc:
+            container.remove(force=True, v=True)
+            raise RunnerError(f"cannot start {spec.name}: {exc.explanation or exc}") from None
+        print(f"stack: started {spec.name}", flush=True)
+
+    def _run_one_shot(self, spec: ServiceSpec) -> None:
+        """Run a one-shot service (migrate) to completion; fail with its last log line."""
+        name = self.settings.container_name(spec.name)
+        stale = self._get(spec.name)
+        if stale is not None:
+            stale.remove(force=True)
+        container = self._create(spec, name)
+        try:
+            container.start()
+            code = int(container.wait(timeout=HEALTH_TIMEOUT_S)["StatusCode"])
+            logs = container.logs().decode("utf-8", errors="replace")
+        finally:
+            container.remove(force=True)
+        if code != 0:
+            sys.stderr.write(logs)
+            raise RunnerError(f"{spec.name} exited {code}: {_last_line(logs)}")
+        print(f"stack: {spec.name} done", flush=True)
+
+    def _wait_healthy(self, spec: ServiceSpec) -> None:
+        """Wait (bounded, with progress) until the container's health check passes."""
+        container = self._get(spec.name)
+        if container is None:
+            raise RunnerError(f"{self.settings.container_name(spec.name)} disappeared")
+        started = time.monotonic()
+        next_note = started + 10
+        while True:
+            container.reload()
+            state = container.attrs["State"]
+            if state["Status"] in ("exited", "dead"):
+                logs = container.logs(tail=30).decode("utf-8", errors="replace")
+                sys.stderr.write(logs)
+                raise RunnerError(
+                    f"{spec.name} exited {state.get('ExitCode')} before becoming healthy: "
+                    f"{_last_line(logs)} (logs: docker logs {container.name})"
+                )
+            if state.get("Health", {}).get("Status") == "healthy":
+                print(f"stack: {spec.name} healthy", flush=True)
+                return
+            now = time.monotonic()
+            if now - started > HEALTH_TIMEOUT_S:
+                raise RunnerError(
+                    f"{spec.name} not healthy after {HEALTH_TIMEOUT_S:.0f} s "
+                    f"(logs: docker logs {container.name})"
+                )
+            if now >= next_note:
+                print(f"stack: waiting for {spec.name} ({now - started:.0f} s)", flush=True)
+                next_note = now + 10
+            time.sleep(0.5)
+
+
+def _refuse_unsafe_stripe(settings: DockerSettings) -> None:
+    """Refuse a live (or non-test) key before any container can call Stripe with it."""
+    try:
+        resolve_stripe_target(settings.stripe_secret_key, settings.stripe_api_base)
+    except StripeConfigError as exc:
+        raise RunnerError(f"refused: {exc}") from None
+
+
+def _last_line(text: str) -> str:
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    return lines[-1] if lines else "no output"
