@@ -15,7 +15,29 @@ from tests.support.databases import build_template, fresh_database
 
 @pytest.fixture(scope="session")
 def pg_server_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """URL of a real PostgreSQL server for this test session (embedded unless overridden)."""
+    """URL of a real PostgreSQL server for this test session (embedded unless overridden).
+
+    STRIPEMETER_TEST_DATABASE_URL names a server to use; STRIPEMETER_TEST_POSTGRES=container
+    starts a testcontainers PostgresContainer($POSTGRES_IMAGE, default postgres:16-alpine)
+    instead of the embedded server (its port published on 127.0.0.1 only).
+    """
+    if os.environ.get("STRIPEMETER_TEST_POSTGRES") == "container":
+        from testcontainers.community.postgres import PostgresContainer
+
+        image = os.environ.get("POSTGRES_IMAGE") or "postgres:16-alpine"
+        container = PostgresContainer(image, driver=None)
+        container.ports = {5432: ("127.0.0.1", None)}  # bind loopback, any free port
+        try:
+            container.start()
+        except Exception as exc:  # the engine or the image is missing: say so, once
+            pytest.fail(f"STRIPEMETER_TEST_POSTGRES=container: cannot start {image}: {exc}")
+        try:
+            url = container.get_connection_url(host="127.0.0.1")
+            build_template(url)
+            yield url
+        finally:
+            container.stop()
+        return
     external = os.environ.get("STRIPEMETER_TEST_DATABASE_URL")
     if external:
         build_template(external)
