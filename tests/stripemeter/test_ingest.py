@@ -185,8 +185,8 @@ def test_late_event_updates_its_own_hour(api: Api) -> None:
         json={"events": [event(api.tenant, quantity=75, ts="2026-11-03T07:59:59.999Z")]},
     )
     hours = api.scalar(
-        "SELECT string_agg(to_char(hour_start AT TIME ZONE 'UTC', 'DD HH24') || '=' || trim_scale(total),"
-        " ',' ORDER BY hour_start) FROM usage_buckets"
+        "SELECT string_agg(to_char(hour_start AT TIME ZONE 'UTC', 'DD HH24')"
+        " || '=' || trim_scale(total), ',' ORDER BY hour_start) FROM usage_buckets"
     )
     assert hours == "03 07=75,20 10=1"
 
