@@ -151,5 +151,6 @@ def _convert(spec: Spec, value: Any, name: str) -> Any:
     if kind == "list":
         assert spec.item is not None
         items = value if isinstance(value, list) else [value]
-        return [_convert(spec.item, v, f"{name}[{n}]") for n, v in enumerate(items)]
+        converted = [_convert(spec.item, v, f"{name}[{n}]") for n, v in enumerate(items)]
+        return [v for v in converted if v is not None]
     raise AssertionError(kind)

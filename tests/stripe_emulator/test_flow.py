@@ -73,9 +73,9 @@ def test_facts_7_1_flow_bills_thirty_calls_for_150_and_pays(client: stripe.Strip
     cycle = [i for i in invoices if i.billing_reason == "subscription_cycle"]
     assert len(cycle) == 1
     inv = cycle[0]
-    line = [
+    line = next(
         ln for ln in inv.lines.data if ln.pricing and ln.pricing.price_details.price == price.id
-    ][0]
+    )
     assert inv.status == "paid"
     assert inv.status_transitions.finalized_at == item.current_period_end + 3600
     assert inv.status_transitions.paid_at == item.current_period_end + 3600
