@@ -1,0 +1,107 @@
+"""API keys: hashed at rest, bound to one tenant; BYPASS_AUTH only on loopback."""
+
+from __future__ import annotations
+
+import hashlib
+import uuid
+
+import psycopg
+import pytest
+import requests
+
+from stripemeter.auth import check_bypass_allowed, create_api_key, is_loopback, tenant_for_secret
+from stripemeter.config import ConfigError
+from tests.stripemeter.conftest import Api, event
+
+
+def test_request_without_key_is_401(api: Api) -> None:
+    answer = requests.post(
+        api.url("/v1/events/ingest"), json={"events": [event(api.tenant)]}, timeout=10
+    )
+    assert answer.status_code == 401
+    assert answer.json()["error"]["message"].startswith("missing API key")
+    assert api.scalar("SELECT count(*) FROM events") == 0
+
+
+def test_key_of_tenant_a_writing_tenant_b_is_403_naming_b(api: Api) -> None:
+    tenant_b = str(uuid.uuid4())
+    batch = {"events": [event(api.tenant), event(tenant_b)]}
+    answer = api.post("/v1/events/ingest", json=batch)
+    assert answer.status_code == 403
+    error = answer.json()["error"]
+    assert error["code"] == "forbidden_tenant"
+    assert tenant_b in error["message"] and api.tenant in error["message"]
+    assert error["field"] == "events[1].tenantId"
+    assert api.scalar("SELECT count(*) FROM events") == 0
+
+
+def test_key_reads_only_its_tenant(api: Api) -> None:
+    other = str(uuid.uuid4())
+    for path, params in (
+        ("/v1/events", {"tenantId": other}),
+        (
+            "/v1/usage",
+            {
+                "tenantId": other,
+                "metric": "m",
+                "from": "2026-11-20T00:00:00Z",
+                "to": "2026-11-21T00:00:00Z",
+            },
+        ),
+        ("/v1/mappings", {"tenantId": other}),
+    ):
+        answer = api.get(path, params=params)
+        assert answer.status_code == 403, path
+        assert other in answer.json()["error"]["message"]
+
+
+def test_reads_default_to_the_keys_tenant(api: Api) -> None:
+    api.post("/v1/events/ingest", json={"events": [event(api.tenant, quantity=3)]})
+    listed = api.get("/v1/events").json()["events"]
+    assert [(e["tenantId"], e["quantity"]) for e in listed] == [(api.tenant, "3")]
+
+
+def test_only_the_hash_of_a_secret_is_stored(db_url: str) -> None:
+    tenant = uuid.uuid4()
+    with psycopg.connect(db_url) as conn:
+        created = create_api_key(conn, tenant, "ci")
+        stored = conn.execute("SELECT prefix, secret_sha256, name FROM api_keys").fetchall()
+        assert tenant_for_secret(conn, created.secret) == tenant
+        assert tenant_for_secret(conn, created.secret + "x") is None
+        conn.execute("UPDATE api_keys SET revoked_at = now()")
+        assert tenant_for_secret(conn, created.secret) is None
+    digest = hashlib.sha256(created.secret.encode()).hexdigest()
+    assert stored == [(created.secret[:12], digest, "ci")]
+    assert created.secret.startswith("smk_") and len(created.secret) > 40
+
+
+def test_bypass_lets_any_tenant_write_without_a_key(open_api: Api) -> None:
+    tenants = [str(uuid.uuid4()), str(uuid.uuid4())]
+    batch = {"events": [event(t) for t in tenants]}
+    answer = requests.post(open_api.url("/v1/events/ingest"), json=batch, timeout=10)
+    assert answer.status_code == 200 and answer.json()["accepted"] == 2
+    usage = requests.get(
+        open_api.url("/v1/usage"),
+        params={
+            "metric": "api_calls",
+            "from": "2026-11-20T00:00:00Z",
+            "to": "2026-11-21T00:00:00Z",
+        },
+        timeout=10,
+    )
+    assert usage.status_code == 400
+    assert usage.json()["error"]["field"] == "tenantId"
+
+
+@pytest.mark.parametrize("host", ["127.0.0.1", "127.0.0.2", "localhost", "::1", "[::1]"])
+def test_loopback_addresses_allow_bypass(host: str) -> None:
+    assert is_loopback(host)
+    check_bypass_allowed(True, host, insecure_anywhere=False)
+
+
+@pytest.mark.parametrize("host", ["0.0.0.0", "::", "10.1.2.3", "example.com"])
+def test_bypass_on_other_addresses_is_refused_unless_forced(host: str) -> None:
+    with pytest.raises(ConfigError, match="BYPASS_AUTH=1 is refused when listening on"):
+        check_bypass_allowed(True, host, insecure_anywhere=False)
+    check_bypass_allowed(True, host, insecure_anywhere=True)
+    check_bypass_allowed(False, host, insecure_anywhere=False)
