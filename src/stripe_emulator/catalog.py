@@ -215,10 +215,10 @@ def create_price(ctx: Ctx) -> Obj:
         store.get("products", p["product"], PRODUCT, param="product")
     elif not p.get("product_data"):
         raise missing_param("product")
-    _check_pricing(p)
     rec = p.get("recurring")
     if rec is not None:
         _check_recurring(store, rec)
+    _check_pricing(p)
     product_id = p.get("product")
     if product_id is None:
         product_id = store.insert("products", _product(store, None, p["product_data"]))["id"]

@@ -117,15 +117,20 @@ def test_in_flight_409_maps_to_sdk_api_error(client: stripe.StripeClient, base_u
     }
     requests.post(f"{base_url}/_emulator/faults", json=fault, timeout=5).raise_for_status()
     opts: stripe.RequestOptions = {"idempotency_key": "k6"}
-    slow = threading.Thread(
-        target=lambda: pytest.raises(
-            stripe.APIError, client.v1.products.create, {"name": "p"}, opts
-        )
-    )
+    first: list[int | None] = []
+
+    def held_request() -> None:
+        try:
+            client.v1.products.create({"name": "p"}, opts)
+        except stripe.APIError as exc:
+            first.append(exc.http_status)
+
+    slow = threading.Thread(target=held_request)
     slow.start()
     _wait_until_fault_taken(base_url)
     with pytest.raises(stripe.APIError) as err:
         client.v1.products.create({"name": "p"}, opts)
     slow.join()
+    assert first == [503]
     assert err.value.http_status == 409
     assert err.value.json_body["error"]["code"] == "idempotency_key_in_use"
