@@ -55,8 +55,11 @@ def _check_timestamp(store: Store, ts: int, customer: Obj) -> None:
             code="timestamp_too_far_in_past",
         )
     clock = store.clock_of(customer)
-    if clock is not None and ts > clock["frozen_time"]:
-        # [inferred] facts §3.4: a clock customer's events may not pass the clock's time.
+    if clock is not None:
+        # [inferred] facts §3.4/§8: for a clock customer the future bound is the clock's
+        # frozen_time (not real time + 5 min); the 35-day past bound stays on real time.
+        if ts <= clock["frozen_time"]:
+            return
         raise invalid(
             "The event timestamp cannot be in future: customer "
             f"{customer['id']} is on test clock {clock['id']} frozen at "

@@ -72,8 +72,8 @@ def test_advance_is_async_then_ready(base_url: str) -> None:
 
 def test_advancing_clock_refuses_another_advance(client: stripe.StripeClient) -> None:
     from stripe_emulator.app import create_app
-    from tests.support.servers import serve_asgi
     from tests.support.emulator import sdk_client
+    from tests.support.servers import serve_asgi
 
     with serve_asgi(create_app(advance_delay_s=30)) as url:
         slow = sdk_client(url)
