@@ -137,6 +137,8 @@ def _reconcile_mapping(
             item.period_start: (item.period_end, None)
         }
         for line in gateway.invoice_periods(item.subscription_id, mapping.price_id):
+            if line.start >= item.period_start:
+                continue  # the current period is billed in arrears, later
             known = periods.get(line.start)
             if known is None or known[1] is None or (line.finalized and not known[1].finalized):
                 periods[line.start] = (line.end, line)

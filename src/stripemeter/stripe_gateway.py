@@ -325,10 +325,11 @@ class StripeGateway:
         return found[0] if found else None
 
     def invoice_periods(self, subscription_id: str, price_id: str) -> list[InvoicePeriod]:
-        """Every invoice line of the subscription billing `price_id`, newest first.
+        """Every invoice line of the subscription billing usage of `price_id`, newest first.
 
-        Only lines with a non-empty period count (the $0 creation invoice of a metered
-        price bills nothing).
+        The creation invoice is skipped: its metered line (quantity 0) names the new
+        period, whose usage is billed in arrears by a later invoice. Lines with an empty
+        period are skipped too.
         """
         invoices = self._call(
             f"list invoices of {subscription_id}",
@@ -339,6 +340,8 @@ class StripeGateway:
         periods: list[InvoicePeriod] = []
         for invoice in invoices.auto_paging_iter():
             if invoice.status in (None, "void") or invoice.id is None:
+                continue
+            if invoice.billing_reason == "subscription_create":
                 continue
             invoice_id: str = invoice.id
             lines = self._call(

@@ -324,6 +324,8 @@ def _context(gateway: StripeGateway, mapping: Mapping, customer_id: str) -> _Cus
     frozen = gateway.clock_time(customer_id)
     item = gateway.find_item(customer_id, mapping.price_id, mapping.subscription_item_id)
     periods = gateway.invoice_periods(item.subscription_id, mapping.price_id) if item else []
+    if item is not None:  # only earlier periods are billed; the current one is open
+        periods = [p for p in periods if p.start < item.period_start]
     return _CustomerContext(customer_id, frozen, item, periods)
 
 

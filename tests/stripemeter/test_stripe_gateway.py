@@ -107,11 +107,12 @@ def build_world(
     *,
     customers: int = 3,
     clock_start_ago_s: int = 50 * HOUR,
+    frozen_ago_s: int = 300,
     formula: str = "sum",
     aggregation: str = "sum",
     with_item_id: bool = False,
 ) -> StripeWorld:
-    """Meter, price, clock (created `clock_start_ago_s` ago, advanced to now - 5 min),
+    """Meter, price, clock (created `clock_start_ago_s` ago, advanced to `frozen_ago_s` ago),
     customers with a card and a subscription each, and the active mapping row."""
     client = sdk_client(emulator_url)
     now = int(time.time())
@@ -154,7 +155,7 @@ def build_world(
         world.items[cus.id] = item.id
         world.period_start = int(item.current_period_start)
         world.period_end = int(item.current_period_end)
-    world.advance(now - 300)
+    world.advance(now - frozen_ago_s)
     with psycopg.connect(db_url) as conn:
         conn.execute(
             "INSERT INTO price_mappings (tenant_id, metric, aggregation, stripe_account, price_id,"
