@@ -14,7 +14,7 @@ from steps._env import StepError
 
 Probe = Callable[[], tuple[bool, str]]
 
-PROGRESS_EVERY_S = 2.0
+PROGRESS_EVERY_S = 5.0
 
 
 def wait_until(

@@ -20,8 +20,15 @@ from steps._env import METRIC, StepError, load_env, main, parser
 from steps._http import ApiClient
 from steps._state import DemoState, load_state
 
+# The seed's request key, qualified by the tenant: with BYPASS_AUTH every request shares
+# one idempotency scope, and each fresh run is a new tenant with a different body.
 FIRST_BATCH_HEADER = "demo-batch-1"
 LATE_BATCH_HEADER = "demo-batch-1-late"
+
+
+def request_key(base: str, state: DemoState) -> str:
+    """The `Idempotency-Key` header of one of the demo's requests for this tenant."""
+    return f"{base}/{state.tenantId}"
 
 
 @dataclass(frozen=True)
@@ -57,7 +64,7 @@ def run(argv: Sequence[str]) -> int:
     print(f"sending usage for tenant {state.tenantId}, customer {state.customerId}")
     print(f"usage is dated against the clock time F = {iso(state.frozenTime)}")
 
-    first = _send(api, state, FIRST_BATCH_HEADER, FIRST_BATCH)
+    first = _send(api, state, request_key(FIRST_BATCH_HEADER, state), FIRST_BATCH)
     wait_writer_synced(
         api,
         client,
@@ -65,7 +72,7 @@ def run(argv: Sequence[str]) -> int:
         at_least=expected_total(FIRST_BATCH),
         timeout_s=env.wait_timeout_s,
     )
-    late = _send(api, state, LATE_BATCH_HEADER, LATE_BATCH)
+    late = _send(api, state, request_key(LATE_BATCH_HEADER, state), LATE_BATCH)
 
     rows = list(zip(FIRST_BATCH + LATE_BATCH, first + late, strict=True))
     _print_table(state, rows)
@@ -114,13 +121,22 @@ def _send(
     return [r if isinstance(r, dict) else {"status": str(r)} for r in results]
 
 
+def _offset(seconds: int) -> str:
+    """F-relative time for people: `F`, `F-25 min`, `F-24 h`."""
+    if seconds == 0:
+        return "F"
+    if seconds % 3600 == 0:
+        return f"F{seconds // 3600:+d} h"
+    return f"F{seconds // 60:+d} min"
+
+
 def _print_table(state: DemoState, rows: Sequence[tuple[DemoEvent, dict[str, Any]]]) -> None:
-    print(f"  {'idempotency key':<16} {'quantity':>8}  {'timestamp':<20}  {'F offset':>8}  status")
+    print(f"  {'idempotency key':<16} {'quantity':>8}  {'timestamp':<20}  {'when':>8}  status")
     for event, result in rows:
         status = str(result.get("status"))
         if result.get("error"):
             status += f" ({result['error']})"
-        offset = f"{event.offset_s // 60:+d} min" if event.offset_s else "F"
+        offset = _offset(event.offset_s)
         print(
             f"  {event.key:<16} {event.quantity:>8}  {iso(state.frozenTime + event.offset_s):<20}"
             f"  {offset:>8}  {status}"

@@ -25,6 +25,7 @@ import socket
 import subprocess
 import sys
 import time
+import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -265,7 +266,9 @@ class LocalRunner:
         from stripemeter.db import embedded
 
         try:
-            return embedded.running_url(self.settings)
+            with warnings.catch_warnings():  # pgserver's platformdirs warns on import
+                warnings.simplefilter("ignore")
+                return embedded.running_url(self.settings)
         except Exception:  # a broken pgdata reads as "not running"
             return None
 
