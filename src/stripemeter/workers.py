@@ -131,20 +131,23 @@ def start_in_background(settings: Settings, db_url: str) -> WorkerHandle:
 
 def run_forever(settings: Settings) -> None:
     """Run the loops until SIGTERM or SIGINT, then stop cleanly."""
-    handle = start_in_background(settings, database_url(settings))
     stop = threading.Event()
 
     def on_signal(signum: int, _frame: FrameType | None) -> None:
         log.info("signal %d: stopping workers", signum)
         stop.set()
 
+    # Handlers first: a signal during start-up must still stop the loops cleanly.
     previous = {s: signal.signal(s, on_signal) for s in (signal.SIGTERM, signal.SIGINT)}
     try:
-        while not stop.wait(0.5):
-            if not handle.running:
-                break
+        handle = start_in_background(settings, database_url(settings))
+        try:
+            while not stop.wait(0.5):
+                if not handle.running:
+                    break
+        finally:
+            handle.stop()
     finally:
-        handle.stop()
         for signum, handler in previous.items():
             signal.signal(signum, handler)
 
