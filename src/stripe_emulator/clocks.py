@@ -18,6 +18,7 @@ from stripe_emulator.timeutil import add_interval, interval_seconds
 
 KIND = "test_clock"
 MAX_CUSTOMERS = 3  # [inferred] facts §2.5: three customers per clock
+MAX_FROZEN_TIME = 32_503_680_000  # year 3000: keeps calendar arithmetic in range
 DELETES_AFTER_S = 7 * 86400  # [inferred] facts §2.2: doc examples show created + 7 days
 
 CREATE = {"frozen_time": i(required=True), "name": s(), "customer": s(), "expand": EXPAND}
@@ -36,10 +37,18 @@ def check_room(store: Store, clock: Obj, param: str) -> None:
         )
 
 
+def _check_range(frozen_time: int) -> None:
+    if not 0 <= frozen_time <= MAX_FROZEN_TIME:
+        raise invalid_integer(
+            "frozen_time", f"frozen_time must be a Unix timestamp between 0 and {MAX_FROZEN_TIME}."
+        )
+
+
 def create(ctx: Ctx) -> Obj:
     """POST /v1/test_helpers/test_clocks — `status`/`present` are unknown parameters."""
     p = ctx.validate(CREATE)
     store = ctx.store
+    _check_range(p["frozen_time"])
     customer = None
     if p.get("customer"):
         customer = store.get("customers", p["customer"], "customer", param="customer")
@@ -135,6 +144,7 @@ def advance(ctx: Ctx) -> Obj:
             code="status_transition_invalid",
         )
     target = p["frozen_time"]
+    _check_range(target)
     if target <= clock["frozen_time"]:
         raise invalid_integer(
             "frozen_time",

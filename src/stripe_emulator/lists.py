@@ -22,7 +22,8 @@ def paginate(
     objs: Iterable[Obj], params: dict[str, Any], url: str, *, kind: str, presorted: bool = False
 ) -> Obj:
     """One page of `objs`, newest first unless `presorted`, per limit and cursors."""
-    items = list(objs) if presorted else sorted(objs, key=lambda o: o["_seq"], reverse=True)
+    # Stored objects iterate in insertion (= creation) order, so reversing is newest first.
+    items = list(objs) if presorted else list(objs)[::-1]
     limit = params.get("limit")
     if limit is None:
         limit = 10

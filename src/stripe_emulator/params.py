@@ -116,7 +116,7 @@ def _convert(spec: Spec, value: Any, name: str) -> Any:
     if kind == "str":
         return value if value != "" else None
     if kind == "int":
-        if not _INT.match(value):
+        if not _INT.match(value) or not -(2**63) <= int(value) < 2**63:
             raise invalid_integer(name, f"Invalid integer: {value}")
         return int(value)
     if kind == "bool":

@@ -115,7 +115,7 @@ def create(ctx: Ctx) -> Obj:
         _check_pm(store, p["default_payment_method"], cus["id"])
     now = store.now_for(cus)
     start = p.get("backdate_start_date") or now
-    if start > now:
+    if start > now or start < 0:
         raise invalid("backdate_start_date must be in the past.", param="backdate_start_date")
     method = p.get("collection_method") or "charge_automatically"
     rec = prices[0]["recurring"]
