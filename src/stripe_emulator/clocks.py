@@ -71,6 +71,7 @@ def create(ctx: Ctx) -> Obj:
     }
     store.insert("test_clocks", clock)
     if customer is not None:
+        # Attaching at creation (facts §2.2, dahlia): one customer, within the limit of 3.
         customer["test_clock"] = clock["id"]
     return clock
 
