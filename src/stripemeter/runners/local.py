@@ -252,6 +252,9 @@ class LocalRunner:
     def _start_database(self) -> str:
         if self.settings.DATABASE_URL:
             return self.settings.DATABASE_URL
+        running = self._running_database_url()
+        if running:
+            return running
         self._say("up: starting the embedded PostgreSQL")
         self._cli(["db", "start"], "starting the embedded PostgreSQL")
         url = self._running_database_url()
