@@ -56,6 +56,13 @@ def _assign(root: dict[str, Any], path: list[str], value: str, full: str) -> Non
             if part != "" and not part.isdigit():
                 raise invalid(f"Invalid array index in parameter {full}", param=full)
             idx = node.slot(part)
+            reuse = node.next_append - 1
+            if part == "" and not last and reuse in node.items:
+                # curl style `items[][price]=a&items[][quantity]=1`: a key not yet set on
+                # the last element continues that element (Rack's rule).
+                prev = node.items[reuse]
+                if isinstance(prev, dict) and path[i + 1] not in prev:
+                    idx = reuse
             container: dict[Any, Any] = node.items
             key: Any = idx
         else:

@@ -147,3 +147,17 @@ def test_delete_cascades_to_customers_subscriptions_invoices(
     state = requests.get(f"{base_url}/_emulator/state", timeout=5).json()
     assert state["subscription_items"] == [] and state["invoices"] == []
     assert len(state["meters"]) == 1  # meters are account-level
+
+
+def test_create_with_customer_attaches_it(client: stripe.StripeClient) -> None:
+    cus = client.v1.customers.create({"email": "late@example.com"})
+    clock = client.v1.test_helpers.test_clocks.create(
+        {"frozen_time": T0, "customer": cus.id}  # type: ignore[typeddict-unknown-key]
+    )
+    assert client.v1.customers.retrieve(cus.id).test_clock == clock.id
+    assert client.v1.customers.list().data == []
+    with pytest.raises(stripe.InvalidRequestError) as err:
+        client.v1.test_helpers.test_clocks.create(
+            {"frozen_time": T0, "customer": cus.id}  # type: ignore[typeddict-unknown-key]
+        )
+    assert err.value.param == "customer"

@@ -42,3 +42,9 @@ def test_conflicting_shapes_are_refused_with_the_param_named() -> None:
         parse_form("a=1&a[b]=2")
     assert err.value.status == 400
     assert err.value.param == "a[b]"
+
+
+def test_curl_style_object_arrays_group_keys_per_element() -> None:
+    assert parse_form("items[][price]=a&items[][quantity]=2&items[][price]=b") == {
+        "items": [{"price": "a", "quantity": "2"}, {"price": "b"}]
+    }
