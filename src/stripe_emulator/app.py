@@ -134,14 +134,6 @@ class Emulator:
         if path.startswith("/_emulator/"):
             return _json(*control.handle(self, method, path, body))
         check_auth(headers)
-        raw = parse_form(query) if query else {}
-        if body:
-            try:
-                text = body.decode("utf-8")
-            except UnicodeDecodeError:
-                raise StripeError(400, "The request body is not valid UTF-8.") from None
-            raw.update(parse_form(text))
-        billing.tick(self.store)
         found = self.router.match(method, path)
         if found is None:
             raise StripeError(
@@ -150,6 +142,14 @@ class Emulator:
                 "implement this endpoint.",
             )
         handler, args = found
+        raw = parse_form(query) if query else {}
+        if body:
+            try:
+                text = body.decode("utf-8")
+            except UnicodeDecodeError:
+                raise StripeError(400, "The request body is not valid UTF-8.") from None
+            raw.update(parse_form(text))
+        billing.tick(self.store)
         fault = self.faults.take(method, path)
         if fault is not None and not fault.after_commit:
             await _sleep_ms(fault.delay_ms)

@@ -132,3 +132,12 @@ def test_empty_bracket_array_form_works_over_http(base_url: str) -> None:
     )
     assert resp.status_code == 200
     assert resp.json()["test_clock"] is None
+
+
+def test_v2_meter_events_are_reported_as_not_implemented(client: stripe.StripeClient) -> None:
+    with pytest.raises(stripe.StripeError) as err:
+        client.v2.billing.meter_events.create(
+            {"event_name": "api_calls", "payload": {"stripe_customer_id": "cus_x", "value": "1"}}
+        )
+    assert err.value.http_status == 404
+    assert "does not implement" in str(err.value.http_body)
