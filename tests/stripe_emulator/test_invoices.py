@@ -239,7 +239,7 @@ def test_real_time_customers_are_billed_without_a_clock(client: stripe.StripeCli
         {
             "customer": cus.id,
             "items": [{"price": price.id}],
-            "backdate_start_date": now - 3 * DAY + 30,
+            "backdate_start_date": now - 3 * DAY + 600,
         }
     )
     cycles = [
@@ -248,7 +248,7 @@ def test_real_time_customers_are_billed_without_a_clock(client: stripe.StripeCli
         if i.billing_reason == "subscription_cycle"
     ]
     oldest = min(cycles, key=lambda i: i.period_start)
-    assert (oldest.period_start, oldest.period_end) == (now - 3 * DAY + 30, now - 2 * DAY + 30)
+    assert (oldest.period_start, oldest.period_end) == (now - 3 * DAY + 600, now - 2 * DAY + 600)
     assert (oldest.status, oldest.amount_paid, oldest.lines.data[0].quantity) == ("paid", 40, 8)
     assert len(cycles) == 2
-    assert sub["items"].data[0].current_period_start == now - DAY + 30
+    assert sub["items"].data[0].current_period_start == now - DAY + 600
