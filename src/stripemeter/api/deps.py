@@ -51,13 +51,15 @@ class Principal:
         return self.tenant_id
 
 
-def get_pool(request: Request) -> ConnectionPoolType:
+# Dependencies are `async def` even without awaiting: FastAPI runs plain `def`
+# dependencies in a worker thread, a hop per request the hot path cannot afford.
+async def get_pool(request: Request) -> ConnectionPoolType:
     """The app's connection pool."""
     pool: ConnectionPoolType = request.app.state.pool
     return pool
 
 
-def get_app_settings(request: Request) -> Settings:
+async def get_app_settings(request: Request) -> Settings:
     """The settings the app was created with."""
     settings: Settings = request.app.state.settings
     return settings
