@@ -38,6 +38,7 @@ import os
 import threading
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -98,6 +99,17 @@ class PushResult:
     deferred: int = 0
     locked_elsewhere: int = 0
     errors: list[str] = field(default_factory=list)
+
+    def merge(self, other: PushResult) -> None:
+        """Add another pass's (or customer's) counts to this one."""
+        self.events_sent += other.events_sent
+        self.duplicates += other.duplicates
+        self.units_pushed += other.units_pushed
+        self.post_close += other.post_close
+        self.too_old += other.too_old
+        self.deferred += other.deferred
+        self.locked_elsewhere += other.locked_elsewhere
+        self.errors.extend(other.errors)
 
     @property
     def stripe_failing(self) -> bool:
@@ -168,14 +180,17 @@ def push_pending(
     with borrow(conn_or_pool) as conn:
         mappings = active_mappings(conn, tenant_id)
         conn.commit()
-        failed_tenants: dict[UUID, str] = {}
-        for mapping in mappings:
-            if result.stripe_failing:
-                failed_tenants.setdefault(mapping.tenant_id, result.errors[-1])
-                continue
-            error = _push_mapping(conn, gateway, mapping, result)
-            if error:
-                failed_tenants.setdefault(mapping.tenant_id, error)
+    failed_tenants: dict[UUID, str] = {}
+    for mapping in mappings:
+        if result.stripe_failing:
+            failed_tenants.setdefault(mapping.tenant_id, result.errors[-1])
+            continue
+        error = _push_mapping(
+            conn_or_pool, gateway, mapping, result, settings.STRIPE_MAX_CONCURRENCY
+        )
+        if error:
+            failed_tenants.setdefault(mapping.tenant_id, error)
+    with borrow(conn_or_pool) as conn:
         for tenant in {m.tenant_id for m in mappings}:
             if tenant in failed_tenants:
                 worker_state.record_failure(conn, "writer", tenant, failed_tenants[tenant])
@@ -198,47 +213,86 @@ def drain(
     total = PushResult()
     for _ in range(max_passes):
         one = push_pending(conn_or_pool, client, settings, tenant_id)
-        total.events_sent += one.events_sent
-        total.duplicates += one.duplicates
-        total.units_pushed += one.units_pushed
-        total.post_close += one.post_close
-        total.too_old += one.too_old
-        total.deferred = one.deferred
-        total.locked_elsewhere = one.locked_elsewhere
-        total.errors.extend(one.errors)
-        if one.events_sent == 0 and one.duplicates == 0 and one.locked_elsewhere == 0:
+        deferred, locked = one.deferred, one.locked_elsewhere
+        total.merge(one)
+        total.deferred, total.locked_elsewhere = deferred, locked
+        moved = one.events_sent + one.duplicates
+        if one.errors and moved == 0:
+            break  # Stripe (or a mapping) keeps failing: report instead of spinning
+        if moved == 0 and locked == 0:
             break
+        if moved == 0:
+            time.sleep(0.05)  # another writer holds some customers; let it finish
     return total
 
 
 def _push_mapping(
-    conn: psycopg.Connection, gateway: StripeGateway, mapping: Mapping, result: PushResult
+    conn_or_pool: ConnOrPool,
+    gateway: StripeGateway,
+    mapping: Mapping,
+    result: PushResult,
+    concurrency: int,
 ) -> str | None:
-    """Push one mapping's dirty customers; the error that stopped it, if any."""
-    try:
-        meter = ensure_meter(conn, gateway, mapping)
-    except GatewayError as exc:
-        return _note_error(result, exc)
-    first_error: str | None = None
-    for customer_ref in _dirty_customers(conn, mapping):
-        lock_key = f"stripemeter-writer:{mapping.id}:{customer_ref}"
-        got = conn.execute("SELECT pg_try_advisory_lock(hashtextextended(%s, 0))", (lock_key,))
-        row = got.fetchone()
-        conn.commit()
-        if not row or not row[0]:
-            result.locked_elsewhere += 1
-            continue
+    """Push one mapping's dirty customers; the error that stopped it, if any.
+
+    With a pool, customers are pushed in parallel (each on its own connection, the
+    account's call cap still applies); with one connection, one after the other.
+    """
+    with borrow(conn_or_pool) as conn:
         try:
-            _push_customer(conn, gateway, mapping, meter, customer_ref, result)
+            meter = ensure_meter(conn, gateway, mapping)
         except GatewayError as exc:
-            conn.rollback()
-            first_error = first_error or _note_error(result, exc, customer_ref)
-            if isinstance(exc, StripeUnavailable):
-                break
-        finally:
-            conn.execute("SELECT pg_advisory_unlock(hashtextextended(%s, 0))", (lock_key,))
-            conn.commit()
+            return _note_error(result, exc)
+        customers = _dirty_customers(conn, mapping)
+    stripe_down = threading.Event()
+
+    def one(customer_ref: str) -> PushResult:
+        if stripe_down.is_set():
+            return PushResult()
+        with borrow(conn_or_pool) as conn:
+            outcome = _push_locked_customer(conn, gateway, mapping, meter, customer_ref)
+        if outcome.stripe_failing:
+            stripe_down.set()
+        return outcome
+
+    if isinstance(conn_or_pool, psycopg.Connection) or concurrency <= 1 or len(customers) <= 1:
+        outcomes = [one(c) for c in customers]
+    else:
+        with ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="writer") as pool:
+            outcomes = list(pool.map(one, customers))
+    first_error: str | None = None
+    for outcome in outcomes:
+        result.merge(outcome)
+        if outcome.errors and first_error is None:
+            first_error = outcome.errors[0]
     return first_error
+
+
+def _push_locked_customer(
+    conn: psycopg.Connection,
+    gateway: StripeGateway,
+    mapping: Mapping,
+    meter: MeterInfo,
+    customer_ref: str,
+) -> PushResult:
+    """Push one customer under its (mapping, customer) advisory lock, if free."""
+    result = PushResult()
+    lock_key = f"stripemeter-writer:{mapping.id}:{customer_ref}"
+    got = conn.execute("SELECT pg_try_advisory_lock(hashtextextended(%s, 0))", (lock_key,))
+    row = got.fetchone()
+    conn.commit()
+    if not row or not row[0]:
+        result.locked_elsewhere += 1
+        return result
+    try:
+        _push_customer(conn, gateway, mapping, meter, customer_ref, result)
+    except GatewayError as exc:
+        conn.rollback()
+        _note_error(result, exc, customer_ref)
+    finally:
+        conn.execute("SELECT pg_advisory_unlock(hashtextextended(%s, 0))", (lock_key,))
+        conn.commit()
+    return result
 
 
 def _note_error(result: PushResult, exc: GatewayError, customer_ref: str | None = None) -> str:
@@ -389,7 +443,7 @@ def _push_customer(
             idempotency_key=functools.partial(idempotency_key, identifier, timestamp, value),
         )
         _crash_hook()
-        _record(conn, mapping, customer_ref, row, target, source, identifier)
+        _record(conn, mapping, customer_ref, row, target, source, identifier, commit=False)
         worker_state.record_push(conn, mapping.tenant_id)
         conn.commit()
         EVENTS_SENT.labels(outcome=outcome).inc()
@@ -408,6 +462,8 @@ def _record(
     pushed: Decimal,
     source: Decimal,
     identifier: str | None,
+    *,
+    commit: bool = True,
 ) -> None:
     """Write what Stripe now holds for the bucket (after acceptance only)."""
     conn.execute(
@@ -434,7 +490,8 @@ def _record(
             identifier,
         ),
     )
-    conn.commit()
+    if commit:
+        conn.commit()
 
 
 def _mark(

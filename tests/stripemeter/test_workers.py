@@ -108,7 +108,15 @@ def test_writer_killed_after_stripe_accepted_does_not_double_count_on_restart(
     world = build_world(emulator_url, db_url, customers=2)
     expected = seed_usage(world, emulator_url, db_url, hours=4)  # 8 buckets
 
-    crashed = start_writer(emulator_url, db_url, tmp_path, "--drain", **{CRASH_HOOK_ENV: "3"})
+    # One customer at a time, so exactly one push is in flight when the process dies.
+    crashed = start_writer(
+        emulator_url,
+        db_url,
+        tmp_path,
+        "--drain",
+        STRIPE_MAX_CONCURRENCY="1",
+        **{CRASH_HOOK_ENV: "3"},
+    )
     out, err = crashed.communicate(timeout=120)
     assert crashed.returncode == 70, (out, err)
     assert len(meter_events_in_stripe(emulator_url)) == 3  # Stripe accepted the third...
