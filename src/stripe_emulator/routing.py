@@ -7,6 +7,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from stripe_emulator.expand import check_expand
 from stripe_emulator.params import Spec, validate
 from stripe_emulator.store import Obj, Store
 
@@ -25,6 +26,8 @@ class Ctx:
     def validate(self, specs: Mapping[str, Spec]) -> dict[str, Any]:
         """Validate the raw params against `specs`, keep and return the converted result."""
         self.params = validate(specs, self.raw)
+        if self.params.get("expand"):
+            check_expand(self.params["expand"])
         return self.params
 
 

@@ -71,3 +71,12 @@ def test_expand_unknown_property_is_refused(client: stripe.StripeClient) -> None
     with pytest.raises(stripe.InvalidRequestError) as err:
         client.v1.customers.retrieve(cus.id, {"expand": ["nothing_here"]})
     assert err.value.param == "expand"
+
+
+def test_bad_expand_on_create_is_refused_before_anything_is_created(
+    client: stripe.StripeClient, base_url: str
+) -> None:
+    with pytest.raises(stripe.InvalidRequestError) as err:
+        client.v1.customers.create({"email": "x@example.com", "expand": ["custmer"]})
+    assert err.value.param == "expand"
+    assert requests.get(f"{base_url}/_emulator/state", timeout=5).json()["customers"] == []
