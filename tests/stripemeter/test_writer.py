@@ -270,3 +270,25 @@ def test_missing_or_wrong_meter_is_reported_not_pushed(emulator_url: str, db_url
     assert "needs a meter with formula 'last'" in status["lastError"]
     assert status["pendingBuckets"] == 1
     assert meter_events_in_stripe(emulator_url) == []
+
+
+def test_buckets_beyond_stripes_35_days_are_marked_too_old(emulator_url: str, db_url: str) -> None:
+    world = build_world(emulator_url, db_url, customers=1)
+    settings = settings_for(emulator_url, db_url)
+    customer = world.customers[0]
+    with psycopg.connect(db_url) as conn:
+        conn.execute(
+            "INSERT INTO usage_buckets (tenant_id, metric, customer_ref, hour_start, total,"
+            " max_value, last_value, last_ts, event_count)"
+            " VALUES (%s, %s, %s, date_trunc('hour', now() - interval '36 days'), 4, 4, 4,"
+            " now() - interval '36 days', 1)",
+            (world.tenant_id, world.metric, customer),
+        )
+        conn.commit()
+        first = push_pending(conn, world.gateway(), settings)
+        again = push_pending(conn, world.gateway(), settings)
+        row = conn.execute("SELECT status, pushed_value FROM write_log").fetchone()
+    assert (first.too_old, first.events_sent, first.errors) == (1, 0, [])
+    assert (again.too_old, again.events_sent) == (0, 0)  # not retried every pass
+    assert row == ("too_old", Decimal(0))
+    assert meter_events_in_stripe(emulator_url) == []
