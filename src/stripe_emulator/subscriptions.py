@@ -326,6 +326,19 @@ def list_items(ctx: Ctx) -> Obj:
     return paginate(rows, p, "/v1/subscription_items", kind=ITEM_KIND)
 
 
+def legacy_usage_record(ctx: Ctx) -> Obj:
+    """POST /v1/subscription_items/{id}/usage_records: gone since basil (facts §4).
+
+    Items on meter-backed prices get Stripe's pointer to meter events ([issue] in §4.2).
+    """
+    item = ctx.store.get("subscription_items", ctx.args[0], ITEM_KIND)
+    raise invalid(
+        f"Cannot create a usage record for `{item['id']}` because it is not on the legacy "
+        "metered billing system. Call /v1/billing/meter_events instead.",
+        param="id",
+    )
+
+
 def register(router: Router) -> None:
     """Mount subscription and subscription item routes."""
     router.add("POST", "/v1/subscriptions", create)
@@ -335,3 +348,4 @@ def register(router: Router) -> None:
     router.add("DELETE", "/v1/subscriptions/{id}", cancel)
     router.add("GET", "/v1/subscription_items", list_items)
     router.add("GET", "/v1/subscription_items/{id}", retrieve_item)
+    router.add("POST", "/v1/subscription_items/{id}/usage_records", legacy_usage_record)

@@ -180,6 +180,11 @@ def test_invoice_filters_and_expand_lines(client: stripe.StripeClient) -> None:
     assert client.v1.invoices.list({"customer": s["cus"].id, "status": "draft"}).data == []
     got = client.v1.invoices.retrieve(by_sub.data[0].id, {"expand": ["customer", "lines"]})
     assert got.customer.id == s["cus"].id
+    expanded = client.v1.invoices.list(
+        {"subscription": s["sub"].id, "expand": ["data.lines", "data.customer"]}
+    )
+    assert {i.customer.email for i in expanded.data} == {"demo@example.com"}
+    assert expanded.data[0].lines.data[0].quantity == 30
 
 
 def test_finalize_void_and_transition_errors(client: stripe.StripeClient) -> None:

@@ -136,8 +136,13 @@ def test_cancel_and_status_filters(client: stripe.StripeClient) -> None:
     _, price = metered_price(client)
     cus = client.v1.customers.create({})
     sub = client.v1.subscriptions.create({"customer": cus.id, "items": [{"price": price.id}]})
-    canceled = client.v1.subscriptions.cancel(sub.id)
+    # DELETE carries its params in the query string.
+    canceled = client.v1.subscriptions.cancel(
+        sub.id, {"cancellation_details": {"comment": "bye"}, "expand": ["customer"]}
+    )
     assert canceled.status == "canceled"
+    assert canceled.cancellation_details.comment == "bye"
+    assert canceled.customer.id == cus.id
     assert canceled.canceled_at is not None and canceled.ended_at is not None
     assert client.v1.subscriptions.list({"customer": cus.id}).data == []
     assert [
@@ -174,3 +179,23 @@ def test_expand_items_price_and_customer(client: stripe.StripeClient) -> None:
     )
     assert sub.customer.email == "e@example.com"
     assert sub["items"].data[0].price.nickname == "per call"
+
+
+def test_seed_legacy_usage_record_points_to_meter_events(client: stripe.StripeClient) -> None:
+    _, price = metered_price(client)
+    cus = client.v1.customers.create({})
+    sub = client.v1.subscriptions.create({"customer": cus.id, "items": [{"price": price.id}]})
+    item_id = sub["items"].data[0].id
+    with pytest.raises(stripe.InvalidRequestError) as err:
+        client.raw_request(
+            "post",
+            f"/v1/subscription_items/{item_id}/usage_records",
+            quantity=3,
+            stripe_version="2025-02-24.acacia",
+        )
+    assert err.value.http_status == 400
+    assert "Call /v1/billing/meter_events instead" in str(err.value.user_message)
+    with pytest.raises(stripe.InvalidRequestError) as err2:
+        client.raw_request("get", f"/v1/subscription_items/{item_id}/usage_record_summaries")
+    assert err2.value.http_status == 404
+    assert "does not implement" in str(err2.value.user_message)
