@@ -6,7 +6,8 @@ Exceptions a step may end with:
     ConfigError          a variable has an unusable value (stripemeter.config)
     StripeConfigError    live key or non-test key refused before any call (stripemeter.stripe)
     stripe.StripeError   Stripe (or the emulator) refused a call or could not be reached
-    DatabaseUnavailable  PostgreSQL could not be reached (stripemeter.db)
+    DatabaseUnavailable  PostgreSQL could not be reached (stripemeter.db; told apart by
+                         name so steps that never touch the database skip psycopg)
 
 `main` turns each of them into one line on stderr and a non-zero exit: a user of the
 demo never sees a traceback (set `STEPS_TRACEBACK=1` to see one while debugging).
@@ -22,11 +23,9 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-import psycopg
 import stripe
 
 from stripemeter.config import ConfigError, Settings, load_settings
-from stripemeter.db import DatabaseUnavailable
 from stripemeter.stripe import StripeConfigError, make_client, resolve_stripe_target
 
 REAL_STRIPE_BASE = "https://api.stripe.com"
@@ -134,13 +133,22 @@ def main(
         _fail(name, f"refused: {exc}", EXIT_ERROR)
     except stripe.StripeError as exc:
         _fail(name, _describe_stripe_error(exc), EXIT_ERROR)
-    except (DatabaseUnavailable, psycopg.Error) as exc:
-        _fail(name, f"database error: {exc}", EXIT_ERROR)
     except KeyboardInterrupt:
         _fail(name, "interrupted", 130)
     except Exception as exc:  # the last line of defence: still one line, no traceback
+        if _is_database_error(exc):
+            _fail(name, f"database error: {exc}", EXIT_ERROR)
         _fail(name, f"unexpected error: {type(exc).__name__}: {exc}", EXIT_ERROR)
     sys.exit(code)
+
+
+def _is_database_error(exc: Exception) -> bool:
+    """PostgreSQL failures, told apart without importing psycopg in every step."""
+    module = type(exc).__module__
+    return module.startswith("psycopg") or type(exc).__name__ in (
+        "DatabaseUnavailable",
+        "EmbeddedDatabaseError",
+    )
 
 
 def _fail(name: str, message: str, code: int) -> None:

@@ -13,6 +13,7 @@ import pytest
 from steps._state import DemoState, save_state
 from stripemeter.runners import STEP_NAMES
 from tests.steps.conftest import StepRunner
+from tests.support.emulator import running_emulator
 from tests.support.servers import free_port
 
 
@@ -186,3 +187,19 @@ def test_bad_configuration_value_is_named(run_step: StepRunner, tmp_path: Path) 
         "validate", env={"DEMO_STATE_DIR": str(tmp_path), "RECONCILIATION_EPSILON": "lots"}
     )
     assert_one_line_failure(result, "validate", "RECONCILIATION_EPSILON")
+
+
+def test_cleanup_with_the_database_unreachable_says_so(
+    run_step: StepRunner, tmp_path: Path
+) -> None:
+    with running_emulator() as emulator:
+        complete_state(tmp_path, emulator)  # its clock does not exist: "already gone"
+        result = run_step(
+            "cleanup",
+            env={
+                "DEMO_STATE_DIR": str(tmp_path),
+                "DATABASE_URL": f"postgresql://nobody@127.0.0.1:{free_port()}/none",
+            },
+        )
+    assert_one_line_failure(result, "cleanup", "database error: cannot connect to PostgreSQL")
+    assert "test clock clock_test was already gone" in result.stdout

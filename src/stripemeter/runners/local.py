@@ -133,9 +133,27 @@ class LocalRunner:
             self._say("down: embedded PostgreSQL stopped")
 
     def migrate(self) -> None:
-        """Apply database migrations (`stripemeter migrate`)."""
-        output = self._cli(["migrate"], "applying migrations", env=self._service_env())
-        self._say(f"migrate: {output.strip().splitlines()[-1] if output.strip() else 'done'}")
+        """Apply database migrations (what `stripemeter migrate` does, in this process).
+
+        In-process because a fresh interpreter costs seconds on a busy machine and the
+        demo calls this on every run; the migrations are idempotent and serialised by
+        an advisory lock, so racing the API's own start-up migration is safe.
+        """
+        import psycopg
+
+        from stripemeter.db import DatabaseUnavailable, connect, database_url
+        from stripemeter.db.embedded import EmbeddedDatabaseError
+        from stripemeter.db.migrate import apply_migrations
+
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                url = database_url(self.settings)
+            with connect(url) as conn:
+                applied = apply_migrations(conn)
+        except (DatabaseUnavailable, EmbeddedDatabaseError, psycopg.Error) as exc:
+            raise RunnerError(f"applying migrations failed: {_one_line(str(exc))}") from None
+        self._say(f"migrate: {'applied ' + ', '.join(applied) if applied else 'schema up to date'}")
 
     def run_step(self, step: str, args: Sequence[str] = ()) -> int:
         """Run `python -m steps.<step> *args` with the stack's environment; its exit code."""
@@ -454,6 +472,10 @@ def _port_in_use(host: str, port: int) -> bool:
     with socket.socket() as sock:
         sock.settimeout(0.5)
         return sock.connect_ex((host, port)) == 0
+
+
+def _one_line(text: str) -> str:
+    return " ".join(text.split())
 
 
 def _last_line(path: Path) -> str:
