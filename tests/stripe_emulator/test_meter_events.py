@@ -264,3 +264,25 @@ def test_cancel_unknown_identifier_is_refused(client: stripe.StripeClient) -> No
             {"event_name": "api_calls", "type": "cancel"}
         )
     assert (err2.value.code, err2.value.param) == ("parameter_missing", "cancel[identifier]")
+
+
+def test_concurrent_duplicates_count_once(client: stripe.StripeClient, base_url: str) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    from tests.support.emulator import sdk_client
+
+    meter, _ = metered_price(client)
+    cus = client.v1.customers.create({})
+    now = int(time.time())
+
+    def attempt(_: int) -> str:
+        try:
+            send_event(sdk_client(base_url), cus.id, now - 30, 5, "same-delta")
+            return "ok"
+        except stripe.InvalidRequestError as err:
+            return str(err.code)
+
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        outcomes = sorted(pool.map(attempt, range(8)))
+    assert outcomes == ["ok"] + ["resource_already_exists"] * 7
+    assert _summary(client, meter.id, cus.id, _minute(now - 3600), _minute(now) + 60) == 5.0
