@@ -44,7 +44,13 @@ from stripemeter.mapping_meters import (
     resolve_stripe_customer,
 )
 from stripemeter.periods import ceil_minute, from_unix
-from stripemeter.stripe_gateway import GatewayError, InvoicePeriod, MeterInfo, StripeGateway
+from stripemeter.stripe_gateway import (
+    GatewayError,
+    InvoicePeriod,
+    MeterInfo,
+    StripeGateway,
+    StripeUnavailable,
+)
 from stripemeter.writer import ConnOrPool, borrow, gateway_for
 
 log = logging.getLogger("stripemeter.reconciler")
@@ -100,7 +106,9 @@ def reconcile(
                     reports.extend(_reconcile_mapping(conn, gateway, settings, mapping))
             except GatewayError as exc:
                 conn.rollback()
-                worker_state.record_failure(conn, "reconciler", tenant, str(exc))
+                worker_state.record_failure(
+                    conn, "reconciler", tenant, str(exc), outage=isinstance(exc, StripeUnavailable)
+                )
                 conn.commit()
                 failures.append(f"cannot read Stripe for tenant {tenant}: {exc}")
                 continue

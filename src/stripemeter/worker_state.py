@@ -52,16 +52,25 @@ def record_success(conn: psycopg.Connection, component: Component, tenant_id: UU
 
 
 def record_failure(
-    conn: psycopg.Connection, component: Component, tenant_id: UUID, error: str
+    conn: psycopg.Connection,
+    component: Component,
+    tenant_id: UUID,
+    error: str,
+    *,
+    outage: bool = True,
 ) -> None:
-    """A pass for the tenant failed: keep the reason and lengthen the streak."""
+    """A pass for the tenant failed: keep the reason.
+
+    `outage` (Stripe unreachable or failing) lengthens the failure streak that makes
+    readiness `degraded`; a refusal (bad customerRef, wrong meter) is only reported.
+    """
+    streak = "worker_state.consecutive_failures + 1" if outage else "0"
     conn.execute(
         "INSERT INTO worker_state (component, tenant_id, last_error, last_error_at,"
-        " consecutive_failures) VALUES (%s, %s, %s, now(), 1)"
+        " consecutive_failures) VALUES (%s, %s, %s, now(), %s)"
         " ON CONFLICT (component, tenant_id) DO UPDATE SET last_error = EXCLUDED.last_error,"
-        " last_error_at = now(), consecutive_failures = worker_state.consecutive_failures + 1,"
-        " updated_at = now()",
-        (component, tenant_id, error[:_MAX_ERROR_CHARS]),
+        f" last_error_at = now(), consecutive_failures = {streak}, updated_at = now()",
+        (component, tenant_id, error[:_MAX_ERROR_CHARS], 1 if outage else 0),
     )
 
 

@@ -193,7 +193,9 @@ def push_pending(
     with borrow(conn_or_pool) as conn:
         for tenant in {m.tenant_id for m in mappings}:
             if tenant in failed_tenants:
-                worker_state.record_failure(conn, "writer", tenant, failed_tenants[tenant])
+                error = failed_tenants[tenant]
+                outage = error.startswith("stripe unavailable")
+                worker_state.record_failure(conn, "writer", tenant, error, outage=outage)
                 PUSH_FAILURES.inc()
             else:
                 worker_state.record_success(conn, "writer", tenant)

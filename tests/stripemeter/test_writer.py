@@ -269,6 +269,7 @@ def test_missing_or_wrong_meter_is_reported_not_pushed(emulator_url: str, db_url
     assert "needs a meter with formula 'last'" in result.errors[0]
     assert "needs a meter with formula 'last'" in status["lastError"]
     assert status["pendingBuckets"] == 1
+    assert status["consecutiveFailures"] == 0  # a refusal is reported, not an outage
     assert meter_events_in_stripe(emulator_url) == []
 
 
