@@ -17,13 +17,19 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from stripe_emulator import meter_events
 from stripe_emulator.errors import StripeError
-from stripe_emulator.lists import list_object
-from stripe_emulator.pricing import amount_for
-from stripe_emulator.store import Obj, Store, random_token
+from stripe_emulator.invoice_builder import (
+    build_lines,
+    is_metered,
+    make_line,
+    new_invoice,
+    set_lines,
+    usage,
+)
+from stripe_emulator.store import Obj, Store
 from stripe_emulator.timeutil import add_interval
 
+INCOMPLETE_EXPIRY_S = 23 * 3600  # facts §5.2
 FINALIZE_DELAY_S = 3600  # facts §2.7: auto-advanced drafts finalize ~1 h after creation
 
 
@@ -33,177 +39,6 @@ def period_bounds(sub: Obj, index: int) -> tuple[int, int]:
     return add_interval(anchor, interval, index * count), add_interval(
         anchor, interval, (index + 1) * count
     )
-
-
-def _usage(store: Store, price: Obj, cus_id: str, start: int, end: int) -> int:
-    meter = store.by_type["meters"].get(price["recurring"]["meter"])
-    if meter is None:
-        return 0
-    return max(meter_events.aggregate(store, meter, cus_id, start, end), 0)
-
-
-def make_line(
-    store: Store, sub: Obj, item: Obj, inv_id: str, quantity: int, period: tuple[int, int]
-) -> Obj:
-    """An invoice line for one subscription item (basil+ shape, facts §6.3)."""
-    price = item["price"]
-    amount = amount_for(price, quantity)
-    product = store.by_type["products"].get(price["product"])
-    name = product["name"] if product else price["product"]
-    return {
-        "id": f"il_{random_token(24)}",
-        "object": "line_item",
-        "amount": amount,
-        "currency": price["currency"],
-        "description": f"{quantity} \u00d7 {name}",
-        "discount_amounts": [],
-        "discountable": True,
-        "discounts": [],
-        "invoice": inv_id,
-        "livemode": False,
-        "metadata": {},
-        "parent": {
-            "invoice_item_details": None,
-            "subscription_item_details": {
-                "invoice_item": None,
-                "proration": False,
-                "proration_details": {"credited_items": None},
-                "subscription": sub["id"],
-                "subscription_item": item["id"],
-            },
-            "type": "subscription_item_details",
-        },
-        "period": {"end": period[1], "start": period[0]},
-        "pretax_credit_amounts": [],
-        "pricing": {
-            "price_details": {"price": price["id"], "product": price["product"]},
-            "type": "price_details",
-            "unit_amount_decimal": price.get("unit_amount_decimal"),
-        },
-        "quantity": quantity,
-        "quantity_decimal": str(quantity),
-        "subscription": sub["id"],
-        "subtotal": amount,
-        "taxes": [],
-        "_item": item["id"],
-    }
-
-
-def is_metered(item: Obj) -> bool:
-    """Whether the item bills its meter's usage in arrears."""
-    rec = item["price"]["recurring"]
-    return bool(rec and rec["usage_type"] == "metered")
-
-
-def build_lines(
-    store: Store,
-    sub: Obj,
-    inv_id: str,
-    closed: tuple[int, int] | None,
-    opened: tuple[int, int] | None,
-) -> list[Obj]:
-    """Metered items bill the closed period's usage; licensed items bill the opened period."""
-    lines = []
-    for item in sub["items"]["data"]:
-        if is_metered(item):
-            if closed is not None:
-                qty = _usage(store, item["price"], sub["customer"], *closed)
-                lines.append(make_line(store, sub, item, inv_id, qty, closed))
-            elif opened is not None:
-                lines.append(make_line(store, sub, item, inv_id, 0, opened))
-        elif opened is not None:
-            lines.append(make_line(store, sub, item, inv_id, item["quantity"] or 1, opened))
-    return lines
-
-
-def new_invoice(
-    store: Store, sub: Obj, reason: str, at: int, period: tuple[int, int], inv_id: str | None = None
-) -> Obj:
-    """A draft invoice shell for `sub` (lines added by the caller, then `set_totals`)."""
-    cus = store.by_type["customers"][sub["customer"]]
-    inv_id = inv_id or store.new_id("in")
-    return {
-        "id": inv_id,
-        "object": "invoice",
-        "account_country": "US",
-        "account_name": "Stripe Emulator",
-        "amount_due": 0,
-        "amount_overpaid": 0,
-        "amount_paid": 0,
-        "amount_remaining": 0,
-        "amount_shipping": 0,
-        "attempt_count": 0,
-        "attempted": False,
-        "auto_advance": True,  # [inferred] facts §6.2: subscription invoices auto-advance
-        "automatic_tax": {"enabled": False, "liability": None, "status": None},
-        "automatically_finalizes_at": None,
-        "billing_reason": reason,
-        "collection_method": sub["collection_method"],
-        "created": at,
-        "currency": sub["currency"],
-        "customer": cus["id"],
-        "customer_email": cus.get("email"),
-        "customer_name": cus.get("name"),
-        "default_payment_method": None,
-        "description": None,
-        "discounts": [],
-        "due_date": None,
-        "effective_at": None,
-        "ending_balance": None,
-        "hosted_invoice_url": None,
-        "invoice_pdf": None,
-        "issuer": {"type": "self"},
-        "last_finalization_error": None,
-        "lines": {
-            "object": "list",
-            "data": [],
-            "has_more": False,
-            "total_count": 0,
-            "url": f"/v1/invoices/{inv_id}/lines",
-        },
-        "livemode": False,
-        "metadata": {},
-        "next_payment_attempt": None,
-        "number": None,
-        "parent": {
-            "quote_details": None,
-            "subscription_details": {"metadata": dict(sub["metadata"]), "subscription": sub["id"]},
-            "type": "subscription_details",
-        },
-        "period_end": period[1],
-        "period_start": period[0],
-        "post_payment_credit_notes_amount": 0,
-        "pre_payment_credit_notes_amount": 0,
-        "receipt_number": None,
-        "starting_balance": 0,
-        "status": "draft",
-        "status_transitions": {
-            "finalized_at": None,
-            "marked_uncollectible_at": None,
-            "paid_at": None,
-            "voided_at": None,
-        },
-        "subtotal": 0,
-        "subtotal_excluding_tax": 0,
-        "test_clock": cus.get("test_clock"),
-        "total": 0,
-        "total_discount_amounts": [],
-        "total_excluding_tax": 0,
-        "total_taxes": [],
-        "webhooks_delivered_at": at,
-        "_subscription": sub["id"],
-    }
-
-
-def set_lines(inv: Obj, lines: list[Obj]) -> None:
-    """Attach lines and recompute every total from them."""
-    inv["lines"]["data"] = lines
-    inv["lines"]["total_count"] = len(lines)
-    total = sum(line["amount"] for line in lines)
-    for key in ("subtotal", "subtotal_excluding_tax", "total", "total_excluding_tax"):
-        inv[key] = total
-    inv["amount_due"] = total
-    inv["amount_remaining"] = total - inv["amount_paid"]
 
 
 def finalize(store: Store, inv: Obj, at: int) -> None:
@@ -292,7 +127,7 @@ def charge(store: Store, inv: Obj, at: int, pm: Obj | None = None) -> StripeErro
     return None
 
 
-def _refresh_usage(store: Store, sub: Obj, inv: Obj) -> None:
+def _refreshusage(store: Store, sub: Obj, inv: Obj) -> None:
     """Recount metered lines at finalization (late usage within the grace hour counts)."""
     items = {item["id"]: item for item in sub["items"]["data"]}
     lines = []
@@ -300,7 +135,7 @@ def _refresh_usage(store: Store, sub: Obj, inv: Obj) -> None:
         item = items.get(line["_item"])
         if item is not None and is_metered(item):
             period = (line["period"]["start"], line["period"]["end"])
-            qty = _usage(store, item["price"], sub["customer"], *period)
+            qty = usage(store, item["price"], sub["customer"], *period)
             line = make_line(store, sub, item, inv["id"], qty, period) | {"id": line["id"]}
         lines.append(line)
     set_lines(inv, lines)
@@ -309,7 +144,7 @@ def _refresh_usage(store: Store, sub: Obj, inv: Obj) -> None:
 def _auto_finalize(store: Store, sub: Obj, inv: Obj, at: int) -> None:
     if inv["status"] != "draft":
         return
-    _refresh_usage(store, sub, inv)
+    _refreshusage(store, sub, inv)
     finalize(store, inv, at)
     if inv["status"] == "open" and inv["collection_method"] == "charge_automatically":
         charge(store, inv, at)
@@ -333,11 +168,24 @@ def _roll_period(store: Store, sub: Obj, at: int) -> None:
         sub["ended_at"] = at
 
 
+def _expire_incomplete(store: Store, sub: Obj, at: int) -> None:
+    """facts §5.2: unpaid for 23 h -> incomplete_expired, its open invoice voided."""
+    sub["status"] = "incomplete_expired"
+    sub["ended_at"] = at
+    inv = store.by_type["invoices"].get(sub["latest_invoice"] or "")
+    if inv is not None and inv["status"] == "open":
+        inv["status"] = "void"
+        inv["amount_remaining"] = 0
+        inv["status_transitions"]["voided_at"] = at
+
+
 def run_subscription(store: Store, sub: Obj, until: int) -> None:
     """Process every rollover and finalization of `sub` due at or before `until`."""
     while True:
         due: list[tuple[int, int, Any]] = []
-        if sub["status"] not in ("canceled", "incomplete_expired"):
+        if sub["status"] == "incomplete":
+            due.append((sub["created"] + INCOMPLETE_EXPIRY_S, 2, None))
+        elif sub["status"] not in ("canceled", "incomplete_expired"):
             due.append((period_bounds(sub, sub["_k"])[1], 0, None))
         for inv_id in sub["_pending"]:
             inv = store.by_type["invoices"].get(inv_id)
@@ -350,6 +198,8 @@ def run_subscription(store: Store, sub: Obj, until: int) -> None:
             return
         if kind == 0:
             _roll_period(store, sub, at)
+        elif kind == 2:
+            _expire_incomplete(store, sub, at)
         else:
             sub["_pending"].remove(inv["id"])
             _auto_finalize(store, sub, inv, at)
@@ -388,10 +238,3 @@ def complete_advance(store: Store, clock: Obj) -> None:
     clock["status_details"] = {}
     clock.pop("_target", None)
     clock.pop("_ready_at", None)
-
-
-def items_list(sub_id: str, items: list[Obj]) -> Obj:
-    """The `items` list embedded in a subscription."""
-    out = list_object(items, f"/v1/subscription_items?subscription={sub_id}")
-    out["total_count"] = len(items)
-    return out

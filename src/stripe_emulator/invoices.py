@@ -6,7 +6,7 @@ uncollectible; there is no `finalized` status.
 
 from __future__ import annotations
 
-from stripe_emulator import billing
+from stripe_emulator import billing, invoice_builder
 from stripe_emulator.customers import filter_created
 from stripe_emulator.errors import StripeError, invalid, missing_param
 from stripe_emulator.lists import paginate
@@ -206,8 +206,10 @@ def create_preview(ctx: Ctx) -> Obj:
     current = billing.period_bounds(sub, sub["_k"])
     following = billing.period_bounds(sub, sub["_k"] + 1)
     inv_id = f"upcoming_in_{random_token(14)}"
-    inv = billing.new_invoice(store, sub, "upcoming", current[1], current, inv_id=inv_id)
-    billing.set_lines(inv, billing.build_lines(store, sub, inv_id, current, following))
+    inv = invoice_builder.new_invoice(store, sub, "upcoming", current[1], current, inv_id=inv_id)
+    invoice_builder.set_lines(
+        inv, invoice_builder.build_lines(store, sub, inv_id, current, following)
+    )
     inv["automatically_finalizes_at"] = current[1] + billing.FINALIZE_DELAY_S
     inv["webhooks_delivered_at"] = None
     inv["lines"]["url"] = f"/v1/invoices/{inv_id}/lines"

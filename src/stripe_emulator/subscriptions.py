@@ -10,10 +10,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from stripe_emulator import billing
+from stripe_emulator import billing, invoice_builder
 from stripe_emulator.customers import merge_metadata
 from stripe_emulator.errors import invalid, missing_param
-from stripe_emulator.lists import paginate
+from stripe_emulator.lists import list_object, paginate
 from stripe_emulator.params import EXPAND, PAGING, b, e, i, lst, m, o, s
 from stripe_emulator.routing import Ctx, Router
 from stripe_emulator.store import Obj, Store
@@ -171,7 +171,7 @@ def create(ctx: Ctx) -> Obj:
         _item(store, sub_id, price, spec, now, period)
         for price, spec in zip(prices, p["items"], strict=True)
     ]
-    sub["items"] = billing.items_list(sub_id, items)
+    sub["items"] = items_list(sub_id, items)
     _first_invoice(store, sub, now, period)
     store.insert("subscriptions", sub)
     for item in items:
@@ -222,9 +222,16 @@ def _item(
     }
 
 
+def items_list(sub_id: str, items: list[Obj]) -> Obj:
+    """The `items` list embedded in a subscription."""
+    out = list_object(items, f"/v1/subscription_items?subscription={sub_id}")
+    out["total_count"] = len(items)
+    return out
+
+
 def _first_invoice(store: Store, sub: Obj, now: int, period: tuple[int, int]) -> None:
-    inv = billing.new_invoice(store, sub, "subscription_create", now, (now, now))
-    billing.set_lines(inv, billing.build_lines(store, sub, inv["id"], None, period))
+    inv = invoice_builder.new_invoice(store, sub, "subscription_create", now, (now, now))
+    invoice_builder.set_lines(inv, invoice_builder.build_lines(store, sub, inv["id"], None, period))
     store.insert("invoices", inv)
     sub["latest_invoice"] = inv["id"]
     if sub["collection_method"] == "send_invoice" and inv["amount_due"] > 0:

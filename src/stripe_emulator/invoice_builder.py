@@ -1,0 +1,183 @@
+"""Invoice and line objects for subscriptions (basil+ shapes, facts §6.3).
+
+Builders only: they compute lines from items and meter usage and never change state;
+the billing engine decides when an invoice exists and how it moves.
+"""
+
+from __future__ import annotations
+
+from stripe_emulator import meter_events
+from stripe_emulator.pricing import amount_for
+from stripe_emulator.store import Obj, Store, random_token
+
+
+def usage(store: Store, price: Obj, cus_id: str, start: int, end: int) -> int:
+    """Billable usage of a metered price for a customer over [start, end); never negative."""
+    meter = store.by_type["meters"].get(price["recurring"]["meter"])
+    if meter is None:
+        return 0
+    return max(meter_events.aggregate(store, meter, cus_id, start, end), 0)
+
+
+def make_line(
+    store: Store, sub: Obj, item: Obj, inv_id: str, quantity: int, period: tuple[int, int]
+) -> Obj:
+    """An invoice line for one subscription item (basil+ shape, facts §6.3)."""
+    price = item["price"]
+    amount = amount_for(price, quantity)
+    product = store.by_type["products"].get(price["product"])
+    name = product["name"] if product else price["product"]
+    return {
+        "id": f"il_{random_token(24)}",
+        "object": "line_item",
+        "amount": amount,
+        "currency": price["currency"],
+        "description": f"{quantity} \u00d7 {name}",
+        "discount_amounts": [],
+        "discountable": True,
+        "discounts": [],
+        "invoice": inv_id,
+        "livemode": False,
+        "metadata": {},
+        "parent": {
+            "invoice_item_details": None,
+            "subscription_item_details": {
+                "invoice_item": None,
+                "proration": False,
+                "proration_details": {"credited_items": None},
+                "subscription": sub["id"],
+                "subscription_item": item["id"],
+            },
+            "type": "subscription_item_details",
+        },
+        "period": {"end": period[1], "start": period[0]},
+        "pretax_credit_amounts": [],
+        "pricing": {
+            "price_details": {"price": price["id"], "product": price["product"]},
+            "type": "price_details",
+            "unit_amount_decimal": price.get("unit_amount_decimal"),
+        },
+        "quantity": quantity,
+        "quantity_decimal": str(quantity),
+        "subscription": sub["id"],
+        "subtotal": amount,
+        "taxes": [],
+        "_item": item["id"],
+    }
+
+
+def is_metered(item: Obj) -> bool:
+    """Whether the item bills its meter's usage in arrears."""
+    rec = item["price"]["recurring"]
+    return bool(rec and rec["usage_type"] == "metered")
+
+
+def build_lines(
+    store: Store,
+    sub: Obj,
+    inv_id: str,
+    closed: tuple[int, int] | None,
+    opened: tuple[int, int] | None,
+) -> list[Obj]:
+    """Metered items bill the closed period's usage; licensed items bill the opened period."""
+    lines = []
+    for item in sub["items"]["data"]:
+        if is_metered(item):
+            if closed is not None:
+                qty = usage(store, item["price"], sub["customer"], *closed)
+                lines.append(make_line(store, sub, item, inv_id, qty, closed))
+            elif opened is not None:
+                lines.append(make_line(store, sub, item, inv_id, 0, opened))
+        elif opened is not None:
+            lines.append(make_line(store, sub, item, inv_id, item["quantity"] or 1, opened))
+    return lines
+
+
+def new_invoice(
+    store: Store, sub: Obj, reason: str, at: int, period: tuple[int, int], inv_id: str | None = None
+) -> Obj:
+    """A draft invoice shell for `sub` (lines added by the caller, then `set_totals`)."""
+    cus = store.by_type["customers"][sub["customer"]]
+    inv_id = inv_id or store.new_id("in")
+    return {
+        "id": inv_id,
+        "object": "invoice",
+        "account_country": "US",
+        "account_name": "Stripe Emulator",
+        "amount_due": 0,
+        "amount_overpaid": 0,
+        "amount_paid": 0,
+        "amount_remaining": 0,
+        "amount_shipping": 0,
+        "attempt_count": 0,
+        "attempted": False,
+        "auto_advance": True,  # [inferred] facts §6.2: subscription invoices auto-advance
+        "automatic_tax": {"enabled": False, "liability": None, "status": None},
+        "automatically_finalizes_at": None,
+        "billing_reason": reason,
+        "collection_method": sub["collection_method"],
+        "created": at,
+        "currency": sub["currency"],
+        "customer": cus["id"],
+        "customer_email": cus.get("email"),
+        "customer_name": cus.get("name"),
+        "default_payment_method": None,
+        "description": None,
+        "discounts": [],
+        "due_date": None,
+        "effective_at": None,
+        "ending_balance": None,
+        "hosted_invoice_url": None,
+        "invoice_pdf": None,
+        "issuer": {"type": "self"},
+        "last_finalization_error": None,
+        "lines": {
+            "object": "list",
+            "data": [],
+            "has_more": False,
+            "total_count": 0,
+            "url": f"/v1/invoices/{inv_id}/lines",
+        },
+        "livemode": False,
+        "metadata": {},
+        "next_payment_attempt": None,
+        "number": None,
+        "parent": {
+            "quote_details": None,
+            "subscription_details": {"metadata": dict(sub["metadata"]), "subscription": sub["id"]},
+            "type": "subscription_details",
+        },
+        "period_end": period[1],
+        "period_start": period[0],
+        "post_payment_credit_notes_amount": 0,
+        "pre_payment_credit_notes_amount": 0,
+        "receipt_number": None,
+        "starting_balance": 0,
+        "status": "draft",
+        "status_transitions": {
+            "finalized_at": None,
+            "marked_uncollectible_at": None,
+            "paid_at": None,
+            "voided_at": None,
+        },
+        "subtotal": 0,
+        "subtotal_excluding_tax": 0,
+        "test_clock": cus.get("test_clock"),
+        "total": 0,
+        "total_discount_amounts": [],
+        "total_excluding_tax": 0,
+        "total_taxes": [],
+        "webhooks_delivered_at": at,
+        "_subscription": sub["id"],
+    }
+
+
+def set_lines(inv: Obj, lines: list[Obj]) -> None:
+    """Attach lines and recompute every total from them."""
+    inv["lines"]["data"] = lines
+    inv["lines"]["total_count"] = len(lines)
+    total = sum(line["amount"] for line in lines)
+    for key in ("subtotal", "subtotal_excluding_tax", "total", "total_excluding_tax"):
+        inv[key] = total
+    inv["amount_due"] = total
+    inv["amount_remaining"] = total - inv["amount_paid"]
