@@ -12,7 +12,8 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
-import secrets
+import itertools
+import os
 from datetime import UTC, datetime
 from typing import Annotated, Any
 from uuid import UUID
@@ -38,6 +39,15 @@ from stripemeter.validation import (
 )
 
 router = APIRouter(tags=["events"])
+
+# Request ids: a random per-process prefix and a counter (unique without a syscall each).
+_REQUEST_PREFIX = "req_" + os.urandom(6).hex()
+_REQUEST_COUNTER = itertools.count(1)
+
+
+def next_request_id() -> str:
+    """A new id for an ingest request, unique across processes and restarts."""
+    return f"{_REQUEST_PREFIX}{next(_REQUEST_COUNTER):010x}"
 
 _EVENT_SCHEMA: dict[str, Any] = {
     "type": "object",
@@ -169,7 +179,7 @@ async def ingest_events(request: Request) -> JsonResponse:
         record_ingest({("_invalid_", "rejected"): len(items)})
         raise error
 
-    request_id = "req_" + secrets.token_hex(16)
+    request_id = next_request_id()
     # Only a request-level key needs the body's fingerprint (to spot a reused key).
     body_sha256 = "" if header_key is None else hashlib.sha256(canonical_bytes(body)).hexdigest()
     try:
