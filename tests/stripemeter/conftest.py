@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -45,6 +46,7 @@ class Api:
         return None if row is None else row[0]
 
 
+@contextmanager
 def start_api(db_url: str, *, bypass: bool = False, **settings: Any) -> Iterator[Api]:
     """Serve the API on a free port with auth on (a key for a fresh tenant) or bypassed."""
     tenant = str(uuid.uuid4())
@@ -62,20 +64,22 @@ def start_api(db_url: str, *, bypass: bool = False, **settings: Any) -> Iterator
 @pytest.fixture
 def api(db_url: str) -> Iterator[Api]:
     """The API with authentication on; `api.session` carries a key for `api.tenant`."""
-    yield from start_api(db_url)
+    with start_api(db_url) as served:
+        yield served
 
 
 @pytest.fixture
 def open_api(db_url: str) -> Iterator[Api]:
     """The API under BYPASS_AUTH (no key needed, any tenant)."""
-    yield from start_api(db_url, bypass=True)
+    with start_api(db_url, bypass=True) as served:
+        yield served
 
 
 @pytest.fixture(scope="module")
 def module_api(pg_server_url: str) -> Iterator[Api]:
     """One authenticated API and database shared by a module's many small tests."""
-    with fresh_database(pg_server_url) as url:
-        yield from start_api(url)
+    with fresh_database(pg_server_url) as url, start_api(url) as served:
+        yield served
 
 
 def event(tenant: str, **overrides: Any) -> dict[str, Any]:

@@ -8,7 +8,7 @@ from typing import Any
 
 import psycopg
 
-from tests.stripemeter.conftest import Api, event
+from tests.stripemeter.conftest import Api, event, start_api
 
 MONTH = {"from": "2026-11-01T00:00:00Z", "to": "2026-12-01T00:00:00Z"}
 
@@ -68,19 +68,36 @@ def test_same_header_with_another_body_is_refused_and_stores_nothing(api: Api) -
 
 
 def test_header_key_is_scoped_by_tenant(db_url: str) -> None:
-    from tests.stripemeter.conftest import start_api
+    headers = {"Idempotency-Key": "shared"}
+    with start_api(db_url) as api, start_api(db_url) as other:
+        a = api.post("/v1/events/ingest", json={"events": [event(api.tenant)]}, headers=headers)
+        b = other.post(
+            "/v1/events/ingest", json={"events": [event(other.tenant, quantity=2)]}, headers=headers
+        )
+    assert (a.status_code, b.status_code) == (200, 200)
+    assert b.json()["accepted"] == 1
 
-    for api in start_api(db_url):
-        for other in start_api(db_url):
-            headers = {"Idempotency-Key": "shared"}
-            a = api.post("/v1/events/ingest", json={"events": [event(api.tenant)]}, headers=headers)
-            b = other.post(
-                "/v1/events/ingest",
-                json={"events": [event(other.tenant, quantity=2)]},
-                headers=headers,
-            )
-            assert (a.status_code, b.status_code) == (200, 200)
-            assert b.json()["accepted"] == 1
+
+def test_same_header_with_the_same_body_reformatted_is_a_replay_not_a_conflict(api: Api) -> None:
+    compact = (
+        '{"events":[{"tenantId":"TENANT","metric":"api_calls","customerRef":"c","quantity":2.50,'
+        '"ts":"2026-11-20T10:00:00Z"}]}'
+    )
+    spaced = (
+        '{ "events": [ { "ts": "2026-11-20T10:00:00Z", "quantity": 2.5, "customerRef": "c",'
+        ' "metric": "api_calls", "tenantId": "TENANT" } ] }'
+    )
+    answers = [
+        api.post(
+            "/v1/events/ingest",
+            data=body.replace("TENANT", api.tenant),
+            headers={"Idempotency-Key": "replay", "Content-Type": "application/json"},
+        )
+        for body in (compact, spaced)
+    ]
+    assert [a.status_code for a in answers] == [200, 200]
+    assert [a.json()["results"][0]["status"] for a in answers] == ["accepted", "duplicate"]
+    assert answers[1].json()["results"][0]["idempotencyKey"] == "replay:0"
 
 
 def test_key_precedence_body_then_header_index_then_content_hash(api: Api) -> None:
