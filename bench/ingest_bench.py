@@ -180,19 +180,12 @@ class Load:
         self.run_id = uuid.uuid4().hex[:8]
 
     def body(self, batch: int, client: int, seq: int, rng: random.Random) -> bytes:
+        tenant, run_id = self.tenant, self.run_id
         parts = [
-            '{"tenantId":"%s","metric":"api_calls","customerRef":"cus_%d","quantity":%d,'
-            '"ts":"%s","idempotencyKey":"%s-%d-%d-%d"}'
-            % (
-                self.tenant,
-                rng.randrange(self.customers),
-                rng.randrange(1, 100),
-                rng.choice(self.stamps),
-                self.run_id,
-                client,
-                seq,
-                i,
-            )
+            f'{{"tenantId":"{tenant}","metric":"api_calls",'
+            f'"customerRef":"cus_{rng.randrange(self.customers)}",'
+            f'"quantity":{rng.randrange(1, 100)},"ts":"{rng.choice(self.stamps)}",'
+            f'"idempotencyKey":"{run_id}-{client}-{seq}-{i}"}}'
             for i in range(batch)
         ]
         return ('{"events":[' + ",".join(parts) + "]}").encode()
@@ -361,7 +354,8 @@ def main() -> int:
         print(
             f"{r['batch']:>5} {r['clients']:>7} {r['events_per_s']:>9} {r['requests_per_s']:>7} "
             f"{r['p50_ms']:>8} {r['p95_ms']:>8} {r['p99_ms']:>8} "
-            f"{str(r['api_cpu_us_per_event']) + 'us':>10} {str(r['db_cpu_us_per_event']) + 'us':>9} "
+            f"{str(r['api_cpu_us_per_event']) + 'us':>10} "
+            f"{str(r['db_cpu_us_per_event']) + 'us':>9} "
             f"{r['errors']:>6} {exact:>5}"
         )
     print(

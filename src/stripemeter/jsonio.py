@@ -20,7 +20,6 @@ from uuid import UUID
 import orjson
 from starlette.responses import Response
 
-
 # Wide enough that no quantity (numeric(38, 6)) or bucket total is ever rounded.
 EXACT = decimal.Context(prec=200, Emax=decimal.MAX_EMAX, Emin=decimal.MIN_EMIN)
 

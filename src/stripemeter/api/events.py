@@ -49,6 +49,7 @@ def next_request_id() -> str:
     """A new id for an ingest request, unique across processes and restarts."""
     return f"{_REQUEST_PREFIX}{next(_REQUEST_COUNTER):010x}"
 
+
 _EVENT_SCHEMA: dict[str, Any] = {
     "type": "object",
     "required": ["tenantId", "metric", "customerRef", "quantity", "ts"],
