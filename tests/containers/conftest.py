@@ -32,7 +32,7 @@ from stripemeter.runners.docker import (
 def _engine() -> tuple[Any, str]:
     """(client, "") when an engine answers, else (None, why not); asked once a session."""
     try:
-        return docker_client(timeout_s=10), ""
+        return docker_client(), ""
     except RunnerError as exc:
         return None, str(exc)
 
@@ -101,6 +101,7 @@ def isolated_settings(
         emulator_port=0,
         postgres_port=0,
         state_dir=tmp_path / "demo-state",
+        build_on_up=False,  # the session built it already
     )
 
 

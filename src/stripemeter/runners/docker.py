@@ -18,6 +18,7 @@ import sys
 import time
 import uuid
 from collections.abc import Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -73,6 +74,7 @@ class DockerSettings:
     stripe_secret_key: str = ""
     stripe_api_base: str = ""
     emulator_advance_delay_ms: int | None = None
+    build_on_up: bool = True
     app_env: Mapping[str, str] = field(default_factory=dict)
     step_user: str | None = None
     step_wait_timeout_s: str = "120"
@@ -264,8 +266,12 @@ def source_dir() -> Path:
     raise RunnerError(f"cannot find {DOCKERFILE}: run from a stripemeter checkout")
 
 
-def docker_client(timeout_s: int = 60) -> Any:
-    """A client for the engine in the environment (DOCKER_HOST or the default socket)."""
+def docker_client(timeout_s: int = 300) -> Any:
+    """A client for the engine in the environment (DOCKER_HOST or the default socket).
+
+    The timeout is generous: on copy-per-layer storage (vfs) creating a container copies
+    the whole image, which can take many seconds.
+    """
     try:
         # By name: mypy would otherwise take the repository's docker/ directory for the SDK.
         sdk = importlib.import_module("docker")
@@ -298,7 +304,6 @@ def build_app_image(settings: DockerSettings | None = None, client: Any = None) 
             dockerfile=DOCKERFILE,
             tag=settings.app_image,
             buildargs={"BASE_IMAGE": settings.base_image},
-            labels={LABEL_PROJECT: settings.project},
             network_mode="host",
             rm=True,
             forcerm=True,
@@ -363,30 +368,43 @@ class DockerRunner:
     # -- the Runner protocol ------------------------------------------------------------
 
     def up(self) -> None:
-        """Build the image (cached), create the network, start and wait for every service."""
+        """Build the image (cached), create the network, start and wait for every service.
+
+        Containers are created concurrently first (on copy-per-layer storage creation is
+        the slow part), then started in dependency order: PostgreSQL and the emulator,
+        the API (which applies pending migrations under an advisory lock before it reports
+        ready), then the workers once the schema exists.
+        """
         settings = self.settings
         _refuse_unsafe_stripe(settings)
-        build_app_image(settings, self.client)
+        if settings.build_on_up:
+            build_app_image(settings, self.client)
+        else:
+            self._ensure_image(settings.app_image)
         self._ensure_image(settings.postgres_image)
         self._ensure_network()
-        specs = {spec.name: spec for spec in service_specs(settings)}
-        first: list[str] = [name for name in ("postgres", "emulator") if name in specs]
-        for name in first:
-            self._start(specs[name])
-        self._wait_healthy(specs["postgres"])
-        self._run_one_shot(specs["migrate"])
-        for name in ("api", "workers"):
-            self._start(specs[name])
-        for name in [*first[1:], "api", "workers"]:
-            self._wait_healthy(specs[name])
+        specs = {spec.name: spec for spec in service_specs(settings) if not spec.one_shot}
+        with ThreadPoolExecutor(max_workers=len(specs)) as pool:
+            created = dict(zip(specs, pool.map(self._prepare, specs.values()), strict=True))
+        order: list[list[str]] = [
+            [n for n in ("postgres", "emulator") if n in specs],
+            ["api"],
+            ["workers"],
+        ]
+        for group in order:
+            for name in group:
+                self._launch(specs[name], created[name])
+            for name in group:
+                self._wait_healthy(specs[name])
         print(f"stack: up; API on {self.published_url('api', API_PORT)}", flush=True)
 
     def down(self) -> None:
         """Remove every container, network and volume labelled with this project."""
         label = f"{LABEL_PROJECT}={self.settings.project}"
         containers = self.client.containers.list(all=True, filters={"label": label})
-        for container in containers:
-            container.remove(force=True, v=True)
+        if containers:
+            with ThreadPoolExecutor(max_workers=min(len(containers), 6)) as pool:
+                list(pool.map(lambda c: c.remove(force=True, v=True), containers))
         networks = self.client.networks.list(filters={"label": label})
         for network in networks:
             network.remove()
@@ -517,18 +535,24 @@ class DockerRunner:
         except APIError as exc:
             raise RunnerError(f"cannot create {name}: {exc.explanation or exc}") from None
 
-    def _start(self, spec: ServiceSpec) -> None:
-        """Start a service's container, reusing a running one built from the same image."""
-        from docker.errors import APIError
-
+    def _prepare(self, spec: ServiceSpec) -> Any:
+        """A created (not started) container for `spec`, or None when one already runs
+        from the same image (so `up` twice keeps the running stack)."""
         current = self._get(spec.name)
         if current is not None:
             image_id = self.client.images.get(spec.image).id
             if current.status == "running" and current.image.id == image_id:
-                print(f"stack: {spec.name} already running", flush=True)
-                return
+                return None
             current.remove(force=True, v=True)
-        container = self._create(spec, self.settings.container_name(spec.name))
+        return self._create(spec, self.settings.container_name(spec.name))
+
+    def _launch(self, spec: ServiceSpec, container: Any) -> None:
+        """Start a container `_prepare` created (None: it was already running)."""
+        from docker.errors import APIError
+
+        if container is None:
+            print(f"stack: {spec.name} already running", flush=True)
+            return
         try:
             container.start()
         except APIError as exc:
