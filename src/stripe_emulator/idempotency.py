@@ -9,13 +9,16 @@ corrected retry runs. Keys are kept for the life of the instance (Stripe's >= 24
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import time
+from dataclasses import dataclass, field
 
 import orjson
 
 from stripe_emulator.errors import StripeError
 
 MAX_KEY_LENGTH = 255
+RETENTION_S = 24 * 3600  # facts §1.5: keys may be pruned once at least 24 h old
+_PRUNE_EVERY = 10_000
 _NOT_STORED = frozenset({400, 401, 404})
 
 
@@ -26,6 +29,7 @@ class Stored:
     fingerprint: bytes
     status: int
     body: bytes
+    stored_at: float = field(default_factory=time.monotonic)
 
 
 def fingerprint(method: str, path: str, params: object) -> bytes:
@@ -39,6 +43,7 @@ class IdempotencyStore:
     def __init__(self) -> None:
         self.done: dict[str, Stored] = {}
         self.in_flight: dict[str, bytes] = {}
+        self._since_prune = 0
 
     def reset(self) -> None:
         """Forget every key."""
@@ -81,6 +86,22 @@ class IdempotencyStore:
         fp = self.in_flight.pop(key, None)
         if fp is not None and status not in _NOT_STORED:
             self.done[key] = Stored(fp, status, body)
+            self._since_prune += 1
+            if self._since_prune >= _PRUNE_EVERY:
+                self.prune()
+
+    def prune(self, now: float | None = None) -> None:
+        """Forget keys stored more than 24 h ago (bounded memory for long runs)."""
+        cutoff = (time.monotonic() if now is None else now) - RETENTION_S
+        # Insertion order is storage order, so the old keys form a prefix.
+        expired = []
+        for key, stored in self.done.items():
+            if stored.stored_at > cutoff:
+                break
+            expired.append(key)
+        for key in expired:
+            del self.done[key]
+        self._since_prune = 0
 
     def abandon(self, key: str) -> None:
         """Release the key without storing anything (failure before execution)."""
