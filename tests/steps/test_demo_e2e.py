@@ -259,8 +259,8 @@ def test_usage_sent_behind_the_writers_back_is_reported_as_drift(demo: Demo) -> 
     assert advanced.code == 0, advanced.stdout + advanced.stderr
     assert "Stripe's meter holds 10 more than the ledger (435 vs 425)" in advanced.stdout
 
-    validate = demo.invoke("validate")
-    assert validate.returncode == 2, validate.stdout + validate.stderr
+    validate = demo.step("validate")
+    assert validate.code == 2, validate.stdout + validate.stderr
     assert "verdict: DRIFT: local 425, invoice quantity 435, amount 2175, drift 10" in (
         validate.stdout
     )

@@ -1,4 +1,9 @@
-"""Every step run without its prerequisites exits non-zero with one line, no traceback."""
+"""Every step run without its prerequisites exits non-zero with one line, no traceback.
+
+Most cases call the step's `main` in-process (`call_step`: the same wrapper and exit
+codes, without an interpreter start per case); a few run real `python -m steps.<name>`
+processes (`run_step`) to show the same holds for the command a user types.
+"""
 
 from __future__ import annotations
 
@@ -86,17 +91,19 @@ def assert_one_line_failure(result, step: str, *needles: str) -> None:  # type: 
 
 @pytest.mark.parametrize("step", [s for s in STEP_NAMES if s != "setup"])
 def test_step_without_state_names_the_missing_state_and_what_to_run(
-    run_step: StepRunner, tmp_path: Path, step: str
+    call_step: StepRunner, tmp_path: Path, step: str
 ) -> None:
     state_dir = tmp_path / "empty-state"
-    result = run_step(step, env={"DEMO_STATE_DIR": str(state_dir)})
+    result = call_step(step, env={"DEMO_STATE_DIR": str(state_dir)})
     assert_one_line_failure(result, step, f"no demo state at {state_dir / '.state.json'}")
     assert "invoke setup" in result.stderr
 
 
-def test_setup_with_stripe_unreachable_says_so(run_step: StepRunner, tmp_path: Path) -> None:
+def test_setup_with_stripe_unreachable_says_so(call_step: StepRunner, tmp_path: Path) -> None:
     base = f"http://127.0.0.1:{free_port()}"
-    result = run_step("setup", env={"DEMO_STATE_DIR": str(tmp_path / "s"), "STRIPE_API_BASE": base})
+    result = call_step(
+        "setup", env={"DEMO_STATE_DIR": str(tmp_path / "s"), "STRIPE_API_BASE": base}
+    )
     assert_one_line_failure(result, "setup", "cannot reach Stripe")
     assert not (tmp_path / "s" / ".state.json").exists()
 
@@ -106,10 +113,10 @@ def test_setup_with_stripe_unreachable_says_so(run_step: StepRunner, tmp_path: P
     [(step, "sk_live_abc123") for step in STEP_NAMES] + [("setup", "rk_live_abc123")],
 )
 def test_live_key_is_refused_before_any_call(
-    run_step: StepRunner, recorder: Recorder, tmp_path: Path, step: str, key: str
+    call_step: StepRunner, recorder: Recorder, tmp_path: Path, step: str, key: str
 ) -> None:
     complete_state(tmp_path, recorder.url)
-    result = run_step(
+    result = call_step(
         step,
         env={
             "DEMO_STATE_DIR": str(tmp_path),
@@ -123,9 +130,9 @@ def test_live_key_is_refused_before_any_call(
     assert recorder.requests == []
 
 
-def test_non_test_key_is_refused(run_step: StepRunner, recorder: Recorder, tmp_path: Path) -> None:
+def test_non_test_key_is_refused(call_step: StepRunner, recorder: Recorder, tmp_path: Path) -> None:
     complete_state(tmp_path, recorder.url)
-    result = run_step(
+    result = call_step(
         "advance_clock",
         env={"DEMO_STATE_DIR": str(tmp_path), "STRIPE_SECRET_KEY": "pk_test_123"},
     )
@@ -134,11 +141,11 @@ def test_non_test_key_is_refused(run_step: StepRunner, recorder: Recorder, tmp_p
 
 
 def test_send_usage_with_the_api_down_names_the_api_address(
-    run_step: StepRunner, recorder: Recorder, tmp_path: Path
+    call_step: StepRunner, recorder: Recorder, tmp_path: Path
 ) -> None:
     complete_state(tmp_path, recorder.url)
     port = free_port()
-    result = run_step(
+    result = call_step(
         "send_usage",
         env={"DEMO_STATE_DIR": str(tmp_path), "API_HOST": f"127.0.0.1:{port}"},
     )
@@ -148,53 +155,55 @@ def test_send_usage_with_the_api_down_names_the_api_address(
     assert "invoke up" in result.stderr
 
 
-def test_unfinished_setup_is_not_used_by_later_steps(run_step: StepRunner, tmp_path: Path) -> None:
+def test_unfinished_setup_is_not_used_by_later_steps(call_step: StepRunner, tmp_path: Path) -> None:
     save_state(tmp_path, DemoState(tenantId="t", testClockId="clock_x", stripeApiBase="http://x"))
-    result = run_step("advance_clock", env={"DEMO_STATE_DIR": str(tmp_path)})
+    result = call_step("advance_clock", env={"DEMO_STATE_DIR": str(tmp_path)})
     assert_one_line_failure(result, "advance_clock", "setup did not finish", "invoke setup")
 
 
-def test_corrupt_state_file_is_named(run_step: StepRunner, tmp_path: Path) -> None:
+def test_corrupt_state_file_is_named(call_step: StepRunner, tmp_path: Path) -> None:
     (tmp_path / ".state.json").write_text("{not json")
-    result = run_step("cleanup", env={"DEMO_STATE_DIR": str(tmp_path)})
+    result = call_step("cleanup", env={"DEMO_STATE_DIR": str(tmp_path)})
     assert_one_line_failure(result, "cleanup", f"{tmp_path / '.state.json'} is not valid JSON")
 
 
-def test_validate_refuses_an_invalid_jq_assertion(run_step: StepRunner, tmp_path: Path) -> None:
-    result = run_step("validate", "--assert", ".summary |||", env={"DEMO_STATE_DIR": str(tmp_path)})
+def test_validate_refuses_an_invalid_jq_assertion(call_step: StepRunner, tmp_path: Path) -> None:
+    result = call_step(
+        "validate", "--assert", ".summary |||", env={"DEMO_STATE_DIR": str(tmp_path)}
+    )
     assert_one_line_failure(result, "validate", "--assert '.summary |||' is not a valid jq program")
 
 
 def test_validate_without_invoice_says_to_advance_the_clock(
-    run_step: StepRunner, recorder: Recorder, tmp_path: Path
+    call_step: StepRunner, recorder: Recorder, tmp_path: Path
 ) -> None:
     complete_state(tmp_path, recorder.url)
     (tmp_path / "invoice.json").unlink()
-    result = run_step("validate", env={"DEMO_STATE_DIR": str(tmp_path)})
+    result = call_step("validate", env={"DEMO_STATE_DIR": str(tmp_path)})
     assert_one_line_failure(result, "validate", "no invoice at", "invoke advance-clock")
     logged = [json.loads(line) for line in (tmp_path / "validate.log").read_text().splitlines()]
     assert logged[-1]["verdict"] == "error" and logged[-1]["exitCode"] == 1
     assert recorder.requests == []
 
 
-def test_unknown_option_is_one_line(run_step: StepRunner, tmp_path: Path) -> None:
-    result = run_step("send_usage", "--bogus", env={"DEMO_STATE_DIR": str(tmp_path)})
+def test_unknown_option_is_one_line(call_step: StepRunner, tmp_path: Path) -> None:
+    result = call_step("send_usage", "--bogus", env={"DEMO_STATE_DIR": str(tmp_path)})
     assert_one_line_failure(result, "send_usage", "unrecognized arguments: --bogus")
 
 
-def test_bad_configuration_value_is_named(run_step: StepRunner, tmp_path: Path) -> None:
-    result = run_step(
+def test_bad_configuration_value_is_named(call_step: StepRunner, tmp_path: Path) -> None:
+    result = call_step(
         "validate", env={"DEMO_STATE_DIR": str(tmp_path), "RECONCILIATION_EPSILON": "lots"}
     )
     assert_one_line_failure(result, "validate", "RECONCILIATION_EPSILON")
 
 
 def test_cleanup_with_the_database_unreachable_says_so(
-    run_step: StepRunner, tmp_path: Path
+    call_step: StepRunner, tmp_path: Path
 ) -> None:
     with running_emulator() as emulator:
         complete_state(tmp_path, emulator)  # its clock does not exist: "already gone"
-        result = run_step(
+        result = call_step(
             "cleanup",
             env={
                 "DEMO_STATE_DIR": str(tmp_path),
@@ -203,3 +212,28 @@ def test_cleanup_with_the_database_unreachable_says_so(
         )
     assert_one_line_failure(result, "cleanup", "database error: cannot connect to PostgreSQL")
     assert "test clock clock_test was already gone" in result.stdout
+
+
+def test_step_processes_fail_in_one_line_too(
+    run_step: StepRunner, recorder: Recorder, tmp_path: Path
+) -> None:
+    no_state = run_step("validate", env={"DEMO_STATE_DIR": str(tmp_path / "none")})
+    assert_one_line_failure(no_state, "validate", "no demo state at")
+
+    complete_state(tmp_path, recorder.url)
+    live = run_step(
+        "setup",
+        env={
+            "DEMO_STATE_DIR": str(tmp_path),
+            "STRIPE_SECRET_KEY": "sk_live_abc123",
+            "STRIPE_API_BASE": recorder.url,
+        },
+    )
+    assert_one_line_failure(live, "setup", "refused", "live-mode key")
+
+    port = free_port()
+    api_down = run_step(
+        "send_usage", env={"DEMO_STATE_DIR": str(tmp_path), "API_HOST": f"127.0.0.1:{port}"}
+    )
+    assert_one_line_failure(api_down, "send_usage", "cannot reach the stripemeter API")
+    assert recorder.requests == []

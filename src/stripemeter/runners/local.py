@@ -103,6 +103,10 @@ class LocalRunner:
             api_env["STRIPE_API_BASE"] = stripe_base
         if self.settings.STRIPE_SECRET_KEY:
             api_env["STRIPE_SECRET_KEY"] = self.settings.STRIPE_SECRET_KEY
+        recorded = self._read_runtime()
+        if recorded and recorded.get("stripeApiBase") != stripe_base:
+            # The API (and its writer) must talk to the Stripe the steps will use.
+            self._stop("api")
         self._ensure(
             Service(
                 name="api",
@@ -424,15 +428,18 @@ class LocalRunner:
         tmp.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
         os.replace(tmp, path)
 
-    def _recorded_stripe_base(self) -> str | None:
-        """The Stripe base `up()` recorded, when no key is set (the emulator it started)."""
-        if self.settings.STRIPE_SECRET_KEY:
-            return None
+    def _read_runtime(self) -> dict[str, Any] | None:
         try:
             data = json.loads((self.state_dir / RUNTIME_FILE).read_text())
         except (OSError, ValueError):
             return None
-        base = data.get("stripeApiBase") if isinstance(data, dict) else None
+        return data if isinstance(data, dict) else None
+
+    def _recorded_stripe_base(self) -> str | None:
+        """The Stripe base `up()` recorded, when no key is set (the emulator it started)."""
+        if self.settings.STRIPE_SECRET_KEY:
+            return None
+        base = (self._read_runtime() or {}).get("stripeApiBase")
         return base if isinstance(base, str) and base else None
 
     def _say(self, message: str) -> None:
