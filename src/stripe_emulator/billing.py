@@ -192,9 +192,11 @@ def run_subscription(store: Store, sub: Obj, until: int) -> None:
             if inv is not None and inv["automatically_finalizes_at"] is not None:
                 due.append((inv["automatically_finalizes_at"], 1, inv))
         if not due:
+            sub["_next_due"] = None
             return
         at, kind, inv = min(due, key=lambda d: (d[0], d[1]))
         if at > until:
+            sub["_next_due"] = at  # lets tick skip this subscription until then
             return
         if kind == 0:
             _roll_period(store, sub, at)
@@ -223,7 +225,9 @@ def tick(store: Store) -> None:
     for sub in store.by_type["subscriptions"].values():
         cus = customers.get(sub["customer"])
         if cus is not None and not cus.get("test_clock"):
-            run_subscription(store, sub, now)
+            next_due = sub.get("_next_due", 0)
+            if next_due is not None and next_due <= now:
+                run_subscription(store, sub, now)
 
 
 def complete_advance(store: Store, clock: Obj) -> None:
