@@ -49,6 +49,8 @@ def parse_json_exact(raw: bytes) -> Any:
         ) from None
     except RecursionError:
         raise JsonBodyError("body is not valid JSON: nested too deeply") from None
+    except ValueError as exc:  # e.g. an integer beyond Python's digit limit
+        raise JsonBodyError(f"body has a value we cannot read: {exc}") from None
 
 
 def _default(value: Any) -> Any:
@@ -65,8 +67,15 @@ def format_decimal(value: Decimal) -> str:
 
 
 def dumps(content: Any) -> bytes:
-    """Serialize an answer: Decimals as strings, datetimes as ISO-8601, UUIDs as text."""
-    return orjson.dumps(content, default=_default)
+    """Serialize an answer: Decimals as strings, datetimes as ISO-8601, UUIDs as text.
+
+    Error answers may quote client input, which can hold unpaired surrogates (valid
+    as JSON escapes, not as UTF-8); those are written as `\\uXXXX` escapes instead.
+    """
+    try:
+        return orjson.dumps(content, default=_default)
+    except TypeError:
+        return json.dumps(content, default=_default, ensure_ascii=True).encode("ascii")
 
 
 def canonical_bytes(content: Any) -> bytes:

@@ -141,6 +141,15 @@ REQUEST_CASES: dict[str, Case] = {
     "json_nan": Case(400, "invalid_json", "NaN", raw=b'{"events": [{"quantity": NaN}]}'),
     "not_utf8": Case(400, "invalid_json", "UTF-8", raw=b'{"events": ["\xff\xfe"]}'),
     "deeply_nested": Case(400, "invalid_json", "not valid JSON", raw=b"[" * 200_000),
+    "integer_with_5000_digits": Case(
+        400,
+        "invalid_json",
+        "cannot read",
+        raw=b'{"events": [{"quantity": ' + b"9" * 5000 + b"}]}",
+    ),
+    "field_name_with_lone_surrogate": Case(
+        400, "unknown_field", "\\ud800", "\ud800", raw=b'{"events": [], "\\ud800": 1}'
+    ),
     "body_is_array": Case(400, "invalid_body", "JSON object", body=[]),
     "events_missing": Case(400, "missing_field", "events is required", "events", body={}),
     "events_not_array": Case(
