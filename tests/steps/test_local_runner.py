@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import socket
 from pathlib import Path
 
 import pytest
@@ -12,6 +13,7 @@ from stripemeter.config import Settings, load_settings
 from stripemeter.runners import RunnerError, select_runner
 from stripemeter.runners.local import LocalRunner
 from tests.steps.conftest import step_environment
+from tests.support.servers import free_port
 
 
 def runner_for(tmp_path: Path, **env: str) -> LocalRunner:
@@ -98,3 +100,33 @@ def test_down_without_anything_running_is_quiet(tmp_path: Path) -> None:
     runner = runner_for(tmp_path, DATABASE_URL="postgresql://nobody@127.0.0.1:1/none")
     runner.down()
     assert not (tmp_path / "state" / "pids").exists()
+
+
+def test_up_refuses_an_emulator_port_taken_by_another_program(tmp_path: Path) -> None:
+    with socket.socket() as squatter:
+        squatter.bind(("127.0.0.1", 0))
+        squatter.listen()
+        port = squatter.getsockname()[1]
+        runner = runner_for(
+            tmp_path, STRIPE_EMULATOR_PORT=str(port), DATABASE_URL="postgresql://x@127.0.0.1:1/n"
+        )
+        with pytest.raises(RunnerError, match=f"port {port} is in use by another program"):
+            runner.up()
+    assert list((tmp_path / "state" / "pids").iterdir()) == []
+
+
+def test_a_service_dying_at_start_up_is_reported_with_its_log(tmp_path: Path) -> None:
+    runner = runner_for(
+        tmp_path,
+        STRIPE_EMULATOR_PORT=str(free_port()),
+        STRIPE_EMULATOR_ADVANCE_DELAY_MS="-5",
+        DATABASE_URL="postgresql://x@127.0.0.1:1/n",
+    )
+    log = tmp_path / "state" / "logs" / "emulator.log"
+    with pytest.raises(RunnerError) as failure:
+        runner.up()
+    message = str(failure.value)
+    assert message.startswith("the emulator exited with code 2 during start-up:")
+    assert "--advance-delay-ms must be >= 0" in message
+    assert message.endswith(f"(see {log})")
+    assert not (tmp_path / "state" / "pids" / "emulator.pid").exists()

@@ -26,7 +26,7 @@ import subprocess
 import sys
 import time
 import warnings
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TextIO
@@ -92,9 +92,10 @@ class LocalRunner:
         self.logs_dir.mkdir(parents=True, exist_ok=True)
         self.pids_dir.mkdir(parents=True, exist_ok=True)
 
+        emulator_ready = self._launch(self._emulator_service()) if start_emulator else None
         db_url = self._start_database()
-        if start_emulator:
-            self._ensure(self._emulator_service())
+        if emulator_ready is not None:
+            emulator_ready()
         api_env = self._service_env()
         api_env.update({k: v for k, v in DEMO_WORKER_ENV.items() if k not in self.environ})
         api_env["BYPASS_AUTH"] = "1"
@@ -320,16 +321,23 @@ class LocalRunner:
 
     def _ensure(self, service: Service) -> None:
         """Start `service` unless it already runs and answers; wait until it is healthy."""
+        self._launch(service)()
+
+    def _launch(self, service: Service) -> Callable[[], None]:
+        """Start `service` unless it already runs and answers; return a wait for health.
+
+        Launching and waiting are split so a slow start (the emulator's) can overlap
+        other work (starting PostgreSQL).
+        """
         pid = self._live_pid(service.name, service.marker)
         if pid is not None:
             if _healthy(service.health_url):
                 self._say(f"up: {service.name} already running (pid {pid})")
-                return
-            self._wait_healthy(service, pid, None)
-            return
+                return lambda: None
+            return lambda: self._wait_healthy(service, pid, None)
         if _healthy(service.health_url):
             self._say(f"up: {service.name} already answers at {service.health_url}; reusing it")
-            return
+            return lambda: None
         address = urlsplit(service.health_url)
         if _port_in_use(address.hostname or "127.0.0.1", address.port or 80):
             raise RunnerError(
@@ -353,7 +361,7 @@ class LocalRunner:
                 raise RunnerError(f"could not start the {service.name}: {exc}") from None
         self._pid_file(service.name).write_text(f"{process.pid}\n")
         self._say(f"up: started the {service.name} (pid {process.pid}, log {log_path})")
-        self._wait_healthy(service, process.pid, process)
+        return lambda: self._wait_healthy(service, process.pid, process)
 
     def _wait_healthy(
         self, service: Service, pid: int, process: subprocess.Popen[bytes] | None
@@ -369,9 +377,9 @@ class LocalRunner:
             code = process.poll() if process is not None else None
             if code is not None or not _alive(pid):
                 self._pid_file(service.name).unlink(missing_ok=True)
-                how = f"with code {code}" if code is not None else ""
+                how = f" with code {code}" if code is not None else ""
                 raise RunnerError(
-                    f"the {service.name} exited {how} during start-up: "
+                    f"the {service.name} exited{how} during start-up: "
                     f"{_last_line(log_path)} (see {log_path})"
                 )
             now = time.monotonic()
