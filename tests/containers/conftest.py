@@ -42,26 +42,27 @@ def docker_required() -> bool:
     return os.environ.get("STRIPEMETER_REQUIRE_DOCKER", "") == "1"
 
 
-@pytest.fixture(autouse=True)
-def _docker_marker_policy(request: pytest.FixtureRequest) -> None:
-    """Skip (or, when required, fail) `docker`-marked tests when no engine answers."""
-    if request.node.get_closest_marker("docker") is None:
-        return
+def engine_or_skip() -> Any:
+    """The engine's client; else skip naming why, or fail when Docker is required."""
     client, why = _engine()
     if client is not None:
-        return
+        return client
     if docker_required():
         pytest.fail(f"STRIPEMETER_REQUIRE_DOCKER=1 but {why}", pytrace=False)
     pytest.skip(why)
 
 
+@pytest.fixture(autouse=True)
+def _docker_marker_policy(request: pytest.FixtureRequest) -> None:
+    """Skip (or, when required, fail) `docker`-marked tests when no engine answers."""
+    if request.node.get_closest_marker("docker") is not None:
+        engine_or_skip()
+
+
 @pytest.fixture(scope="session")
 def docker_engine() -> Any:
-    """The docker SDK client (only reached by `docker`-marked tests, after the policy)."""
-    client, why = _engine()
-    if client is None:
-        pytest.fail(why, pytrace=False)
-    return client
+    """The docker SDK client, under the same skip/fail policy as the marker."""
+    return engine_or_skip()
 
 
 @pytest.fixture(scope="session")

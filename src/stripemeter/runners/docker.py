@@ -321,25 +321,52 @@ def build_app_image(settings: DockerSettings | None = None, client: Any = None) 
     return settings.app_image
 
 
-def docker_usable() -> tuple[bool, str]:
-    """Whether the docker runner can work here, and why (printed by `--runner auto`)."""
-    try:
-        settings = DockerSettings.from_environment()
-        client = docker_client(timeout_s=5)
-    except RunnerError as exc:
-        return False, str(exc)
-    from docker.errors import ImageNotFound
+def _unavailable(client: Any, image: str) -> str | None:
+    """None when `image` is here or its registry knows it; else why it cannot be had."""
+    from docker.errors import DockerException, ImageNotFound
 
     try:
-        client.images.get(settings.app_image)
-        return True, f"a Docker engine answers and image {settings.app_image} exists"
+        client.images.get(image)
+        return None
     except ImageNotFound:
         pass
+    try:
+        client.images.get_registry_data(image)
+        return None
+    except DockerException as exc:
+        reason = getattr(exc, "explanation", None) or str(exc)
+        return f"{image} is not here and cannot be pulled ({_last_line(str(reason))})"
+
+
+def docker_usable() -> tuple[bool, str]:
+    """Whether the docker runner can work here, and why (printed by `--runner auto`).
+
+    Usable when an engine answers, the PostgreSQL image is here or pullable, and the app
+    image exists or can be built (a checkout with docker/Dockerfile and a usable base).
+    """
+    try:
+        settings = DockerSettings.from_environment()
+        client = docker_client(timeout_s=15)
+    except RunnerError as exc:
+        return False, str(exc)
+    problem = _unavailable(client, settings.postgres_image)
+    if problem:
+        return False, f"a Docker engine answers but {problem}; set POSTGRES_IMAGE"
+    if _unavailable(client, settings.app_image) is None:
+        return True, f"a Docker engine answers and images {settings.app_image}, " + (
+            f"{settings.postgres_image} are available"
+        )
     try:
         source_dir()
     except RunnerError as exc:
         return False, f"a Docker engine answers but image {settings.app_image} is missing: {exc}"
-    return True, f"a Docker engine answers and {settings.app_image} can be built from {DOCKERFILE}"
+    problem = _unavailable(client, settings.base_image)
+    if problem:
+        return False, f"a Docker engine answers but {problem}; set PYTHON_BASE_IMAGE"
+    return True, (
+        f"a Docker engine answers and {settings.app_image} can be built from {DOCKERFILE} "
+        f"on {settings.base_image}"
+    )
 
 
 class DockerRunner:
