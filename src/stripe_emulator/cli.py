@@ -63,7 +63,9 @@ def main(argv: list[str] | None = None) -> int:
     print(
         f"stripe-emulator listening on http://{args.host}:{args.port}", file=sys.stderr, flush=True
     )
-    config = uvicorn.Config(app, host=args.host, port=args.port, log_level="warning", lifespan="on")
+    config = uvicorn.Config(
+        app, host=args.host, port=args.port, log_level="warning", lifespan="on", access_log=False
+    )
     server = uvicorn.Server(config)
     try:
         server.run()
