@@ -80,7 +80,12 @@ def dumps(content: Any) -> bytes:
 
 def canonical_bytes(content: Any) -> bytes:
     """A stable serialization (sorted keys) used for hashing request and event content."""
-    return orjson.dumps(content, default=_default, option=orjson.OPT_SORT_KEYS)
+    try:
+        return orjson.dumps(content, default=_default, option=orjson.OPT_SORT_KEYS)
+    except TypeError:  # unpaired surrogates: fall back to escaped ASCII
+        return json.dumps(
+            content, default=_default, sort_keys=True, ensure_ascii=True, separators=(",", ":")
+        ).encode("ascii")
 
 
 def meta_to_json(meta: dict[str, Any]) -> str:

@@ -28,7 +28,7 @@ from stripemeter.api.errors import ApiError, error_object
 from stripemeter.config import Settings
 from stripemeter.db.pool import Pool as ConnectionPoolType
 from stripemeter.jsonio import JsonBodyError, JsonResponse, canonical_bytes, parse_json_exact
-from stripemeter.metrics import record_ingest
+from stripemeter.metrics import REJECTED_METRIC_LABEL, record_ingest
 from stripemeter.validation import (
     UUID_TEXT,
     InputError,
@@ -127,6 +127,20 @@ def _check_tenants(raw_events: list[Any], principal_tenant: UUID | None) -> None
             )
 
 
+def _all_invalid(errors: list[InputError]) -> ApiError:
+    """400 for a batch with no valid event: the first problem, and each one by index."""
+    error = _bad_request(errors[0], 0)
+    if len(errors) > 1:
+        error.message = f"all {len(errors)} events are invalid; first: {error.message}"
+    error.extra = {
+        "errors": [
+            {"index": i, "error": error_object(e.code, e.message, e.field)}
+            for i, e in enumerate(errors)
+        ]
+    }
+    return error
+
+
 @router.post("/v1/events/ingest", openapi_extra=_INGEST_OPENAPI, response_class=JsonResponse)
 async def ingest_events(request: Request) -> JsonResponse:
     """Store a batch of usage events exactly once; report each event's fate."""
@@ -162,23 +176,8 @@ async def ingest_events(request: Request) -> JsonResponse:
         except InputError as exc:
             items.append(exc)
     if all(isinstance(item, InputError) for item in items):
-        first = items[0]
-        assert isinstance(first, InputError)
-        error = _bad_request(first, 0)
-        error.extra = {
-            "errors": [
-                {"index": i, "error": error_object(e.code, e.message, e.field)}
-                for i, e in enumerate(items)
-                if isinstance(e, InputError)
-            ]
-        }
-        error.message = (
-            error.message
-            if len(items) == 1
-            else f"all {len(items)} events are invalid; first: {error.message}"
-        )
-        record_ingest({("_invalid_", "rejected"): len(items)})
-        raise error
+        record_ingest({(REJECTED_METRIC_LABEL, "rejected"): len(items)})
+        raise _all_invalid([item for item in items if isinstance(item, InputError)])
 
     request_id = next_request_id()
     # Only a request-level key needs the body's fingerprint (to spot a reused key).
