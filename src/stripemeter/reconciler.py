@@ -119,14 +119,24 @@ def reconcile(
     return reports
 
 
-def _customers(conn: psycopg.Connection, mapping: Mapping) -> list[str]:
+def _customers(conn: psycopg.Connection, gateway: StripeGateway, mapping: Mapping) -> list[str]:
+    """Customers with local usage of the metric, plus the mapped item's own customer.
+
+    The latter is reconciled even without local usage, so usage Stripe holds that we
+    never sent still shows up as drift.
+    """
     rows = conn.execute(
         "SELECT DISTINCT customer_ref FROM usage_buckets WHERE tenant_id = %s AND metric = %s"
         " ORDER BY 1",
         (mapping.tenant_id, mapping.metric),
     ).fetchall()
     conn.commit()
-    return [str(r[0]) for r in rows]
+    customers = [str(r[0]) for r in rows]
+    if mapping.subscription_item_id:
+        owner = gateway.item_customer(mapping.subscription_item_id)
+        if owner is not None and owner not in customers:
+            customers.append(owner)  # customerRef is the Stripe customer id (see mapping_meters)
+    return customers
 
 
 def _reconcile_mapping(
@@ -134,7 +144,7 @@ def _reconcile_mapping(
 ) -> list[dict[str, Any]]:
     meter = ensure_meter(conn, gateway, mapping)
     made: list[dict[str, Any]] = []
-    for customer_ref in _customers(conn, mapping):
+    for customer_ref in _customers(conn, gateway, mapping):
         customer_id = resolve_stripe_customer(mapping, customer_ref)
         item = gateway.find_item(customer_id, mapping.price_id, mapping.subscription_item_id)
         if item is None:

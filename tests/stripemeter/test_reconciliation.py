@@ -293,3 +293,22 @@ def test_database_down_gives_503_for_summary_and_readiness(pg_server_url: str) -
     assert summary.status_code == 503
     assert summary.json()["error"]["code"] == "database_unavailable"
     assert status.status_code == 503
+
+
+def test_usage_only_stripe_has_is_drift_for_the_mapped_item(emulator_url: str, db_url: str) -> None:
+    world = build_world(emulator_url, db_url, customers=1, with_item_id=True)
+    customer = world.customers[0]
+    world.client.v1.billing.meter_events.create(
+        {
+            "event_name": world.event_name,
+            "identifier": "never-sent-by-us",
+            "timestamp": world.frozen_time() - 600,
+            "payload": {"stripe_customer_id": customer, "value": "7"},
+        }
+    )
+    with running_api(settings_for(emulator_url, db_url), db_url) as api:
+        (report,) = run(api, str(world.tenant_id))
+    assert report["customerRef"] == customer
+    assert report["subscriptionItemId"] == world.items[customer]
+    assert (report["local"], report["stripe"], report["drift_abs"]) == ("0", "7", "7")
+    assert (report["drift_pct"], report["status"]) == ("1", "investigate")
