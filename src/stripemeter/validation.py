@@ -19,7 +19,10 @@ from stripemeter.jsonio import EXACT, meta_to_json
 UUID_TEXT = re.compile(
     r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$"
 )
-METRIC_TEXT = re.compile(r"^[A-Za-z0-9_.:-]{1,128}$")
+METRIC_PATTERN = r"^[A-Za-z0-9_.:-]{1,128}$"
+METRIC_TEXT = re.compile(METRIC_PATTERN)
+# Text without control characters (PostgreSQL text cannot hold NUL at all).
+PRINTABLE_PATTERN = r"^[^\x00-\x1f\x7f]+$"
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 MAX_QUANTITY = Decimal(10) ** 32  # numeric(38, 6) holds 32 integer digits
 MAX_DECIMALS = 6

@@ -124,6 +124,14 @@ async def _database_error(_: Request, exc: Exception) -> JsonResponse:
     )
 
 
+async def _refused_by_database(_: Request, exc: Exception) -> JsonResponse:
+    # Input that slipped past validation but that PostgreSQL (or the driver) cannot
+    # store, e.g. a NUL character: the client's problem, not a server error.
+    log.warning("value refused by the database: %s", exc)
+    message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    return error_response(400, "invalid_value", f"a value was refused by the database: {message}")
+
+
 async def _unexpected(_: Request, exc: Exception) -> JsonResponse:
     log.exception("unexpected error", exc_info=exc)
     return error_response(500, "internal_error", "internal error; the request was not applied")
@@ -134,6 +142,7 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(ApiError, _api_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
+    app.add_exception_handler(psycopg.DataError, _refused_by_database)
     app.add_exception_handler(psycopg.OperationalError, _database_error)
     app.add_exception_handler(psycopg_pool.PoolTimeout, _database_error)
     app.add_exception_handler(Exception, _unexpected)

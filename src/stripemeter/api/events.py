@@ -30,6 +30,8 @@ from stripemeter.db.pool import Pool as ConnectionPoolType
 from stripemeter.jsonio import JsonBodyError, JsonResponse, canonical_bytes, parse_json_exact
 from stripemeter.metrics import REJECTED_METRIC_LABEL, record_ingest
 from stripemeter.validation import (
+    METRIC_PATTERN,
+    PRINTABLE_PATTERN,
     UUID_TEXT,
     InputError,
     ValidEvent,
@@ -225,8 +227,10 @@ def list_events(
     principal: CurrentPrincipal,
     pool: Pool,
     tenant_id: Annotated[UUID | None, Query(alias="tenantId")] = None,
-    metric: Annotated[str | None, Query(max_length=128)] = None,
-    customer_ref: Annotated[str | None, Query(alias="customerRef", max_length=255)] = None,
+    metric: Annotated[str | None, Query(pattern=METRIC_PATTERN)] = None,
+    customer_ref: Annotated[
+        str | None, Query(alias="customerRef", max_length=255, pattern=PRINTABLE_PATTERN)
+    ] = None,
     from_: Annotated[AwareDatetime | None, Query(alias="from")] = None,
     to: Annotated[AwareDatetime | None, Query()] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,

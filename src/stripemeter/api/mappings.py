@@ -12,10 +12,12 @@ from stripemeter import mappings
 from stripemeter.api.deps import AppSettings, CurrentPrincipal, Pool
 from stripemeter.api.errors import ApiError
 from stripemeter.jsonio import JsonResponse
+from stripemeter.validation import METRIC_PATTERN, PRINTABLE_PATTERN
 
 router = APIRouter(tags=["mappings"])
 
 StripeId = Annotated[str, Field(min_length=1, max_length=255, pattern=r"^[A-Za-z0-9_]+$")]
+Label = Annotated[str, Field(min_length=1, max_length=255, pattern=PRINTABLE_PATTERN)]
 
 
 class MappingIn(BaseModel):
@@ -24,24 +26,16 @@ class MappingIn(BaseModel):
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
 
     tenant_id: UUID = Field(alias="tenantId")
-    metric: Annotated[str, Field(pattern=r"^[A-Za-z0-9_.:-]{1,128}$")]
+    metric: Annotated[str, Field(pattern=METRIC_PATTERN)]
     aggregation: Literal["sum", "max", "last"]
-    stripe_account: Annotated[str, Field(min_length=1, max_length=255)] | None = Field(
-        default=None, alias="stripeAccount"
-    )
+    stripe_account: Label | None = Field(default=None, alias="stripeAccount")
     price_id: StripeId = Field(alias="priceId")
     subscription_item_id: StripeId | None = Field(default=None, alias="subscriptionItemId")
     currency: Annotated[str, Field(pattern=r"^[A-Za-z]{3}$")] | None = None
     meter_id: StripeId | None = Field(default=None, alias="meterId")
-    meter_event_name: Annotated[str, Field(min_length=1, max_length=100)] | None = Field(
-        default=None, alias="meterEventName"
-    )
-    meter_customer_key: Annotated[str, Field(min_length=1, max_length=100)] | None = Field(
-        default=None, alias="meterCustomerKey"
-    )
-    meter_value_key: Annotated[str, Field(min_length=1, max_length=100)] | None = Field(
-        default=None, alias="meterValueKey"
-    )
+    meter_event_name: Label | None = Field(default=None, alias="meterEventName")
+    meter_customer_key: Label | None = Field(default=None, alias="meterCustomerKey")
+    meter_value_key: Label | None = Field(default=None, alias="meterValueKey")
 
 
 @router.get("/v1/mappings", response_class=JsonResponse)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Annotated
 from uuid import UUID
 
@@ -12,6 +13,10 @@ from stripemeter.api.deps import CurrentPrincipal, Pool
 from stripemeter.api.errors import ApiError
 from stripemeter.jsonio import JsonResponse, iso
 from stripemeter.usage import is_hour_aligned, usage_totals
+from stripemeter.validation import EPOCH, METRIC_PATTERN, PRINTABLE_PATTERN
+
+# The last instant whose UTC conversion cannot overflow.
+LATEST = datetime(9999, 12, 30, tzinfo=UTC)
 
 router = APIRouter(tags=["usage"])
 
@@ -20,11 +25,13 @@ router = APIRouter(tags=["usage"])
 def get_usage(
     principal: CurrentPrincipal,
     pool: Pool,
-    metric: Annotated[str, Query(min_length=1, max_length=128)],
+    metric: Annotated[str, Query(pattern=METRIC_PATTERN)],
     from_: Annotated[AwareDatetime, Query(alias="from")],
     to: Annotated[AwareDatetime, Query()],
     tenant_id: Annotated[UUID | None, Query(alias="tenantId")] = None,
-    customer_ref: Annotated[str | None, Query(alias="customerRef", max_length=255)] = None,
+    customer_ref: Annotated[
+        str | None, Query(alias="customerRef", max_length=255, pattern=PRINTABLE_PATTERN)
+    ] = None,
 ) -> JsonResponse:
     """`{"total", "max", "last", "events"}` for whole hours in `[from, to)`; decimals as strings.
 
@@ -33,6 +40,8 @@ def get_usage(
     """
     tenant = principal.tenant_or(tenant_id)
     for name, value in (("from", from_), ("to", to)):
+        if not EPOCH <= value <= LATEST:
+            raise ApiError(400, "invalid_value", f"{name} must be between 1970 and 9999", name)
         if not is_hour_aligned(value):
             raise ApiError(
                 400,
