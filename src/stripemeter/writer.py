@@ -289,11 +289,13 @@ def _push_locked_customer(
     try:
         _push_customer(conn, gateway, mapping, meter, customer_ref, result)
     except GatewayError as exc:
-        conn.rollback()
         _note_error(result, exc, customer_ref)
     finally:
-        conn.execute("SELECT pg_advisory_unlock(hashtextextended(%s, 0))", (lock_key,))
-        conn.commit()
+        # Every push committed on its own; whatever is open now is unfinished work.
+        conn.rollback()
+        if not conn.closed:
+            conn.execute("SELECT pg_advisory_unlock(hashtextextended(%s, 0))", (lock_key,))
+            conn.commit()
     return result
 
 
