@@ -31,6 +31,9 @@ from stripemeter.stripe import StripeConfigError, make_client, resolve_stripe_ta
 REAL_STRIPE_BASE = "https://api.stripe.com"
 METRIC = "api_calls"
 
+# The Stripe base the step's client targets, recorded for `main`'s error messages.
+_stripe_in_use: dict[str, str] = {}
+
 EXIT_OK = 0
 EXIT_ERROR = 1
 EXIT_DRIFT = 2
@@ -83,6 +86,7 @@ class StepEnv:
         """A StripeClient from the project's Stripe seam, and the base URL it targets."""
         key, base = self.stripe_target(recorded_base)
         api_base = None if base == REAL_STRIPE_BASE else base
+        _stripe_in_use["base"] = base  # for `main`'s message if Stripe cannot be reached
         return make_client(key, api_base), base
 
 
@@ -110,7 +114,11 @@ def _describe_stripe_error(exc: stripe.StripeError) -> str:
     if isinstance(exc, stripe.AuthenticationError):
         return f"Stripe refused the API key (401): {exc.user_message or exc}"
     if isinstance(exc, stripe.APIConnectionError):
-        return f"cannot reach Stripe: {exc.user_message or exc} (is the emulator up? invoke up)"
+        where = _stripe_in_use.get("base", "")
+        detail = str(exc.user_message or exc)
+        reason = "connection refused" if "Connection refused" in detail else detail[:200]
+        hint = "is it running? `invoke up` starts the emulator"
+        return f"cannot reach Stripe at {where}: {reason} ({hint})"
     status = f" ({exc.http_status})" if exc.http_status else ""
     code = f" [{exc.code}]" if exc.code else ""
     return f"Stripe error{status}{code}: {exc.user_message or exc}"

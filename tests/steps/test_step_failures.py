@@ -104,7 +104,7 @@ def test_setup_with_stripe_unreachable_says_so(call_step: StepRunner, tmp_path: 
     result = call_step(
         "setup", env={"DEMO_STATE_DIR": str(tmp_path / "s"), "STRIPE_API_BASE": base}
     )
-    assert_one_line_failure(result, "setup", "cannot reach Stripe")
+    assert_one_line_failure(result, "setup", f"cannot reach Stripe at {base}: connection refused")
     assert not (tmp_path / "s" / ".state.json").exists()
 
 
