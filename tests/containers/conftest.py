@@ -19,13 +19,8 @@ import pytest
 
 from stripemeter.config import load_settings
 from stripemeter.runners import RunnerError
-from stripemeter.runners.docker import (
-    LABEL_PROJECT,
-    DockerRunner,
-    DockerSettings,
-    build_app_image,
-    docker_client,
-)
+from stripemeter.runners.docker import DockerRunner, build_app_image, docker_client
+from stripemeter.runners.docker_specs import LABEL_PROJECT, DockerSettings
 
 
 @lru_cache(maxsize=1)

@@ -16,7 +16,7 @@ import pytest
 import yaml
 
 from stripemeter.config import load_settings
-from stripemeter.runners.docker import (
+from stripemeter.runners.docker_specs import (
     PASSTHROUGH_ENV,
     STATE_MOUNT,
     DockerSettings,

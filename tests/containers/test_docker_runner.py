@@ -16,7 +16,8 @@ import pytest
 import requests
 
 from stripemeter.runners import RunnerError
-from stripemeter.runners.docker import API_PORT, LABEL_PROJECT, LABEL_SERVICE, DockerRunner
+from stripemeter.runners.docker import DockerRunner
+from stripemeter.runners.docker_specs import API_PORT, LABEL_PROJECT, LABEL_SERVICE
 from tests.containers.conftest import leftovers
 
 pytestmark = pytest.mark.docker

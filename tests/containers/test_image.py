@@ -10,6 +10,7 @@ import pytest
 import requests
 from testcontainers.core.container import DockerContainer
 
+from stripemeter.runners.docker_specs import LABEL_PROJECT
 from stripemeter.stripe import make_client
 
 pytestmark = pytest.mark.docker
@@ -45,7 +46,9 @@ def test_the_image_runs_as_a_non_root_user_with_a_health_check(
     config = docker_engine.images.get(app_image).attrs["Config"]
     assert config["User"] == "10001:10001"
     assert config["Healthcheck"]["Test"] == ["CMD", "healthcheck"]
-    output = docker_engine.containers.run(app_image, ["id", "-u"], remove=True)
+    output = docker_engine.containers.run(
+        app_image, ["id", "-u"], remove=True, labels={LABEL_PROJECT: "smtest-image"}
+    )
     assert output.decode().strip() == "10001"
 
 

@@ -9,7 +9,8 @@ import pytest
 
 from stripemeter.config import load_settings
 from stripemeter.runners import RunnerError
-from stripemeter.runners.docker import DockerRunner, DockerSettings, service_specs, step_spec
+from stripemeter.runners.docker import DockerRunner
+from stripemeter.runners.docker_specs import DockerSettings, service_specs, step_spec
 
 
 def settings_for(tmp_path: Path, **environ: str) -> DockerSettings:
