@@ -35,14 +35,14 @@ def run(argv: Sequence[str]) -> int:
     client, base = env.stripe_client()
     previous = try_load_state(env.state_dir)
 
-    if previous is not None and not options.fresh and _reusable(previous, base):
-        if retrieve_clock(client, previous.testClockId) is not None:
-            upsert_mapping(env.settings, previous)
-            print(f"reusing the demo objects in {env.state_dir / STATE_FILE} (--fresh for new)")
-            _print_state(previous)
-            return 0
-        print(f"test clock {previous.testClockId} no longer exists: creating new objects")
-    elif previous is not None:
+    if previous is not None:
+        if not options.fresh and _reusable(previous, base):
+            if retrieve_clock(client, previous.testClockId) is not None:
+                upsert_mapping(env.settings, previous)
+                print(f"reusing the demo objects in {env.state_dir / STATE_FILE} (--fresh for new)")
+                _print_state(previous)
+                return 0
+            print(f"test clock {previous.testClockId} no longer exists: creating new objects")
         _retire(env, client, base, previous)
 
     state = _create(env, client, base)
