@@ -57,8 +57,13 @@ class StepEnv:
 
     @property
     def wait_timeout_s(self) -> float:
-        """Upper bound of every single wait (`DEMO_WAIT_TIMEOUT_S`, default 120 s)."""
-        raw = os.environ.get("DEMO_WAIT_TIMEOUT_S", "120")
+        """Upper bound of every single wait (`DEMO_WAIT_TIMEOUT_S`).
+
+        Default 120 s against the emulator, 600 s against real Stripe, whose meter
+        aggregation and clock advances can take minutes.
+        """
+        real_stripe = bool(self.settings.STRIPE_SECRET_KEY and not self.settings.STRIPE_API_BASE)
+        raw = os.environ.get("DEMO_WAIT_TIMEOUT_S", "600" if real_stripe else "120")
         try:
             value = float(raw)
         except ValueError:
