@@ -43,7 +43,9 @@ class Findings:
     quantity: Decimal = Decimal(0)
     amount: int = 0
     currency: str = ""
-    stripe_meter: Decimal = Decimal(0)
+    # What the reconciler compared the ledger with: the invoice quantity for a closed
+    # period, the meter summary for an open one (summary `overall.stripe`).
+    stripe_reconciled: Decimal = Decimal(0)
     drift_abs: Decimal = Decimal(0)
     drift_pct: Decimal = Decimal(0)
     problems: list[str] = field(default_factory=list)
@@ -135,7 +137,7 @@ def _validate(env: StepEnv, asserts: list[str]) -> tuple[Findings, Any]:
     if not isinstance(overall, dict):
         raise StepError(f"GET /v1/reconciliation/summary answered without overall: {summary!r}")
     findings.local = local_total(api, state, findings.period_start, findings.period_end)
-    findings.stripe_meter = as_decimal(overall.get("stripe"), "summary overall.stripe")
+    findings.stripe_reconciled = as_decimal(overall.get("stripe"), "summary overall.stripe")
     findings.drift_abs = as_decimal(overall.get("drift_abs"), "summary overall.drift_abs")
     findings.drift_pct = as_decimal(overall.get("drift_pct"), "summary overall.drift_pct")
     epsilon = env.settings.RECONCILIATION_EPSILON
@@ -148,7 +150,7 @@ def _validate(env: StepEnv, asserts: list[str]) -> tuple[Findings, Any]:
     if not (findings.drift_abs == 0 or findings.drift_pct <= epsilon):
         findings.problems.append(
             f"reconciliation drift: ledger {fmt(as_decimal(overall.get('local'), 'local'))} vs "
-            f"Stripe meter {fmt(findings.stripe_meter)}, drift_abs {fmt(findings.drift_abs)}, "
+            f"Stripe {fmt(findings.stripe_reconciled)}, drift_abs {fmt(findings.drift_abs)}, "
             f"drift_pct {fmt(findings.drift_pct)} > epsilon {epsilon}"
         )
     document = {"summary": summary, "invoice": invoice, "state": state.to_json()}
@@ -217,7 +219,7 @@ def _print_verdict(findings: Findings, parity: bool, epsilon: Decimal) -> None:
         ("ledger total (local)", fmt(findings.local)),
         ("invoice quantity", fmt(findings.quantity)),
         ("invoice amount", f"{findings.amount} {findings.currency}"),
-        ("Stripe meter", fmt(findings.stripe_meter)),
+        ("Stripe (reconciled)", fmt(findings.stripe_reconciled)),
         (
             "drift",
             f"{fmt(findings.drift_abs)} (drift_pct {fmt(findings.drift_pct)}, epsilon {epsilon})",
