@@ -1,0 +1,90 @@
+"""Event validation rules, one by one, without HTTP or a database."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Any
+
+import pytest
+
+from stripemeter.jsonio import JsonBodyError, format_decimal, parse_json_exact
+from stripemeter.validation import InputError, validate_event
+
+NOW = datetime(2026, 11, 24, 12, 0, tzinfo=UTC)
+TENANT = "8F2C7B1E-0000-4000-8000-000000000001"
+
+
+def check(**fields: Any) -> Any:
+    event: dict[str, Any] = {
+        "tenantId": TENANT,
+        "metric": "api_calls",
+        "customerRef": "cus_1",
+        "quantity": 1,
+        "ts": "2026-11-24T11:00:00Z",
+    }
+    event.update(fields)
+    return validate_event(event, now=NOW, max_skew_s=300, max_meta_bytes=64)
+
+
+@pytest.mark.parametrize(
+    ("raw", "stored"),
+    [
+        (b"1.5000000", Decimal("1.5")),  # written with 7 decimals, has 1
+        (b"0.000001", Decimal("0.000001")),
+        (b"-0.0", Decimal(0)),
+        (b"1E+3", Decimal(1000)),
+        (b"99999999999999999999999999999999", Decimal("99999999999999999999999999999999")),
+        (b"12345678901234567890123456.123456", Decimal("12345678901234567890123456.123456")),
+    ],
+)
+def test_quantities_accepted_exactly(raw: bytes, stored: Decimal) -> None:
+    quantity = parse_json_exact(b'{"q": ' + raw + b"}")["q"]
+    assert check(quantity=quantity).quantity == stored
+
+
+@pytest.mark.parametrize(
+    ("raw", "says"),
+    [
+        (b"0.0000001", "at most 6 decimal places"),
+        (b"1E-7", "at most 6 decimal places"),
+        (b"100000000000000000000000000000000", "less than 1e32"),
+        (b"-0.5", ">= 0"),
+        (b"true", "got boolean"),
+        (b'"3"', "got string"),
+        (b"[3]", "got array"),
+    ],
+)
+def test_quantities_refused(raw: bytes, says: str) -> None:
+    quantity = parse_json_exact(b'{"q": ' + raw + b"}")["q"]
+    with pytest.raises(InputError, match=says) as refused:
+        check(quantity=quantity)
+    assert refused.value.field == "quantity"
+
+
+def test_timestamps_keep_their_instant_and_skew_is_bounded() -> None:
+    assert check(ts="2026-11-24T13:00:00+01:00").ts == datetime(2026, 11, 24, 12, tzinfo=UTC)
+    assert check(ts="2026-11-24T12:05:00Z").ts.minute == 5  # exactly the allowed skew
+    with pytest.raises(InputError, match="in the future"):
+        check(ts="2026-11-24T12:05:01Z")
+
+
+def test_tenant_uuid_is_normalised_and_meta_is_limited() -> None:
+    assert str(check().tenant_id) == TENANT.lower()
+    assert check(meta={"a": 1}).meta_json == '{"a":1}'
+    with pytest.raises(InputError, match="the limit is 64"):
+        check(meta={"a": "x" * 64})
+
+
+def test_nan_and_infinity_are_not_json() -> None:
+    for raw in (b'{"q": NaN}', b'{"q": Infinity}', b'{"q": -Infinity}'):
+        with pytest.raises(JsonBodyError, match="not valid JSON"):
+            parse_json_exact(raw)
+
+
+def test_decimals_are_formatted_without_exponent_or_trailing_zeros() -> None:
+    assert format_decimal(Decimal("425.000000")) == "425"
+    assert format_decimal(Decimal("1E+3")) == "1000"
+    assert format_decimal(Decimal("0E-6")) == "0"
+    long = "12345678901234567890123456789012.123456"
+    assert format_decimal(Decimal(long)) == long
