@@ -134,8 +134,8 @@ class LocalRunner:
         for name in ("api", "emulator"):
             self._stop(name)
         if not self.settings.DATABASE_URL:
-            self._cli(["db", "stop"], "stopping the embedded PostgreSQL")
-            self._say("down: embedded PostgreSQL stopped")
+            said = self._cli(["db", "stop"], "stopping the embedded PostgreSQL").strip()
+            self._say(f"down: {said.splitlines()[-1] if said else 'embedded PostgreSQL stopped'}")
 
     def migrate(self) -> None:
         """Apply database migrations (what `stripemeter migrate` does, in this process).
