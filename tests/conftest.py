@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import shutil
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -14,7 +16,7 @@ from tests.support.databases import build_template, fresh_database
 
 
 @pytest.fixture(scope="session")
-def pg_server_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+def pg_server_url() -> Iterator[str]:
     """URL of a real PostgreSQL server for this test session (embedded unless overridden).
 
     STRIPEMETER_TEST_DATABASE_URL names a server to use; STRIPEMETER_TEST_POSTGRES=container
@@ -43,12 +45,17 @@ def pg_server_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         build_template(external)
         yield external
         return
-    home: Path = tmp_path_factory.mktemp("stripemeter-home")
+    # Not under pytest's basetemp: pytest prunes old basetemps, and a concurrent session
+    # would delete this live data directory. A short path also keeps the socket path legal.
+    home = Path(tempfile.mkdtemp(prefix="smtest-", dir="/tmp"))
     settings = load_settings(STRIPEMETER_HOME=str(home))
     url = embedded.start(settings)
-    build_template(url)
-    yield url
-    embedded.stop(settings)
+    try:
+        build_template(url)
+        yield url
+    finally:
+        embedded.stop(settings)
+        shutil.rmtree(home, ignore_errors=True)
 
 
 @pytest.fixture

@@ -18,7 +18,6 @@ by an advisory lock, so several API processes starting together is safe); with
 from __future__ import annotations
 
 import argparse
-import importlib
 import logging
 import os
 import sys
@@ -34,6 +33,7 @@ from stripemeter.config import ConfigError, Settings, load_settings
 from stripemeter.db import DatabaseUnavailable, connect, database_url, embedded
 from stripemeter.db.embedded import EmbeddedDatabaseError
 from stripemeter.db.migrate import apply_migrations, available_migrations
+from stripemeter.stripe import StripeConfigError
 
 log = logging.getLogger("stripemeter.cli")
 
@@ -103,21 +103,9 @@ def pending_migrations(conn: psycopg.Connection) -> list[str]:
     return [m.name for m in available_migrations() if m.version not in done]
 
 
-def _workers_module() -> Any:
-    """`stripemeter.workers` (written separately), or None while it does not exist."""
-    try:
-        return importlib.import_module("stripemeter.workers")
-    except ModuleNotFoundError as exc:
-        if exc.name != "stripemeter.workers":
-            raise
-        return None
-
-
 def _start_workers(settings: Settings, url: str) -> Any:
-    workers = _workers_module()
-    if workers is None:
-        log.warning("background workers not available (stripemeter.workers missing); API only")
-        return None
+    from stripemeter import workers
+
     return workers.start_in_background(settings, url)
 
 
@@ -172,9 +160,8 @@ def cmd_api(args: argparse.Namespace, settings: Settings) -> int:
 
 def cmd_workers(args: argparse.Namespace, settings: Settings) -> int:
     """`workers`: run the writer and reconciler loops in the foreground."""
-    workers = _workers_module()
-    if workers is None:
-        raise CliError("the background workers are not available (stripemeter.workers is missing)")
+    from stripemeter import workers
+
     workers.run_forever(settings)
     return 0
 
@@ -251,6 +238,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         ConfigError,
         DatabaseUnavailable,
         EmbeddedDatabaseError,
+        StripeConfigError,
         psycopg.OperationalError,
     ) as exc:
         print(f"error: {exc}".splitlines()[0], file=sys.stderr)

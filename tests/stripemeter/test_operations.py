@@ -17,7 +17,10 @@ def test_live_and_ready_when_the_database_answers(api: Api) -> None:
     assert ready.status_code == 200
     assert ready.json() == {
         "status": "healthy",
-        "checks": {"database": {"status": "ok", "detail": "SELECT 1 answered"}},
+        "checks": {
+            "database": {"status": "ok", "detail": "SELECT 1 answered"},
+            "stripe_writer": {"status": "ok", "detail": "no recent Stripe failures"},
+        },
     }
 
 

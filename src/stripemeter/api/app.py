@@ -5,9 +5,7 @@ starts (lifespan) and closes when it stops. `app.state` carries `settings`, `poo
 `key_cache` and `extra_health_checks` (callables other components append to before
 start-up to take part in `/health/ready`).
 
-Adding a component's routes: append its `router` to `ROUTERS` below (the writer's
-`stripemeter.api.writer_status` and the reconciler's `stripemeter.api.reconciliation`
-are wired here by the integrator).
+Adding a component's routes: append its `router` to `ROUTERS` below.
 """
 
 from __future__ import annotations
@@ -19,7 +17,15 @@ from contextlib import asynccontextmanager
 from fastapi import APIRouter, FastAPI
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from stripemeter.api import events, health, mappings, metrics, usage
+from stripemeter.api import (
+    events,
+    health,
+    mappings,
+    metrics,
+    reconciliation,
+    usage,
+    writer_status,
+)
 from stripemeter.api.errors import ApiError, error_response, install_error_handlers
 from stripemeter.api.health import HealthCheck
 from stripemeter.auth import KeyCache
@@ -31,12 +37,13 @@ log = logging.getLogger("stripemeter.api")
 
 MAX_BODY_BYTES = 1024 * 1024
 
-# Every router the API serves. Integrator: add writer_status.router and
-# reconciliation.router here once those modules exist.
+# Every router the API serves.
 ROUTERS: list[APIRouter] = [
     events.router,
     usage.router,
     mappings.router,
+    writer_status.router,
+    reconciliation.router,
     health.router,
     metrics.router,
 ]
@@ -107,6 +114,7 @@ def create_app(settings: Settings, *, db_url: str | None = None) -> FastAPI:
     app.state.key_cache = KeyCache()
     extra_checks: list[HealthCheck] = []
     app.state.extra_health_checks = extra_checks
+    writer_status.install(app)
     install_error_handlers(app)
     for router in ROUTERS:
         app.include_router(router)
