@@ -14,6 +14,8 @@ from datetime import datetime
 from decimal import Decimal
 from uuid import UUID
 
+from stripemeter.jsonio import EXACT
+
 IDENTIFIER_PREFIX = "smw_"
 IDEMPOTENCY_PREFIX = "smk_"
 _DIGEST_CHARS = 40
@@ -45,7 +47,7 @@ def meter_event_identifier(
         event_name,
         customer_ref,
         str(int(hour_start.timestamp())),
-        str(Decimal(cumulative).normalize()),
+        format(Decimal(cumulative).normalize(EXACT), "f"),
     ]
     if push_number is not None:
         parts.append(f"#{push_number}")
