@@ -206,14 +206,18 @@ def test_kept_demo_validates_alone_and_reruns_idempotently(two_runs: TwoRuns, de
     statuses = [line.split()[-1] for line in resent.stdout.splitlines() if "demo-evt-" in line]
     assert statuses == ["duplicate"] * 4
 
-    asserted = demo.step(
+    asserted = demo.invoke(
         "validate",
         "--assert",
         ".summary.overall.drift_pct <= 0.005",
         "--assert",
         '.invoice.status == "paid" and .state.tenantId != null',
     )
-    assert asserted.code == 0, asserted.stdout + asserted.stderr
+    assert asserted.returncode == 0, asserted.stdout + asserted.stderr
+    assert demo.last_validation()["asserts"] == [
+        ".summary.overall.drift_pct <= 0.005",
+        '.invoice.status == "paid" and .state.tenantId != null',
+    ]
     failing = demo.step("validate", "--assert", ".invoice.amount_due == 1")
     assert failing.code == 2, failing.stdout + failing.stderr
     assert "assertion failed: .invoice.amount_due == 1 (gave false)" in failing.stdout
