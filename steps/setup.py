@@ -19,7 +19,7 @@ import stripe
 from steps._billing import is_missing, iso, retrieve_clock, wait_clock_ready
 from steps._env import METRIC, StepEnv, StepError, load_env, main, parser
 from steps._mapping import delete_mappings, upsert_mapping
-from steps._state import STATE_FILE, DemoState, save_state, try_load_state
+from steps._state import INVOICE_FILE, STATE_FILE, DemoState, save_state, try_load_state
 
 CLOCK_START_OFFSET_S = 26 * 3600
 USAGE_ANCHOR_OFFSET_S = 5 * 60
@@ -76,6 +76,7 @@ def _create(env: StepEnv, client: stripe.StripeClient, base: str) -> DemoState:
     state = DemoState(tenantId=str(uuid.uuid4()), testClockId=clock.id, stripeApiBase=base)
     # Recorded before anything else, so a failed setup's clock is retired by the next run.
     save_state(env.state_dir, state)
+    (env.state_dir / INVOICE_FILE).unlink(missing_ok=True)  # the previous objects' invoice
     print(f"created test clock {clock.id} frozen at {iso(clock.frozen_time)}")
 
     state.meterId = _ensure_meter(client)

@@ -112,6 +112,11 @@ def _validate(env: StepEnv, asserts: list[str]) -> tuple[Findings, Any]:
     client, _ = env.stripe_client(state.stripeApiBase)
     api = ApiClient(env.api_base)
 
+    if stored.get("customer") not in (None, state.customerId):
+        raise StepError(
+            f"{env.state_dir / INVOICE_FILE} is the invoice of an earlier run (customer "
+            f"{stored.get('customer')}, not {state.customerId}); run `invoke advance-clock`"
+        )
     invoice = _fresh_invoice(client, str(invoice_id))
     line = _price_line(invoice, state)
     findings = Findings(

@@ -103,13 +103,15 @@ def test_setup_reuses_its_objects_and_recreates_them_when_the_clock_is_gone(
     assert [row[0] for row in mappings(db_url)] == [second["tenantId"]]
 
 
-def test_fresh_setup_retires_the_previous_clock(
+def test_fresh_setup_retires_the_previous_clock_mapping_and_invoice(
     call_step: StepRunner, emulator: str, db_url: str, tmp_path: Path
 ) -> None:
     env = {"DEMO_STATE_DIR": str(tmp_path), "STRIPE_API_BASE": emulator, "DATABASE_URL": db_url}
     assert call_step("setup", env=env).returncode == 0
     first = read_state(tmp_path)
+    (tmp_path / "invoice.json").write_text('{"id": "in_of_the_first_run"}')
     assert call_step("setup", "--fresh", env=env).returncode == 0
+    assert not (tmp_path / "invoice.json").exists()
     with pytest.raises(stripe.InvalidRequestError) as missing:
         sdk_client(emulator).v1.test_helpers.test_clocks.retrieve(first["testClockId"])
     assert missing.value.code == "resource_missing"

@@ -237,3 +237,15 @@ def test_step_processes_fail_in_one_line_too(
     )
     assert_one_line_failure(api_down, "send_usage", "cannot reach the stripemeter API")
     assert recorder.requests == []
+
+
+def test_validate_refuses_an_invoice_of_an_earlier_run(
+    call_step: StepRunner, recorder: Recorder, tmp_path: Path
+) -> None:
+    complete_state(tmp_path, recorder.url)
+    (tmp_path / "invoice.json").write_text(json.dumps({"id": "in_old", "customer": "cus_old"}))
+    result = call_step("validate", env={"DEMO_STATE_DIR": str(tmp_path)})
+    assert_one_line_failure(
+        result, "validate", "is the invoice of an earlier run (customer cus_old, not cus_test)"
+    )
+    assert recorder.requests == []
