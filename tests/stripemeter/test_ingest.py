@@ -78,6 +78,23 @@ def test_header_key_is_scoped_by_tenant(db_url: str) -> None:
     assert b.json()["accepted"] == 1
 
 
+def test_under_bypass_header_key_is_scoped_by_the_batch_tenant(open_api: Api) -> None:
+    headers = {"Idempotency-Key": "demo-batch-1"}
+    other_tenant = "8f2c7b1e-0000-4000-8000-0000000000b2"
+    first = open_api.post("/v1/events/ingest", json=seed_batch(open_api.tenant), headers=headers)
+    second = open_api.post("/v1/events/ingest", json=seed_batch(other_tenant), headers=headers)
+    reused = open_api.post(
+        "/v1/events/ingest",
+        json={"events": [event(open_api.tenant, quantity=9, idempotencyKey="other")]},
+        headers=headers,
+    )
+
+    assert (first.status_code, second.status_code) == (200, 200)
+    assert (second.json()["accepted"], second.json()["duplicates"]) == (3, 1)
+    assert reused.status_code == 409
+    assert open_api.scalar("SELECT count(*) FROM events") == 6
+
+
 def test_same_header_with_the_same_body_reformatted_is_a_replay_not_a_conflict(api: Api) -> None:
     compact = (
         '{"events":[{"tenantId":"TENANT","metric":"api_calls","customerRef":"c","quantity":2.50,'

@@ -23,7 +23,7 @@ from fastapi import APIRouter, Query, Request
 from pydantic import AwareDatetime
 
 from stripemeter import ledger
-from stripemeter.api.deps import CurrentPrincipal, Pool, get_principal
+from stripemeter.api.deps import CurrentPrincipal, Pool, Principal, get_principal
 from stripemeter.api.errors import ApiError, error_object
 from stripemeter.config import Settings
 from stripemeter.db.pool import Pool as ConnectionPoolType
@@ -191,7 +191,7 @@ async def ingest_events(request: Request) -> JsonResponse:
                 items,
                 request_id=request_id,
                 header_key=header_key,
-                scope=principal.scope,
+                scope=_request_scope(principal, items),
                 body_sha256=body_sha256,
             )
         )
@@ -205,6 +205,18 @@ async def ingest_events(request: Request) -> JsonResponse:
         ) from None
     record_ingest(outcome.by_metric)
     return JsonResponse(outcome.answer())
+
+
+def _request_scope(principal: Principal, items: list[ValidEvent | InputError]) -> str:
+    """Namespace of a request-level Idempotency-Key: the caller's tenant.
+
+    Under BYPASS_AUTH there is no caller tenant, so the batch's own tenants stand in:
+    two tenants may each send `demo-batch-1` without colliding.
+    """
+    if principal.tenant_id is not None:
+        return principal.scope
+    tenants = sorted({str(item.tenant_id) for item in items if isinstance(item, ValidEvent)})
+    return "bypass:" + ",".join(tenants)
 
 
 def _encode_cursor(ts: str, seq: int) -> str:
