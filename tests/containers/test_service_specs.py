@@ -89,3 +89,16 @@ def test_a_step_container_gets_only_the_steps_environment_and_the_state_mount(
 def test_an_unknown_step_is_refused_with_the_known_names(tmp_path: Path) -> None:
     with pytest.raises(RunnerError, match="unknown step 'deploy': expected one of setup"):
         step_spec(settings_for(tmp_path), "deploy")
+
+
+def test_docker_variables_come_from_dotenv_with_the_environment_winning(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / ".env").write_text("POSTGRES_IMAGE=from-file:1\nSTRIPEMETER_IMAGE=file-app:1\n")
+    monkeypatch.delenv("POSTGRES_IMAGE", raising=False)
+    monkeypatch.setenv("STRIPEMETER_IMAGE", "env-app:2")
+    settings = DockerSettings.from_environment(
+        load_settings(STRIPE_SECRET_KEY=None, STRIPE_API_BASE=None)
+    )
+    assert (settings.postgres_image, settings.app_image) == ("from-file:1", "env-app:2")

@@ -13,6 +13,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from dotenv import dotenv_values
+
 from stripemeter.config import Settings, load_settings
 from stripemeter.runners import STEP_NAMES, RunnerError
 
@@ -70,9 +72,15 @@ class DockerSettings:
     def from_environment(
         cls, settings: Settings | None = None, environ: Mapping[str, str] | None = None
     ) -> DockerSettings:
-        """Read the project's settings plus the docker-only variables (`.env.example`)."""
+        """Read the project's settings plus the docker-only variables.
+
+        Like `Settings`, the docker variables come from the environment, then `.env`.
+        """
         settings = settings or load_settings()
-        env = os.environ if environ is None else environ
+        if environ is None:
+            from_file = {k: v for k, v in dotenv_values(".env").items() if v is not None}
+            environ = {**from_file, **os.environ}
+        env = environ
 
         def port(name: str, default: int) -> int:
             raw = env.get(name, "").strip()
