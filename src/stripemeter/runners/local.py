@@ -20,22 +20,17 @@ import ipaddress
 import json
 import os
 import shutil
-import signal
-import socket
 import subprocess
 import sys
-import time
 import warnings
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, TextIO
 from urllib.parse import urlsplit
 
-import requests
-
 from stripemeter.config import Settings, load_settings
 from stripemeter.runners import STEP_NAMES, RunnerError
+from stripemeter.runners.processes import MARKERS, ProcessSupervisor, Service
 from stripemeter.stripe import StripeConfigError, resolve_stripe_target
 
 DEFAULT_EMULATOR_PORT = 12111
@@ -50,18 +45,6 @@ STOP_TIMEOUT_S = 10.0
 PROGRESS_EVERY_S = 2.0
 RUNTIME_FILE = "runtime.json"
 LOOPBACK_NAMES = ("localhost", "127.0.0.1")
-
-
-@dataclass(frozen=True)
-class Service:
-    """A background process `up()` manages: how to start it and how to know it is up."""
-
-    name: str
-    argv: list[str]
-    health_url: str
-    marker: str  # a word its command line contains, so a reused pid is not mistaken for it
-    timeout_s: float
-    env: dict[str, str]
 
 
 class LocalRunner:
@@ -82,6 +65,7 @@ class LocalRunner:
         self.state_dir = Path(self.settings.DEMO_STATE_DIR).resolve()
         self.logs_dir = self.state_dir / "logs"
         self.pids_dir = self.state_dir / "pids"
+        self.processes = ProcessSupervisor(self.logs_dir, self.pids_dir, self._say)
 
     # -- the Runner protocol ---------------------------------------------------------
 
@@ -92,7 +76,7 @@ class LocalRunner:
         self.logs_dir.mkdir(parents=True, exist_ok=True)
         self.pids_dir.mkdir(parents=True, exist_ok=True)
 
-        emulator_ready = self._launch(self._emulator_service()) if start_emulator else None
+        emulator_ready = self.processes.launch(self._emulator_service()) if start_emulator else None
         db_url = self._start_database()
         if emulator_ready is not None:
             emulator_ready()
@@ -107,8 +91,8 @@ class LocalRunner:
         recorded = self._read_runtime()
         if recorded and recorded.get("stripeApiBase") != stripe_base:
             # The API (and its writer) must talk to the Stripe the steps will use.
-            self._stop("api")
-        self._ensure(
+            self.processes.stop("api")
+        self.processes.ensure(
             Service(
                 name="api",
                 argv=[
@@ -120,7 +104,7 @@ class LocalRunner:
                     str(api_port),
                 ],
                 health_url=f"http://{api_host}:{api_port}/health/ready",
-                marker="stripemeter",
+                marker=MARKERS["api"],
                 timeout_s=API_START_TIMEOUT_S,
                 env=api_env,
             )
@@ -132,7 +116,7 @@ class LocalRunner:
     def down(self) -> None:
         """Stop the API and the emulator started by `up()`, then the embedded PostgreSQL."""
         for name in ("api", "emulator"):
-            self._stop(name)
+            self.processes.stop(name)
         if not self.settings.DATABASE_URL:
             said = self._cli(["db", "stop"], "stopping the embedded PostgreSQL").strip()
             self._say(f"down: {said.splitlines()[-1] if said else 'embedded PostgreSQL stopped'}")
@@ -237,7 +221,7 @@ class LocalRunner:
             name="emulator",
             argv=argv,
             health_url=f"http://127.0.0.1:{port}/_emulator/health",
-            marker="stripe-emulator",
+            marker=MARKERS["emulator"],
             timeout_s=EMULATOR_START_TIMEOUT_S,
             env=self._service_env(),
         )
@@ -317,117 +301,6 @@ class LocalRunner:
             raise RunnerError(f"{doing} failed: {reason}")
         return completed.stdout
 
-    # -- background services ---------------------------------------------------------
-
-    def _ensure(self, service: Service) -> None:
-        """Start `service` unless it already runs and answers; wait until it is healthy."""
-        self._launch(service)()
-
-    def _launch(self, service: Service) -> Callable[[], None]:
-        """Start `service` unless it already runs and answers; return a wait for health.
-
-        Launching and waiting are split so a slow start (the emulator's) can overlap
-        other work (starting PostgreSQL).
-        """
-        pid = self._live_pid(service.name, service.marker)
-        if pid is not None:
-            if _healthy(service.health_url):
-                self._say(f"up: {service.name} already running (pid {pid})")
-                return lambda: None
-            return lambda: self._wait_healthy(service, pid, None)
-        if _healthy(service.health_url):
-            self._say(f"up: {service.name} already answers at {service.health_url}; reusing it")
-            return lambda: None
-        address = urlsplit(service.health_url)
-        if _port_in_use(address.hostname or "127.0.0.1", address.port or 80):
-            raise RunnerError(
-                f"port {address.port} is in use by another program, so the {service.name} "
-                "cannot start there (choose another port)"
-            )
-        log_path = self.logs_dir / f"{service.name}.log"
-        with log_path.open("ab") as log:
-            log.write(f"\n--- started {time.strftime('%Y-%m-%dT%H:%M:%S')} ---\n".encode())
-            log.flush()
-            try:
-                process = subprocess.Popen(
-                    service.argv,
-                    stdout=log,
-                    stderr=subprocess.STDOUT,
-                    stdin=subprocess.DEVNULL,
-                    env=service.env,
-                    start_new_session=True,
-                )
-            except OSError as exc:
-                raise RunnerError(f"could not start the {service.name}: {exc}") from None
-        self._pid_file(service.name).write_text(f"{process.pid}\n")
-        self._say(f"up: started the {service.name} (pid {process.pid}, log {log_path})")
-        return lambda: self._wait_healthy(service, process.pid, process)
-
-    def _wait_healthy(
-        self, service: Service, pid: int, process: subprocess.Popen[bytes] | None
-    ) -> None:
-        log_path = self.logs_dir / f"{service.name}.log"
-        started = time.monotonic()
-        last_progress = started
-        while True:
-            if _healthy(service.health_url):
-                waited = time.monotonic() - started
-                self._say(f"up: {service.name} ready after {waited:.1f} s")
-                return
-            code = process.poll() if process is not None else None
-            if code is not None or not _alive(pid):
-                self._pid_file(service.name).unlink(missing_ok=True)
-                how = f" with code {code}" if code is not None else ""
-                raise RunnerError(
-                    f"the {service.name} exited{how} during start-up: "
-                    f"{_last_line(log_path)} (see {log_path})"
-                )
-            now = time.monotonic()
-            if now - started > service.timeout_s:
-                raise RunnerError(
-                    f"the {service.name} did not answer {service.health_url} within "
-                    f"{service.timeout_s:.0f} s (see {log_path})"
-                )
-            if now - last_progress >= PROGRESS_EVERY_S:
-                self._say(f"up: waiting for the {service.name} ({now - started:.0f} s)")
-                last_progress = now
-            time.sleep(0.1)
-
-    def _stop(self, name: str) -> None:
-        marker = "stripe-emulator" if name == "emulator" else "stripemeter"
-        pid = self._live_pid(name, marker)
-        pid_file = self._pid_file(name)
-        if pid is None:
-            pid_file.unlink(missing_ok=True)
-            return
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(pid, signal.SIGTERM)  # its own session: the group is the service
-        deadline = time.monotonic() + STOP_TIMEOUT_S
-        while _alive(pid) and time.monotonic() < deadline:
-            time.sleep(0.1)
-        if _alive(pid):
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.killpg(pid, signal.SIGKILL)
-        pid_file.unlink(missing_ok=True)
-        self._say(f"down: stopped the {name} (pid {pid})")
-
-    def _live_pid(self, name: str, marker: str) -> int | None:
-        """The pid in `pids/<name>.pid` if that process is alive and is the service."""
-        try:
-            pid = int(self._pid_file(name).read_text().strip())
-        except (FileNotFoundError, ValueError):
-            return None
-        if not _alive(pid):
-            return None
-        try:
-            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
-        except OSError:
-            return pid  # no /proc: trust the pid file
-        return pid if marker in cmdline else None
-
-    def _pid_file(self, name: str) -> Path:
-        return self.pids_dir / f"{name}.pid"
-
     # -- runtime record ----------------------------------------------------------------
 
     def _write_runtime(self, data: dict[str, Any]) -> None:
@@ -460,42 +333,5 @@ def _source_root() -> Path | None:
     return root if (root / "steps" / "__init__.py").exists() else None
 
 
-def _healthy(url: str) -> bool:
-    """True when `url` answers 200 (readiness `degraded` still answers 200)."""
-    try:
-        return requests.get(url, timeout=2).status_code == 200
-    except requests.RequestException:
-        return False
-
-
-def _alive(pid: int) -> bool:
-    """True when `pid` runs (reaping it first if it is our own exited child)."""
-    with contextlib.suppress(ChildProcessError, OSError):
-        reaped, _ = os.waitpid(pid, os.WNOHANG)
-        if reaped == pid:
-            return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
-def _port_in_use(host: str, port: int) -> bool:
-    with socket.socket() as sock:
-        sock.settimeout(0.5)
-        return sock.connect_ex((host, port)) == 0
-
-
 def _one_line(text: str) -> str:
     return " ".join(text.split())
-
-
-def _last_line(path: Path) -> str:
-    try:
-        lines = [line for line in path.read_text(errors="replace").splitlines() if line.strip()]
-    except OSError:
-        return "no log output"
-    return lines[-1].strip()[:300] if lines else "no log output"
