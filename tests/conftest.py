@@ -13,6 +13,7 @@ import pytest
 from stripemeter.config import load_settings
 from stripemeter.db import embedded
 from tests.support.databases import build_template, fresh_database
+from tests.support.emulator import running_emulator
 
 
 @pytest.fixture(scope="session")
@@ -56,6 +57,13 @@ def pg_server_url() -> Iterator[str]:
     finally:
         embedded.stop(settings)
         shutil.rmtree(home, ignore_errors=True)
+
+
+@pytest.fixture
+def emulator_url() -> Iterator[str]:
+    """Base URL of a real Stripe emulator on 127.0.0.1, fresh state, for one test."""
+    with running_emulator() as url:
+        yield url
 
 
 @pytest.fixture

@@ -4,7 +4,6 @@ drift found and reported through the API, CSV and metrics; failures answer 5xx."
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
 from decimal import Decimal
 from typing import Any
 
@@ -21,14 +20,7 @@ from tests.stripemeter.test_stripe_gateway import (
     settings_for,
     usage_event,
 )
-from tests.support.emulator import running_emulator
 from tests.support.servers import free_port
-
-
-@pytest.fixture
-def emulator_url() -> Iterator[str]:
-    with running_emulator() as url:
-        yield url
 
 
 def run(api: str, tenant: str) -> list[dict[str, Any]]:

@@ -23,7 +23,7 @@ import stripe
 from stripemeter.api.app import create_app
 from stripemeter.config import Settings, load_settings
 from stripemeter.stripe_gateway import RetryPolicy, StripeGateway, StripeRefused, StripeUnavailable
-from tests.support.emulator import TEST_KEY, running_emulator, sdk_client
+from tests.support.emulator import TEST_KEY, sdk_client
 from tests.support.servers import serve_asgi
 
 FAST_RETRY = RetryPolicy(attempts=12, base_delay_s=0.002, max_delay_s=0.02)
@@ -217,12 +217,6 @@ def usage_event(
 
 
 # --- tests of the gateway itself -------------------------------------------------------
-
-
-@pytest.fixture
-def emulator_url() -> Iterator[str]:
-    with running_emulator() as url:
-        yield url
 
 
 def test_price_meter_reads_the_meter_behind_a_metered_price(emulator_url: str, db_url: str) -> None:

@@ -9,12 +9,10 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from decimal import Decimal
 from pathlib import Path
 
 import psycopg
-import pytest
 
 from stripemeter.workers import start_in_background
 from stripemeter.writer import CRASH_HOOK_ENV
@@ -28,15 +26,9 @@ from tests.stripemeter.test_stripe_gateway import (
     settings_for,
     usage_event,
 )
-from tests.support.emulator import TEST_KEY, running_emulator
+from tests.support.emulator import TEST_KEY
 
 REPO = Path(__file__).resolve().parents[2]
-
-
-@pytest.fixture
-def emulator_url() -> Iterator[str]:
-    with running_emulator() as url:
-        yield url
 
 
 def writer_env(emulator_url: str, db_url: str, **extra: str) -> dict[str, str]:

@@ -9,12 +9,10 @@ from __future__ import annotations
 
 import random
 from collections import defaultdict
-from collections.abc import Iterator
 from decimal import Decimal
 from typing import Any
 
 import psycopg
-import pytest
 import requests
 
 from stripemeter.stripe_gateway import RetryPolicy
@@ -30,15 +28,8 @@ from tests.stripemeter.test_stripe_gateway import (
     settings_for,
     usage_event,
 )
-from tests.support.emulator import running_emulator
 
 METER_EVENTS = "/v1/billing/meter_events"
-
-
-@pytest.fixture
-def emulator_url() -> Iterator[str]:
-    with running_emulator() as url:
-        yield url
 
 
 def inject_meter_event_faults(url: str) -> None:

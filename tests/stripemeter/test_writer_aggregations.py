@@ -3,11 +3,9 @@ for the period equals the local max / last, also after late events."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from decimal import Decimal
 
 import psycopg
-import pytest
 
 from stripemeter.jsonio import format_decimal
 from stripemeter.reconciler import reconcile
@@ -21,13 +19,6 @@ from tests.stripemeter.test_stripe_gateway import (
     settings_for,
     usage_event,
 )
-from tests.support.emulator import running_emulator
-
-
-@pytest.fixture
-def emulator_url() -> Iterator[str]:
-    with running_emulator() as url:
-        yield url
 
 
 def push_and_reconcile(
