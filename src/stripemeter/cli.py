@@ -33,7 +33,7 @@ from stripemeter.config import ConfigError, Settings, load_settings
 from stripemeter.db import DatabaseUnavailable, connect, database_url, embedded
 from stripemeter.db.embedded import EmbeddedDatabaseError
 from stripemeter.db.migrate import apply_migrations, available_migrations
-from stripemeter.stripe import StripeConfigError
+from stripemeter.stripe import StripeConfigError, resolve_stripe_target
 
 log = logging.getLogger("stripemeter.cli")
 
@@ -118,6 +118,9 @@ def cmd_api(args: argparse.Namespace, settings: Settings) -> int:
     check_bypass_allowed(
         settings.BYPASS_AUTH, args.host, insecure_anywhere=args.insecure_bypass_auth_anywhere
     )
+    if not args.no_workers:
+        # Refuse a live or malformed key before starting anything (the workers need it).
+        resolve_stripe_target(settings.STRIPE_SECRET_KEY, settings.STRIPE_API_BASE)
     url = database_url(settings)
     with connect(url) as conn:
         if args.no_migrate:

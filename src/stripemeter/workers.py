@@ -28,7 +28,7 @@ from stripemeter.config import ConfigError, Settings, load_settings
 from stripemeter.db import DatabaseUnavailable, database_url
 from stripemeter.db.pool import Pool, open_pool
 from stripemeter.reconciler import ReconciliationError, reconcile
-from stripemeter.stripe import StripeConfigError, client_for_settings
+from stripemeter.stripe import StripeConfigError, client_for_settings, resolve_stripe_target
 from stripemeter.stripe_gateway import RetryPolicy, StripeGateway, StripeUnavailable
 from stripemeter.writer import drain, push_pending
 
@@ -131,6 +131,8 @@ def start_in_background(settings: Settings, db_url: str) -> WorkerHandle:
 
 def run_forever(settings: Settings) -> None:
     """Run the loops until SIGTERM or SIGINT, then stop cleanly."""
+    # Refuse a live or malformed key before the database is started on our behalf.
+    resolve_stripe_target(settings.STRIPE_SECRET_KEY, settings.STRIPE_API_BASE)
     stop = threading.Event()
 
     def on_signal(signum: int, _frame: FrameType | None) -> None:

@@ -144,6 +144,16 @@ def test_bad_input_exits_non_zero_with_one_line(
         assert len(result.stderr.strip().splitlines()) == 1
 
 
+@pytest.mark.parametrize("args", [["workers"], ["api", "--port", "1"]])
+def test_live_stripe_key_is_refused_before_the_database_starts(home: Path, args: list[str]) -> None:
+    result = run(home, *args, STRIPE_SECRET_KEY="sk_live_123")
+    assert result.returncode == 1
+    assert "live-mode key" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+    _no_traceback(result)
+    assert not (home / "pgdata").exists()
+
+
 def test_api_with_no_migrate_refuses_an_unmigrated_database(home: Path, pg_server_url: str) -> None:
     name = f"raw_{uuid.uuid4().hex[:12]}"
     with psycopg.connect(pg_server_url, autocommit=True) as admin:
