@@ -37,7 +37,9 @@ from stripemeter.db.migrate import apply_migrations  # noqa: E402
 from stripemeter.db.pool import open_pool  # noqa: E402
 from stripemeter.stripe_gateway import RetryPolicy  # noqa: E402
 from stripemeter.writer import PushResult, drain  # noqa: E402
-from tests.stripemeter.test_stripe_gateway import (  # noqa: E402
+from tests.support.databases import with_dbname  # noqa: E402
+from tests.support.emulator import running_emulator  # noqa: E402
+from tests.support.stripe_world import (  # noqa: E402
     HOUR,
     build_world,
     fault,
@@ -47,8 +49,6 @@ from tests.stripemeter.test_stripe_gateway import (  # noqa: E402
     settings_for,
     usage_event,
 )
-from tests.support.databases import with_dbname  # noqa: E402
-from tests.support.emulator import running_emulator  # noqa: E402
 
 
 def _database(server_url: str) -> str:

@@ -12,7 +12,8 @@ import pytest
 import requests
 
 from stripemeter.writer import drain
-from tests.stripemeter.test_stripe_gateway import (
+from tests.support.servers import free_port
+from tests.support.stripe_world import (
     HOUR,
     build_world,
     ingest,
@@ -20,7 +21,6 @@ from tests.stripemeter.test_stripe_gateway import (
     settings_for,
     usage_event,
 )
-from tests.support.servers import free_port
 
 
 def run(api: str, tenant: str) -> list[dict[str, Any]]:

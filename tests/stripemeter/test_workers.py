@@ -16,7 +16,8 @@ import psycopg
 
 from stripemeter.workers import start_in_background
 from stripemeter.writer import CRASH_HOOK_ENV
-from tests.stripemeter.test_stripe_gateway import (
+from tests.support.emulator import TEST_KEY
+from tests.support.stripe_world import (
     HOUR,
     StripeWorld,
     build_world,
@@ -26,7 +27,6 @@ from tests.stripemeter.test_stripe_gateway import (
     settings_for,
     usage_event,
 )
-from tests.support.emulator import TEST_KEY
 
 REPO = Path(__file__).resolve().parents[2]
 

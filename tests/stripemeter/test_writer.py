@@ -17,7 +17,7 @@ import requests
 
 from stripemeter.stripe_gateway import RetryPolicy
 from stripemeter.writer import PushResult, drain, push_pending
-from tests.stripemeter.test_stripe_gateway import (
+from tests.support.stripe_world import (
     HOUR,
     StripeWorld,
     build_world,

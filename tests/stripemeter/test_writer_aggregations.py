@@ -10,7 +10,7 @@ import psycopg
 from stripemeter.jsonio import format_decimal
 from stripemeter.reconciler import reconcile
 from stripemeter.writer import drain
-from tests.stripemeter.test_stripe_gateway import (
+from tests.support.stripe_world import (
     HOUR,
     StripeWorld,
     build_world,
