@@ -216,7 +216,7 @@ def validate_event(
     tenant_text = _required_text(event, "tenantId")
     tenant_id = _TENANTS.get(tenant_text)
     if tenant_id is None:
-        if not UUID_TEXT.match(tenant_text):
+        if not UUID_TEXT.fullmatch(tenant_text):
             raise InputError(
                 "invalid_value", f"tenantId must be a UUID, got {tenant_text[:64]!r}", "tenantId"
             )
@@ -225,7 +225,7 @@ def validate_event(
             _TENANTS.clear()
         _TENANTS[tenant_text] = tenant_id
     metric = _required_text(event, "metric")
-    if not METRIC_TEXT.match(metric):
+    if not METRIC_TEXT.fullmatch(metric):
         raise InputError(
             "invalid_value",
             "metric must be 1-128 characters of letters, digits and _ . : -",

@@ -88,3 +88,15 @@ def test_decimals_are_formatted_without_exponent_or_trailing_zeros() -> None:
     assert format_decimal(Decimal("0E-6")) == "0"
     long = "12345678901234567890123456789012.123456"
     assert format_decimal(Decimal(long)) == long
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [("tenantId", TENANT + "\n"), ("metric", "calls\n"), ("metric", "calls\r\n")],
+)
+def test_a_trailing_newline_is_refused_not_stored(field: str, value: str) -> None:
+    # `re.match` with `$` admits one trailing newline: "calls\n" was stored, and a tenant
+    # id with one reached UUID() and answered 500.
+    with pytest.raises(InputError) as refused:
+        check(**{field: value})
+    assert refused.value.field == field

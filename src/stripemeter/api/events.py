@@ -119,7 +119,11 @@ def _check_tenants(raw_events: list[Any], principal_tenant: UUID | None) -> None
         return
     for index, raw in enumerate(raw_events):
         tenant = raw.get("tenantId") if isinstance(raw, dict) else None
-        if isinstance(tenant, str) and UUID_TEXT.match(tenant) and UUID(tenant) != principal_tenant:
+        if (
+            isinstance(tenant, str)
+            and UUID_TEXT.fullmatch(tenant)
+            and UUID(tenant) != principal_tenant
+        ):
             raise ApiError(
                 403,
                 "forbidden_tenant",
