@@ -37,6 +37,9 @@ class Settings(BaseSettings):
     STRIPEMETER_HOME: Path = Path(".stripemeter")
     API_HOST: str = "localhost:3000"
     BYPASS_AUTH: bool = False
+    # Show per-tenant series on /metrics and /health/ready without an admin key
+    # (for a scraper on a private network); off, they need an admin key.
+    METRICS_TENANT_DETAIL: bool = False
     STRIPE_SECRET_KEY: str | None = None
     STRIPE_API_BASE: str | None = None
     STRIPE_ACCOUNT: str = "default"

@@ -3,6 +3,12 @@
 Other modules (writer, reconciler) register their own counters and gauges on
 `REGISTRY`. Each process has its own values: with several uvicorn worker processes,
 each one answers `/metrics` with its share.
+
+Everything on `REGISTRY` is readable without a key, so no label value here may come
+from a client or name a tenant: metric names are not a label (20,000 client-chosen
+names once grew /metrics to 7.6 MB, for good), HTTP methods outside the standard set
+are counted as `OTHER_LABEL`, routes are templates. Per-tenant figures are read from
+Postgres at scrape time and shown only to an admin (see `writer_metrics`).
 """
 
 from __future__ import annotations
@@ -30,19 +36,38 @@ HTTP_LATENCY = Histogram(
 
 INGEST_EVENTS = Counter(
     "stripemeter_ingest_events",
-    "Usage events received by /v1/events/ingest, by metric and outcome "
-    "(accepted, duplicate, rejected).",
-    ["metric", "outcome"],
+    "Usage events received by /v1/events/ingest, by outcome (accepted, duplicate, "
+    "rejected); all metrics and tenants together.",
+    ["outcome"],
     registry=REGISTRY,
 )
 
-# Metric names come from clients; rejected events may carry any text, so they are
-# grouped under one label value to keep the series count bounded.
+# The metric name callers pass for rejected events (kept for the callers' sake: no
+# metric name becomes a label value any more).
 REJECTED_METRIC_LABEL = "_invalid_"
+# The label value for anything outside a fixed set (an unknown HTTP method, a tenant's
+# metric names beyond the per-scrape cap).
+OTHER_LABEL = "other"
+INGEST_OUTCOMES = frozenset({"accepted", "duplicate", "rejected"})
+HTTP_METHODS = frozenset(
+    {"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "TRACE", "CONNECT"}
+)
 
 
 def record_ingest(outcomes: Mapping[tuple[str, str], int]) -> None:
-    """Add per-(metric, outcome) event counts from one ingest request."""
-    for (metric, outcome), count in outcomes.items():
+    """Add the event counts of one ingest request, keyed (metric, outcome), by outcome.
+
+    The metric part of the key is ignored: it is client text (see the module doc).
+    """
+    by_outcome: dict[str, int] = {}
+    for (_metric, outcome), count in outcomes.items():
+        label = outcome if outcome in INGEST_OUTCOMES else OTHER_LABEL
+        by_outcome[label] = by_outcome.get(label, 0) + count
+    for outcome, count in by_outcome.items():
         if count:
-            INGEST_EVENTS.labels(metric=metric, outcome=outcome).inc(count)
+            INGEST_EVENTS.labels(outcome=outcome).inc(count)
+
+
+def method_label(method: str) -> str:
+    """The `method` label of a request: the method if standard, else `OTHER_LABEL`."""
+    return method if method in HTTP_METHODS else OTHER_LABEL

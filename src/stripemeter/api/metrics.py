@@ -1,28 +1,97 @@
-"""`GET /metrics` and the middleware that counts and times every request.
+"""`GET /metrics`, who may see tenant detail, and the middleware that counts requests.
+
+Without a key, `/metrics` (and `/health/ready`) show only totals: no tenant id, metric
+name, price id, customer or Stripe error text. Tenant detail (`tenant_id` / `metric`
+labels, which tenants fail and why) is shown:
+
+- to an admin key (`Authorization: Bearer <secret>`), limited to that key's tenant;
+- to everyone when `METRICS_TENANT_DETAIL=1` (a scraper on a private network);
+- under `BYPASS_AUTH` (loopback only), which opens every route to every tenant anyway.
+
+A request that sends a key which is unknown, revoked or not admin is refused (401 or
+403) rather than silently shown less.
 
 The middleware is plain ASGI (no per-request task or body buffering) and labels
 requests with the route template (`/v1/mappings/{mapping_id}`), never the raw path,
-so the number of series stays bounded.
+and with a standard method or `other`, so the number of series stays bounded.
 """
 
 from __future__ import annotations
 
 import time
+from collections.abc import Iterable
+from dataclasses import dataclass
+from uuid import UUID
 
-from fastapi import APIRouter
+import anyio.to_thread
+from fastapi import APIRouter, Request
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client.metrics_core import Metric
+from prometheus_client.registry import Collector
 from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from stripemeter.metrics import HTTP_LATENCY, HTTP_REQUESTS, REGISTRY
+from stripemeter.api.deps import get_principal
+from stripemeter.config import Settings
+from stripemeter.metrics import HTTP_LATENCY, HTTP_REQUESTS, REGISTRY, method_label
+from stripemeter.writer_metrics import STATE_COLLECTOR
 
 router = APIRouter(tags=["operations"])
 
 
+@dataclass(frozen=True)
+class Disclosure:
+    """What a caller of `/metrics` or `/health/ready` may see about tenants."""
+
+    tenant_detail: bool
+    # With detail: only this tenant's series; None means every tenant.
+    tenant_id: UUID | None = None
+
+
+PUBLIC = Disclosure(tenant_detail=False)
+
+
+async def disclosure_for(request: Request) -> Disclosure:
+    """Decide from the key (if any) and the settings what the caller may see (module doc)."""
+    settings: Settings = request.app.state.settings
+    if settings.BYPASS_AUTH:
+        return Disclosure(tenant_detail=True)
+    if request.headers.get("authorization") is None:
+        return Disclosure(tenant_detail=True) if settings.METRICS_TENANT_DETAIL else PUBLIC
+    principal = await get_principal(request)  # 401 for an unknown or revoked key
+    # TODO(issue 9, scopes): refuse keys without the `admin` scope once auth.py /
+    # api/deps.py carry scopes; until then any valid key sees its own tenant only.
+    require_scope = getattr(principal, "require_scope", None)
+    if callable(require_scope):
+        require_scope("admin")
+    return Disclosure(tenant_detail=True, tenant_id=principal.tenant_id)
+
+
+def exposition(disclosure: Disclosure) -> bytes:
+    """The Prometheus text: this process's counters, then the scrape-time gauges."""
+    gauges = STATE_COLLECTOR.collect(
+        tenant_detail=disclosure.tenant_detail, tenant_id=disclosure.tenant_id
+    )
+    return generate_latest(REGISTRY) + generate_latest(_Families(gauges))
+
+
+class _Families(Collector):
+    """A ready list of metric families, in the shape `generate_latest` reads."""
+
+    def __init__(self, families: Iterable[Metric]) -> None:
+        self._families = list(families)
+
+    def collect(self) -> Iterable[Metric]:
+        """The families given at construction."""
+        return self._families
+
+
 @router.get("/metrics", response_class=Response)
-async def metrics() -> Response:
-    """Prometheus text exposition of every metric on the service registry."""
-    return Response(generate_latest(REGISTRY), media_type=CONTENT_TYPE_LATEST)
+async def metrics(request: Request) -> Response:
+    """Prometheus text exposition: totals for anyone, tenant detail for an admin key."""
+    disclosure = await disclosure_for(request)
+    body = await anyio.to_thread.run_sync(exposition, disclosure)
+    return Response(body, media_type=CONTENT_TYPE_LATEST)
 
 
 class MetricsMiddleware:
@@ -49,7 +118,7 @@ class MetricsMiddleware:
         finally:
             route = scope.get("route")
             template = getattr(route, "path", None) or "unmatched"
-            method = scope.get("method", "")
+            method = method_label(scope.get("method", ""))
             HTTP_REQUESTS.labels(method=method, route=template, status=str(status)).inc()
             HTTP_LATENCY.labels(method=method, route=template).observe(
                 time.perf_counter() - started

@@ -16,7 +16,12 @@ from fastapi import APIRouter, FastAPI, Query
 from stripemeter import worker_state
 from stripemeter.api.deps import CurrentPrincipal, Pool
 from stripemeter.jsonio import JsonResponse, format_decimal, iso
-from stripemeter.writer_metrics import PENDING_SQL, use_pool_for_metrics, writer_health
+from stripemeter.writer_metrics import (
+    PENDING_SQL,
+    use_pool_for_metrics,
+    writer_health,
+    writer_health_detail,
+)
 
 router = APIRouter(tags=["writer"])
 
@@ -53,10 +58,17 @@ def writer_status(
 
 
 def install(app: FastAPI) -> None:
-    """Add the writer's readiness check and point the metrics gauges at the app's pool."""
+    """Add the writer's readiness check (and its tenant detail for admins), and point
+    the metrics gauges at the app's pool."""
 
     def stripe_writer() -> tuple[str, str, str]:
         return writer_health(app.state.pool)
 
+    def stripe_writer_detail(tenant_id: UUID | None) -> tuple[str, dict[str, Any]]:
+        return writer_health_detail(app.state.pool, tenant_id)
+
     app.state.extra_health_checks.append(stripe_writer)
+    if not hasattr(app.state, "health_details"):
+        app.state.health_details = []
+    app.state.health_details.append(stripe_writer_detail)
     use_pool_for_metrics(lambda: getattr(app.state, "pool", None))
