@@ -10,6 +10,9 @@
 Expected failures (bad configuration, database unreachable, embedded server broken,
 bad arguments) print one `error: ...` line and exit non-zero; no tracebacks.
 
+`api` serves with a 64 KiB request-header limit; with `--workers-processes N` its N
+server processes stop when the supervisor dies, even by SIGKILL (see `serving`).
+
 `api` applies pending migrations before serving (they are idempotent and serialised
 by an advisory lock, so several API processes starting together is safe); with
 `--no-migrate` it refuses to start while migrations are pending instead.
@@ -113,6 +116,7 @@ def cmd_api(args: argparse.Namespace, settings: Settings) -> int:
     """`api`: serve the HTTP API (and, unless --no-workers, the background workers)."""
     import uvicorn
 
+    from stripemeter import serving
     from stripemeter.api.app import create_app
 
     check_bypass_allowed(
@@ -137,24 +141,22 @@ def cmd_api(args: argparse.Namespace, settings: Settings) -> int:
     if settings.BYPASS_AUTH:
         log.warning("BYPASS_AUTH is on: no API key is needed (listening on %s)", args.host)
     background = None if args.no_workers else _start_workers(settings, url)
+    options = serving.server_options()
     try:
         if args.workers_processes and args.workers_processes > 1:
             os.environ["DATABASE_URL"] = url  # each server process reads its settings anew
+            # The children watch this pid and stop when it is gone (kill -9 included).
+            os.environ[serving.SUPERVISOR_PID_ENV] = str(os.getpid())
             uvicorn.run(
-                "stripemeter.api.app:create_app_from_env",
+                "stripemeter.serving:create_child_app",
                 factory=True,
                 host=args.host,
                 port=args.port,
                 workers=args.workers_processes,
-                log_level="warning",
+                **options,
             )
         else:
-            uvicorn.run(
-                create_app(settings, db_url=url),
-                host=args.host,
-                port=args.port,
-                log_level="warning",
-            )
+            uvicorn.run(create_app(settings, db_url=url), host=args.host, port=args.port, **options)
     finally:
         if background is not None:
             background.stop()

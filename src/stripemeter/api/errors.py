@@ -17,6 +17,7 @@ import psycopg_pool
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import ClientDisconnect
 
 from stripemeter.jsonio import JsonResponse
 
@@ -132,6 +133,13 @@ async def _refused_by_database(_: Request, exc: Exception) -> JsonResponse:
     return error_response(400, "invalid_value", f"a value was refused by the database: {message}")
 
 
+async def _client_disconnect(request: Request, exc: Exception) -> JsonResponse:
+    # The client went away mid-upload: nothing was applied and nobody reads the answer
+    # (status 499, as proxies log it). Its own debug line, not an "unexpected error".
+    log.debug("client disconnected during %s %s", request.method, request.url.path)
+    return error_response(499, "client_closed_request", "the client closed the connection")
+
+
 async def _unexpected(_: Request, exc: Exception) -> JsonResponse:
     log.exception("unexpected error", exc_info=exc)
     return error_response(500, "internal_error", "internal error; the request was not applied")
@@ -142,6 +150,7 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(ApiError, _api_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
+    app.add_exception_handler(ClientDisconnect, _client_disconnect)
     app.add_exception_handler(psycopg.DataError, _refused_by_database)
     app.add_exception_handler(psycopg.OperationalError, _database_error)
     app.add_exception_handler(psycopg_pool.PoolTimeout, _database_error)
