@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
+import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -235,3 +238,87 @@ def test_api_command_migrates_and_serves_with_auth(home: Path, pg_server_url: st
         with psycopg.connect(pg_server_url, autocommit=True) as admin:
             admin.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
     assert "Traceback" not in output
+
+
+def _children(pid: int) -> set[int]:
+    """Every live descendant of `pid` (from /proc), zombies excluded."""
+    parents: dict[int, int] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue
+        state, ppid = stat.rsplit(")", 1)[1].split()[:2]
+        if state != "Z":
+            parents[int(entry.name)] = int(ppid)
+    found: set[int] = set()
+    frontier = {pid}
+    while frontier:
+        frontier = {child for child, parent in parents.items() if parent in frontier}
+        found |= frontier
+    return found
+
+
+def _running(pid: int) -> bool:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] != "Z"
+
+
+def _port_free(port: int) -> bool:
+    with socket.socket() as sock:
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="needs /proc")
+def test_kill_9_of_the_supervisor_takes_its_server_processes_with_it(
+    home: Path, db_url: str
+) -> None:
+    port = free_port()
+    process = subprocess.Popen(
+        [*COMMAND, "api", "--port", str(port), "--no-workers", "--workers-processes", "2"],
+        cwd=home,
+        env=_env(home, DATABASE_URL=db_url),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    try:
+        base = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 60
+        children: set[int] = set()
+        while time.monotonic() < deadline:
+            assert process.poll() is None, "the supervisor exited during start-up"
+            children = _children(process.pid)
+            try:
+                ready = requests.get(base + "/health/live", timeout=2).status_code == 200
+            except requests.ConnectionError:
+                ready = False
+            if ready and len(children) >= 2:
+                break
+            time.sleep(0.2)
+        assert len(children) >= 2, children
+        children = _children(process.pid)
+
+        process.send_signal(signal.SIGKILL)
+        process.wait(timeout=10)
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and any(_running(pid) for pid in children):
+            time.sleep(0.1)
+        survivors = {pid for pid in children if _running(pid)}
+        assert survivors == set()
+        assert _port_free(port)
+        with pytest.raises(requests.ConnectionError):
+            requests.get(base + "/health/live", timeout=2)
+    finally:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(process.pid, signal.SIGKILL)
+        process.wait(timeout=10)
