@@ -58,28 +58,29 @@ class ThrottledLog:
         self._keys: OrderedDict[str, _KeyState] = OrderedDict()
         self._lock = threading.Lock()
 
-    def debug(self, key: str, msg: str, *args: object) -> bool:
+    def debug(self, key: str, msg: str, *args: object, exc_info: bool = False) -> bool:
         """`log(logging.DEBUG, ...)`."""
-        return self.log(logging.DEBUG, key, msg, *args)
+        return self.log(logging.DEBUG, key, msg, *args, exc_info=exc_info)
 
-    def info(self, key: str, msg: str, *args: object) -> bool:
+    def info(self, key: str, msg: str, *args: object, exc_info: bool = False) -> bool:
         """`log(logging.INFO, ...)`."""
-        return self.log(logging.INFO, key, msg, *args)
+        return self.log(logging.INFO, key, msg, *args, exc_info=exc_info)
 
-    def warning(self, key: str, msg: str, *args: object) -> bool:
+    def warning(self, key: str, msg: str, *args: object, exc_info: bool = False) -> bool:
         """`log(logging.WARNING, ...)`."""
-        return self.log(logging.WARNING, key, msg, *args)
+        return self.log(logging.WARNING, key, msg, *args, exc_info=exc_info)
 
-    def error(self, key: str, msg: str, *args: object) -> bool:
+    def error(self, key: str, msg: str, *args: object, exc_info: bool = False) -> bool:
         """`log(logging.ERROR, ...)`."""
-        return self.log(logging.ERROR, key, msg, *args)
+        return self.log(logging.ERROR, key, msg, *args, exc_info=exc_info)
 
-    def log(self, level: int, key: str, msg: str, *args: object) -> bool:
+    def log(self, level: int, key: str, msg: str, *args: object, exc_info: bool = False) -> bool:
         """Log `msg % args` now if `key` was not logged in the last interval; else count it.
 
         Returns True when a line was written. A line written after held-back
         occurrences ends with `(repeated N times in the last <interval> s)`, N
-        counting the held-back occurrences.
+        counting the held-back occurrences. `exc_info` adds the current traceback
+        to written lines only.
         """
         now = self._clock()
         with self._lock:
@@ -92,10 +93,8 @@ class ThrottledLog:
             self._keys.move_to_end(key)
             while len(self._keys) > self.max_keys:
                 self._keys.popitem(last=False)
-        if suppressed:
-            self.logger.log(level, msg + self._suffix(suppressed), *args)
-        else:
-            self.logger.log(level, msg, *args)
+        text = msg + self._suffix(suppressed) if suppressed else msg
+        self.logger.log(level, text, *args, exc_info=exc_info)
         return True
 
     def flush(self, level: int = logging.WARNING) -> int:

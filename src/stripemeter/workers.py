@@ -9,7 +9,9 @@ RECONCILIATION_INTERVAL_MS.
   pending, then exit (tests and the demo start writer processes this way).
 
 A failing step is logged and recorded (`worker_state`); the loop goes on. Several
-processes may run these loops at once: they coordinate through Postgres.
+processes may run these loops at once: they coordinate through Postgres. A failure
+that repeats every pass (Stripe down, 10,000 customerRefs Stripe does not know) is
+logged once a minute with a count (`logthrottle`), not once per pass or customer.
 """
 
 from __future__ import annotations
@@ -27,12 +29,14 @@ from uuid import UUID
 from stripemeter.config import ConfigError, Settings, load_settings
 from stripemeter.db import DatabaseUnavailable, database_url
 from stripemeter.db.pool import Pool, open_pool
+from stripemeter.logthrottle import ThrottledLog
 from stripemeter.reconciler import ReconciliationError, reconcile
 from stripemeter.stripe import StripeConfigError, client_for_settings, resolve_stripe_target
 from stripemeter.stripe_gateway import RetryPolicy, StripeGateway, StripeUnavailable
 from stripemeter.writer import drain, push_pending
 
 log = logging.getLogger("stripemeter.workers")
+throttled = ThrottledLog(log, interval_s=60)
 
 
 class Stopping(StripeUnavailable):
@@ -82,9 +86,9 @@ def _loop(name: str, interval_s: float, step: Callable[[], None], stop: threadin
         except Stopping:
             break
         except (ReconciliationError, DatabaseUnavailable) as exc:
-            log.warning("%s step failed: %s", name, exc)
-        except Exception:
-            log.exception("%s step failed", name)
+            throttled.warning(f"{name}:{type(exc).__name__}", "%s step failed: %s", name, exc)
+        except Exception as exc:
+            throttled.error(f"{name}:{type(exc).__name__}", "%s step failed", name, exc_info=True)
         stop.wait(interval_s)
     log.info("%s loop stopped", name)
 
@@ -101,14 +105,22 @@ def start_in_background(settings: Settings, db_url: str) -> WorkerHandle:
 
     def write() -> None:
         result = push_pending(pool, gateway, settings)
-        if result.events_sent or result.errors:
+        if result.events_sent:
             log.info(
-                "writer: %d sent, %d duplicate, %d post_close, %d deferred, errors: %s",
+                "writer: %d sent, %d duplicate, %d post_close, %d deferred, %d error(s)",
                 result.events_sent,
                 result.duplicates,
                 result.post_close,
                 result.deferred,
-                "; ".join(result.errors) or "none",
+                len(result.errors),
+            )
+        if result.errors:
+            # One line a minute however many customers fail, each error kept in worker_state.
+            throttled.warning(
+                "writer:errors",
+                "writer: %d error(s) in this pass, the first: %s",
+                len(result.errors),
+                result.errors[0][:500],
             )
 
     def reconcile_all() -> None:

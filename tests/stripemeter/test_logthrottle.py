@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+import threading
+import uuid
 
 import pytest
 
@@ -89,3 +91,39 @@ def test_the_number_of_keys_is_bounded(clock: FakeClock) -> None:
 def test_bad_parameters_are_refused(interval: float, keys: int) -> None:
     with pytest.raises(ValueError):
         ThrottledLog(logging.getLogger("tests.throttle"), interval_s=interval, max_keys=keys)
+
+
+def test_exc_info_goes_with_written_lines_only(
+    caplog: pytest.LogCaptureFixture, clock: FakeClock
+) -> None:
+    caplog.set_level(logging.INFO, logger="tests.throttle")
+    throttled = ThrottledLog(logging.getLogger("tests.throttle"), interval_s=60, clock=clock)
+    for _ in range(3):
+        try:
+            raise RuntimeError("boom")
+        except RuntimeError:
+            throttled.error("boom", "step failed", exc_info=True)
+    [record] = caplog.records
+    assert record.exc_info is not None and record.exc_info[0] is RuntimeError
+
+
+def test_a_worker_step_failing_every_pass_logs_one_line(caplog: pytest.LogCaptureFixture) -> None:
+    from stripemeter.workers import _loop
+
+    caplog.set_level(logging.INFO, logger="stripemeter.workers")
+    stop = threading.Event()
+    calls = 0
+
+    def step() -> None:
+        nonlocal calls
+        calls += 1
+        if calls >= 500:
+            stop.set()
+        raise RuntimeError(f"Stripe refused customer cus_{calls}")
+
+    name = f"writer-{uuid.uuid4().hex[:8]}"
+    _loop(name, 0.0, step, stop)
+    failed = [r for r in caplog.records if "step failed" in r.getMessage()]
+    assert calls == 500
+    assert [r.getMessage() for r in failed] == [f"{name} step failed"]
+    assert failed[0].exc_info is not None
