@@ -24,7 +24,7 @@ from tests.stripemeter.conftest import Api, event, start_api
 PRICE_B = "price_secretB"
 CUSTOMER_B = "cus_secretB"
 METRIC_B = "secret_metric_b"
-STRIPE_ERROR_B = f"Stripe 503: meter event for {CUSTOMER_B} on {PRICE_B} failed"
+STRIPE_ERROR_B = f"Stripe said quota_exceeded_zq: meter event for {CUSTOMER_B} on {PRICE_B}"
 
 
 def admin_key(db_url: str, tenant: str) -> str:
@@ -83,7 +83,15 @@ def world(api: Api) -> World:
 
 
 def secrets_of(world: World) -> list[str]:
-    return [world.api.tenant, world.tenant_b, PRICE_B, CUSTOMER_B, METRIC_B, "si_secretB", "503"]
+    return [
+        world.api.tenant,
+        world.tenant_b,
+        PRICE_B,
+        CUSTOMER_B,
+        METRIC_B,
+        "si_secretB",
+        "quota_exceeded_zq",
+    ]
 
 
 def sample(text: str, line_start: str) -> float:
