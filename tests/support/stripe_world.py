@@ -1,7 +1,8 @@
 """The shared Stripe test world for the writer, reconciler and workers tests.
 
 `StripeWorld` builds what those tests need on the emulator: a sum meter, a metered
-price, customers on one test clock with subscriptions, and the `price_mappings` row;
+price, customers on one test clock with subscriptions, the `price_mappings` row and
+the customers' bindings to the tenant;
 `ingest` sends usage through the real ingest API.
 """
 
@@ -168,6 +169,12 @@ def build_world(
                 world.items[world.customers[0]] if with_item_id else None,
             ),
         )
+        for customer in world.customers:  # the operator binds the tenant's customers
+            conn.execute(
+                "INSERT INTO customer_bindings (tenant_id, customer_ref, stripe_customer_id)"
+                " VALUES (%s, %s, %s)",
+                (world.tenant_id, customer, customer),
+            )
     return world
 
 
