@@ -1,24 +1,26 @@
-"""Deterministic names for what the writer sends to Stripe.
+"""Names for what the writer sends to Stripe.
 
-A meter event's `identifier` is derived from what it means — (tenant, metric, meter,
-customer, hour bucket, the cumulative value Stripe will hold for that bucket after the
-push) — so a retry after a crash, in this or another process, sends the same
-identifier and Stripe refuses the duplicate instead of counting it twice. The next
-real change has another cumulative value, hence another identifier.
+A meter event's `identifier` names one outbox row (see `stripemeter.writer_outbox`):
+(tenant, metric, meter event name, customer, hour bucket, outbox sequence number). The
+row is committed before the first send, so every re-send after a crash, a timeout or a
+stored-then-500 carries the same identifier and Stripe refuses the duplicate instead of
+counting it twice; an identifier is never reused for another value, because a new value
+is a new row with a new sequence number. (An earlier scheme derived the identifier from
+the bucket's cumulative total; after a lost record and more usage in the same hour the
+retry then carried a new identifier and the whole delta again: double billing.)
 """
 
 from __future__ import annotations
 
 import hashlib
 from datetime import datetime
-from decimal import Decimal
 from uuid import UUID
 
-from stripemeter.jsonio import EXACT
-
-IDENTIFIER_PREFIX = "smw_"
+IDENTIFIER_PREFIX = "smp_"
 IDEMPOTENCY_PREFIX = "smk_"
 _DIGEST_CHARS = 40
+# Stripe accepts meter event identifiers of up to 100 characters.
+MAX_IDENTIFIER_CHARS = 100
 
 
 def _digest(*parts: str) -> str:
@@ -26,32 +28,25 @@ def _digest(*parts: str) -> str:
     return hashlib.sha256(joined).hexdigest()[:_DIGEST_CHARS]
 
 
-def meter_event_identifier(
+def outbox_identifier(
     tenant_id: UUID,
     metric: str,
     event_name: str,
     customer_ref: str,
     hour_start: datetime,
-    cumulative: Decimal | int,
-    push_number: int | None = None,
+    seq: int,
 ) -> str:
-    """The meter event identifier for one push of one bucket.
+    """The meter event identifier of outbox row `seq` (at most 100 characters).
 
-    `cumulative` is the whole-unit value Stripe holds for the bucket after this push
-    (sum mappings: it only grows, so it alone makes the identifier unique).
-    `push_number` is given for max/last mappings, whose values may repeat.
+    The sequence number appears in clear so an operator can find the row from what
+    Stripe shows; the digest makes identifiers of different databases or series differ.
     """
-    parts = [
-        str(tenant_id),
-        metric,
-        event_name,
-        customer_ref,
-        str(int(hour_start.timestamp())),
-        format(Decimal(cumulative).normalize(EXACT), "f"),
-    ]
-    if push_number is not None:
-        parts.append(f"#{push_number}")
-    return IDENTIFIER_PREFIX + _digest(*parts)
+    digest = _digest(
+        str(tenant_id), metric, event_name, customer_ref, str(int(hour_start.timestamp())), str(seq)
+    )
+    identifier = f"{IDENTIFIER_PREFIX}{seq}_{digest}"
+    assert len(identifier) <= MAX_IDENTIFIER_CHARS
+    return identifier
 
 
 def idempotency_key(identifier: str, timestamp: int, value: int, attempt_tag: str = "") -> str:

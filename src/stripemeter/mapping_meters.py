@@ -2,7 +2,10 @@
 
 A mapping names a metered price; the meter comes from the price's `recurring.meter`
 and is cached on the mapping row (meter id, event name, payload keys), so the writer
-asks Stripe once per mapping, not once per push. `resolve_stripe_customer` is the one
+asks Stripe once per mapping, not once per push. The cache is only trusted for the price
+and aggregation it was resolved for (`meter_resolved_for`): a mapping moved to another
+price, or from `sum` to `max`, resolves its meter and checks the formula again instead
+of pushing on to the old meter. `resolve_stripe_customer` is the one
 place that turns a `customerRef` into a Stripe customer id.
 """
 
@@ -36,10 +39,16 @@ class Mapping:
     meter_event_name: str | None
     meter_customer_key: str | None
     meter_value_key: str | None
+    meter_resolved_for: str | None = None
+
+    @property
+    def meter_key(self) -> str:
+        """What a cached meter must have been resolved for to serve this mapping."""
+        return f"{self.price_id}|{self.aggregation}"
 
     def cached_meter(self) -> MeterInfo | None:
         """The meter cached on the row, if every field is there."""
-        if not (
+        if self.meter_resolved_for != self.meter_key or not (
             self.meter_id
             and self.meter_event_name
             and self.meter_customer_key
@@ -61,7 +70,7 @@ def active_mappings(conn: psycopg.Connection, tenant_id: UUID | None = None) -> 
         cur.execute(
             "SELECT id, tenant_id, metric, aggregation, stripe_account, price_id,"
             " subscription_item_id, meter_id, meter_event_name, meter_customer_key,"
-            " meter_value_key FROM price_mappings"
+            " meter_value_key, meter_resolved_for FROM price_mappings"
             " WHERE active AND (%(t)s::uuid IS NULL OR tenant_id = %(t)s::uuid)"
             " ORDER BY tenant_id, metric",
             {"t": tenant_id},
@@ -90,8 +99,16 @@ def ensure_meter(conn: psycopg.Connection, gateway: StripeGateway, mapping: Mapp
         )
     conn.execute(
         "UPDATE price_mappings SET meter_id = %s, meter_event_name = %s,"
-        " meter_customer_key = %s, meter_value_key = %s, updated_at = now() WHERE id = %s",
-        (meter.meter_id, meter.event_name, meter.customer_key, meter.value_key, mapping.id),
+        " meter_customer_key = %s, meter_value_key = %s, meter_resolved_for = %s,"
+        " updated_at = now() WHERE id = %s",
+        (
+            meter.meter_id,
+            meter.event_name,
+            meter.customer_key,
+            meter.value_key,
+            mapping.meter_key,
+            mapping.id,
+        ),
     )
     conn.commit()
     return meter

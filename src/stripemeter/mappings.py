@@ -105,7 +105,11 @@ def get_mapping(conn: psycopg.Connection, mapping_id: UUID) -> dict[str, Any] | 
 
 
 def delete_mapping(conn: psycopg.Connection, mapping_id: UUID) -> bool:
-    """Remove a mapping (its write_log goes with it); False when it did not exist."""
+    """Remove a mapping; False when it did not exist.
+
+    What was pushed for it stays in `push_state`/`meter_pushes` (keyed by the meter, not
+    the mapping), so a mapping created again for the same meter sends nothing twice.
+    """
     deleted = conn.execute("DELETE FROM price_mappings WHERE id = %s", (mapping_id,)).rowcount
     conn.commit()
     return deleted > 0

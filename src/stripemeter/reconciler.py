@@ -246,9 +246,10 @@ def _parked_units(
     conn: psycopg.Connection, mapping: Mapping, customer_ref: str, start: datetime, end: datetime
 ) -> bool:
     row = conn.execute(
-        "SELECT EXISTS (SELECT 1 FROM write_log WHERE mapping_id = %s AND customer_ref = %s"
-        " AND status = 'post_close' AND hour_start >= %s AND hour_start < %s)",
-        (mapping.id, customer_ref, start, end),
+        "SELECT EXISTS (SELECT 1 FROM push_state WHERE tenant_id = %s AND metric = %s"
+        " AND customer_ref = %s AND status = 'post_close' AND hour_start >= %s"
+        " AND hour_start < %s)",
+        (mapping.tenant_id, mapping.metric, customer_ref, start, end),
     ).fetchone()
     conn.commit()
     return bool(row and row[0])

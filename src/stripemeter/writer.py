@@ -1,7 +1,7 @@
 """The writer: push hourly usage to Stripe Billing Meters as deltas, exactly once.
 
 For each active mapping and customer, every hour bucket whose whole-unit value differs
-from what `write_log` says Stripe holds gets one meter event:
+from what the outbox (`push_state`) already covers gets one meter event:
 
 - `sum` mappings (meter formula `sum`): value = floor(bucket total) - units already
   pushed for the bucket; Stripe's sum over any period then equals the sum of the
@@ -22,20 +22,23 @@ customer on a test clock nothing is sent after the clock's frozen time (the buck
 waits), and buckets older than Stripe's 35 days are marked `too_old`. Buckets in a
 period whose invoice is finalized are marked `post_close` and not pushed.
 
-Exactly once: the identifier and Idempotency-Key derive from (tenant, metric, meter,
-customer, hour, cumulative value after the push). `write_log` is written only after
-Stripe accepted; after a crash the same push repeats with the same identifier and
-Stripe's "identifier already used" counts as success. Several writers coordinate
-through a session advisory lock per (mapping, customer) and re-read the buckets after
-taking it, so a bucket is never pushed by two of them.
+Exactly once, by an outbox (`stripemeter.writer_outbox`): a push is committed as an
+outbox row (identifier, value, timestamp) before it is sent and marked sent after
+Stripe answered. Every pass first re-sends the pending rows with their own identifiers
+(Stripe's "identifier already used" counts as sent) and computes new deltas against
+pushed + outstanding, so neither a crash, a timeout, a stored-then-500 nor more usage
+arriving meanwhile can send the same units twice. Several writers coordinate through a
+session advisory lock per (tenant, customer), re-reading the state after taking it.
+The lock's connection comes from the workers' own pool, never the API's.
 """
 
 from __future__ import annotations
 
+import functools
 import logging
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from uuid import UUID
@@ -55,8 +58,10 @@ from stripemeter.writer_buckets import (
     floor_units,
     note_error,
     push_customer,
+    send_pending,
 )
 from stripemeter.writer_metrics import PUSH_FAILURES
+from stripemeter.writer_outbox import customers_with_pending
 
 __all__ = [
     "CRASH_HOOK_ENV",
@@ -110,10 +115,23 @@ def push_pending(
     """
     gateway = gateway_for(client, settings)
     result = PushResult()
+    failed_tenants: dict[UUID, str] = {}
+    with borrow(conn_or_pool) as conn:
+        outstanding = customers_with_pending(conn, tenant_id)
+        conn.commit()
+    # Pending rows first, whatever became of their mapping since they were written.
+    for tenant, customer_ref in outstanding:
+        if result.stripe_failing:
+            break
+        with borrow(conn_or_pool) as conn:
+            resend = functools.partial(_resend, gateway, tenant, customer_ref)
+            one = _locked_customer(conn, tenant, customer_ref, resend)
+        result.merge(one)
+        if one.errors:
+            failed_tenants.setdefault(tenant, one.errors[0])
     with borrow(conn_or_pool) as conn:
         mappings = active_mappings(conn, tenant_id)
         conn.commit()
-    failed_tenants: dict[UUID, str] = {}
     for mapping in mappings:
         if result.stripe_failing:
             failed_tenants.setdefault(mapping.tenant_id, result.errors[-1])
@@ -124,7 +142,7 @@ def push_pending(
         if error:
             failed_tenants.setdefault(mapping.tenant_id, error)
     with borrow(conn_or_pool) as conn:
-        for tenant in {m.tenant_id for m in mappings}:
+        for tenant in {m.tenant_id for m in mappings} | {t for t, _ in outstanding}:
             if tenant in failed_tenants:
                 error = failed_tenants[tenant]
                 outage = error.startswith("stripe unavailable")
@@ -151,7 +169,7 @@ def drain(
         deferred, locked = one.deferred, one.locked_elsewhere
         total.merge(one)
         total.deferred, total.locked_elsewhere = deferred, locked
-        moved = one.events_sent + one.duplicates
+        moved = one.moved
         if one.errors and moved == 0:
             break  # Stripe (or a mapping) keeps failing: report instead of spinning
         if moved == 0 and locked == 0:
@@ -178,7 +196,7 @@ def _push_mapping(
             meter = ensure_meter(conn, gateway, mapping)
         except GatewayError as exc:
             return note_error(result, exc)
-        customers = dirty_customers(conn, mapping)
+        customers = dirty_customers(conn, mapping, meter)
     stripe_down = threading.Event()
 
     def one(customer_ref: str) -> PushResult:
@@ -203,6 +221,16 @@ def _push_mapping(
     return first_error
 
 
+def _resend(
+    gateway: StripeGateway,
+    tenant_id: UUID,
+    customer_ref: str,
+    conn: psycopg.Connection,
+    result: PushResult,
+) -> None:
+    send_pending(conn, gateway, tenant_id, customer_ref, result)
+
+
 def _push_locked_customer(
     conn: psycopg.Connection,
     gateway: StripeGateway,
@@ -210,9 +238,28 @@ def _push_locked_customer(
     meter: MeterInfo,
     customer_ref: str,
 ) -> PushResult:
-    """Push one customer under its (mapping, customer) advisory lock, if free."""
+    """Push one customer of one mapping under the customer's lock, if free."""
+    return _locked_customer(
+        conn,
+        mapping.tenant_id,
+        customer_ref,
+        lambda c, r: push_customer(c, gateway, mapping, meter, customer_ref, r),
+    )
+
+
+def _locked_customer(
+    conn: psycopg.Connection,
+    tenant_id: UUID,
+    customer_ref: str,
+    work: Callable[[psycopg.Connection, PushResult], None],
+) -> PushResult:
+    """Run `work` under the (tenant, customer) session advisory lock, if it is free.
+
+    One lock per customer covers every mapping of it and its pending outbox rows, so
+    two writers never send or compute for the same customer at once.
+    """
     result = PushResult()
-    lock_key = f"stripemeter-writer:{mapping.id}:{customer_ref}"
+    lock_key = f"stripemeter-writer:{tenant_id}:{customer_ref}"
     got = conn.execute("SELECT pg_try_advisory_lock(hashtextextended(%s, 0))", (lock_key,))
     row = got.fetchone()
     conn.commit()
@@ -220,11 +267,11 @@ def _push_locked_customer(
         result.locked_elsewhere += 1
         return result
     try:
-        push_customer(conn, gateway, mapping, meter, customer_ref, result)
+        work(conn, result)
     except GatewayError as exc:
         note_error(result, exc, customer_ref)
     finally:
-        # Every push committed on its own; whatever is open now is unfinished work.
+        # Every outbox write committed on its own; whatever is open now is unfinished.
         conn.rollback()
         if not conn.closed:
             conn.execute("SELECT pg_advisory_unlock(hashtextextended(%s, 0))", (lock_key,))

@@ -1,9 +1,16 @@
-"""The writer's per-customer work: which buckets changed, what to push, and recording it.
+"""The writer's per-customer work: re-send the outbox, then push what is not covered.
 
-`push_customer` runs under the caller's (mapping, customer) advisory lock. It reads the
-customer's dirty buckets, computes each one's whole-unit target (see `stripemeter.writer`
-for the values per aggregation), sends one meter event per change and writes
-`write_log` only after Stripe accepted it.
+`push_customer` runs under the caller's per-customer lock. It first sends the customer's
+pending outbox rows again, each with its own identifier (Stripe refuses a duplicate,
+which counts as sent). Then it reads the customer's buckets the outbox does not cover,
+computes each one's whole-unit target (see `stripemeter.writer` for the values per
+aggregation), and for each change commits an outbox row *before* sending it and marks
+the row sent after Stripe answered. A crash, a timeout or a stored-then-500 therefore
+leaves a pending row that the next pass sends again under the same identifier, and new
+usage in the same hour becomes a new row for the new units only.
+
+Stripe customers come from the tenant's bindings (`stripemeter.bindings`): usage of a
+customerRef that is not bound to the tenant stays in the ledger and is not pushed.
 """
 
 from __future__ import annotations
@@ -13,17 +20,20 @@ import logging
 import os
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime
 from decimal import ROUND_FLOOR, Decimal
 from typing import Any
+from uuid import UUID
 
 import psycopg
 from psycopg.rows import dict_row
 
 from stripemeter import worker_state
-from stripemeter.identifiers import idempotency_key, meter_event_identifier
-from stripemeter.mapping_meters import Mapping, resolve_stripe_customer
+from stripemeter.bindings import stripe_customer_for
+from stripemeter.identifiers import idempotency_key
+from stripemeter.logthrottle import ThrottledLog
+from stripemeter.mapping_meters import Mapping
 from stripemeter.periods import meter_event_timestamp, to_unix, too_old
 from stripemeter.stripe_gateway import (
     GatewayError,
@@ -31,18 +41,41 @@ from stripemeter.stripe_gateway import (
     ItemInfo,
     MeterInfo,
     StripeGateway,
+    StripeRefused,
     StripeUnavailable,
 )
 from stripemeter.writer_metrics import EVENTS_SENT
+from stripemeter.writer_outbox import (
+    OutboxRow,
+    Series,
+    add_push,
+    mark_attempt_failed,
+    mark_sent,
+    pending_rows,
+    quarantine,
+    record_source,
+    sent_units_in_hour,
+)
 
 log = logging.getLogger("stripemeter.writer")
-
+_ERROR_LOG = ThrottledLog(log)
+_UNBOUND_LOG = ThrottledLog(log)
+_QUARANTINE_LOG = ThrottledLog(log)
 
 # Test hook: exit the process (no cleanup) right after Stripe accepted this many meter
-# events and before write_log records the last one — the crash exactly-once must survive.
+# events and before the outbox row is marked sent — the crash exactly-once must survive.
 CRASH_HOOK_ENV = "STRIPEMETER_WRITER_CRASH_AFTER_ACCEPTS"
 _accepted_in_process = 0
 _accepted_lock = threading.Lock()
+
+# Test seam: called with (stage, row) at "committed", "before_send", "unanswered" (Stripe
+# kept failing) and "answered";
+# a test raises from it to simulate a process dying right there.
+STAGE_HOOK: Callable[[str, OutboxRow], None] | None = None
+
+# Stripe keeps identifiers for "at least 24 hours"; a row first tried longer ago than
+# this is re-sent only after Stripe's meter summary says it did not land.
+IDENTIFIER_TRUST_S = 20 * 3600
 
 _AGG_COLUMN = {"sum": "b.total", "max": "b.max_value", "last": "b.last_value"}
 # max mappings look this far back when recomputing running maxima (Stripe takes 35 days).
@@ -55,28 +88,36 @@ class PushResult:
 
     events_sent: int = 0
     duplicates: int = 0
+    found: int = 0
     units_pushed: Decimal = Decimal(0)
     post_close: int = 0
     too_old: int = 0
     deferred: int = 0
     locked_elsewhere: int = 0
+    quarantined: int = 0
+    unbound: int = 0
     errors: list[str] = field(default_factory=list)
+    stripe_failing: bool = False
 
     def merge(self, other: PushResult) -> None:
         """Add another pass's (or customer's) counts to this one."""
         self.events_sent += other.events_sent
         self.duplicates += other.duplicates
+        self.found += other.found
         self.units_pushed += other.units_pushed
         self.post_close += other.post_close
         self.too_old += other.too_old
         self.deferred += other.deferred
         self.locked_elsewhere += other.locked_elsewhere
+        self.quarantined += other.quarantined
+        self.unbound += other.unbound
         self.errors.extend(other.errors)
+        self.stripe_failing = self.stripe_failing or other.stripe_failing
 
     @property
-    def stripe_failing(self) -> bool:
-        """Whether the pass stopped because Stripe kept failing."""
-        return any(e.startswith("stripe unavailable") for e in self.errors)
+    def moved(self) -> int:
+        """Outbox rows this pass settled (sent, duplicate, found, or quarantined)."""
+        return self.events_sent + self.duplicates + self.found + self.quarantined
 
 
 @dataclass(frozen=True)
@@ -104,39 +145,48 @@ def floor_units(value: Decimal | None) -> Decimal:
 
 
 def note_error(result: PushResult, exc: GatewayError, customer_ref: str | None = None) -> str:
-    prefix = "stripe unavailable" if isinstance(exc, StripeUnavailable) else "stripe refused"
+    """Record a Stripe failure on the result (logged at most once a minute per kind)."""
+    unavailable = isinstance(exc, StripeUnavailable)
+    prefix = "stripe unavailable" if unavailable else "stripe refused"
     where = f" (customer {customer_ref})" if customer_ref else ""
     message = f"{prefix}{where}: {exc}"
     result.errors.append(message)
-    log.warning("writer: %s", message)
+    result.stripe_failing = result.stripe_failing or unavailable
+    _ERROR_LOG.warning(prefix, "writer: %s", message)
     return message
 
 
 def _dirty_condition(mapping: Mapping) -> str:
     column = _AGG_COLUMN[mapping.aggregation]
     return (
-        "(w.mapping_id IS NULL OR (w.status = 'pushed'"
-        f" AND w.source_value IS DISTINCT FROM floor(coalesce({column}, 0))))"
+        "(s.tenant_id IS NULL OR (s.status = 'active'"
+        f" AND s.source_value IS DISTINCT FROM floor(coalesce({column}, 0))))"
     )
 
 
-def dirty_customers(conn: psycopg.Connection, mapping: Mapping) -> list[str]:
+_STATE_JOIN = (
+    " LEFT JOIN push_state s ON s.tenant_id = b.tenant_id AND s.metric = b.metric"
+    "  AND s.customer_ref = b.customer_ref AND s.hour_start = b.hour_start"
+    "  AND s.event_name = %(event)s"
+)
+
+
+def dirty_customers(conn: psycopg.Connection, mapping: Mapping, meter: MeterInfo) -> list[str]:
+    """The mapping's customers with a bucket the outbox does not cover yet."""
     rows = conn.execute(
-        "SELECT DISTINCT b.customer_ref FROM usage_buckets b"
-        " LEFT JOIN write_log w ON w.mapping_id = %s AND w.customer_ref = b.customer_ref"
-        "  AND w.hour_start = b.hour_start"
-        f" WHERE b.tenant_id = %s AND b.metric = %s AND {_dirty_condition(mapping)}"
+        f"SELECT DISTINCT b.customer_ref FROM usage_buckets b{_STATE_JOIN}"
+        f" WHERE b.tenant_id = %(t)s AND b.metric = %(m)s AND {_dirty_condition(mapping)}"
         " ORDER BY 1",
-        (mapping.id, mapping.tenant_id, mapping.metric),
+        {"event": meter.event_name, "t": mapping.tenant_id, "m": mapping.metric},
     ).fetchall()
     conn.commit()
     return [str(r[0]) for r in rows]
 
 
 def _customer_rows(
-    conn: psycopg.Connection, mapping: Mapping, customer_ref: str
+    conn: psycopg.Connection, mapping: Mapping, meter: MeterInfo, customer_ref: str
 ) -> list[dict[str, Any]]:
-    """The customer's buckets to consider, with their write_log state, oldest first."""
+    """The customer's buckets to consider, with their series state, oldest first."""
     where = (
         f"b.hour_start >= now() - interval '{_MAX_LOOKBACK}'"
         if mapping.aggregation == "max"
@@ -145,14 +195,17 @@ def _customer_rows(
     with conn.cursor(row_factory=dict_row) as cur:
         cur.execute(
             "SELECT b.hour_start, b.total, b.max_value, b.last_value,"
-            " w.mapping_id IS NOT NULL AS logged, coalesce(w.pushed_value, 0) AS pushed,"
-            " w.source_value, coalesce(w.push_count, 0) AS push_count, w.status"
-            " FROM usage_buckets b"
-            " LEFT JOIN write_log w ON w.mapping_id = %s AND w.customer_ref = b.customer_ref"
-            "  AND w.hour_start = b.hour_start"
-            f" WHERE b.tenant_id = %s AND b.metric = %s AND b.customer_ref = %s AND {where}"
-            " ORDER BY b.hour_start",
-            (mapping.id, mapping.tenant_id, mapping.metric, customer_ref),
+            " s.tenant_id IS NOT NULL AS logged, coalesce(s.covered, 0) AS covered,"
+            " s.source_value, coalesce(s.push_count, 0) AS push_count, s.status"
+            f" FROM usage_buckets b{_STATE_JOIN}"
+            " WHERE b.tenant_id = %(t)s AND b.metric = %(m)s AND b.customer_ref = %(c)s"
+            f" AND {where} ORDER BY b.hour_start",
+            {
+                "event": meter.event_name,
+                "t": mapping.tenant_id,
+                "m": mapping.metric,
+                "c": customer_ref,
+            },
         )
         rows = cur.fetchall()
     conn.commit()
@@ -199,132 +252,197 @@ def push_customer(
     customer_ref: str,
     result: PushResult,
 ) -> None:
-    rows = _customer_rows(conn, mapping, customer_ref)
+    """Re-send the customer's outbox, then turn its uncovered buckets into new rows.
+
+    Runs under the caller's per-customer lock. No transaction is open across a Stripe
+    call: every outbox write is committed before the send it announces.
+    """
+    stripe_customer = stripe_customer_for(conn, mapping.tenant_id, customer_ref)
+    conn.commit()
+    if stripe_customer is None:
+        result.unbound += 1
+        _UNBOUND_LOG.warning(
+            str(mapping.tenant_id),
+            "writer: usage for customerRef(s) not bound to a Stripe customer is kept and"
+            " not pushed; bind them with PUT /v1/customers/{customerRef}/binding",
+        )
+        return
+    send_pending(conn, gateway, mapping.tenant_id, customer_ref, result)
+    rows = _customer_rows(conn, mapping, meter, customer_ref)
     if not rows:
         return
-    ctx = _context(gateway, mapping, resolve_stripe_customer(mapping, customer_ref))
+    ctx = _context(gateway, mapping, stripe_customer)
     _targets(mapping, rows, ctx)
     real_now = int(time.time())
+    is_sum = mapping.aggregation == "sum"
     for row in rows:
-        if row["logged"] and row["status"] != "pushed":
+        if row["logged"] and row["status"] != "active":
             continue
-        source, target, pushed = row["source"], row["target"], Decimal(row["pushed"])
-        if row["logged"] and row["source_value"] == source and pushed == target:
+        source, target, covered = row["source"], row["target"], Decimal(row["covered"])
+        if row["logged"] and row["source_value"] == source and covered == target:
             continue
-        hour_start: datetime = row["hour_start"]
-        hour = to_unix(hour_start)
-        if ctx.closed(hour):
-            _mark(conn, mapping, customer_ref, row, "post_close")
-            result.post_close += 1
+        series = Series(
+            mapping.tenant_id, mapping.metric, customer_ref, row["hour_start"], meter.event_name
+        )
+        state = {
+            "stripe_customer_id": stripe_customer,
+            "aggregation": mapping.aggregation,
+            "mapping_id": mapping.id,
+            "source_value": source,
+        }
+        hour = to_unix(row["hour_start"])
+        if ctx.closed(hour) or too_old(hour, real_now):
+            status = "post_close" if ctx.closed(hour) else "too_old"
+            record_source(conn, series, covered=covered, status=status, **state)
+            conn.commit()
+            if status == "post_close":
+                result.post_close += 1
+            else:
+                result.too_old += 1
             continue
-        if too_old(hour, real_now):
-            _mark(conn, mapping, customer_ref, row, "too_old")
-            result.too_old += 1
+        # sum: a delta against everything the outbox already covers (sent or not);
+        # max/last: the absolute value, once per change.
+        if (is_sum and target <= covered) or (not is_sum and row["logged"] and target == covered):
+            record_source(conn, series, covered=covered, **state)
+            conn.commit()
             continue
-        is_sum = mapping.aggregation == "sum"
-        if target == pushed and (is_sum or row["logged"]):
-            _record(conn, mapping, customer_ref, row, pushed, source, None)
-            continue
-        push_number = int(row["push_count"]) + 1
         timestamp = meter_event_timestamp(
-            hour, 0 if is_sum else push_number, frozen_time=ctx.frozen_time, real_now=real_now
+            hour,
+            0 if is_sum else int(row["push_count"]) + 1,
+            frozen_time=ctx.frozen_time,
+            real_now=real_now,
         )
         if timestamp is None:
             result.deferred += 1
             continue
-        value = int(target - pushed) if is_sum else int(target)
-        identifier = meter_event_identifier(
-            mapping.tenant_id,
-            mapping.metric,
-            meter.event_name,
-            customer_ref,
-            hour_start,
-            target,
-            None if is_sum else push_number,
+        push = add_push(
+            conn,
+            series,
+            meter=meter,
+            value=int(target - covered) if is_sum else int(target),
+            covered_after=target,
+            event_ts=timestamp,
+            **state,
         )
-        outcome = gateway.send_meter_event(
-            meter,
-            customer_id=ctx.customer_id,
-            value=value,
-            timestamp=timestamp,
-            identifier=identifier,
-            idempotency_key=functools.partial(idempotency_key, identifier, timestamp, value),
-        )
-        _crash_hook()
-        _record(conn, mapping, customer_ref, row, target, source, identifier, commit=False)
-        worker_state.record_push(conn, mapping.tenant_id)
         conn.commit()
-        EVENTS_SENT.labels(outcome=outcome).inc()
-        if outcome == "accepted":
-            result.events_sent += 1
-        else:
-            result.duplicates += 1
-        result.units_pushed += Decimal(value) if is_sum else Decimal(0)
+        _stage("committed", push)
+        send_row(conn, gateway, push, result)
 
 
-def _record(
+def send_pending(
     conn: psycopg.Connection,
-    mapping: Mapping,
+    gateway: StripeGateway,
+    tenant_id: UUID,
     customer_ref: str,
-    row: dict[str, Any],
-    pushed: Decimal,
-    source: Decimal,
-    identifier: str | None,
-    *,
-    commit: bool = True,
+    result: PushResult,
 ) -> None:
-    """Write what Stripe now holds for the bucket (after acceptance only)."""
-    conn.execute(
-        "INSERT INTO write_log (mapping_id, tenant_id, metric, customer_ref, hour_start,"
-        " pushed_value, source_value, push_count, last_identifier, last_pushed_at, status)"
-        " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s,"
-        "  CASE WHEN %s::text IS NULL THEN NULL ELSE now() END, 'pushed')"
-        " ON CONFLICT (mapping_id, customer_ref, hour_start) DO UPDATE SET"
-        " pushed_value = EXCLUDED.pushed_value, source_value = EXCLUDED.source_value,"
-        " push_count = EXCLUDED.push_count,"
-        " last_identifier = coalesce(EXCLUDED.last_identifier, write_log.last_identifier),"
-        " last_pushed_at = coalesce(EXCLUDED.last_pushed_at, write_log.last_pushed_at),"
-        " status = 'pushed', updated_at = now()",
-        (
-            mapping.id,
-            mapping.tenant_id,
-            mapping.metric,
-            customer_ref,
-            row["hour_start"],
-            pushed,
-            source,
-            int(row["push_count"]) + (1 if identifier else 0),
-            identifier,
-            identifier,
-        ),
-    )
-    if commit:
-        conn.commit()
+    """Send the customer's unsent outbox rows, oldest first, each with its own identifier.
 
-
-def _mark(
-    conn: psycopg.Connection, mapping: Mapping, customer_ref: str, row: dict[str, Any], status: str
-) -> None:
-    """Stop pushing a bucket: its period is invoiced (post_close) or it is too old."""
-    conn.execute(
-        "INSERT INTO write_log (mapping_id, tenant_id, metric, customer_ref, hour_start,"
-        " pushed_value, source_value, push_count, status)"
-        " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)"
-        " ON CONFLICT (mapping_id, customer_ref, hour_start) DO UPDATE SET"
-        " source_value = EXCLUDED.source_value, status = EXCLUDED.status, updated_at = now()",
-        (
-            mapping.id,
-            mapping.tenant_id,
-            mapping.metric,
-            customer_ref,
-            row["hour_start"],
-            Decimal(row["pushed"]),
-            row["source"],
-            int(row["push_count"]),
-            status,
-        ),
-    )
+    Raises StripeUnavailable when Stripe keeps failing (the rest stay pending).
+    """
+    rows = pending_rows(conn, tenant_id, customer_ref)
     conn.commit()
+    for row in rows:
+        send_row(conn, gateway, row, result, resend=True)
+
+
+def send_row(
+    conn: psycopg.Connection,
+    gateway: StripeGateway,
+    row: OutboxRow,
+    result: PushResult,
+    *,
+    resend: bool = False,
+) -> None:
+    """Send one outbox row and mark it sent, or quarantined when Stripe refuses it.
+
+    A row first tried longer ago than `IDENTIFIER_TRUST_S` may be past Stripe's 24 h
+    identifier window, where a re-send would count twice: then Stripe's meter summary
+    for that hour decides whether the event already landed.
+    """
+    if resend and _older_than_identifier_window(row) and _landed(conn, gateway, row):
+        mark_sent(conn, row, "found")
+        conn.commit()
+        result.found += 1
+        return
+    _stage("before_send", row)
+    try:
+        outcome = gateway.send_meter_event(
+            row.meter(),
+            customer_id=row.stripe_customer_id,
+            value=row.value,
+            timestamp=row.event_ts,
+            identifier=row.identifier,
+            idempotency_key=functools.partial(
+                _attempt_key, row.identifier, row.event_ts, row.value, row.attempts
+            ),
+        )
+    except StripeUnavailable as exc:
+        _stage("unanswered", row)
+        mark_attempt_failed(conn, row, str(exc))
+        conn.commit()
+        raise
+    except StripeRefused as exc:
+        quarantine(conn, row, f"{exc.code or 'refused'}: {exc}")
+        conn.commit()
+        result.quarantined += 1
+        _QUARANTINE_LOG.warning(
+            str(row.series.tenant_id),
+            "writer: Stripe refused meter event %s (customer %s); quarantined: %s",
+            row.identifier,
+            row.series.customer_ref,
+            exc,
+        )
+        return
+    _stage("answered", row)
+    _crash_hook()
+    mark_sent(conn, row, outcome)
+    worker_state.record_push(conn, row.series.tenant_id)
+    conn.commit()
+    EVENTS_SENT.labels(outcome=outcome).inc()
+    if outcome == "accepted":
+        result.events_sent += 1
+        result.units_pushed += Decimal(row.value)
+    else:
+        result.duplicates += 1
+
+
+def _attempt_key(identifier: str, timestamp: int, value: int, attempts: int, tag: str) -> str:
+    # A fresh key per recorded attempt: Stripe replays a stored 5xx for a reused key.
+    return idempotency_key(identifier, timestamp, value, f"a{attempts}{tag}")
+
+
+def _older_than_identifier_window(row: OutboxRow) -> bool:
+    if row.first_attempt_at is None:
+        return False
+    age = time.time() - row.first_attempt_at.timestamp()
+    return age > IDENTIFIER_TRUST_S
+
+
+def _landed(conn: psycopg.Connection, gateway: StripeGateway, row: OutboxRow) -> bool:
+    """Whether Stripe's summary for the row's hour already holds the row's units.
+
+    Only sum rows can double count; max/last rows carry absolute values at fixed
+    timestamps, so sending one again changes nothing Stripe bills.
+    """
+    hour = to_unix(row.series.hour_start)
+    known = sent_units_in_hour(conn, row)
+    conn.commit()
+    try:
+        meter_formula = gateway.meter_formula(row.meter_id)
+    except StripeRefused:
+        return False
+    if meter_formula != "sum":
+        return False
+    held = gateway.meter_total(row.meter_id, row.stripe_customer_id, hour, hour + 3600)
+    return held >= known + row.value
+
+
+def _stage(stage: str, row: OutboxRow) -> None:
+    """Test seam: `STAGE_HOOK(stage, row)` may raise to simulate a crash right there."""
+    hook = STAGE_HOOK
+    if hook is not None:
+        hook(stage, row)
 
 
 def _crash_hook() -> None:
@@ -335,5 +453,5 @@ def _crash_hook() -> None:
     with _accepted_lock:
         _accepted_in_process += 1
         if _accepted_in_process >= int(limit):
-            log.error("writer: %s reached, exiting before write_log update", CRASH_HOOK_ENV)
+            log.error("writer: %s reached, exiting before the outbox row is marked", CRASH_HOOK_ENV)
             os._exit(70)

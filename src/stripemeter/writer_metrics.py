@@ -45,22 +45,37 @@ PUSH_FAILURES = Counter(
 # (no writer is running any more to clear it).
 FAILURE_RELEVANCE = timedelta(minutes=10)
 
+# "Pending", the one definition: buckets the outbox does not cover yet, plus series whose
+# outbox rows are not sent yet (a bucket in both counts twice; units never do).
 PENDING_SQL = """
-SELECT m.tenant_id,
-       count(*) AS buckets,
-       coalesce(sum(CASE m.aggregation
-           WHEN 'sum' THEN b.total - coalesce(w.pushed_value, 0)
-           WHEN 'max' THEN abs(coalesce(b.max_value, 0) - coalesce(w.pushed_value, 0))
-           ELSE abs(coalesce(b.last_value, 0) - coalesce(w.pushed_value, 0)) END), 0) AS units
-FROM price_mappings m
-JOIN usage_buckets b ON b.tenant_id = m.tenant_id AND b.metric = m.metric
-LEFT JOIN write_log w ON w.mapping_id = m.id AND w.customer_ref = b.customer_ref
-     AND w.hour_start = b.hour_start
-WHERE m.active AND (%(t)s::uuid IS NULL OR m.tenant_id = %(t)s::uuid)
-  AND (w.mapping_id IS NULL OR (w.status = 'pushed' AND w.source_value IS DISTINCT FROM
-       floor(coalesce(CASE m.aggregation WHEN 'sum' THEN b.total WHEN 'max' THEN b.max_value
-                      ELSE b.last_value END, 0))))
-GROUP BY m.tenant_id
+WITH uncovered AS (
+    SELECT m.tenant_id,
+           count(*) AS buckets,
+           coalesce(sum(CASE m.aggregation
+               WHEN 'sum' THEN b.total - coalesce(s.covered, 0)
+               WHEN 'max' THEN abs(coalesce(b.max_value, 0) - coalesce(s.covered, 0))
+               ELSE abs(coalesce(b.last_value, 0) - coalesce(s.covered, 0)) END), 0) AS units
+    FROM price_mappings m
+    JOIN usage_buckets b ON b.tenant_id = m.tenant_id AND b.metric = m.metric
+    LEFT JOIN push_state s ON s.tenant_id = b.tenant_id AND s.metric = b.metric
+         AND s.customer_ref = b.customer_ref AND s.hour_start = b.hour_start
+         AND s.event_name = m.meter_event_name
+    WHERE m.active AND (%(t)s::uuid IS NULL OR m.tenant_id = %(t)s::uuid)
+      AND (s.tenant_id IS NULL OR (s.status = 'active' AND s.source_value IS DISTINCT FROM
+           floor(coalesce(CASE m.aggregation WHEN 'sum' THEN b.total
+                          WHEN 'max' THEN b.max_value ELSE b.last_value END, 0))))
+    GROUP BY m.tenant_id
+), unsent AS (
+    SELECT tenant_id,
+           count(DISTINCT (metric, customer_ref, hour_start, event_name)) AS buckets,
+           coalesce(sum(value), 0) AS units
+    FROM meter_pushes
+    WHERE status = 'pending' AND (%(t)s::uuid IS NULL OR tenant_id = %(t)s::uuid)
+    GROUP BY tenant_id
+)
+SELECT tenant_id, sum(buckets)::bigint AS buckets, sum(units) AS units
+FROM (SELECT * FROM uncovered UNION ALL SELECT * FROM unsent) AS both_kinds
+GROUP BY tenant_id
 """
 
 LATEST_REPORTS_SQL = """

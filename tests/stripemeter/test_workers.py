@@ -1,4 +1,4 @@
-"""Writer processes: killed between Stripe's acceptance and write_log, restarted, run
+"""Writer processes: killed between Stripe's acceptance and the outbox row's update, restarted, run
 two at a time, and the background loops' lifecycle. Real processes, real HTTP, real
 PostgreSQL."""
 
@@ -89,7 +89,7 @@ def assert_stripe_matches(world: StripeWorld, expected: dict[str, Decimal]) -> N
 
 def recorded_pushes(db_url: str) -> int:
     with psycopg.connect(db_url) as conn:
-        row = conn.execute("SELECT coalesce(sum(push_count), 0) FROM write_log").fetchone()
+        row = conn.execute("SELECT count(*) FROM meter_pushes WHERE status = 'sent'").fetchone()
     assert row is not None
     return int(row[0])
 
@@ -112,7 +112,7 @@ def test_writer_killed_after_stripe_accepted_does_not_double_count_on_restart(
     out, err = crashed.communicate(timeout=120)
     assert crashed.returncode == 70, (out, err)
     assert len(meter_events_in_stripe(emulator_url)) == 3  # Stripe accepted the third...
-    assert recorded_pushes(db_url) == 2  # ...but write_log never heard of it
+    assert recorded_pushes(db_url) == 2  # ...but its outbox row is still pending
 
     restarted = start_writer(emulator_url, db_url, tmp_path, "--drain")
     out, err = restarted.communicate(timeout=120)

@@ -49,7 +49,7 @@ def stripe_window(world: StripeWorld) -> tuple[int, int]:
 
 def pushes_recorded(db_url: str) -> int:
     with psycopg.connect(db_url) as conn:
-        row = conn.execute("SELECT coalesce(sum(push_count), 0) FROM write_log").fetchone()
+        row = conn.execute("SELECT count(*) FROM meter_pushes WHERE status = 'sent'").fetchone()
     assert row is not None
     return int(row[0])
 
@@ -123,7 +123,7 @@ def test_ten_thousand_events_with_duplicates_late_events_and_faults_reach_stripe
         assert world.stripe_total(customer, start, end) == expected[customer], customer
 
     in_stripe = meter_events_in_stripe(emulator_url)
-    # Every event Stripe holds is one push write_log recorded: nothing went twice.
+    # Every event Stripe holds is one outbox row marked sent: nothing went twice.
     assert len(in_stripe) == pushes_recorded(db_url) == totals.events_sent + totals.duplicates
     # In each wave one push meets the faults in order (3 x 429, 2 x 500, 3 x after-commit
     # 500, 1 x 503): the first after-commit failure stored the event, every later
@@ -279,7 +279,7 @@ def test_buckets_beyond_stripes_35_days_are_marked_too_old(emulator_url: str, db
         conn.commit()
         first = push_pending(conn, world.gateway(), settings)
         again = push_pending(conn, world.gateway(), settings)
-        row = conn.execute("SELECT status, pushed_value FROM write_log").fetchone()
+        row = conn.execute("SELECT status, covered FROM push_state").fetchone()
     assert (first.too_old, first.events_sent, first.errors) == (1, 0, [])
     assert (again.too_old, again.events_sent) == (0, 0)  # not retried every pass
     assert row == ("too_old", Decimal(0))

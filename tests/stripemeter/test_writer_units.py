@@ -8,7 +8,7 @@ from decimal import Decimal
 
 import pytest
 
-from stripemeter.identifiers import idempotency_key, meter_event_identifier
+from stripemeter.identifiers import idempotency_key, outbox_identifier
 from stripemeter.periods import (
     METER_EVENT_MAX_AGE_S,
     ceil_minute,
@@ -24,27 +24,21 @@ TENANT = uuid.UUID("7b0d4a35-4d7e-4b8a-9d36-8f3f8f0f9c11")
 HOUR_START = datetime(2026, 11, 23, 10, tzinfo=UTC)
 
 
-def ident(cumulative: Decimal | int, push: int | None = None, **change: str) -> str:
+def ident(seq: int, **change: str) -> str:
     args = {"metric": "api_calls", "event_name": "api_calls", "customer_ref": "cus_1", **change}
-    return meter_event_identifier(
-        TENANT,
-        args["metric"],
-        args["event_name"],
-        args["customer_ref"],
-        HOUR_START,
-        cumulative,
-        push,
+    return outbox_identifier(
+        TENANT, args["metric"], args["event_name"], args["customer_ref"], HOUR_START, seq
     )
 
 
-def test_identifier_is_deterministic_and_names_the_cumulative_value() -> None:
-    assert ident(10) == ident(Decimal("10.000"))  # same meaning, same identifier
-    assert ident(10) != ident(11)
-    assert ident(10) != ident(10, customer_ref="cus_2")
-    assert ident(10) != ident(10, metric="other")
-    assert ident(10) != ident(10, event_name="other_meter")
-    assert ident(10, 1) != ident(10, 2)  # max/last values may repeat: push number differs
-    assert ident(10).startswith("smw_") and len(ident(10)) == 44
+def test_identifier_names_one_outbox_row_and_fits_stripes_limit() -> None:
+    assert ident(7) == ident(7)  # a re-send of row 7 carries the same identifier
+    assert ident(7) != ident(8)  # a new row (new units) never reuses one
+    assert ident(7) != ident(7, customer_ref="cus_2")
+    assert ident(7) != ident(7, metric="other")
+    assert ident(7) != ident(7, event_name="other_meter")
+    assert ident(7).startswith("smp_7_")
+    assert len(ident(2**63 - 1)) <= 100  # the largest bigint sequence still fits
 
 
 def test_idempotency_key_covers_parameters_and_retry_tag() -> None:

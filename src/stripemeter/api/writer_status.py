@@ -1,6 +1,6 @@
 """`GET /v1/writer/status`: how much usage Stripe does not hold yet, and why.
 
-The answer comes from Postgres (buckets vs `write_log`, `worker_state`), so it is the
+The answer comes from Postgres (buckets vs `push_state`, `worker_state`), so it is the
 same whichever process runs the writer. The demo polls it until `pendingBuckets` is 0.
 `install(app)` adds the writer's readiness check and the scrape-time gauges.
 """
