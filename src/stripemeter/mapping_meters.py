@@ -5,8 +5,8 @@ and is cached on the mapping row (meter id, event name, payload keys), so the wr
 asks Stripe once per mapping, not once per push. The cache is only trusted for the price
 and aggregation it was resolved for (`meter_resolved_for`): a mapping moved to another
 price, or from `sum` to `max`, resolves its meter and checks the formula again instead
-of pushing on to the old meter. `resolve_stripe_customer` is the one
-place that turns a `customerRef` into a Stripe customer id.
+of pushing on to the old meter. Which Stripe customer a `customerRef` is
+billed as is `stripemeter.bindings`' business.
 """
 
 from __future__ import annotations
@@ -112,13 +112,3 @@ def ensure_meter(conn: psycopg.Connection, gateway: StripeGateway, mapping: Mapp
     )
     conn.commit()
     return meter
-
-
-def resolve_stripe_customer(mapping: Mapping, customer_ref: str) -> str:
-    """The Stripe customer id behind a `customerRef`.
-
-    Today the customerRef *is* the Stripe customer id (`cus_...`). Another scheme (a
-    lookup table, customer metadata search) plugs in here and nowhere else.
-    """
-    del mapping  # every mapping uses the same scheme for now
-    return customer_ref

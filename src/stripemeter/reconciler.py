@@ -36,12 +36,12 @@ import stripe
 from psycopg.rows import dict_row
 
 from stripemeter import worker_state
+from stripemeter.bindings import bound_customers, stripe_customer_for
 from stripemeter.config import Settings
 from stripemeter.mapping_meters import (
     Mapping,
     active_mappings,
     ensure_meter,
-    resolve_stripe_customer,
 )
 from stripemeter.periods import ceil_minute, from_unix
 from stripemeter.stripe_gateway import (
@@ -134,8 +134,13 @@ def _customers(conn: psycopg.Connection, gateway: StripeGateway, mapping: Mappin
     customers = [str(r[0]) for r in rows]
     if mapping.subscription_item_id:
         owner = gateway.item_customer(mapping.subscription_item_id)
-        if owner is not None and owner not in customers:
-            customers.append(owner)  # customerRef is the Stripe customer id (see mapping_meters)
+        bound = bound_customers(conn, mapping.tenant_id)
+        conn.commit()
+        # Only a customer bound to this tenant: another tenant's never enters its reports.
+        owner_refs = [ref for ref, cus in bound.items() if cus == owner]
+        for ref in owner_refs:
+            if ref not in customers:
+                customers.append(ref)
     return customers
 
 
@@ -145,7 +150,10 @@ def _reconcile_mapping(
     meter = ensure_meter(conn, gateway, mapping)
     made: list[dict[str, Any]] = []
     for customer_ref in _customers(conn, gateway, mapping):
-        customer_id = resolve_stripe_customer(mapping, customer_ref)
+        customer_id = stripe_customer_for(conn, mapping.tenant_id, customer_ref)
+        conn.commit()
+        if customer_id is None:
+            continue  # not bound to the tenant: nothing of it is pushed or reported
         item = gateway.find_item(customer_id, mapping.price_id, mapping.subscription_item_id)
         if item is None:
             continue
@@ -171,6 +179,7 @@ def _reconcile_mapping(
                 mapping,
                 meter,
                 customer_ref,
+                customer_id,
                 item.item_id,
                 start,
                 end,
@@ -274,6 +283,7 @@ def _reconcile_period(
     mapping: Mapping,
     meter: MeterInfo,
     customer_ref: str,
+    customer_id: str,
     item_id: str,
     start: int,
     end: int,
@@ -282,7 +292,6 @@ def _reconcile_period(
 ) -> dict[str, Any]:
     start_dt, end_dt = from_unix(start), from_unix(end)
     local, local_whole = local_value(conn, mapping, customer_ref, start_dt, end_dt)
-    customer_id = resolve_stripe_customer(mapping, customer_ref)
     stripe_total = gateway.meter_total(
         meter.meter_id, customer_id, ceil_minute(start), ceil_minute(max(summary_end, start))
     )
