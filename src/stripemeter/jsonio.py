@@ -14,6 +14,7 @@ import json
 import math
 from datetime import UTC, datetime
 from decimal import Decimal
+from json.encoder import encode_basestring_ascii as _ascii_string
 from typing import Any
 from uuid import UUID
 
@@ -78,14 +79,116 @@ def dumps(content: Any) -> bytes:
         return json.dumps(content, default=_default, ensure_ascii=True).encode("ascii")
 
 
-def canonical_bytes(content: Any) -> bytes:
-    """A stable serialization (sorted keys) used for hashing request and event content."""
+# An integral number is written as plain digits up to this many (Python's own limit for
+# int <-> str, so every JSON integer qualifies); beyond it (only `1e999999`-like
+# decimals) as `<digits>e<exponent>`, so a short number never expands to a huge text.
+_PLAIN_INTEGER_DIGITS = 4300
+
+
+def canonical_number(value: int | Decimal) -> str:
+    """A JSON number in the one form every notation of its value shares.
+
+    `1`, `1.0`, `1.00`, `1e0` and `10e-1` are all `1`; `1E+2` is `100`; `1.50` is
+    `15e-2`... precisely: an integral value is its plain digits (as `str(int)` writes
+    them), any other value is `<digits without trailing zeros>e<exponent>` (`1.5` is
+    `15e-1`); zero and `-0` are `0`. Trailing zeros are moved into the exponent by
+    hand, not with `Decimal.normalize`, which would round a number longer than the
+    context's precision (two different numbers would then hash alike).
+    """
+    if type(value) is int:
+        return str(value)
+    if not value.is_finite():
+        raise ValueError(f"{value} is not a finite number")
+    # Decimal's own text ("-1.50", "1E+3", "1.5E-7"), taken apart: faster than as_tuple.
+    text = str(value)
+    minus = "-" if text[0] == "-" else ""
+    mantissa, _, exponent_text = text.lstrip("-").partition("E")
+    whole, _, fraction = mantissa.partition(".")
+    exponent = (int(exponent_text) if exponent_text else 0) - len(fraction)
+    digits = (whole + fraction).lstrip("0")
+    if not digits:
+        return "0"
+    stripped = digits.rstrip("0")
+    exponent += len(digits) - len(stripped)
+    if exponent >= 0 and len(stripped) + exponent <= _PLAIN_INTEGER_DIGITS:
+        return minus + stripped + "0" * exponent
+    return f"{minus}{stripped}e{exponent}"
+
+
+def _canonical_default(value: Any) -> Any:
+    if isinstance(value, Decimal):
+        return orjson.Fragment(canonical_number(value))
+    raise TypeError(f"{type(value).__name__} is not JSON content")
+
+
+class _Raw(str):
+    """JSON text already written (punctuation, a key with its colon)."""
+
+
+_OPEN_OBJECT, _CLOSE_OBJECT = _Raw("{"), _Raw("}")
+_OPEN_ARRAY, _CLOSE_ARRAY, _COMMA = _Raw("["), _Raw("]"), _Raw(",")
+
+
+def _string(text: str) -> str:
+    """A JSON string as orjson writes it; escaped to ASCII if it has unpaired surrogates."""
     try:
-        return orjson.dumps(content, default=_default, option=orjson.OPT_SORT_KEYS)
-    except TypeError:  # unpaired surrogates: fall back to escaped ASCII
-        return json.dumps(
-            content, default=_default, sort_keys=True, ensure_ascii=True, separators=(",", ":")
-        ).encode("ascii")
+        return orjson.dumps(text).decode()
+    except TypeError:
+        return _ascii_string(text)
+
+
+def canonical_bytes(content: Any) -> bytes:
+    """Canonical JSON of parsed JSON content, for hashing: equal content, equal bytes.
+
+    Object keys sorted (by code point), no whitespace, strings as UTF-8 with JSON's
+    minimal escapes, every number in the form of `canonical_number` (so `1`, `1.0` and
+    `1e0` are one number, while `1` and `"1"` stay different). orjson writes it when it
+    can; content it refuses (an integer beyond 64 bits, an unpaired surrogate, nesting
+    deeper than 255) is written by `_canonical_slow` to the same rules, with an explicit
+    stack rather than recursion, so any body the parser accepts can be hashed.
+    """
+    try:
+        return orjson.dumps(content, default=_canonical_default, option=orjson.OPT_SORT_KEYS)
+    except TypeError:
+        return _canonical_slow(content).encode("utf-8")
+
+
+def _canonical_slow(content: Any) -> str:
+    out: list[str] = []
+    stack: list[Any] = [content]
+    while stack:
+        item = stack.pop()
+        if type(item) is _Raw:
+            out.append(item)
+        elif item is None:
+            out.append("null")
+        elif item is True:
+            out.append("true")
+        elif item is False:
+            out.append("false")
+        elif isinstance(item, str):
+            out.append(_string(item))
+        elif isinstance(item, int | Decimal):
+            out.append(canonical_number(item))
+        elif isinstance(item, dict):
+            keys = sorted(item)
+            stack.append(_CLOSE_OBJECT)
+            for index in range(len(keys) - 1, -1, -1):
+                stack.append(item[keys[index]])
+                stack.append(_Raw(_string(keys[index]) + ":"))
+                if index:
+                    stack.append(_COMMA)
+            stack.append(_OPEN_OBJECT)
+        elif isinstance(item, list | tuple):
+            stack.append(_CLOSE_ARRAY)
+            for index in range(len(item) - 1, -1, -1):
+                stack.append(item[index])
+                if index:
+                    stack.append(_COMMA)
+            stack.append(_OPEN_ARRAY)
+        else:
+            raise TypeError(f"{type(item).__name__} is not JSON content")
+    return "".join(out)
 
 
 def meta_to_json(meta: dict[str, Any]) -> str:

@@ -10,8 +10,10 @@ Deadlocks are avoided by taking row locks in one global order: events are insert
 sorted by (tenant, key) and buckets upserted sorted by their primary key. Deadlock and
 serialization failures are retried anyway, since other writers may lock differently.
 
-Event keys: the body's `idempotencyKey`; else `<Idempotency-Key header>:<index>`; else
-`sha256:<hash of the event's full content>`, so a verbatim resend is a duplicate.
+Event keys: the body's `idempotencyKey`, stored as sent; else
+`~hdr:<Idempotency-Key header>:<index>`; else `~sha256:<hash of the event's canonical
+content>`, so a resend, however it is written, is a duplicate. Body keys may not start
+with `~`, so a derived key never collides with a key a client chose.
 """
 
 from __future__ import annotations
@@ -29,11 +31,13 @@ import psycopg
 import psycopg.errors
 
 from stripemeter.db.pool import Pool
-from stripemeter.jsonio import canonical_bytes, format_decimal, iso
+from stripemeter.jsonio import canonical_bytes, iso, parse_json_exact
 from stripemeter.metrics import REJECTED_METRIC_LABEL
-from stripemeter.validation import InputError, ValidEvent
+from stripemeter.validation import DERIVED_KEY_PREFIX, InputError, ValidEvent
 
 MAX_ATTEMPTS = 5
+HEADER_KEY_PREFIX = DERIVED_KEY_PREFIX + "hdr:"
+CONTENT_KEY_PREFIX = DERIVED_KEY_PREFIX + "sha256:"
 
 INSERT_AND_COUNT = """
 WITH input AS (
@@ -111,26 +115,58 @@ class IngestOutcome:
 
 
 def content_key(event: ValidEvent) -> str:
-    """`sha256:<hex>` of the event's full content: identical events share a key."""
-    content = [
-        str(event.tenant_id),
-        event.metric,
-        event.customer_ref,
-        format_decimal(event.quantity),
-        iso(event.ts),
-        event.resource_id,
-        event.source,
-        event.meta_json,
-    ]
-    return "sha256:" + hashlib.sha256(canonical_bytes(content)).hexdigest()
+    """`~sha256:<hex>`: the key of an event sent with no body key and no header key.
+
+    The hash is over the canonical JSON (`jsonio.canonical_json`) of the event's content,
+    so the same event written another way is the same event, counted once:
+
+    - the fields `tenantId`, `metric`, `customerRef`, `quantity`, `ts`, `resourceId`,
+      `source` and `meta`, as one object with sorted keys and no whitespace; an absent
+      optional field and `null` are the same, `{}` is not;
+    - numbers (the quantity and every number inside `meta`) by value: `1`, `1.0`, `1.00`
+      and `1e0` are one number, while `1` and `"1"` stay different;
+    - `meta` objects by content: key order does not matter, array order does;
+    - `ts` as its UTC instant: `11:15:00+01:00` is `10:15:00Z`, `.000` is no fraction;
+    - `tenantId` as the lower-case UUID.
+
+    The `~` prefix puts it outside every key a client can send in the body.
+    """
+    meta = event.meta
+    if meta is None and event.meta_json is not None:  # built without the parsed object
+        meta = parse_json_exact(event.meta_json.encode("utf-8"))
+    content = {
+        "tenantId": str(event.tenant_id),
+        "metric": event.metric,
+        "customerRef": event.customer_ref,
+        "quantity": event.quantity,
+        "ts": iso(event.ts),
+        "resourceId": event.resource_id,
+        "source": event.source,
+        "meta": meta,
+    }
+    return CONTENT_KEY_PREFIX + hashlib.sha256(canonical_bytes(content)).hexdigest()
+
+
+def header_event_key(header_key: str, index: int) -> str:
+    """`~hdr:<Idempotency-Key header>:<index>`: the key of event `index` of that request.
+
+    Its own namespace: a body key cannot start with `~`, so another event whose body
+    key is `batch-7:0` is never taken for event 0 of the request keyed `batch-7`. The
+    index is the text after the last `:`, so no two (header, index) pairs share a key.
+    """
+    return f"{HEADER_KEY_PREFIX}{header_key}:{index}"
 
 
 def effective_key(event: ValidEvent, header_key: str | None, index: int) -> str:
-    """The event's idempotency key under the precedence body > header:index > content."""
+    """The event's idempotency key under the precedence body > header:index > content.
+
+    A body key is stored exactly as sent; the derived ones start with `~`, which
+    validation refuses at the start of a body key.
+    """
     if event.idempotency_key is not None:
         return event.idempotency_key
     if header_key is not None:
-        return f"{header_key}:{index}"
+        return header_event_key(header_key, index)
     return content_key(event)
 
 

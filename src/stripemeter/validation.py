@@ -8,7 +8,7 @@ event, reported by its index. Neither touches the database.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
@@ -16,18 +16,32 @@ from uuid import UUID
 
 from stripemeter.jsonio import EXACT, meta_to_json
 
+# Python patterns are anchored with \A...\Z and used with fullmatch: `$` would also match
+# before a trailing newline, so "calls\n" would pass and a tenant id with one would reach
+# UUID() and answer 500.
 UUID_TEXT = re.compile(
-    r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$"
+    r"\A[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}\Z"
 )
+METRIC_TEXT = re.compile(r"\A[A-Za-z0-9_.:-]{1,128}\Z")
+# The same rules for pydantic (`Query(pattern=...)`) and the OpenAPI schema. Those engines
+# (Rust's regex crate, ECMA-262) read `$` as the end of the text, never "before a final
+# newline", and neither knows `\Z`; tests prove a trailing newline is refused there too.
 METRIC_PATTERN = r"^[A-Za-z0-9_.:-]{1,128}$"
-METRIC_TEXT = re.compile(METRIC_PATTERN)
 # Text without control characters (PostgreSQL text cannot hold NUL at all).
 PRINTABLE_PATTERN = r"^[^\x00-\x1f\x7f]+$"
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-MAX_QUANTITY = Decimal(10) ** 32  # numeric(38, 6) holds 32 integer digits
+# Stripe refuses a meter event value with more than 15 digits
+# (`meter_event_value_too_many_digits`), and a bucket it refuses blocks that customer's
+# pushes: ingest refuses any quantity Stripe could never be sent. The one bound.
+STRIPE_MAX_DIGITS = 15
+MAX_QUANTITY = Decimal(10) ** STRIPE_MAX_DIGITS
+MAX_QUANTITY_TEXT = f"1e{STRIPE_MAX_DIGITS}"
 MAX_DECIMALS = 6
 MAX_KEY_CHARS = 255
-MAX_HEADER_KEY_CHARS = 200  # leaves room for the ":<index>" suffix of derived keys
+MAX_HEADER_KEY_CHARS = 200  # leaves room for the prefix and ":<index>" of derived keys
+# Keys stripemeter derives (from the Idempotency-Key header or from the event's content)
+# start with this prefix, and a body `idempotencyKey` may not: the two can never collide.
+DERIVED_KEY_PREFIX = "~"
 EVENT_FIELDS = frozenset(
     {
         "tenantId",
@@ -70,6 +84,9 @@ class ValidEvent:
     resource_id: str | None
     source: str | None
     meta_json: str | None
+    # The `meta` object as parsed (exact numbers), for the content key; `meta_json` is
+    # what is stored. Not part of equality: it is `meta_json`'s source.
+    meta: dict[str, Any] | None = field(default=None, compare=False, repr=False)
 
 
 def _kind(value: object) -> str:
@@ -146,6 +163,16 @@ def _optional_text(event: dict[str, Any], name: str, max_chars: int) -> str | No
     return value
 
 
+def _quantity_too_large(raw: int | Decimal) -> InputError:
+    shown = str(raw) if len(str(raw)) <= 40 else f"{str(raw)[:20]}... ({len(str(raw))} chars)"
+    return InputError(
+        "invalid_value",
+        f"quantity must be less than {MAX_QUANTITY_TEXT} ({MAX_QUANTITY}): Stripe meter event "
+        f"values have at most {STRIPE_MAX_DIGITS} digits; got {shown}",
+        "quantity",
+    )
+
+
 def _quantity(event: dict[str, Any]) -> Decimal:
     raw = event.get("quantity")
     if raw is None:
@@ -155,7 +182,7 @@ def _quantity(event: dict[str, Any]) -> Decimal:
         if raw < 0:
             raise InputError("invalid_value", f"quantity must be >= 0, got {raw}", "quantity")
         if raw >= MAX_QUANTITY:
-            raise InputError("invalid_value", "quantity must be less than 1e32", "quantity")
+            raise _quantity_too_large(raw)
         return Decimal(raw)
     if kind is not Decimal:
         raise InputError(
@@ -165,7 +192,7 @@ def _quantity(event: dict[str, Any]) -> Decimal:
     if value < 0:
         raise InputError("invalid_value", f"quantity must be >= 0, got {raw}", "quantity")
     if value >= MAX_QUANTITY:
-        raise InputError("invalid_value", "quantity must be less than 1e32", "quantity")
+        raise _quantity_too_large(value)
     exponent = value.as_tuple().exponent
     # 1.5000000 is written with 7 decimals but has 1: only normalize when in doubt.
     if isinstance(exponent, int) and exponent < -MAX_DECIMALS:
@@ -239,8 +266,14 @@ def validate_event(
     quantity = _quantity(event)
     ts = _timestamp(event, now, max_skew_s)
     key = _optional_text(event, "idempotencyKey", MAX_KEY_CHARS)
-    if "idempotencyKey" in event and event["idempotencyKey"] is None:
-        key = None
+    if key is not None and key.startswith(DERIVED_KEY_PREFIX):
+        raise InputError(
+            "reserved_key_prefix",
+            f"idempotencyKey must not start with {DERIVED_KEY_PREFIX!r}: that prefix is reserved"
+            " for the keys stripemeter derives from the Idempotency-Key header or the event's"
+            " content; choose a key that starts with another character",
+            "idempotencyKey",
+        )
     resource_id = _optional_text(event, "resourceId", 255)
     source = _optional_text(event, "source", 128)
     meta_json = None
@@ -274,4 +307,5 @@ def validate_event(
         resource_id=resource_id,
         source=source,
         meta_json=meta_json,
+        meta=meta,
     )

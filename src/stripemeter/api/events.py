@@ -30,8 +30,15 @@ from stripemeter.db.pool import Pool as ConnectionPoolType
 from stripemeter.jsonio import JsonBodyError, JsonResponse, canonical_bytes, parse_json_exact
 from stripemeter.metrics import REJECTED_METRIC_LABEL, record_ingest
 from stripemeter.validation import (
+    DERIVED_KEY_PREFIX,
+    MAX_DECIMALS,
+    MAX_HEADER_KEY_CHARS,
+    MAX_KEY_CHARS,
+    MAX_QUANTITY,
+    MAX_QUANTITY_TEXT,
     METRIC_PATTERN,
     PRINTABLE_PATTERN,
+    STRIPE_MAX_DIGITS,
     UUID_TEXT,
     InputError,
     ValidEvent,
@@ -52,19 +59,40 @@ def next_request_id() -> str:
     return f"{_REQUEST_PREFIX}{next(_REQUEST_COUNTER):010x}"
 
 
+# What `validation.validate_event` enforces, as JSON Schema (ECMA-262 patterns: `$` is
+# the end of the text). Generated clients and fuzzers read it from /openapi.json.
+_PRINTABLE_CHAR = r"[^\x00-\x1f\x7f]"
 _EVENT_SCHEMA: dict[str, Any] = {
     "type": "object",
     "required": ["tenantId", "metric", "customerRef", "quantity", "ts"],
+    "additionalProperties": False,
     "properties": {
         "tenantId": {"type": "string", "format": "uuid"},
-        "metric": {"type": "string", "pattern": "^[A-Za-z0-9_.:-]{1,128}$"},
-        "customerRef": {"type": "string", "minLength": 1, "maxLength": 255},
-        "quantity": {"type": "number", "minimum": 0},
+        "metric": {"type": "string", "pattern": METRIC_PATTERN},
+        "customerRef": {
+            "type": "string",
+            "minLength": 1,
+            "maxLength": 255,
+            "pattern": PRINTABLE_PATTERN,
+        },
+        "quantity": {
+            "type": "number",
+            "minimum": 0,
+            "exclusiveMaximum": int(MAX_QUANTITY),
+            "description": f"at most {MAX_DECIMALS} decimal places; less than "
+            f"{MAX_QUANTITY_TEXT} (Stripe meter values have at most {STRIPE_MAX_DIGITS} digits)",
+        },
         "ts": {"type": "string", "format": "date-time"},
-        "idempotencyKey": {"type": "string", "minLength": 1, "maxLength": 255},
-        "resourceId": {"type": "string"},
-        "source": {"type": "string"},
-        "meta": {"type": "object"},
+        "idempotencyKey": {
+            "type": ["string", "null"],
+            "minLength": 1,
+            "maxLength": MAX_KEY_CHARS,
+            # Printable, and not starting with the prefix reserved for derived keys.
+            "pattern": f"^[^{DERIVED_KEY_PREFIX}\\x00-\\x1f\\x7f]{_PRINTABLE_CHAR}*$",
+        },
+        "resourceId": {"type": ["string", "null"], "minLength": 1, "maxLength": 255},
+        "source": {"type": ["string", "null"], "minLength": 1, "maxLength": 128},
+        "meta": {"type": ["object", "null"]},
     },
 }
 _INGEST_OPENAPI: dict[str, Any] = {
@@ -75,7 +103,10 @@ _INGEST_OPENAPI: dict[str, Any] = {
                 "schema": {
                     "type": "object",
                     "required": ["events"],
-                    "properties": {"events": {"type": "array", "items": _EVENT_SCHEMA}},
+                    "additionalProperties": False,
+                    "properties": {
+                        "events": {"type": "array", "minItems": 1, "items": _EVENT_SCHEMA}
+                    },
                 }
             }
         },
@@ -85,7 +116,12 @@ _INGEST_OPENAPI: dict[str, Any] = {
             "name": "Idempotency-Key",
             "in": "header",
             "required": False,
-            "schema": {"type": "string", "maxLength": 200},
+            "schema": {
+                "type": "string",
+                "minLength": 1,
+                "maxLength": MAX_HEADER_KEY_CHARS,
+                "pattern": PRINTABLE_PATTERN,
+            },
         }
     ],
 }
