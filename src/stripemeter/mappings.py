@@ -2,6 +2,10 @@
 
 The upsert uses the same constraint as the seed's SQL (`unique_active_mapping`), so
 posting a mapping for a metric that already has an active one replaces its target.
+
+`verify_item` is the ownership check of a mapping's optional subscription item: all
+tenants share one Stripe account, so an item id alone could name another tenant's
+subscription (and put it in this tenant's reconciliation reports).
 """
 
 from __future__ import annotations
@@ -12,7 +16,9 @@ from uuid import UUID
 import psycopg
 from psycopg.rows import dict_row
 
+from stripemeter.bindings import bound_customers
 from stripemeter.jsonio import iso
+from stripemeter.stripe_gateway import StripeGateway
 
 COLUMNS = (
     "id, tenant_id, metric, aggregation, stripe_account, price_id, subscription_item_id,"
@@ -73,6 +79,48 @@ def to_json(row: dict[str, Any]) -> dict[str, Any]:
             value = iso(value)
         out[name] = value
     return out
+
+
+class ItemRefused(Exception):
+    """A mapping's subscription item failed its ownership check; `code` says which way."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+def bound_stripe_customers(conn: psycopg.Connection, tenant_id: UUID) -> set[str]:
+    """The Stripe customer ids bound to the tenant."""
+    return set(bound_customers(conn, tenant_id).values())
+
+
+def verify_item(
+    gateway: StripeGateway, item_id: str, price_id: str, tenant_customers: set[str]
+) -> None:
+    """Check with Stripe that `item_id` is on `price_id` and belongs to one of the tenant's
+    bound Stripe customers; raise ItemRefused otherwise.
+
+    An item of a customer not bound to the tenant is refused without saying whose it is
+    or which price it is on; the price is named only for the tenant's own items.
+    """
+    owner = gateway.item_owner(item_id)
+    if owner is None:
+        raise ItemRefused(
+            "unknown_subscription_item",
+            f"Stripe has no subscription item {item_id}; check subscriptionItemId or omit it",
+        )
+    if owner.customer_id not in tenant_customers:
+        raise ItemRefused(
+            "subscription_item_not_bound",
+            f"subscription item {item_id} belongs to a Stripe customer that is not bound to"
+            " this tenant; bind the customer first (PUT /v1/customers/{customerRef}/binding)",
+        )
+    if owner.price_id != price_id:
+        raise ItemRefused(
+            "subscription_item_price_mismatch",
+            f"subscription item {item_id} is on price {owner.price_id}, not {price_id};"
+            " send the item's price as priceId or the item on that price",
+        )
 
 
 def upsert_mapping(conn: psycopg.Connection, values: dict[str, Any]) -> tuple[dict[str, Any], bool]:

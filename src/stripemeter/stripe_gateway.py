@@ -391,6 +391,44 @@ class StripeGateway:
         periods.sort(key=lambda p: p.start, reverse=True)
         return periods
 
+    # -- ownership checks (customer bindings, mapping verification) -------------
+
+    def customer_exists(self, customer_id: str) -> bool:
+        """True when Stripe has this customer and it is not deleted."""
+        try:
+            customer = self._call(
+                f"retrieve customer {customer_id}",
+                lambda *_: self.client.v1.customers.retrieve(customer_id),
+            )
+        except StripeRefused as exc:
+            if exc.code == "resource_missing":
+                return False
+            raise
+        return not bool(getattr(customer, "deleted", False))
+
+    def item_owner(self, item_id: str) -> ItemOwner | None:
+        """The price and customer of a subscription item, or None when Stripe has none."""
+        try:
+            item = self._call(
+                f"retrieve subscription item {item_id}",
+                lambda *_: self.client.v1.subscription_items.retrieve(item_id),
+            )
+        except StripeRefused as exc:
+            if exc.code == "resource_missing":
+                return None
+            raise
+        sub_id = item.subscription
+        sub = self._call(
+            f"retrieve subscription {sub_id}",
+            lambda *_: self.client.v1.subscriptions.retrieve(sub_id),
+        )
+        customer = sub.customer
+        return ItemOwner(
+            item_id=item.id,
+            price_id=item.price.id,
+            customer_id=customer if isinstance(customer, str) else customer.id,
+        )
+
 
 def _is_duplicate_identifier(exc: stripe.InvalidRequestError) -> bool:
     """Stripe's refusal of an identifier it already has ("already pushed")."""
@@ -398,3 +436,12 @@ def _is_duplicate_identifier(exc: stripe.InvalidRequestError) -> bool:
         return True
     message = (exc.user_message or str(exc)).lower()
     return getattr(exc, "param", None) == "identifier" and "already" in message
+
+
+@dataclass(frozen=True)
+class ItemOwner:
+    """Whose a subscription item is: its price and its customer."""
+
+    item_id: str
+    price_id: str
+    customer_id: str

@@ -13,7 +13,7 @@ import pytest
 import requests
 
 from stripemeter.api.app import create_app
-from stripemeter.auth import create_api_key
+from stripemeter.auth import ALL_SCOPES, create_api_key
 from stripemeter.config import load_settings
 from tests.support.databases import fresh_database
 from tests.support.servers import serve_asgi
@@ -53,7 +53,7 @@ def start_api(db_url: str, *, bypass: bool = False, **settings: Any) -> Iterator
     session = requests.Session()
     if not bypass:
         with psycopg.connect(db_url) as conn:
-            key = create_api_key(conn, uuid.UUID(tenant), "tests")
+            key = create_api_key(conn, uuid.UUID(tenant), "tests", scopes=ALL_SCOPES)
         session.headers["Authorization"] = f"Bearer {key.secret}"
     app = create_app(load_settings(BYPASS_AUTH=bypass, **settings), db_url=db_url)
     with serve_asgi(app) as base:

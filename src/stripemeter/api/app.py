@@ -18,6 +18,7 @@ from fastapi import APIRouter, FastAPI
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from stripemeter.api import (
+    bindings,
     events,
     health,
     mappings,
@@ -26,6 +27,7 @@ from stripemeter.api import (
     usage,
     writer_status,
 )
+from stripemeter.api.deps import authenticate_before_body
 from stripemeter.api.errors import ApiError, error_response, install_error_handlers
 from stripemeter.api.health import HealthCheck
 from stripemeter.auth import KeyCache
@@ -42,6 +44,7 @@ ROUTERS: list[APIRouter] = [
     events.router,
     usage.router,
     mappings.router,
+    bindings.router,
     writer_status.router,
     reconciliation.router,
     health.router,
@@ -118,6 +121,7 @@ def create_app(settings: Settings, *, db_url: str | None = None) -> FastAPI:
     install_error_handlers(app)
     for router in ROUTERS:
         app.include_router(router)
+    authenticate_before_body(app)  # 401/403 before any body is parsed
     app.add_middleware(BodyLimitMiddleware)
     app.add_middleware(metrics.MetricsMiddleware)
     return app

@@ -1,29 +1,62 @@
 """Request dependencies as typed aliases: who is calling, the pool, the settings.
 
-Route functions declare `principal: CurrentPrincipal`, `pool: Pool`,
-`settings: AppSettings`; FastAPI fills them from `app.state`.
+Route functions declare `principal: ReadPrincipal` (or `IngestPrincipal`,
+`AdminPrincipal`; `CurrentPrincipal` for any valid key), `pool: Pool`,
+`settings: AppSettings`; FastAPI fills them from `app.state`. A key without the
+scope a route needs gets 403 `forbidden_scope` with `requiredScope` naming it.
+
+FastAPI reads and parses a route's JSON body before it runs any dependency, so a
+malformed body from a caller without a key would answer 400 and tell a stranger about
+the route's schema. `authenticate_before_body(app)` makes every route that declares
+one of these principals authenticate (401) and check its scope (403) first; the
+principal is kept on the request so the dependency does not look the key up twice.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Annotated
 from uuid import UUID
 
 import anyio.to_thread
-from fastapi import Depends, Request
+from fastapi import Depends, FastAPI, Request
+from fastapi.dependencies.models import Dependant
+from fastapi.routing import APIRoute
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from stripemeter import auth
 from stripemeter.api.errors import ApiError
+from stripemeter.auth import ALL_SCOPES
+from stripemeter.auth import Scope as KeyScope
 from stripemeter.config import Settings
 from stripemeter.db.pool import Pool as ConnectionPoolType
+from stripemeter.stripe import StripeConfigError, client_for_settings
+from stripemeter.stripe_gateway import RetryPolicy, StripeGateway
 
 
 @dataclass(frozen=True)
 class Principal:
-    """The caller: one tenant, or every tenant (`tenant_id=None`) under BYPASS_AUTH."""
+    """The caller: one tenant, or every tenant (`tenant_id=None`) under BYPASS_AUTH.
+
+    `scopes` are the key's (module `stripemeter.auth`); BYPASS_AUTH has them all.
+    """
 
     tenant_id: UUID | None
+    scopes: frozenset[str] = ALL_SCOPES
+
+    def require_scope(self, scope: KeyScope) -> None:
+        """Refuse (403, naming the scope) a request this key's scopes do not cover."""
+        if scope not in self.scopes:
+            raise ApiError(
+                403,
+                "forbidden_scope",
+                f"this API key lacks the {scope!r} scope this request needs (it has "
+                f"{', '.join(sorted(self.scopes))}); use a key created with "
+                f"`stripemeter api-keys create --scope {scope}`",
+                "Authorization",
+                extra={"requiredScope": scope},
+            )
 
     @property
     def scope(self) -> str:
@@ -65,6 +98,30 @@ async def get_app_settings(request: Request) -> Settings:
     return settings
 
 
+def verification_gateway(request: Request) -> StripeGateway:
+    """The app's gateway for ownership checks made while a caller waits (bindings, mappings).
+
+    Built on first use, so routes that need no check work without Stripe configured;
+    few retries, since a person or a script is waiting on the answer. 503
+    `stripe_not_configured` when the settings name no usable Stripe.
+    """
+    gateway: StripeGateway | None = getattr(request.app.state, "verification_gateway", None)
+    if gateway is None:
+        settings: Settings = request.app.state.settings
+        try:
+            client = client_for_settings(settings)
+        except StripeConfigError as exc:
+            raise ApiError(503, "stripe_not_configured", str(exc)) from exc
+        gateway = StripeGateway(
+            client,
+            account=settings.STRIPE_ACCOUNT,
+            max_concurrency=settings.STRIPE_MAX_CONCURRENCY,
+            retry=RetryPolicy(attempts=2),
+        )
+        request.app.state.verification_gateway = gateway
+    return gateway
+
+
 def _bearer_secret(request: Request) -> str:
     header = request.headers.get("authorization")
     if not header:
@@ -86,29 +143,101 @@ def _bearer_secret(request: Request) -> str:
     return secret
 
 
+_PRINCIPAL_STATE = "stripemeter_principal"
+
+
 async def get_principal(request: Request) -> Principal:
     """Authenticate the request (or not, under BYPASS_AUTH) and return the caller."""
+    known: Principal | None = getattr(request.state, _PRINCIPAL_STATE, None)
+    if known is not None:
+        return known
     settings: Settings = request.app.state.settings
     if settings.BYPASS_AUTH:
-        return Principal(tenant_id=None)
+        principal = Principal(tenant_id=None)
+    else:
+        principal = await _authenticate(request)
+    setattr(request.state, _PRINCIPAL_STATE, principal)
+    return principal
+
+
+async def _authenticate(request: Request) -> Principal:
     secret = _bearer_secret(request)
     cache: auth.KeyCache = request.app.state.key_cache
     digest = auth.hash_secret(secret)
-    hit, tenant_id = cache.get(digest)
+    hit, key = cache.get(digest)
     if not hit:
         pool: ConnectionPoolType = request.app.state.pool
 
-        def lookup() -> UUID | None:
+        def lookup() -> auth.KeyInfo | None:
             with pool.connection() as conn:
-                return auth.tenant_for_secret(conn, secret)
+                return auth.key_for_secret(conn, secret)
 
-        tenant_id = await anyio.to_thread.run_sync(lookup)
-        cache.put(digest, tenant_id)
-    if tenant_id is None:
+        key = await anyio.to_thread.run_sync(lookup)
+        cache.put(digest, key)
+    if key is None:
         raise ApiError(401, "unauthorized", "unknown or revoked API key", "Authorization")
-    return Principal(tenant_id=tenant_id)
+    return Principal(tenant_id=key.tenant_id, scopes=key.scopes)
+
+
+async def authorize(request: Request, scope: KeyScope) -> Principal:
+    """The caller, refused (401/403) unless its key has `scope`: for hand-written routes."""
+    principal = await get_principal(request)
+    principal.require_scope(scope)
+    return principal
+
+
+class ScopeGuard:
+    """Dependency: the authenticated caller, refused with 403 unless it has `scope`."""
+
+    def __init__(self, scope: KeyScope) -> None:
+        self.scope: KeyScope = scope
+
+    async def __call__(self, request: Request) -> Principal:
+        return await authorize(request, self.scope)
 
 
 CurrentPrincipal = Annotated[Principal, Depends(get_principal)]
+IngestPrincipal = Annotated[Principal, Depends(ScopeGuard("ingest"))]
+ReadPrincipal = Annotated[Principal, Depends(ScopeGuard("read"))]
+AdminPrincipal = Annotated[Principal, Depends(ScopeGuard("admin"))]
+
+
+def _auth_calls(dependant: Dependant) -> Iterator[object]:
+    for sub in dependant.dependencies:
+        if sub.call is get_principal or isinstance(sub.call, ScopeGuard):
+            yield sub.call
+        yield from _auth_calls(sub)
+
+
+class _AuthFirst:
+    """ASGI wrapper of one route: authenticate and check scopes, then parse the body."""
+
+    def __init__(self, app: ASGIApp, scopes: tuple[KeyScope, ...]) -> None:
+        self.app = app
+        self.scopes = scopes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        request = Request(scope)  # headers only: the body is left to the route
+        principal = await get_principal(request)
+        for needed in self.scopes:
+            principal.require_scope(needed)
+        await self.app(scope, receive, send)
+
+
+def authenticate_before_body(app: FastAPI) -> None:
+    """Make every route declaring a principal authenticate before its body is parsed.
+
+    Call after the routers are included. Errors raised here (ApiError) reach the app's
+    exception handlers like any route's, so the answers keep the usual JSON shape.
+    """
+    for route in app.router.routes:
+        if not isinstance(route, APIRoute) or isinstance(route.app, _AuthFirst):
+            continue
+        calls = list(_auth_calls(route.dependant))
+        if calls:
+            scopes = tuple(sorted({c.scope for c in calls if isinstance(c, ScopeGuard)}))
+            route.app = _AuthFirst(route.app, scopes)
+
+
 Pool = Annotated[ConnectionPoolType, Depends(get_pool)]
 AppSettings = Annotated[Settings, Depends(get_app_settings)]

@@ -23,7 +23,7 @@ from fastapi import APIRouter, Query, Request
 from pydantic import AwareDatetime
 
 from stripemeter import ledger
-from stripemeter.api.deps import CurrentPrincipal, Pool, Principal, get_principal
+from stripemeter.api.deps import Pool, Principal, ReadPrincipal, authorize
 from stripemeter.api.errors import ApiError, error_object
 from stripemeter.config import Settings
 from stripemeter.db.pool import Pool as ConnectionPoolType
@@ -188,7 +188,7 @@ async def ingest_events(request: Request) -> JsonResponse:
     """Store a batch of usage events exactly once; report each event's fate."""
     # The hot path: dependencies resolved by hand, as FastAPI's solver is a
     # measurable share of a one-event request.
-    principal = await get_principal(request)
+    principal = await authorize(request, "ingest")
     pool: ConnectionPoolType = request.app.state.pool
     settings: Settings = request.app.state.settings
     _check_content_type(request)
@@ -276,7 +276,7 @@ def _decode_cursor(cursor: str) -> tuple[datetime, int]:
 
 @router.get("/v1/events", response_class=JsonResponse)
 def list_events(
-    principal: CurrentPrincipal,
+    principal: ReadPrincipal,
     pool: Pool,
     tenant_id: Annotated[UUID | None, Query(alias="tenantId")] = None,
     metric: Annotated[str | None, Query(pattern=METRIC_PATTERN)] = None,

@@ -1,17 +1,31 @@
-"""`GET/POST /v1/mappings` and `DELETE /v1/mappings/{id}`."""
+"""`GET/POST /v1/mappings` and `DELETE /v1/mappings/{id}`.
+
+Changing mappings needs an admin key (they decide which Stripe price a tenant bills);
+listing them needs read. A mapping naming a `subscriptionItemId` is checked with Stripe
+before it is stored (`mappings.verify_item`): the item must exist, belong to a Stripe
+customer bound to the tenant, and be on the mapping's price.
+"""
 
 from __future__ import annotations
 
 from typing import Annotated, Literal
 from uuid import UUID
 
-from fastapi import APIRouter, Query
+import anyio.to_thread
+from fastapi import APIRouter, Query, Request
 from pydantic import BaseModel, ConfigDict, Field
 
 from stripemeter import mappings
-from stripemeter.api.deps import AppSettings, CurrentPrincipal, Pool
+from stripemeter.api.deps import (
+    AdminPrincipal,
+    AppSettings,
+    Pool,
+    ReadPrincipal,
+    verification_gateway,
+)
 from stripemeter.api.errors import ApiError
 from stripemeter.jsonio import JsonResponse
+from stripemeter.stripe_gateway import StripeRefused, StripeUnavailable
 from stripemeter.validation import METRIC_PATTERN, PRINTABLE_PATTERN
 
 router = APIRouter(tags=["mappings"])
@@ -40,7 +54,7 @@ class MappingIn(BaseModel):
 
 @router.get("/v1/mappings", response_class=JsonResponse)
 def list_mappings(
-    principal: CurrentPrincipal,
+    principal: ReadPrincipal,
     pool: Pool,
     tenant_id: Annotated[UUID | None, Query(alias="tenantId")] = None,
 ) -> JsonResponse:
@@ -52,20 +66,60 @@ def list_mappings(
 
 
 @router.post("/v1/mappings", response_class=JsonResponse)
-def upsert_mapping(
-    body: MappingIn, principal: CurrentPrincipal, pool: Pool, settings: AppSettings
+async def upsert_mapping(
+    body: MappingIn,
+    request: Request,
+    principal: AdminPrincipal,
+    pool: Pool,
+    settings: AppSettings,
 ) -> JsonResponse:
     """Create the active mapping of (tenant, metric), or replace its target (201 / 200)."""
     principal.require_tenant(body.tenant_id)
     values = body.model_dump()
     values["stripe_account"] = body.stripe_account or settings.STRIPE_ACCOUNT
-    with pool.connection() as conn:
-        row, created = mappings.upsert_mapping(conn, values)
+    if body.subscription_item_id is not None:
+        await _verify_item(request, pool, body)
+
+    def store() -> tuple[dict[str, object], bool]:
+        with pool.connection() as conn:
+            return mappings.upsert_mapping(conn, values)
+
+    row, created = await anyio.to_thread.run_sync(store)
     return JsonResponse(row, status_code=201 if created else 200)
 
 
+async def _verify_item(request: Request, pool: Pool, body: MappingIn) -> None:
+    """Refuse (400) a subscription item that is not the tenant's, on the mapping's price.
+
+    The bound customers are read first and the connection returned before Stripe is
+    asked, so a slow Stripe holds no pooled connection.
+    """
+    assert body.subscription_item_id is not None
+    item_id = body.subscription_item_id
+
+    def bound() -> set[str]:
+        with pool.connection() as conn:
+            return mappings.bound_stripe_customers(conn, body.tenant_id)
+
+    customers = await anyio.to_thread.run_sync(bound)
+    gateway = verification_gateway(request)
+    try:
+        await anyio.to_thread.run_sync(
+            mappings.verify_item, gateway, item_id, body.price_id, customers
+        )
+    except mappings.ItemRefused as exc:
+        raise ApiError(400, exc.code, str(exc), "subscriptionItemId") from None
+    except (StripeRefused, StripeUnavailable) as exc:
+        raise ApiError(
+            503,
+            "stripe_unavailable",
+            f"could not check subscriptionItemId with Stripe, nothing was changed; "
+            f"retry later ({exc})",
+        ) from None
+
+
 @router.delete("/v1/mappings/{mapping_id}", response_class=JsonResponse)
-def delete_mapping(mapping_id: UUID, principal: CurrentPrincipal, pool: Pool) -> JsonResponse:
+def delete_mapping(mapping_id: UUID, principal: AdminPrincipal, pool: Pool) -> JsonResponse:
     """Delete a mapping of the caller's tenant (404 when there is none)."""
     with pool.connection() as conn:
         found = mappings.get_mapping(conn, mapping_id)

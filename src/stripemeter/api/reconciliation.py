@@ -25,7 +25,7 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 from starlette.responses import Response
 
 from stripemeter import worker_state
-from stripemeter.api.deps import AppSettings, CurrentPrincipal, Pool
+from stripemeter.api.deps import AdminPrincipal, AppSettings, Pool, ReadPrincipal
 from stripemeter.api.errors import ApiError
 from stripemeter.config import Settings
 from stripemeter.db.pool import Pool as PoolType
@@ -80,7 +80,7 @@ def _run_in_background(
 def run_reconciliation(
     body: RunRequest,
     request: Request,
-    principal: CurrentPrincipal,
+    principal: AdminPrincipal,
     pool: Pool,
     settings: AppSettings,
     background: BackgroundTasks,
@@ -146,7 +146,7 @@ def _window(
 
 @router.get("/v1/reconciliation/summary", response_model=None)
 def reconciliation_summary(
-    principal: CurrentPrincipal,
+    principal: ReadPrincipal,
     pool: Pool,
     tenant_id: Annotated[UUID | None, Query(alias="tenantId")] = None,
     period_start: Annotated[str | None, Query(alias="periodStart")] = None,
@@ -191,7 +191,7 @@ def reconciliation_summary(
 @router.get("/v1/reconciliation/{month}", response_class=JsonResponse)
 def reconciliation_month(
     month: str,
-    principal: CurrentPrincipal,
+    principal: ReadPrincipal,
     pool: Pool,
     tenant_id: Annotated[UUID | None, Query(alias="tenantId")] = None,
 ) -> JsonResponse:

@@ -9,7 +9,7 @@ from uuid import UUID
 from fastapi import APIRouter, Query
 from pydantic import AwareDatetime
 
-from stripemeter.api.deps import CurrentPrincipal, Pool
+from stripemeter.api.deps import Pool, ReadPrincipal
 from stripemeter.api.errors import ApiError
 from stripemeter.jsonio import JsonResponse, iso
 from stripemeter.usage import is_hour_aligned, usage_totals
@@ -23,7 +23,7 @@ router = APIRouter(tags=["usage"])
 
 @router.get("/v1/usage", response_class=JsonResponse)
 def get_usage(
-    principal: CurrentPrincipal,
+    principal: ReadPrincipal,
     pool: Pool,
     metric: Annotated[str, Query(pattern=METRIC_PATTERN)],
     from_: Annotated[AwareDatetime, Query(alias="from")],

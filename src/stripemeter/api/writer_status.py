@@ -14,7 +14,7 @@ from uuid import UUID
 from fastapi import APIRouter, FastAPI, Query
 
 from stripemeter import worker_state
-from stripemeter.api.deps import CurrentPrincipal, Pool
+from stripemeter.api.deps import Pool, ReadPrincipal
 from stripemeter.jsonio import JsonResponse, format_decimal, iso
 from stripemeter.writer_metrics import (
     PENDING_SQL,
@@ -36,7 +36,7 @@ def pending(conn: Any, tenant_id: UUID) -> tuple[int, Decimal]:
 
 @router.get("/v1/writer/status", response_class=JsonResponse)
 def writer_status(
-    principal: CurrentPrincipal,
+    principal: ReadPrincipal,
     pool: Pool,
     tenant_id: Annotated[UUID | None, Query(alias="tenantId")] = None,
 ) -> JsonResponse:
