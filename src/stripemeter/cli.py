@@ -5,7 +5,9 @@
     stripemeter api [--host 127.0.0.1] [--port 3000] [--no-workers] [--no-migrate]
                     [--insecure-bypass-auth-anywhere] [--workers-processes N]
     stripemeter workers
-    stripemeter api-keys create --tenant UUID [--name NAME]
+    stripemeter api-keys create --tenant UUID [--name NAME] [--scope ingest|read|admin]...
+    stripemeter bindings put --tenant UUID --customer-ref REF --stripe-customer cus_...
+                             [--no-verify]
 
 Expected failures (bad configuration, database unreachable, embedded server broken,
 bad arguments) print one `error: ...` line and exit non-zero; no tracebacks.
@@ -23,6 +25,7 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import re
 import sys
 import warnings
 from collections.abc import Callable, Sequence
@@ -31,7 +34,7 @@ from uuid import UUID
 
 import psycopg
 
-from stripemeter.auth import check_bypass_allowed, create_api_key
+from stripemeter.auth import DEFAULT_SCOPES, check_bypass_allowed, create_api_key
 from stripemeter.config import ConfigError, Settings, load_settings
 from stripemeter.db import DatabaseUnavailable, connect, database_url, embedded
 from stripemeter.db.embedded import EmbeddedDatabaseError
@@ -172,18 +175,73 @@ def cmd_workers(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_api_keys(args: argparse.Namespace, settings: Settings) -> int:
-    """`api-keys create`: make a key for a tenant; print the secret once (stdout)."""
+    """`api-keys create`: make a key for a tenant; print the secret once (stdout).
+
+    Scopes default to ingest + read; admin (mappings, bindings, reconciliation runs)
+    only when asked for with `--scope admin`.
+    """
+    scopes = args.scope or list(DEFAULT_SCOPES)
     with connect(database_url(settings)) as conn:
         pending = pending_migrations(conn)
         if pending:
             raise CliError("the database schema is not up to date; run `stripemeter migrate`")
-        created = create_api_key(conn, args.tenant, args.name)
+        created = create_api_key(conn, args.tenant, args.name, scopes=scopes)
     print(
-        f"created API key {created.id} for tenant {created.tenant_id}; "
-        "the secret below is shown only once",
+        f"created API key {created.id} for tenant {created.tenant_id} with scopes "
+        f"{', '.join(sorted(created.scopes))}; the secret below is shown only once",
         file=sys.stderr,
     )
     print(created.secret)
+    return 0
+
+
+def cmd_bindings(args: argparse.Namespace, settings: Settings) -> int:
+    """`bindings put`: bind a tenant's customerRef to a Stripe customer (operator work).
+
+    Stripe is asked first that the customer exists (as the API does); `--no-verify`
+    skips that for an operator who knows better, leaving `verified_at` empty.
+    """
+    from stripemeter import bindings
+    from stripemeter.stripe import client_for_settings
+    from stripemeter.stripe_gateway import GatewayError, RetryPolicy, StripeGateway
+
+    if not re.fullmatch(r"cus_[A-Za-z0-9_]{1,251}", args.stripe_customer):
+        raise CliError(
+            "--stripe-customer must be a Stripe customer id (cus_...), "
+            f"got {args.stripe_customer!r}"
+        )
+    if not 1 <= len(args.customer_ref) <= 255 or not args.customer_ref.isprintable():
+        raise CliError("--customer-ref must be 1-255 printable characters")
+    if not args.no_verify:
+        gateway = StripeGateway(
+            client_for_settings(settings),
+            account=settings.STRIPE_ACCOUNT,
+            retry=RetryPolicy(attempts=2),
+        )
+        try:
+            bindings.verify_customer(gateway, args.stripe_customer)
+        except (bindings.UnknownStripeCustomer, GatewayError) as exc:
+            raise CliError(str(exc)) from None
+    with connect(database_url(settings)) as conn:
+        if pending_migrations(conn):
+            raise CliError("the database schema is not up to date; run `stripemeter migrate`")
+        try:
+            created = bindings.bind(
+                conn,
+                args.tenant,
+                args.customer_ref,
+                args.stripe_customer,
+                verified=not args.no_verify,
+            )
+        except bindings.BindingConflict as exc:
+            raise CliError(str(exc)) from None
+        conn.commit()
+    print(
+        f"{'bound' if created else 'rebound'} customerRef {args.customer_ref!r} of tenant "
+        f"{args.tenant} to {args.stripe_customer}"
+        + ("" if not args.no_verify else " (not verified with Stripe)"),
+        file=sys.stderr,
+    )
     return 0
 
 
@@ -224,7 +282,24 @@ def build_parser() -> argparse.ArgumentParser:
     create = keys_sub.add_parser("create", help="create a key for a tenant")
     create.add_argument("--tenant", type=_tenant, required=True, help="tenant UUID")
     create.add_argument("--name", default=None, help="label for the key")
+    create.add_argument(
+        "--scope",
+        action="append",
+        choices=("ingest", "read", "admin"),
+        help="a scope to grant; repeat for several (default: ingest and read)",
+    )
     create.set_defaults(handler=cmd_api_keys)
+
+    binds = sub.add_parser("bindings", help="bind customerRefs to Stripe customers")
+    binds_sub = binds.add_subparsers(dest="bindings_command", required=True, metavar="ACTION")
+    put = binds_sub.add_parser("put", help="bind a tenant's customerRef to a Stripe customer")
+    put.add_argument("--tenant", type=_tenant, required=True, help="tenant UUID")
+    put.add_argument("--customer-ref", required=True, help="the customerRef events carry")
+    put.add_argument("--stripe-customer", required=True, help="Stripe customer id (cus_...)")
+    put.add_argument(
+        "--no-verify", action="store_true", help="do not ask Stripe that the customer exists"
+    )
+    put.set_defaults(handler=cmd_bindings)
     return parser
 
 
