@@ -51,6 +51,17 @@ class Settings(BaseSettings):
     MAX_EVENT_META_BYTES: Annotated[int, Field(ge=0)] = 4096
     MAX_FUTURE_SKEW_SECONDS: Annotated[int, Field(ge=0)] = 300
     DB_POOL_MAX_SIZE: Annotated[int, Field(ge=1, le=200)] = 10
+    # Seconds every Stripe HTTP call may take (connect + read) before it fails and the
+    # gateway's retry policy decides; a hanging Stripe can then hold nothing forever.
+    STRIPE_TIMEOUT_S: Annotated[float, Field(gt=0, le=300)] = 20.0
+    # Background reconciliation in the API: this many threads run the queued runs (one
+    # queued run per tenant), on their own pool of this many connections, so that
+    # reconciliation can never take the connections ingest and reads need.
+    RECONCILIATION_THREADS: Annotated[int, Field(ge=1, le=32)] = 2
+    BACKGROUND_POOL_MAX_SIZE: Annotated[int, Field(ge=1, le=50)] = 2
+    # How long `POST /v1/reconciliation/run?wait=true` waits for the run before it
+    # answers 202 with the run id (poll `GET /v1/reconciliation/runs/{id}`).
+    RECONCILIATION_WAIT_S: Annotated[float, Field(ge=0, le=300)] = 25.0
     DEMO_STATE_DIR: Path = Path("demo-state")
     STRIPEMETER_RUNNER: str = "local"
 

@@ -19,6 +19,12 @@ also ok); `post_close` when a final period differs and the writer parked late us
 for it (an adjustment is suggested); `resolved` when a period previously flagged
 agrees again; `investigate` otherwise. Stripe or the database failing raises — a
 failed read never becomes a zero-drift report.
+
+No database connection is held across a Stripe call. Given a pool, every step borrows
+a connection for its reads, returns it, asks Stripe, then borrows again to write the
+report: a Stripe that hangs (each call is bounded by `STRIPE_TIMEOUT_S`) holds no
+connection, so it cannot take the pool from ingest and reads. Given a connection, the
+same steps run on it (tests and one-shot callers that own their connection).
 """
 
 from __future__ import annotations
@@ -38,17 +44,14 @@ from psycopg.rows import dict_row
 from stripemeter import worker_state
 from stripemeter.bindings import bound_customers, stripe_customer_for
 from stripemeter.config import Settings
-from stripemeter.mapping_meters import (
-    Mapping,
-    active_mappings,
-    ensure_meter,
-)
+from stripemeter.mapping_meters import REQUIRED_FORMULA, Mapping, active_mappings
 from stripemeter.periods import ceil_minute, from_unix
 from stripemeter.stripe_gateway import (
     GatewayError,
     InvoicePeriod,
     MeterInfo,
     StripeGateway,
+    StripeRefused,
     StripeUnavailable,
 )
 from stripemeter.writer import ConnOrPool, borrow, gateway_for
@@ -92,26 +95,29 @@ def reconcile(
 
     Raises ReconciliationError when Stripe cannot be read (after the gateway's
     retries); the failure is recorded per tenant for readiness and the status API.
+    Connections are borrowed per step, never across a Stripe call (module docstring).
     """
     gateway = gateway_for(client, settings)
     reports: list[dict[str, Any]] = []
     with borrow(conn_or_pool) as conn:
         mappings = active_mappings(conn, tenant_id)
         conn.commit()
-        tenants = sorted({m.tenant_id for m in mappings}, key=str)
-        failures: list[str] = []
-        for tenant in tenants:
-            try:
-                for mapping in (m for m in mappings if m.tenant_id == tenant):
-                    reports.extend(_reconcile_mapping(conn, gateway, settings, mapping))
-            except GatewayError as exc:
+    tenants = sorted({m.tenant_id for m in mappings}, key=str)
+    failures: list[str] = []
+    for tenant in tenants:
+        try:
+            for mapping in (m for m in mappings if m.tenant_id == tenant):
+                reports.extend(_reconcile_mapping(conn_or_pool, gateway, settings, mapping))
+        except GatewayError as exc:
+            with borrow(conn_or_pool) as conn:
                 conn.rollback()
                 worker_state.record_failure(
                     conn, "reconciler", tenant, str(exc), outage=isinstance(exc, StripeUnavailable)
                 )
                 conn.commit()
-                failures.append(f"cannot read Stripe for tenant {tenant}: {exc}")
-                continue
+            failures.append(f"cannot read Stripe for tenant {tenant}: {exc}")
+            continue
+        with borrow(conn_or_pool) as conn:
             worker_state.record_success(conn, "reconciler", tenant)
             conn.commit()
     if failures:
@@ -119,23 +125,63 @@ def reconcile(
     return reports
 
 
-def _customers(conn: psycopg.Connection, gateway: StripeGateway, mapping: Mapping) -> list[str]:
+def _meter(db: ConnOrPool, gateway: StripeGateway, mapping: Mapping) -> MeterInfo:
+    """The mapping's meter, as `mapping_meters.ensure_meter` resolves it, with Stripe
+    asked while no connection is borrowed and the cache written afterwards.
+
+    Raises StripeRefused when the price has no meter or the meter's formula cannot
+    carry the mapping's aggregation.
+    """
+    cached = mapping.cached_meter()
+    if cached is not None:
+        return cached
+    meter = gateway.price_meter(mapping.price_id)
+    needed = REQUIRED_FORMULA[mapping.aggregation]
+    if meter.formula != needed:
+        raise StripeRefused(
+            f"mapping {mapping.metric} ({mapping.aggregation}) needs a meter with formula "
+            f"'{needed}', but price {mapping.price_id} uses meter {meter.meter_id} with "
+            f"formula '{meter.formula}'",
+            code="meter_formula_mismatch",
+            param="priceId",
+        )
+    with borrow(db) as conn:
+        conn.execute(
+            "UPDATE price_mappings SET meter_id = %s, meter_event_name = %s,"
+            " meter_customer_key = %s, meter_value_key = %s, meter_resolved_for = %s,"
+            " updated_at = now() WHERE id = %s",
+            (
+                meter.meter_id,
+                meter.event_name,
+                meter.customer_key,
+                meter.value_key,
+                mapping.meter_key,
+                mapping.id,
+            ),
+        )
+        conn.commit()
+    return meter
+
+
+def _customers(db: ConnOrPool, gateway: StripeGateway, mapping: Mapping) -> list[str]:
     """Customers with local usage of the metric, plus the mapped item's own customer.
 
     The latter is reconciled even without local usage, so usage Stripe holds that we
     never sent still shows up as drift.
     """
-    rows = conn.execute(
-        "SELECT DISTINCT customer_ref FROM usage_buckets WHERE tenant_id = %s AND metric = %s"
-        " ORDER BY 1",
-        (mapping.tenant_id, mapping.metric),
-    ).fetchall()
-    conn.commit()
+    with borrow(db) as conn:
+        rows = conn.execute(
+            "SELECT DISTINCT customer_ref FROM usage_buckets WHERE tenant_id = %s AND metric = %s"
+            " ORDER BY 1",
+            (mapping.tenant_id, mapping.metric),
+        ).fetchall()
+        conn.commit()
     customers = [str(r[0]) for r in rows]
     if mapping.subscription_item_id:
         owner = gateway.item_customer(mapping.subscription_item_id)
-        bound = bound_customers(conn, mapping.tenant_id)
-        conn.commit()
+        with borrow(db) as conn:
+            bound = bound_customers(conn, mapping.tenant_id)
+            conn.commit()
         # Only a customer bound to this tenant: another tenant's never enters its reports.
         owner_refs = [ref for ref, cus in bound.items() if cus == owner]
         for ref in owner_refs:
@@ -145,13 +191,14 @@ def _customers(conn: psycopg.Connection, gateway: StripeGateway, mapping: Mappin
 
 
 def _reconcile_mapping(
-    conn: psycopg.Connection, gateway: StripeGateway, settings: Settings, mapping: Mapping
+    db: ConnOrPool, gateway: StripeGateway, settings: Settings, mapping: Mapping
 ) -> list[dict[str, Any]]:
-    meter = ensure_meter(conn, gateway, mapping)
+    meter = _meter(db, gateway, mapping)
     made: list[dict[str, Any]] = []
-    for customer_ref in _customers(conn, gateway, mapping):
-        customer_id = stripe_customer_for(conn, mapping.tenant_id, customer_ref)
-        conn.commit()
+    for customer_ref in _customers(db, gateway, mapping):
+        with borrow(db) as conn:
+            customer_id = stripe_customer_for(conn, mapping.tenant_id, customer_ref)
+            conn.commit()
         if customer_id is None:
             continue  # not bound to the tenant: nothing of it is pushed or reported
         item = gateway.find_item(customer_id, mapping.price_id, mapping.subscription_item_id)
@@ -170,10 +217,14 @@ def _reconcile_mapping(
                 periods[line.start] = (line.end, line)
         for start, (end, inv) in sorted(periods.items()):
             final = inv is not None and inv.finalized
-            if final and _final_report_is_current(conn, mapping, customer_ref, start, end):
+            with borrow(db) as conn:
+                current = final and _final_report_is_current(
+                    conn, mapping, customer_ref, start, end
+                )
+            if current:
                 continue
             report = _reconcile_period(
-                conn,
+                db,
                 gateway,
                 settings,
                 mapping,
@@ -277,7 +328,7 @@ def _previous_status(
 
 
 def _reconcile_period(
-    conn: psycopg.Connection,
+    db: ConnOrPool,
     gateway: StripeGateway,
     settings: Settings,
     mapping: Mapping,
@@ -290,11 +341,43 @@ def _reconcile_period(
     inv: InvoicePeriod | None,
     summary_end: int,
 ) -> dict[str, Any]:
+    """Compare one period (local read, then Stripe, then the report written)."""
     start_dt, end_dt = from_unix(start), from_unix(end)
-    local, local_whole = local_value(conn, mapping, customer_ref, start_dt, end_dt)
+    with borrow(db) as conn:
+        local, local_whole = local_value(conn, mapping, customer_ref, start_dt, end_dt)
     stripe_total = gateway.meter_total(
         meter.meter_id, customer_id, ceil_minute(start), ceil_minute(max(summary_end, start))
     )
+    with borrow(db) as conn:
+        return _write_report(
+            conn,
+            settings,
+            mapping,
+            customer_ref,
+            item_id,
+            start_dt,
+            end_dt,
+            inv,
+            local,
+            local_whole,
+            stripe_total,
+        )
+
+
+def _write_report(
+    conn: psycopg.Connection,
+    settings: Settings,
+    mapping: Mapping,
+    customer_ref: str,
+    item_id: str,
+    start_dt: datetime,
+    end_dt: datetime,
+    inv: InvoicePeriod | None,
+    local: Decimal,
+    local_whole: Decimal,
+    stripe_total: Decimal,
+) -> dict[str, Any]:
+    """Status the period from figures already read and insert its report (no Stripe)."""
     final = inv is not None and inv.finalized
     compared = inv.quantity if (inv is not None and final) else stripe_total
     d = drift(local, compared)

@@ -17,6 +17,8 @@ DEFAULT_EMULATOR_BASE = "http://127.0.0.1:12111"
 EMULATOR_KEY = "sk_test_stripemeter_emulator"
 LIVE_KEY_PREFIXES = ("sk_live_", "rk_live_")
 TEST_KEY_PREFIXES = ("sk_test_", "rk_test_")
+# The SDK's own default is 80 s; services pass `Settings.STRIPE_TIMEOUT_S` instead.
+DEFAULT_TIMEOUT_S = 20.0
 
 
 class StripeConfigError(Exception):
@@ -52,15 +54,25 @@ def make_client(
     api_base: str | None,
     *,
     max_network_retries: int = 2,
+    timeout_s: float = DEFAULT_TIMEOUT_S,
 ) -> stripe.StripeClient:
-    """A StripeClient for the resolved target, with explicit retries (the default is 0)."""
+    """A StripeClient for the resolved target, with explicit retries (the default is 0).
+
+    Every HTTP call it makes gives up after `timeout_s` (connect and read each): a
+    Stripe that hangs turns into an `APIConnectionError` the caller's retry policy
+    handles, instead of a thread (and whatever it holds) stuck for the SDK's 80 s.
+    """
     key, base = resolve_stripe_target(secret_key, api_base)
+    http_client = stripe.RequestsClient(timeout=timeout_s)
     if base is None:
-        return stripe.StripeClient(key, max_network_retries=max_network_retries)
+        return stripe.StripeClient(
+            key, max_network_retries=max_network_retries, http_client=http_client
+        )
     return stripe.StripeClient(
         key,
         base_addresses={"api": base, "meter_events": base},
         max_network_retries=max_network_retries,
+        http_client=http_client,
     )
 
 
@@ -68,10 +80,12 @@ def client_for_settings(settings: Settings, *, max_network_retries: int = 0) -> 
     """The client the workers and API use: the configured target, SDK retries off.
 
     The writer and reconciler retry through `stripe_gateway.RetryPolicy` (which also
-    retries 429s, unlike the SDK), so the SDK's own retries default to 0 here.
+    retries 429s, unlike the SDK), so the SDK's own retries default to 0 here. Each
+    call times out after `STRIPE_TIMEOUT_S`.
     """
     return make_client(
         settings.STRIPE_SECRET_KEY,
         settings.STRIPE_API_BASE,
         max_network_retries=max_network_retries,
+        timeout_s=settings.STRIPE_TIMEOUT_S,
     )

@@ -212,7 +212,13 @@ def test_summary_refuses_to_make_up_an_answer(emulator_url: str, db_url: str) ->
             f"{api}/v1/reconciliation/run", json={"tenantId": tenant}, timeout=10
         )
         assert accepted.status_code == 202
-        assert accepted.json() == {"tenantId": tenant, "status": "accepted"}
+        queued = accepted.json()
+        assert (queued["tenantId"], queued["status"], queued["coalesced"]) == (
+            tenant,
+            "queued",
+            False,
+        )
+        assert queued["statusUrl"] == f"/v1/reconciliation/runs/{queued['runId']}"
 
 
 @pytest.mark.parametrize(

@@ -102,9 +102,15 @@ def create_app(settings: Settings, *, db_url: str | None = None) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         url = db_url or database_url(settings)
         app.state.pool = open_pool(url, max_size=settings.DB_POOL_MAX_SIZE)
+        # Reconciliation runs borrow from their own pool, never the request pool.
+        app.state.background_pool = open_pool(
+            url, max_size=settings.BACKGROUND_POOL_MAX_SIZE, name="background", min_size=0
+        )
         try:
             yield
         finally:
+            reconciliation.shutdown(app)
+            app.state.background_pool.close()
             app.state.pool.close()
 
     app = FastAPI(

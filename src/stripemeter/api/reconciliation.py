@@ -1,11 +1,19 @@
-"""Reconciliation API: run it, list its reports, summarize drift (JSON or CSV).
+"""Reconciliation API: run it in the background, follow a run, list reports, summarize.
 
-- `POST /v1/reconciliation/run {"tenantId"}`: 202 and the run happens in the
-  background; with `?wait=true`, 200 with the reports made. Stripe unreadable: 503
-  `stripe_unavailable` with the reason.
+- `POST /v1/reconciliation/run {"tenantId"}`: queue a background run for the tenant
+  and answer 202 with its `runId`. One run per tenant is queued or running at a time:
+  asking again while it is returns the same run id (duplicates coalesce). Runs are
+  executed by `RECONCILIATION_THREADS` threads on their own connection pool, never one
+  thread per request (see `stripemeter.reconciliation_runs`). With `?wait=true` the
+  request waits at most `RECONCILIATION_WAIT_S` seconds: 200 with the reports when the
+  run finishes in time, 503 `stripe_unavailable` (or `database_unavailable`) with the
+  reason when it failed, else 202 with the run id to poll.
+- `GET /v1/reconciliation/runs/{runId}`: a run's status, timings, outcome and reports.
 - `GET /v1/reconciliation/summary?tenantId&periodStart=YYYY-MM&periodEnd=YYYY-MM`
   (periods starting in those months) or `?tenantId&from&to` (periods overlapping
-  `[from, to)`); `format=csv` gives one line per metric and a TOTAL line.
+  `[from, to)`); `format=csv` gives one line per metric and a TOTAL line. Windows must
+  lie within 1970-01-01T00:00:00Z..9999-01-01T00:00:00Z (400 `out_of_range` naming
+  the parameter otherwise).
 - `GET /v1/reconciliation/{YYYY-MM}?tenantId`: the latest report of every item whose
   period starts in that month.
 
@@ -16,11 +24,15 @@ reconciler's last error), never an empty zero-drift answer; the database down is
 from __future__ import annotations
 
 import logging
-from datetime import datetime
+import threading
+import time
+from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 from uuid import UUID
 
-from fastapi import APIRouter, BackgroundTasks, Query, Request
+import anyio
+import anyio.to_thread
+from fastapi import APIRouter, FastAPI, Query, Request
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 from starlette.responses import Response
 
@@ -31,13 +43,19 @@ from stripemeter.config import Settings
 from stripemeter.db.pool import Pool as PoolType
 from stripemeter.jsonio import JsonResponse, iso
 from stripemeter.periods import parse_month
-from stripemeter.reconciler import ReconciliationError, reconcile
+from stripemeter.reconciliation_runs import Run, RunExecutor, get_run
 from stripemeter.reconciliation_summary import latest_reports, report_json, summarize, to_csv
 from stripemeter.stripe import StripeConfigError, client_for_settings
-from stripemeter.stripe_gateway import RetryPolicy, StripeGateway
+from stripemeter.stripe_gateway import RetryPolicy, StripeGateway, StripeUnavailable
 
 router = APIRouter(tags=["reconciliation"])
 log = logging.getLogger("stripemeter.api.reconciliation")
+
+# The instants a summary window may name. Checked before any arithmetic: converting
+# 9999-12-31T23:00:00-05:00 or 0001-01-01T00:00:00+01:00 to UTC overflows.
+MIN_INSTANT = datetime(1970, 1, 1, tzinfo=UTC)
+MAX_INSTANT = datetime(9999, 1, 1, tzinfo=UTC)
+_RANGE_TEXT = "1970-01-01T00:00:00Z..9999-01-01T00:00:00Z"
 
 
 class RunRequest(BaseModel):
@@ -47,62 +65,214 @@ class RunRequest(BaseModel):
     tenantId: UUID = Field(description="the tenant whose mappings to reconcile")
 
 
-def stripe_gateway(request: Request, settings: Settings) -> StripeGateway:
-    """The app's gateway to Stripe, built once from settings."""
-    gateway: StripeGateway | None = getattr(request.app.state, "stripe_gateway", None)
-    if gateway is None:
+class _Stopping(StripeUnavailable):
+    """The API is shutting down; a run's retry backoff gives up at once."""
+
+
+def run_executor(request: Request, settings: Settings) -> RunExecutor:
+    """The app's background-run executor, started on first use.
+
+    It runs on `app.state.background_pool` (opened by the app next to the request
+    pool) with its own Stripe gateway, whose retry backoff ends when the app stops.
+    """
+    app = request.app
+    executor: RunExecutor | None = getattr(app.state, "reconciliation_executor", None)
+    if executor is None:
         try:
             client = client_for_settings(settings)
         except StripeConfigError as exc:
             raise ApiError(503, "stripe_not_configured", str(exc)) from exc
+        stop = threading.Event()
+
+        def sleep(seconds: float) -> None:
+            if stop.wait(seconds):
+                raise _Stopping("the API is stopping; the run did not finish")
+
         gateway = StripeGateway(
             client,
             account=settings.STRIPE_ACCOUNT,
             max_concurrency=settings.STRIPE_MAX_CONCURRENCY,
             retry=RetryPolicy(attempts=4),
+            sleep=sleep,
         )
-        request.app.state.stripe_gateway = gateway
-    return gateway
+        executor = RunExecutor(
+            app.state.background_pool,
+            gateway,
+            settings,
+            threads=settings.RECONCILIATION_THREADS,
+            stop=stop,
+        )
+        app.state.reconciliation_executor = executor
+    return executor
 
 
-def _run_in_background(
-    pool: PoolType, gateway: StripeGateway, settings: Settings, tenant: UUID
-) -> None:
-    try:
-        reconcile(pool, gateway, settings, tenant)
-    except ReconciliationError as exc:  # recorded in worker_state by reconcile()
-        log.warning("background reconciliation failed: %s", exc)
-    except Exception:
-        log.exception("background reconciliation failed")
+def shutdown(app: FastAPI) -> None:
+    """Stop the app's run executor, if it was started (before its pool closes)."""
+    executor: RunExecutor | None = getattr(app.state, "reconciliation_executor", None)
+    if executor is not None:
+        executor.stop()
+        app.state.reconciliation_executor = None
 
 
-@router.post("/v1/reconciliation/run", response_class=JsonResponse)
-def run_reconciliation(
+def _read_run(pool: PoolType, run_id: UUID) -> Run | None:
+    with pool.connection() as conn:
+        return get_run(conn, run_id)
+
+
+async def _await_run(executor: RunExecutor, pool: PoolType, run: Run, bound_s: float) -> Run:
+    """The run once finished, or as it stands after `bound_s` seconds, whichever first.
+
+    Waiting is `await`ed on the event loop, so a waiting request holds no worker thread
+    and no connection; a run of this process is watched in memory, another process's
+    (a coalesced request) by reading its row twice a second.
+    """
+    deadline = time.monotonic() + bound_s
+    current = run
+    while True:
+        remaining = deadline - time.monotonic()
+        if not executor.pending_here(run.id):
+            found = await anyio.to_thread.run_sync(_read_run, pool, run.id)
+            current = found or current
+            if current.finished or remaining <= 0:
+                return current
+            await anyio.sleep(min(0.5, remaining))
+        elif remaining <= 0:
+            found = await anyio.to_thread.run_sync(_read_run, pool, run.id)
+            return found or current
+        else:
+            await anyio.sleep(min(0.05, remaining))
+
+
+def _run_json(run: Run, *, reports: bool) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "runId": str(run.id),
+        "tenantId": str(run.tenant_id),
+        "status": run.status,
+        "statusUrl": f"/v1/reconciliation/runs/{run.id}",
+        "requestedAt": iso(run.requested_at),
+        "startedAt": None if run.started_at is None else iso(run.started_at),
+        "finishedAt": None if run.finished_at is None else iso(run.finished_at),
+        "reportCount": run.report_count,
+        "error": None if run.error_code is None else {"code": run.error_code, "message": run.error},
+    }
+    if reports:
+        body["reports"] = run.reports
+    return body
+
+
+@router.post(
+    "/v1/reconciliation/run",
+    response_class=JsonResponse,
+    status_code=202,
+    responses={
+        200: {"description": "`?wait=true` and the run finished: its reports"},
+        202: {"description": "the run is queued or running (`runId`, `statusUrl`)"},
+        503: {"description": "`?wait=true` and the run failed (Stripe or database)"},
+    },
+)
+async def run_reconciliation(
     body: RunRequest,
     request: Request,
     principal: AdminPrincipal,
     pool: Pool,
     settings: AppSettings,
-    background: BackgroundTasks,
-    wait: bool = False,
+    wait: Annotated[
+        bool,
+        Query(
+            description="wait for the run, at most RECONCILIATION_WAIT_S seconds "
+            "(default 25); past that the answer is 202 with the run id"
+        ),
+    ] = False,
 ) -> JsonResponse:
-    """Reconcile the tenant now: 202 (background) or, with `?wait=true`, 200 + reports."""
+    """Queue a background reconciliation of the tenant (admin scope); 202 with its `runId`.
+
+    One run per tenant is queued or running at a time: a request while one is returns
+    that run's id (`coalesced: true`), so flooding this endpoint costs one run. Runs
+    are executed by a fixed number of threads (`RECONCILIATION_THREADS`) on their own
+    connection pool, so they never take the connections ingest and reads use; every
+    Stripe call they make times out after `STRIPE_TIMEOUT_S`.
+
+    With `?wait=true` the request waits at most `RECONCILIATION_WAIT_S` seconds: 200
+    with `reports` when the run finished, 503 (`stripe_unavailable`,
+    `database_unavailable`, ...) with the reason when it failed, else 202 with the run
+    id; follow it with `GET /v1/reconciliation/runs/{runId}`.
+    """
     principal.require_tenant(body.tenantId)
-    gateway = stripe_gateway(request, settings)
-    if not wait:
-        background.add_task(_run_in_background, pool, gateway, settings, body.tenantId)
-        return JsonResponse({"tenantId": str(body.tenantId), "status": "accepted"}, status_code=202)
-    try:
-        reports = reconcile(pool, gateway, settings, body.tenantId)
-    except ReconciliationError as exc:
-        raise ApiError(503, "stripe_unavailable", str(exc)) from exc
+    executor = run_executor(request, settings)
+
+    def submit() -> tuple[Run, bool]:
+        with pool.connection() as conn:
+            return executor.submit(conn, body.tenantId)
+
+    run, created = await anyio.to_thread.run_sync(submit)
+    if wait:
+        run = await _await_run(executor, pool, run, settings.RECONCILIATION_WAIT_S)
+        if run.status == "done":
+            return JsonResponse(_run_json(run, reports=True), status_code=200)
+        if run.status == "failed":
+            raise ApiError(
+                503,
+                run.error_code or "reconciliation_failed",
+                run.error or "the reconciliation run failed",
+                extra={"runId": str(run.id)},
+            )
     return JsonResponse(
-        {
-            "tenantId": str(body.tenantId),
-            "status": "done",
-            "reports": [report_json(r) for r in reports],
-        }
+        {**_run_json(run, reports=False), "coalesced": not created}, status_code=202
     )
+
+
+@router.get("/v1/reconciliation/runs/{run_id}", response_class=JsonResponse)
+def reconciliation_run(run_id: UUID, principal: ReadPrincipal, pool: Pool) -> JsonResponse:
+    """A reconciliation run: `status` (queued, running, done, failed), timings,
+    `reportCount`, `error` {code, message} when it failed, and `reports` when done.
+
+    A run of another tenant answers 404, like a run that does not exist.
+    """
+    run = _read_run(pool, run_id)
+    if run is None or (principal.tenant_id is not None and run.tenant_id != principal.tenant_id):
+        raise ApiError(404, "run_not_found", f"no reconciliation run {run_id}", "runId")
+    return JsonResponse(_run_json(run, reports=True))
+
+
+def _bounded(value: datetime, field: str) -> datetime:
+    """`value` in UTC, refused (400 naming `field`) outside MIN_INSTANT..MAX_INSTANT.
+
+    The year is checked on the local (naive) value first: any offset is under a day,
+    so a year within 1970..9998 converts to UTC without overflowing.
+    """
+    refuse = ApiError(
+        400,
+        "out_of_range",
+        f"{field} must be an instant within {_RANGE_TEXT} (got {value.isoformat()})",
+        field,
+    )
+    if not MIN_INSTANT.year <= value.replace(tzinfo=None).year < MAX_INSTANT.year:
+        raise refuse
+    utc = value.astimezone(UTC)
+    if not MIN_INSTANT <= utc <= MAX_INSTANT:
+        raise refuse
+    return utc
+
+
+def _month(text: str, field: str) -> tuple[datetime, datetime]:
+    """A `YYYY-MM` query value as its [start, end), both within the allowed range."""
+    try:
+        start, end = parse_month(text, field)
+    except ValueError as exc:
+        raise ApiError(
+            400,
+            "invalid_month",
+            f"{field} must be a month as YYYY-MM within 1970-01..9998-12 ({exc})",
+            field,
+        ) from exc
+    if start < MIN_INSTANT or end > MAX_INSTANT:
+        raise ApiError(
+            400,
+            "out_of_range",
+            f"{field} must be a month within 1970-01..9998-12 (got {text!r})",
+            field,
+        )
+    return start, end
 
 
 def _window(
@@ -120,12 +290,8 @@ def _window(
         if period_start is None or period_end is None:
             missing = "periodStart" if period_start is None else "periodEnd"
             raise ApiError(400, "missing_field", f"{missing} is required (YYYY-MM)", missing)
-        try:
-            start, _ = parse_month(period_start, "periodStart")
-            _, end = parse_month(period_end, "periodEnd")
-        except ValueError as exc:
-            field = "periodStart" if "periodStart" in str(exc) else "periodEnd"
-            raise ApiError(400, "invalid_month", str(exc), field) from exc
+        start, _ = _month(period_start, "periodStart")
+        _, end = _month(period_end, "periodEnd")
         if end <= start:
             raise ApiError(
                 400, "invalid_window", "periodEnd must not be before periodStart", "periodEnd"
@@ -139,9 +305,10 @@ def _window(
             f"{missing} is required (or give periodStart and periodEnd as YYYY-MM)",
             missing,
         )
-    if to <= from_:
+    start, end = _bounded(from_, "from"), _bounded(to, "to")
+    if end <= start:
         raise ApiError(400, "invalid_window", "to must be later than from", "to")
-    return from_, to, True, iso(from_), iso(to)
+    return start, end, True, iso(start), iso(end)
 
 
 @router.get("/v1/reconciliation/summary", response_model=None)
@@ -155,7 +322,13 @@ def reconciliation_summary(
     to: Annotated[AwareDatetime | None, Query()] = None,
     format: Annotated[Literal["json", "csv"], Query()] = "json",
 ) -> Response:
-    """Drift per metric and overall for the tenant's periods in the window."""
+    """Drift per metric and overall for the tenant's periods in the window.
+
+    The window is `periodStart`/`periodEnd` (YYYY-MM, periods starting in those months)
+    or `from`/`to` (ISO-8601 with an offset, periods overlapping `[from, to)`), within
+    1970-01-01T00:00:00Z..9999-01-01T00:00:00Z: 400 `out_of_range` naming the
+    parameter otherwise.
+    """
     tenant = principal.tenant_or(tenant_id)
     start, end, overlap, echo_start, echo_end = _window(period_start, period_end, from_, to)
     with pool.connection() as conn:

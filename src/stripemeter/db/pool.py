@@ -4,6 +4,11 @@ Connections are not autocommit: callers wrap work in `conn.transaction()` or rel
 `pool.connection()` committing on success. psycopg prepares a statement server-side
 after it has run a few times on a connection, which the fixed-text ingest statement
 benefits from.
+
+The API opens two pools: the request pool (`DB_POOL_MAX_SIZE`) for ingest and reads,
+and a small background pool (`BACKGROUND_POOL_MAX_SIZE`, named `background`) for
+reconciliation runs. Background work can then never take the connections requests
+need, however many runs are asked for or however long Stripe hangs.
 """
 
 from __future__ import annotations
@@ -14,19 +19,30 @@ from psycopg_pool import ConnectionPool
 Pool = ConnectionPool[psycopg.Connection]
 
 
-def open_pool(url: str, *, max_size: int, wait: bool = False, timeout_s: float = 5.0) -> Pool:
+def open_pool(
+    url: str,
+    *,
+    max_size: int,
+    wait: bool = False,
+    timeout_s: float = 5.0,
+    name: str = "stripemeter",
+    min_size: int = 2,
+) -> Pool:
     """Open a pool on `url`; with `wait=False` it fills in the background.
 
     Not waiting lets the API start while the database is down; requests then get 503
-    and `/health/ready` says why, instead of the process refusing to start.
+    and `/health/ready` says why, instead of the process refusing to start. `name`
+    tells the pools apart in logs and in `pg_stat_activity` (`application_name`
+    `stripemeter-api` for the default, `stripemeter-<name>` otherwise).
     """
+    app_name = "stripemeter-api" if name == "stripemeter" else f"stripemeter-{name}"
     pool: Pool = ConnectionPool(
         url,
-        min_size=min(2, max_size),
+        min_size=min(min_size, max_size),
         max_size=max_size,
         timeout=timeout_s,
-        kwargs={"connect_timeout": 5, "application_name": "stripemeter-api"},
-        name="stripemeter",
+        kwargs={"connect_timeout": 5, "application_name": app_name},
+        name=name,
         open=False,
     )
     pool.open(wait=wait, timeout=timeout_s)
