@@ -27,7 +27,6 @@ from stripemeter.api import (
     usage,
     writer_status,
 )
-from stripemeter.api.deps import authenticate_before_body
 from stripemeter.api.errors import ApiError, error_response, install_error_handlers
 from stripemeter.api.health import HealthCheck
 from stripemeter.auth import KeyCache
@@ -127,7 +126,6 @@ def create_app(settings: Settings, *, db_url: str | None = None) -> FastAPI:
     install_error_handlers(app)
     for router in ROUTERS:
         app.include_router(router)
-    authenticate_before_body(app)  # 401/403 before any body is parsed
     app.add_middleware(BodyLimitMiddleware)
     app.add_middleware(metrics.MetricsMiddleware)
     return app

@@ -22,13 +22,19 @@ from fastapi import APIRouter, Path, Query, Request
 from pydantic import BaseModel, ConfigDict, Field
 
 from stripemeter import bindings
-from stripemeter.api.deps import AdminPrincipal, Pool, ReadPrincipal, verification_gateway
+from stripemeter.api.deps import (
+    AdminPrincipal,
+    AuthFirstRoute,
+    Pool,
+    ReadPrincipal,
+    verification_gateway,
+)
 from stripemeter.api.errors import ApiError
 from stripemeter.jsonio import JsonResponse
 from stripemeter.stripe_gateway import StripeRefused, StripeUnavailable
 from stripemeter.validation import PRINTABLE_PATTERN
 
-router = APIRouter(tags=["bindings"])
+router = APIRouter(tags=["bindings"], route_class=AuthFirstRoute)
 
 CustomerRef = Annotated[
     str,

@@ -7,23 +7,23 @@ scope a route needs gets 403 `forbidden_scope` with `requiredScope` naming it.
 
 FastAPI reads and parses a route's JSON body before it runs any dependency, so a
 malformed body from a caller without a key would answer 400 and tell a stranger about
-the route's schema. `authenticate_before_body(app)` makes every route that declares
-one of these principals authenticate (401) and check its scope (403) first; the
-principal is kept on the request so the dependency does not look the key up twice.
+the route's schema. Routers with body routes use `route_class=AuthFirstRoute`: their
+routes authenticate (401) and check their scopes (403) first; the principal is kept on
+the request so the dependency does not look the key up twice.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Coroutine, Iterator
 from dataclasses import dataclass
-from typing import Annotated
+from typing import Annotated, Any
 from uuid import UUID
 
 import anyio.to_thread
-from fastapi import Depends, FastAPI, Request
+from fastapi import Depends, Request
 from fastapi.dependencies.models import Dependant
 from fastapi.routing import APIRoute
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.responses import Response
 
 from stripemeter import auth
 from stripemeter.api.errors import ApiError
@@ -209,34 +209,30 @@ def _auth_calls(dependant: Dependant) -> Iterator[object]:
         yield from _auth_calls(sub)
 
 
-class _AuthFirst:
-    """ASGI wrapper of one route: authenticate and check scopes, then parse the body."""
+class AuthFirstRoute(APIRoute):
+    """A route that authenticates and checks its scopes before its body is parsed.
 
-    def __init__(self, app: ASGIApp, scopes: tuple[KeyScope, ...]) -> None:
-        self.app = app
-        self.scopes = scopes
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        request = Request(scope)  # headers only: the body is left to the route
-        principal = await get_principal(request)
-        for needed in self.scopes:
-            principal.require_scope(needed)
-        await self.app(scope, receive, send)
-
-
-def authenticate_before_body(app: FastAPI) -> None:
-    """Make every route declaring a principal authenticate before its body is parsed.
-
-    Call after the routers are included. Errors raised here (ApiError) reach the app's
-    exception handlers like any route's, so the answers keep the usual JSON shape.
+    Use as `APIRouter(route_class=AuthFirstRoute)` on every router with JSON-body
+    routes. FastAPI parses the body before running any dependency, so without this a
+    stranger's malformed body answers 400 (describing the schema) instead of 401. The
+    principal found here is kept on the request; the route's own dependency reuses it.
+    Errors raised here are `ApiError`s and get the app's usual JSON answers.
     """
-    for route in app.router.routes:
-        if not isinstance(route, APIRoute) or isinstance(route.app, _AuthFirst):
-            continue
-        calls = list(_auth_calls(route.dependant))
-        if calls:
-            scopes = tuple(sorted({c.scope for c in calls if isinstance(c, ScopeGuard)}))
-            route.app = _AuthFirst(route.app, scopes)
+
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+        handler = super().get_route_handler()
+        calls = list(_auth_calls(self.dependant))
+        if not calls:
+            return handler
+        scopes = tuple(sorted({c.scope for c in calls if isinstance(c, ScopeGuard)}))
+
+        async def authenticated_first(request: Request) -> Response:
+            principal = await get_principal(request)
+            for needed in scopes:
+                principal.require_scope(needed)
+            return await handler(request)
+
+        return authenticated_first
 
 
 Pool = Annotated[ConnectionPoolType, Depends(get_pool)]

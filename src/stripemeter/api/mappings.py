@@ -19,6 +19,7 @@ from stripemeter import mappings
 from stripemeter.api.deps import (
     AdminPrincipal,
     AppSettings,
+    AuthFirstRoute,
     Pool,
     ReadPrincipal,
     verification_gateway,
@@ -28,7 +29,7 @@ from stripemeter.jsonio import JsonResponse
 from stripemeter.stripe_gateway import StripeRefused, StripeUnavailable
 from stripemeter.validation import METRIC_PATTERN, PRINTABLE_PATTERN
 
-router = APIRouter(tags=["mappings"])
+router = APIRouter(tags=["mappings"], route_class=AuthFirstRoute)
 
 StripeId = Annotated[str, Field(min_length=1, max_length=255, pattern=r"^[A-Za-z0-9_]+$")]
 Label = Annotated[str, Field(min_length=1, max_length=255, pattern=PRINTABLE_PATTERN)]

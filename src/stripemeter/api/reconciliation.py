@@ -37,7 +37,7 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 from starlette.responses import Response
 
 from stripemeter import worker_state
-from stripemeter.api.deps import AdminPrincipal, AppSettings, Pool, ReadPrincipal
+from stripemeter.api.deps import AdminPrincipal, AppSettings, AuthFirstRoute, Pool, ReadPrincipal
 from stripemeter.api.errors import ApiError
 from stripemeter.config import Settings
 from stripemeter.db.pool import Pool as PoolType
@@ -48,7 +48,7 @@ from stripemeter.reconciliation_summary import latest_reports, report_json, summ
 from stripemeter.stripe import StripeConfigError, client_for_settings
 from stripemeter.stripe_gateway import RetryPolicy, StripeGateway, StripeUnavailable
 
-router = APIRouter(tags=["reconciliation"])
+router = APIRouter(tags=["reconciliation"], route_class=AuthFirstRoute)
 log = logging.getLogger("stripemeter.api.reconciliation")
 
 # The instants a summary window may name. Checked before any arithmetic: converting
