@@ -1,11 +1,21 @@
-"""`/v1/mappings`: upsert on the active mapping, list, delete, tenant isolation."""
+"""`/v1/mappings`: upsert on the active mapping, list, delete, tenant isolation, and the
+Stripe check of a mapping's subscription item (against the emulator)."""
 
 from __future__ import annotations
 
 import uuid
+from collections.abc import Iterator
 from typing import Any
 
-from tests.stripemeter.conftest import Api
+import psycopg
+import pytest
+import requests
+
+from stripemeter.auth import create_api_key
+from tests.stripemeter.conftest import Api, start_api
+from tests.support.emulator import TEST_KEY
+from tests.support.servers import free_port
+from tests.support.stripe_world import StripeWorld, build_world
 
 
 def _mapping(tenant: str, **overrides: Any) -> dict[str, Any]:
@@ -15,7 +25,6 @@ def _mapping(tenant: str, **overrides: Any) -> dict[str, Any]:
         "aggregation": "sum",
         "stripeAccount": "default",
         "priceId": "price_A",
-        "subscriptionItemId": "si_A",
         "currency": "usd",
     }
     body.update(overrides)
@@ -33,7 +42,7 @@ def test_post_creates_then_replaces_the_active_mapping(api: Api) -> None:
     listed = api.get("/v1/mappings").json()["mappings"]
     assert [
         (m["priceId"], m["aggregation"], m["active"], m["subscriptionItemId"]) for m in listed
-    ] == [("price_B", "max", True, "si_A")]
+    ] == [("price_B", "max", True, None)]
     assert listed[0]["tenantId"] == api.tenant
 
 
@@ -77,3 +86,118 @@ def test_unknown_mapping_fields_are_refused(api: Api) -> None:
     answer = api.post("/v1/mappings", json=_mapping(api.tenant, priceid="typo"))
     assert answer.status_code == 400
     assert answer.json()["error"]["field"] == "priceid"
+
+
+def test_a_mapping_without_an_item_needs_no_stripe(api: Api) -> None:
+    # The fixture's API has no Stripe configured: nothing to check, so nothing asked.
+    assert api.post("/v1/mappings", json=_mapping(api.tenant)).status_code == 201
+
+
+@pytest.fixture
+def world_api(
+    emulator_url: str, db_url: str
+) -> Iterator[tuple[StripeWorld, requests.Session, str]]:
+    """A world on the emulator (customers bound to its tenant) and an admin key for it."""
+    world = build_world(emulator_url, db_url, customers=2)
+    with psycopg.connect(db_url) as conn:
+        secret = create_api_key(conn, world.tenant_id, "admin", scopes=["admin", "read"]).secret
+    with start_api(db_url, STRIPE_API_BASE=emulator_url, STRIPE_SECRET_KEY=TEST_KEY) as served:
+        session = requests.Session()
+        session.headers["Authorization"] = f"Bearer {secret}"
+        yield world, session, served.base
+        session.close()
+
+
+def _item_mapping(world: StripeWorld, item: str, **overrides: Any) -> dict[str, Any]:
+    fields: dict[str, Any] = {
+        "metric": "item_calls",
+        "priceId": world.price_id,
+        "subscriptionItemId": item,
+    }
+    fields.update(overrides)
+    return _mapping(str(world.tenant_id), **fields)
+
+
+def test_own_item_on_the_mappings_price_is_accepted(
+    world_api: tuple[StripeWorld, requests.Session, str],
+) -> None:
+    world, http, base = world_api
+    item = world.items[world.customers[1]]
+    answer = http.post(f"{base}/v1/mappings", json=_item_mapping(world, item), timeout=30)
+    assert answer.status_code == 201, answer.text
+    assert (answer.json()["priceId"], answer.json()["subscriptionItemId"]) == (
+        world.price_id,
+        item,
+    )
+
+
+def test_item_on_another_price_is_refused_naming_both(
+    world_api: tuple[StripeWorld, requests.Session, str], db_url: str
+) -> None:
+    world, http, base = world_api
+    item = world.items[world.customers[0]]
+    body = _item_mapping(world, item, priceId="price_other")
+    answer = http.post(f"{base}/v1/mappings", json=body, timeout=30)
+    assert answer.status_code == 400, answer.text
+    assert answer.json() == {
+        "error": {
+            "code": "subscription_item_price_mismatch",
+            "message": f"subscription item {item} is on price {world.price_id}, not price_other;"
+            " send the item's price as priceId or the item on that price",
+            "field": "subscriptionItemId",
+        }
+    }
+    assert _item_mappings(db_url) == 0
+
+
+def test_unknown_item_is_refused(world_api: tuple[StripeWorld, requests.Session, str]) -> None:
+    world, http, base = world_api
+    answer = http.post(f"{base}/v1/mappings", json=_item_mapping(world, "si_nope"), timeout=30)
+    assert answer.status_code == 400, answer.text
+    assert answer.json()["error"] == {
+        "code": "unknown_subscription_item",
+        "message": "Stripe has no subscription item si_nope; check subscriptionItemId or omit it",
+        "field": "subscriptionItemId",
+    }
+
+
+def test_item_of_an_unbound_customer_is_refused(
+    world_api: tuple[StripeWorld, requests.Session, str], db_url: str
+) -> None:
+    world, http, base = world_api
+    unbound = world.customers[1]
+    with psycopg.connect(db_url) as conn:
+        conn.execute("DELETE FROM customer_bindings WHERE stripe_customer_id = %s", (unbound,))
+    item = world.items[unbound]
+    answer = http.post(f"{base}/v1/mappings", json=_item_mapping(world, item), timeout=30)
+    assert answer.status_code == 400, answer.text
+    assert answer.json()["error"]["code"] == "subscription_item_not_bound"
+    assert world.price_id not in answer.text and unbound not in answer.text
+    assert _item_mappings(db_url) == 0
+
+
+def _item_mappings(db_url: str) -> int:
+    with psycopg.connect(db_url) as conn:
+        row = conn.execute(
+            "SELECT count(*) FROM price_mappings WHERE metric = 'item_calls'"
+        ).fetchone()
+    assert row is not None
+    return int(row[0])
+
+
+def test_stripe_unreachable_is_503_and_nothing_is_stored(api: Api, db_url: str) -> None:
+    dead = f"http://127.0.0.1:{free_port()}"
+    with start_api(db_url, STRIPE_API_BASE=dead, STRIPE_SECRET_KEY=TEST_KEY) as served:
+        with psycopg.connect(db_url) as conn:
+            secret = create_api_key(conn, uuid.UUID(served.tenant), "a", scopes=["admin"]).secret
+        body = _mapping(served.tenant, subscriptionItemId="si_x")
+        answer = requests.post(
+            served.url("/v1/mappings"),
+            json=body,
+            headers={"Authorization": f"Bearer {secret}"},
+            timeout=60,
+        )
+    assert answer.status_code == 503, answer.text
+    assert answer.json()["error"]["code"] == "stripe_unavailable"
+    assert "nothing was changed" in answer.json()["error"]["message"]
+    assert api.scalar("SELECT count(*) FROM price_mappings") == 0
