@@ -310,3 +310,66 @@ def test_usage_only_stripe_has_is_drift_for_the_mapped_item(emulator_url: str, d
     assert report["subscriptionItemId"] == world.items[customer]
     assert (report["local"], report["stripe"], report["drift_abs"]) == ("0", "7", "7")
     assert (report["drift_pct"], report["status"]) == ("1", "investigate")
+
+
+@pytest.mark.parametrize(
+    ("params", "field", "code"),
+    [
+        # UTC conversion of these overflows; they must be refused before any arithmetic.
+        (
+            {"from": "9999-12-31T23:00:00-05:00", "to": "9999-12-31T23:30:00-05:00"},
+            "from",
+            "out_of_range",
+        ),
+        ({"from": "2026-11-01T00:00:00Z", "to": "9999-12-31T23:00:00-05:00"}, "to", "out_of_range"),
+        (
+            {"from": "0001-01-01T00:00:00+01:00", "to": "2026-11-01T00:00:00Z"},
+            "from",
+            "out_of_range",
+        ),
+        (
+            {"from": "1970-01-01T00:30:00+01:00", "to": "2026-11-01T00:00:00Z"},
+            "from",
+            "out_of_range",
+        ),
+        ({"from": "2026-11-01T00:00:00Z", "to": "9999-01-01T00:00:01Z"}, "to", "out_of_range"),
+        ({"periodStart": "9999-12", "periodEnd": "9999-12"}, "periodStart", "invalid_month"),
+        ({"periodStart": "2026-11", "periodEnd": "9999-01"}, "periodEnd", "out_of_range"),
+        ({"periodStart": "0001-01", "periodEnd": "2026-11"}, "periodStart", "out_of_range"),
+    ],
+)
+def test_summary_windows_outside_the_supported_range_are_400_naming_the_parameter(
+    db_url: str, params: dict[str, str], field: str, code: str
+) -> None:
+    settings = settings_for("http://127.0.0.1:9", db_url)
+    with running_api(settings, db_url) as api:
+        answer = requests.get(
+            f"{api}/v1/reconciliation/summary",
+            params={"tenantId": "7b0d4a35-4d7e-4b8a-9d36-8f3f8f0f9c11", **params},
+            timeout=10,
+        )
+    assert answer.status_code == 400, answer.text
+    error = answer.json()["error"]
+    assert (error["code"], error["field"]) == (code, field)
+    allowed = (
+        "1970-01..9998-12"
+        if field.startswith("period")
+        else ("1970-01-01T00:00:00Z..9999-01-01T00:00:00Z")
+    )
+    assert allowed in error["message"]
+
+
+def test_summary_window_at_the_range_edges_is_accepted(db_url: str) -> None:
+    settings = settings_for("http://127.0.0.1:9", db_url)
+    with running_api(settings, db_url) as api:
+        answer = requests.get(
+            f"{api}/v1/reconciliation/summary",
+            params={
+                "tenantId": "7b0d4a35-4d7e-4b8a-9d36-8f3f8f0f9c11",
+                "from": "1970-01-01T01:00:00+01:00",
+                "to": "9998-12-31T19:00:00-05:00",
+            },
+            timeout=10,
+        )
+    assert answer.status_code == 404, answer.text  # a valid window with no reports
+    assert answer.json()["error"]["code"] == "no_reports"
