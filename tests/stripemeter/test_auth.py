@@ -1,4 +1,4 @@
-"""API keys: hashed at rest, bound to one tenant; BYPASS_AUTH only on loopback."""
+"""API keys: hashed at rest, bound to one tenant, scoped; BYPASS_AUTH only on loopback."""
 
 from __future__ import annotations
 
@@ -9,9 +9,18 @@ import psycopg
 import pytest
 import requests
 
-from stripemeter.auth import check_bypass_allowed, create_api_key, is_loopback, tenant_for_secret
+from stripemeter.auth import (
+    UnknownScope,
+    check_bypass_allowed,
+    create_api_key,
+    is_loopback,
+    key_for_secret,
+    tenant_for_secret,
+)
 from stripemeter.config import ConfigError
+from stripemeter.db.migrate import available_migrations
 from tests.stripemeter.conftest import Api, event
+from tests.support.databases import with_dbname
 
 
 def test_request_without_key_is_401(api: Api) -> None:
@@ -105,3 +114,63 @@ def test_bypass_on_other_addresses_is_refused_unless_forced(host: str) -> None:
         check_bypass_allowed(True, host, insecure_anywhere=False)
     check_bypass_allowed(True, host, insecure_anywhere=True)
     check_bypass_allowed(False, host, insecure_anywhere=False)
+
+
+def test_new_keys_default_to_ingest_and_read(db_url: str) -> None:
+    tenant = uuid.uuid4()
+    with psycopg.connect(db_url) as conn:
+        plain = create_api_key(conn, tenant, "plain")
+        admin = create_api_key(conn, tenant, "ops", scopes=["admin"])
+        assert plain.scopes == frozenset({"ingest", "read"})
+        found = key_for_secret(conn, admin.secret)
+        assert found is not None and (found.tenant_id, found.scopes) == (tenant, {"admin"})
+        stored = conn.execute("SELECT name, scopes FROM api_keys ORDER BY created_at").fetchall()
+    assert stored == [("plain", ["ingest", "read"]), ("ops", ["admin"])]
+
+
+@pytest.mark.parametrize(
+    ("scopes", "message"),
+    [
+        (["root"], "unknown scope 'root'; choose from admin, ingest, read"),
+        ([], "a key needs at least one scope: ingest, read or admin"),
+    ],
+)
+def test_unknown_or_no_scope_is_refused_and_nothing_stored(
+    db_url: str, scopes: list[str], message: str
+) -> None:
+    with psycopg.connect(db_url) as conn:
+        with pytest.raises(UnknownScope) as refused:
+            create_api_key(conn, uuid.uuid4(), "x", scopes=scopes)
+        assert str(refused.value) == message
+        assert conn.execute("SELECT count(*) FROM api_keys").fetchone() == (0,)
+
+
+def test_the_database_refuses_an_unknown_scope(db_url: str) -> None:
+    with psycopg.connect(db_url) as conn, pytest.raises(psycopg.errors.CheckViolation):
+        conn.execute(
+            "INSERT INTO api_keys (tenant_id, prefix, secret_sha256, scopes)"
+            " VALUES (gen_random_uuid(), 'p', 'h', ARRAY['root'])"
+        )
+
+
+def test_keys_made_before_scopes_keep_every_scope(pg_server_url: str) -> None:
+    """Migration 0006: existing keys get ingest, read and admin; later rows ingest + read."""
+    with psycopg.connect(pg_server_url, autocommit=True) as admin:
+        admin.execute("DROP DATABASE IF EXISTS scopes_db WITH (FORCE)")
+        admin.execute("CREATE DATABASE scopes_db")
+    scopes_migration = next(m for m in available_migrations() if m.name.endswith("_scopes.sql"))
+    with psycopg.connect(with_dbname(pg_server_url, "scopes_db"), autocommit=True) as conn:
+        for migration in available_migrations():
+            if migration.version < scopes_migration.version:
+                conn.execute(migration.sql.encode())
+        conn.execute(
+            "INSERT INTO api_keys (tenant_id, prefix, secret_sha256)"
+            " VALUES (gen_random_uuid(), 'old', 'h-old')"
+        )
+        conn.execute(scopes_migration.sql.encode())
+        conn.execute(
+            "INSERT INTO api_keys (tenant_id, prefix, secret_sha256)"
+            " VALUES (gen_random_uuid(), 'new', 'h-new')"
+        )
+        rows = conn.execute("SELECT prefix, scopes FROM api_keys ORDER BY prefix").fetchall()
+    assert rows == [("new", ["ingest", "read"]), ("old", ["ingest", "read", "admin"])]
