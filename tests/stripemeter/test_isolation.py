@@ -265,4 +265,4 @@ def test_wait_returns_the_reports_and_the_run_keeps_them(emulator_url: str, db_u
         missing = get_run(api.base, str(uuid.uuid4()), reader)
         assert (missing.status_code, missing.json()["error"]["field"]) == (404, "runId")
         malformed = get_run(api.base, "not-a-uuid", reader)
-        assert malformed.status_code == 400
+        assert (malformed.status_code, malformed.json()["error"]["field"]) == (400, "runId")

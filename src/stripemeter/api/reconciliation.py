@@ -32,7 +32,7 @@ from uuid import UUID
 
 import anyio
 import anyio.to_thread
-from fastapi import APIRouter, FastAPI, Query, Request
+from fastapi import APIRouter, FastAPI, Path, Query, Request
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 from starlette.responses import Response
 
@@ -221,8 +221,12 @@ async def run_reconciliation(
     )
 
 
-@router.get("/v1/reconciliation/runs/{run_id}", response_class=JsonResponse)
-def reconciliation_run(run_id: UUID, principal: ReadPrincipal, pool: Pool) -> JsonResponse:
+@router.get("/v1/reconciliation/runs/{runId}", response_class=JsonResponse)
+def reconciliation_run(
+    run_id: Annotated[UUID, Path(alias="runId", description="the id `POST .../run` gave")],
+    principal: ReadPrincipal,
+    pool: Pool,
+) -> JsonResponse:
     """A reconciliation run: `status` (queued, running, done, failed), timings,
     `reportCount`, `error` {code, message} when it failed, and `reports` when done.
 
