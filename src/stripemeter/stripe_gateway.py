@@ -4,7 +4,10 @@ Every call goes through `StripeGateway`, which adds what the bare SDK client lac
 
 - retries with exponential backoff and jitter on 429, 5xx, 409 and connection errors
   (the client itself is built with 0 retries so that only this policy applies);
-- a cap on concurrent calls per Stripe account, shared by every gateway in the process;
+- a cap on concurrent calls per Stripe account, shared by every gateway in the process
+  (a slot is never held for long: the client from `stripemeter.stripe` gives every
+  HTTP call a `STRIPE_TIMEOUT_S` timeout, and a timed-out call is a retryable
+  connection error like any other);
 - short caches for lookups that change rarely (test-clock time, meters);
 - typed answers (`MeterInfo`, `ItemInfo`, `InvoicePeriod`) instead of SDK objects.
 
