@@ -95,7 +95,7 @@ def canonical_number(value: int | Decimal) -> str:
     hand, not with `Decimal.normalize`, which would round a number longer than the
     context's precision (two different numbers would then hash alike).
     """
-    if type(value) is int:
+    if isinstance(value, int):  # JSON integers (bools never reach here)
         return str(value)
     if not value.is_finite():
         raise ValueError(f"{value} is not a finite number")
