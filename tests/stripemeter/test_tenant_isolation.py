@@ -336,7 +336,11 @@ def test_every_route_needs_its_scope(
 
 @pytest.mark.parametrize(
     "path",
-    ["/v1/reconciliation/summary", "/v1/reconciliation/2026-11"],
+    [
+        "/v1/reconciliation/summary",
+        "/v1/reconciliation/2026-11",
+        f"/v1/reconciliation/runs/{uuid.UUID(int=9)}",
+    ],
 )
 def test_reconciliation_reads_need_read(tenancy: Tenancy, path: str) -> None:
     for scope in ("ingest", "admin"):
