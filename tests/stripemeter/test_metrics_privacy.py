@@ -7,7 +7,6 @@ and Stripe's error text, and every client-chosen metric name became a label valu
 
 from __future__ import annotations
 
-import inspect
 import re
 import uuid
 from collections.abc import Iterator
@@ -28,14 +27,24 @@ METRIC_B = "secret_metric_b"
 STRIPE_ERROR_B = f"Stripe said quota_exceeded_zq: meter event for {CUSTOMER_B} on {PRICE_B}"
 
 
-def admin_key(db_url: str, tenant: str) -> str:
-    """A key for `tenant` with the admin scope (when keys have scopes)."""
-    kwargs: dict[str, object] = {}
-    if "scopes" in inspect.signature(create_api_key).parameters:
-        kwargs["scopes"] = ["admin", "ingest", "read"]
+def admin_key(
+    db_url: str, tenant: str, scopes: tuple[str, ...] = ("admin", "ingest", "read")
+) -> str:
+    """A key for `tenant` with `scopes` (every scope by default)."""
     with psycopg.connect(db_url) as conn:
-        key = create_api_key(conn, uuid.UUID(tenant), "admin", **kwargs)  # type: ignore[arg-type]
+        key = create_api_key(conn, uuid.UUID(tenant), "metrics", scopes=scopes)
     return key.secret
+
+
+def test_a_key_without_the_admin_scope_gets_no_tenant_detail(api: Api) -> None:
+    reader = admin_key(api.db_url, api.tenant, ("read", "ingest"))
+    for path in ("/metrics", "/health/ready"):
+        answer = requests.get(
+            api.url(path), headers={"Authorization": f"Bearer {reader}"}, timeout=10
+        )
+        assert answer.status_code == 403, (path, answer.text)
+        body = answer.json()
+        assert (body["error"]["code"], body["requiredScope"]) == ("forbidden_scope", "admin")
 
 
 @dataclass

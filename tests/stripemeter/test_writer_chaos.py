@@ -1,6 +1,7 @@
 """Chaos: usage flowing, writer processes killed with SIGKILL, Stripe failing at random.
 
-Twelve customers (four tenants of three: a test clock holds at most three) get usage for 40 s through the real insert-and-count; two writer processes
+Twelve customers (four tenants of three: a test clock holds at most three) get usage for
+40 s through the real insert-and-count; two writer processes
 (`python -m stripemeter.workers`, a 200 ms writer loop) are killed with SIGKILL and
 restarted in turn every 3 s; the emulator is told to fail meter-event requests
 several times a second (500, 503, 429, and 500 *after* storing the event). After the

@@ -32,7 +32,6 @@ from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from stripemeter.api.deps import get_principal
-from stripemeter.api.errors import ApiError
 from stripemeter.config import Settings
 from stripemeter.metrics import HTTP_LATENCY, HTTP_REQUESTS, REGISTRY, method_label
 from stripemeter.writer_metrics import STATE_COLLECTOR
@@ -60,23 +59,7 @@ async def disclosure_for(request: Request) -> Disclosure:
     if request.headers.get("authorization") is None:
         return Disclosure(tenant_detail=True) if settings.METRICS_TENANT_DETAIL else PUBLIC
     principal = await get_principal(request)  # 401 for an unknown or revoked key
-    # TODO(issue 9, scopes): API keys are getting scopes (`ingest`, `read`, `admin`) in
-    # auth.py / api/deps.py. Until `Principal` carries them, any valid key sees its own
-    # tenant's detail only; once it does (`require_scope(...)` or a `scopes`
-    # collection), a key without `admin` is refused here. Replace this with the plain
-    # call when the scope work lands.
-    require_scope = getattr(principal, "require_scope", None)
-    scopes = getattr(principal, "scopes", None)
-    if callable(require_scope):
-        require_scope("admin")
-    elif scopes is not None and "admin" not in scopes:
-        raise ApiError(
-            403,
-            "forbidden_scope",
-            "tenant detail on /metrics and /health/ready needs an API key with the "
-            "admin scope; without a key they show totals only",
-            "Authorization",
-        )
+    principal.require_scope("admin")  # 403 naming the scope; totals need no key
     return Disclosure(tenant_detail=True, tenant_id=principal.tenant_id)
 
 
