@@ -66,7 +66,15 @@ REPORT_COLUMNS = (
 
 
 class ReconciliationError(Exception):
-    """Stripe or the database could not be read; no report was made from guesses."""
+    """Stripe or the database could not be read; no report was made from guesses.
+
+    `refused` is true when every failure was Stripe refusing a request (a mapping that
+    names a price Stripe does not have, say): the configuration is wrong, Stripe is up.
+    """
+
+    def __init__(self, message: str, *, refused: bool = False) -> None:
+        super().__init__(message)
+        self.refused = refused
 
 
 @dataclass(frozen=True)
@@ -104,6 +112,7 @@ def reconcile(
         conn.commit()
     tenants = sorted({m.tenant_id for m in mappings}, key=str)
     failures: list[str] = []
+    outage = False
     for tenant in tenants:
         try:
             for mapping in (m for m in mappings if m.tenant_id == tenant):
@@ -116,12 +125,13 @@ def reconcile(
                 )
                 conn.commit()
             failures.append(f"cannot read Stripe for tenant {tenant}: {exc}")
+            outage = outage or isinstance(exc, StripeUnavailable)
             continue
         with borrow(conn_or_pool) as conn:
             worker_state.record_success(conn, "reconciler", tenant)
             conn.commit()
     if failures:
-        raise ReconciliationError("; ".join(failures))
+        raise ReconciliationError("; ".join(failures), refused=not outage)
     return reports
 
 

@@ -219,7 +219,8 @@ class RunExecutor:
             reports = reconcile(self.pool, self.gateway, self.settings, tenant_id)
             outcome = ("done", [report_json(r) for r in reports], None, None)
         except ReconciliationError as exc:
-            outcome = ("failed", None, "stripe_unavailable", str(exc))
+            refusal = "stripe_refused" if exc.refused else "stripe_unavailable"
+            outcome = ("failed", None, refusal, str(exc))
         except (psycopg.OperationalError, psycopg_pool.PoolTimeout) as exc:
             outcome = ("failed", None, "database_unavailable", f"database unavailable: {exc}")
         except Exception as exc:

@@ -266,3 +266,18 @@ def test_wait_returns_the_reports_and_the_run_keeps_them(emulator_url: str, db_u
         assert (missing.status_code, missing.json()["error"]["field"]) == (404, "runId")
         malformed = get_run(api.base, "not-a-uuid", reader)
         assert (malformed.status_code, malformed.json()["error"]["field"]) == (400, "runId")
+
+
+def test_a_run_stripe_refuses_is_422_naming_the_refusal_not_an_outage(
+    emulator_url: str, db_url: str
+) -> None:
+    tenant = uuid.uuid4()
+    admin = key(db_url, tenant, "read", "admin")
+    add_mapping(db_url, tenant, "price_that_does_not_exist")
+    with serve(_settings(emulator_url, db_url, RECONCILIATION_WAIT_S=30), db_url) as api:
+        answer = post_run(api.base, tenant, admin, wait=True)
+    assert answer.status_code == 422, answer.text
+    body = answer.json()
+    assert body["error"]["code"] == "stripe_refused"
+    assert "price_that_does_not_exist" in body["error"]["message"]
+    assert body["runId"]

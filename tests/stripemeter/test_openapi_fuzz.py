@@ -34,14 +34,7 @@ from tests.support.emulator import TEST_KEY, running_emulator
 MAX_EXAMPLES = int(os.environ.get("STRIPEMETER_FUZZ_EXAMPLES", "25"))
 REQUEST_TIMEOUT_S = 15.0
 # Operations left out, each with the bug that keeps it out; remove an entry once fixed.
-EXCLUDED: dict[str, str] = {
-    # Bug (api/reconciliation.py / reconciler, not ingest): a mapping whose priceId does
-    # not exist in Stripe is accepted (201), then `POST /v1/reconciliation/run?wait=true`
-    # {"tenantId": <that tenant>} answers 503 stripe_unavailable "retrieve price FFf:
-    # InvalidRequestError (404): No such price" - a 404 from Stripe is the caller's
-    # configuration, not an outage (4xx, or the run reports the mapping as misconfigured).
-    "POST /v1/reconciliation/run": "503 for a mapping whose price Stripe does not know",
-}
+EXCLUDED: dict[str, str] = {}
 
 
 def _operations() -> list[tuple[str, GenerationMode]]:

@@ -6,8 +6,9 @@
   executed by `RECONCILIATION_THREADS` threads on their own connection pool, never one
   thread per request (see `stripemeter.reconciliation_runs`). With `?wait=true` the
   request waits at most `RECONCILIATION_WAIT_S` seconds: 200 with the reports when the
-  run finishes in time, 503 `stripe_unavailable` (or `database_unavailable`) with the
-  reason when it failed, else 202 with the run id to poll.
+  run finishes in time, 422 `stripe_refused` when Stripe refused a request (a mapping
+  naming a price Stripe does not have), 503 `stripe_unavailable` (or
+  `database_unavailable`) when it could not be read, else 202 with the run id to poll.
 - `GET /v1/reconciliation/runs/{runId}`: a run's status, timings, outcome and reports.
 - `GET /v1/reconciliation/summary?tenantId&periodStart=YYYY-MM&periodEnd=YYYY-MM`
   (periods starting in those months) or `?tenantId&from&to` (periods overlapping
@@ -167,7 +168,8 @@ def _run_json(run: Run, *, reports: bool) -> dict[str, Any]:
     responses={
         200: {"description": "`?wait=true` and the run finished: its reports"},
         202: {"description": "the run is queued or running (`runId`, `statusUrl`)"},
-        503: {"description": "`?wait=true` and the run failed (Stripe or database)"},
+        422: {"description": "`?wait=true` and Stripe refused a request (`stripe_refused`)"},
+        503: {"description": "`?wait=true` and Stripe or the database could not be read"},
     },
 )
 async def run_reconciliation(
@@ -193,9 +195,10 @@ async def run_reconciliation(
     Stripe call they make times out after `STRIPE_TIMEOUT_S`.
 
     With `?wait=true` the request waits at most `RECONCILIATION_WAIT_S` seconds: 200
-    with `reports` when the run finished, 503 (`stripe_unavailable`,
-    `database_unavailable`, ...) with the reason when it failed, else 202 with the run
-    id; follow it with `GET /v1/reconciliation/runs/{runId}`.
+    with `reports` when the run finished, 422 `stripe_refused` when Stripe refused a
+    request (the mapping is wrong, Stripe is up), 503 (`stripe_unavailable`,
+    `database_unavailable`) when it could not be read, else 202 with the run id;
+    follow it with `GET /v1/reconciliation/runs/{runId}`.
     """
     principal.require_tenant(body.tenantId)
     executor = run_executor(request, settings)
@@ -211,7 +214,7 @@ async def run_reconciliation(
             return JsonResponse(_run_json(run, reports=True), status_code=200)
         if run.status == "failed":
             raise ApiError(
-                503,
+                422 if run.error_code == "stripe_refused" else 503,
                 run.error_code or "reconciliation_failed",
                 run.error or "the reconciliation run failed",
                 extra={"runId": str(run.id)},
