@@ -23,6 +23,7 @@ from tests.support.stripe_world import (
     StripeWorld,
     build_world,
     fault,
+    meter_events_in_stripe,
     settings_for,
 )
 
@@ -91,6 +92,10 @@ def total(world: StripeWorld, customer: str, meter_id: str | None = None) -> Dec
     start = world.period_start - world.period_start % 60
     end = frozen - frozen % 60 + 120
     return world.gateway().meter_total(meter_id or world.meter_id, customer, start, end)
+
+
+def meter_events(world: StripeWorld) -> list[dict[str, str]]:
+    return meter_events_in_stripe(world.url)
 
 
 def hour_of(world: StripeWorld, hours_ago: int) -> int:
@@ -251,3 +256,42 @@ def test_a_bucket_stripe_refuses_is_quarantined_and_later_hours_still_flow(
     drained(world, db_url)  # and it is not proposed again on later passes
     with psycopg.connect(db_url) as conn:
         assert conn.execute("SELECT count(*) FROM meter_pushes").fetchone() == (4,)
+
+
+def test_a_row_older_than_the_identifier_window_is_resent_only_if_stripe_lacks_it(
+    emulator_url: str, db_url: str
+) -> None:
+    stored, never_sent = (build_world(emulator_url, db_url, customers=1) for _ in range(2))
+    landed, lost = stored.customers[0], never_sent.customers[0]
+    add_usage(db_url, stored, landed, hour_of(stored, 2), 10)
+    add_usage(db_url, never_sent, lost, hour_of(never_sent, 2), 6)
+    settings = settings_for(emulator_url, db_url)
+    # Stripe stores `landed`'s event and answers 500 to every attempt: the row stays pending.
+    fault(emulator_url, method="POST", path=METER_EVENTS, status=500, count=3, after_commit=True)
+    with psycopg.connect(db_url) as conn:
+        quick = RetryPolicy(attempts=3, base_delay_s=0.001, max_delay_s=0.002)
+        push_pending(conn, stored.gateway(quick), settings, stored.tenant_id)
+    # `lost`'s row is committed, then the process dies before sending it.
+    crash_at("before_send")
+    conn = psycopg.connect(db_url)
+    try:
+        push_pending(conn, never_sent.gateway(), settings, never_sent.tenant_id)
+    except SimulatedCrash:
+        pass
+    finally:
+        writer_buckets.STAGE_HOOK = None
+        conn.close()
+    with psycopg.connect(db_url) as conn:
+        pending = conn.execute(
+            "SELECT customer_ref FROM meter_pushes WHERE status = 'pending'"
+        ).fetchall()
+        assert sorted(r[0] for r in pending) == sorted([landed, lost])
+        # A day passes: Stripe may have forgotten both identifiers by now.
+        conn.execute("UPDATE meter_pushes SET first_attempt_at = now() - interval '21 hours'")
+    held_before = len(meter_events(stored))
+    drained(stored, db_url)
+    assert (total(stored, landed), total(never_sent, lost)) == (10, 6)
+    with psycopg.connect(db_url) as conn:
+        outcomes = dict(conn.execute("SELECT customer_ref, outcome FROM meter_pushes").fetchall())
+    assert outcomes == {landed: "found", lost: "accepted"}  # only the missing one was sent
+    assert len(meter_events(stored)) - held_before == 1
