@@ -17,6 +17,7 @@ from uuid import UUID
 import psycopg
 from psycopg.rows import dict_row
 
+from stripemeter.db.pool import ConnOrPool, borrow
 from stripemeter.stripe_gateway import MeterInfo, StripeGateway, StripeRefused
 
 # Which meter formula pushes which local aggregation: Stripe has no `max` formula, so
@@ -78,11 +79,12 @@ def active_mappings(conn: psycopg.Connection, tenant_id: UUID | None = None) -> 
         return [Mapping(**row) for row in cur.fetchall()]
 
 
-def ensure_meter(conn: psycopg.Connection, gateway: StripeGateway, mapping: Mapping) -> MeterInfo:
+def ensure_meter(db: ConnOrPool, gateway: StripeGateway, mapping: Mapping) -> MeterInfo:
     """The mapping's meter: from the row's cache, else from Stripe (then cached).
 
-    Raises StripeRefused when the price has no meter or the meter's formula cannot
-    carry the mapping's aggregation (sum needs `sum`; max and last need `last`).
+    Stripe is asked while no connection is borrowed from `db`; the cache is written
+    afterwards. Raises StripeRefused when the price has no meter or the meter's formula
+    cannot carry the mapping's aggregation (sum needs `sum`; max and last need `last`).
     """
     cached = mapping.cached_meter()
     if cached is not None:
@@ -97,18 +99,19 @@ def ensure_meter(conn: psycopg.Connection, gateway: StripeGateway, mapping: Mapp
             code="meter_formula_mismatch",
             param="priceId",
         )
-    conn.execute(
-        "UPDATE price_mappings SET meter_id = %s, meter_event_name = %s,"
-        " meter_customer_key = %s, meter_value_key = %s, meter_resolved_for = %s,"
-        " updated_at = now() WHERE id = %s",
-        (
-            meter.meter_id,
-            meter.event_name,
-            meter.customer_key,
-            meter.value_key,
-            mapping.meter_key,
-            mapping.id,
-        ),
-    )
-    conn.commit()
+    with borrow(db) as conn:
+        conn.execute(
+            "UPDATE price_mappings SET meter_id = %s, meter_event_name = %s,"
+            " meter_customer_key = %s, meter_value_key = %s, meter_resolved_for = %s,"
+            " updated_at = now() WHERE id = %s",
+            (
+                meter.meter_id,
+                meter.event_name,
+                meter.customer_key,
+                meter.value_key,
+                mapping.meter_key,
+                mapping.id,
+            ),
+        )
+        conn.commit()
     return meter

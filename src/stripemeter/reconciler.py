@@ -44,17 +44,17 @@ from psycopg.rows import dict_row
 from stripemeter import worker_state
 from stripemeter.bindings import bound_customers, stripe_customer_for
 from stripemeter.config import Settings
-from stripemeter.mapping_meters import REQUIRED_FORMULA, Mapping, active_mappings
+from stripemeter.db.pool import ConnOrPool, borrow
+from stripemeter.mapping_meters import Mapping, active_mappings, ensure_meter
 from stripemeter.periods import ceil_minute, from_unix
 from stripemeter.stripe_gateway import (
     GatewayError,
     InvoicePeriod,
     MeterInfo,
     StripeGateway,
-    StripeRefused,
     StripeUnavailable,
 )
-from stripemeter.writer import ConnOrPool, borrow, gateway_for
+from stripemeter.writer import gateway_for
 
 log = logging.getLogger("stripemeter.reconciler")
 
@@ -135,44 +135,6 @@ def reconcile(
     return reports
 
 
-def _meter(db: ConnOrPool, gateway: StripeGateway, mapping: Mapping) -> MeterInfo:
-    """The mapping's meter, as `mapping_meters.ensure_meter` resolves it, with Stripe
-    asked while no connection is borrowed and the cache written afterwards.
-
-    Raises StripeRefused when the price has no meter or the meter's formula cannot
-    carry the mapping's aggregation.
-    """
-    cached = mapping.cached_meter()
-    if cached is not None:
-        return cached
-    meter = gateway.price_meter(mapping.price_id)
-    needed = REQUIRED_FORMULA[mapping.aggregation]
-    if meter.formula != needed:
-        raise StripeRefused(
-            f"mapping {mapping.metric} ({mapping.aggregation}) needs a meter with formula "
-            f"'{needed}', but price {mapping.price_id} uses meter {meter.meter_id} with "
-            f"formula '{meter.formula}'",
-            code="meter_formula_mismatch",
-            param="priceId",
-        )
-    with borrow(db) as conn:
-        conn.execute(
-            "UPDATE price_mappings SET meter_id = %s, meter_event_name = %s,"
-            " meter_customer_key = %s, meter_value_key = %s, meter_resolved_for = %s,"
-            " updated_at = now() WHERE id = %s",
-            (
-                meter.meter_id,
-                meter.event_name,
-                meter.customer_key,
-                meter.value_key,
-                mapping.meter_key,
-                mapping.id,
-            ),
-        )
-        conn.commit()
-    return meter
-
-
 def _customers(db: ConnOrPool, gateway: StripeGateway, mapping: Mapping) -> list[str]:
     """Customers with local usage of the metric, plus the mapped item's own customer.
 
@@ -203,7 +165,7 @@ def _customers(db: ConnOrPool, gateway: StripeGateway, mapping: Mapping) -> list
 def _reconcile_mapping(
     db: ConnOrPool, gateway: StripeGateway, settings: Settings, mapping: Mapping
 ) -> list[dict[str, Any]]:
-    meter = _meter(db, gateway, mapping)
+    meter = ensure_meter(db, gateway, mapping)
     made: list[dict[str, Any]] = []
     for customer_ref in _customers(db, gateway, mapping):
         with borrow(db) as conn:

@@ -38,17 +38,16 @@ import functools
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
 from uuid import UUID
 
 import psycopg
 import stripe
-from psycopg_pool import ConnectionPool
 
 from stripemeter import worker_state
 from stripemeter.config import Settings
+from stripemeter.db.pool import ConnOrPool, borrow
 from stripemeter.mapping_meters import Mapping, active_mappings, ensure_meter
 from stripemeter.stripe_gateway import GatewayError, MeterInfo, RetryPolicy, StripeGateway
 from stripemeter.writer_buckets import (
@@ -76,8 +75,6 @@ __all__ = [
 
 log = logging.getLogger("stripemeter.writer")
 
-ConnOrPool = psycopg.Connection | ConnectionPool[psycopg.Connection]
-
 
 def gateway_for(client: stripe.StripeClient | StripeGateway, settings: Settings) -> StripeGateway:
     """Wrap a bare client in a gateway configured from settings (or pass one through)."""
@@ -89,16 +86,6 @@ def gateway_for(client: stripe.StripeClient | StripeGateway, settings: Settings)
         max_concurrency=settings.STRIPE_MAX_CONCURRENCY,
         retry=RetryPolicy(),
     )
-
-
-@contextmanager
-def borrow(conn_or_pool: ConnOrPool) -> Iterator[psycopg.Connection]:
-    """A connection from a pool, or the given connection itself."""
-    if isinstance(conn_or_pool, psycopg.Connection):
-        yield conn_or_pool
-    else:
-        with conn_or_pool.connection() as conn:
-            yield conn
 
 
 def push_pending(
@@ -191,11 +178,11 @@ def _push_mapping(
     With a pool, customers are pushed in parallel (each on its own connection, the
     account's call cap still applies); with one connection, one after the other.
     """
+    try:
+        meter = ensure_meter(conn_or_pool, gateway, mapping)
+    except GatewayError as exc:
+        return note_error(result, exc)
     with borrow(conn_or_pool) as conn:
-        try:
-            meter = ensure_meter(conn, gateway, mapping)
-        except GatewayError as exc:
-            return note_error(result, exc)
         customers = dirty_customers(conn, mapping, meter)
     stripe_down = threading.Event()
 

@@ -13,10 +13,25 @@ need, however many runs are asked for or however long Stripe hangs.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 import psycopg
 from psycopg_pool import ConnectionPool
 
 Pool = ConnectionPool[psycopg.Connection]
+# Code that runs both on one connection (tests, `--drain`) and on a pool (workers).
+ConnOrPool = psycopg.Connection | Pool
+
+
+@contextmanager
+def borrow(conn_or_pool: ConnOrPool) -> Iterator[psycopg.Connection]:
+    """A connection from a pool (returned after the block), or the given connection."""
+    if isinstance(conn_or_pool, psycopg.Connection):
+        yield conn_or_pool
+    else:
+        with conn_or_pool.connection() as conn:
+            yield conn
 
 
 def open_pool(
