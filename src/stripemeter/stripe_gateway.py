@@ -329,22 +329,8 @@ class StripeGateway:
 
     def item_customer(self, item_id: str) -> str | None:
         """The customer owning a subscription item, or None when Stripe has no such item."""
-        try:
-            item = self._call(
-                f"retrieve subscription item {item_id}",
-                lambda *_: self.client.v1.subscription_items.retrieve(item_id),
-            )
-        except StripeRefused as exc:
-            if exc.code == "resource_missing":
-                return None
-            raise
-        sub_id = item.subscription
-        sub = self._call(
-            f"retrieve subscription {sub_id}",
-            lambda *_: self.client.v1.subscriptions.retrieve(sub_id),
-        )
-        customer = sub.customer
-        return customer if isinstance(customer, str) else customer.id
+        owner = self.item_owner(item_id)
+        return owner.customer_id if owner is not None else None
 
     def invoice_periods(self, subscription_id: str, price_id: str) -> list[InvoicePeriod]:
         """Every invoice line of the subscription billing usage of `price_id`, newest first.
