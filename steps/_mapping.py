@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from uuid import UUID
+
 import psycopg
 
 from steps._env import StepError
 from steps._state import DemoState
+from stripemeter import bindings
 from stripemeter.config import Settings
 from stripemeter.db import connect, database_url
 
@@ -25,31 +28,30 @@ DO UPDATE SET price_id=EXCLUDED.price_id,
 
 NOT_MIGRATED = "the database has no price_mappings table; run `invoke migrate` first"
 
-# The operator's binding of the demo customer to the demo tenant (stripemeter.bindings):
-# the writer pushes only to Stripe customers bound to the tenant.
-BIND_CUSTOMER = """
-INSERT INTO customer_bindings (tenant_id, customer_ref, stripe_customer_id, verified_at)
-VALUES (%(tenant_id)s, %(customer_id)s, %(customer_id)s, now())
-ON CONFLICT (tenant_id, customer_ref) DO UPDATE SET stripe_customer_id = EXCLUDED.stripe_customer_id
-"""
-
 DELETE_MAPPINGS = "DELETE FROM price_mappings WHERE tenant_id = %(tenant_id)s"
 
 
 def upsert_mapping(settings: Settings, state: DemoState) -> None:
-    """Map the tenant's `api_calls` to the demo's price and bind the demo customer."""
+    """Map the tenant's `api_calls` to the demo's price and bind the demo customer.
+
+    The binding is the operator's (stripemeter.bindings): the writer pushes only to
+    Stripe customers bound to the tenant, and the demo's customerRef is its Stripe id.
+    """
     params = {
         "tenant_id": state.tenantId,
         "price_id": state.priceId,
         "sub_item_id": state.subscriptionItemId,
-        "customer_id": state.customerId,
     }
     try:
         with connect(database_url(settings)) as conn:
             conn.execute(UPSERT_MAPPING, params)
-            conn.execute(BIND_CUSTOMER, params)
+            bindings.bind(
+                conn, UUID(state.tenantId), state.customerId, state.customerId, verified=True
+            )
     except psycopg.errors.UndefinedTable:
         raise StepError(NOT_MIGRATED) from None
+    except bindings.BindingConflict as exc:
+        raise StepError(f"{exc}; run `invoke setup --fresh` for a new demo customer") from None
 
 
 def delete_mappings(settings: Settings, tenant_id: str) -> int:
