@@ -157,7 +157,7 @@ def add_push(
         series.hour_start,
         seq,
     )
-    _upsert_state(
+    record_source(
         conn,
         series,
         stripe_customer_id=stripe_customer_id,
@@ -215,38 +215,14 @@ def record_source(
     mapping_id: UUID,
     source_value: Decimal,
     covered: Decimal,
+    pushes: int = 0,
     status: str = "active",
 ) -> None:
-    """Note the bucket value a series accounted for without sending anything.
+    """Note the bucket value a series accounted for, and `pushes` new outbox rows.
 
     `status` other than `active` parks the series: `post_close` (its period is invoiced)
     or `too_old` (beyond Stripe's 35 days).
     """
-    _upsert_state(
-        conn,
-        series,
-        stripe_customer_id=stripe_customer_id,
-        aggregation=aggregation,
-        mapping_id=mapping_id,
-        source_value=source_value,
-        covered=covered,
-        pushes=0,
-        status=status,
-    )
-
-
-def _upsert_state(
-    conn: psycopg.Connection,
-    series: Series,
-    *,
-    stripe_customer_id: str,
-    aggregation: str,
-    mapping_id: UUID,
-    source_value: Decimal,
-    covered: Decimal,
-    pushes: int,
-    status: str = "active",
-) -> None:
     conn.execute(
         "INSERT INTO push_state (tenant_id, metric, customer_ref, hour_start, event_name,"
         " stripe_customer_id, aggregation, mapping_id, source_value, covered, push_count,"
