@@ -58,9 +58,8 @@ from stripemeter.writer_outbox import (
 )
 
 log = logging.getLogger("stripemeter.writer")
-_ERROR_LOG = ThrottledLog(log)
-_UNBOUND_LOG = ThrottledLog(log)
-_QUARANTINE_LOG = ThrottledLog(log)
+# Keys are kinds of failure ("stripe unavailable", "unbound:<tenant>"), never customers.
+_THROTTLED = ThrottledLog(log)
 
 # Test hook: exit the process (no cleanup) right after Stripe accepted this many meter
 # events and before the outbox row is marked sent — the crash exactly-once must survive.
@@ -152,7 +151,7 @@ def note_error(result: PushResult, exc: GatewayError, customer_ref: str | None =
     message = f"{prefix}{where}: {exc}"
     result.errors.append(message)
     result.stripe_failing = result.stripe_failing or unavailable
-    _ERROR_LOG.warning(prefix, "writer: %s", message)
+    _THROTTLED.warning(prefix, "writer: %s", message)
     return message
 
 
@@ -261,8 +260,8 @@ def push_customer(
     conn.commit()
     if stripe_customer is None:
         result.unbound += 1
-        _UNBOUND_LOG.warning(
-            str(mapping.tenant_id),
+        _THROTTLED.warning(
+            f"unbound:{mapping.tenant_id}",
             "writer: usage for customerRef(s) not bound to a Stripe customer is kept and"
             " not pushed; bind them with PUT /v1/customers/{customerRef}/binding",
         )
@@ -386,8 +385,8 @@ def send_row(
         quarantine(conn, row, f"{exc.code or 'refused'}: {exc}")
         conn.commit()
         result.quarantined += 1
-        _QUARANTINE_LOG.warning(
-            str(row.series.tenant_id),
+        _THROTTLED.warning(
+            f"quarantined:{row.series.tenant_id}",
             "writer: Stripe refused meter event %s (customer %s); quarantined: %s",
             row.identifier,
             row.series.customer_ref,
