@@ -33,8 +33,6 @@ from tests.support.emulator import TEST_KEY, running_emulator
 # Per operation and generation mode; raise it (STRIPEMETER_FUZZ_EXAMPLES) for a longer hunt.
 MAX_EXAMPLES = int(os.environ.get("STRIPEMETER_FUZZ_EXAMPLES", "25"))
 REQUEST_TIMEOUT_S = 15.0
-# Operations left out, each with the bug that keeps it out; remove an entry once fixed.
-EXCLUDED: dict[str, str] = {}
 
 
 def _operations() -> list[tuple[str, GenerationMode]]:
@@ -137,8 +135,6 @@ def test_no_generated_request_gets_a_server_error(
     served: tuple[Api, schemathesis.BaseSchema, Tally], name: str, mode: GenerationMode
 ) -> None:
     api, schema, tally = served
-    if name in EXCLUDED:
-        pytest.skip(EXCLUDED[name])
     found = _fuzz(api, schema, tally, name, mode)
     assert found == [], f"{len(found)} request(s) to {name} got a 5xx:\n" + "\n".join(found)
 
@@ -148,7 +144,7 @@ def test_the_fuzz_covered_every_operation_within_budget(
 ) -> None:
     # Runs last in the module: the parametrized fuzz above must have reached each route.
     _, _, tally = served
-    fuzzed = {name for name, _ in OPERATIONS} - set(EXCLUDED)
+    fuzzed = {name for name, _ in OPERATIONS}
     assert set(tally.by_operation) == fuzzed
     # An operation without inputs has one distinct request; one with inputs gets them all.
     assert tally.requests >= MAX_EXAMPLES * len(fuzzed), tally.by_operation
