@@ -18,7 +18,7 @@ from typing import Annotated
 from uuid import UUID
 
 import anyio.to_thread
-from fastapi import APIRouter, Path, Query, Request
+from fastapi import APIRouter, Path, Request
 from pydantic import BaseModel, ConfigDict, Field
 
 from stripemeter import bindings
@@ -27,6 +27,7 @@ from stripemeter.api.deps import (
     AuthFirstRoute,
     Pool,
     ReadPrincipal,
+    TenantIdQuery,
     verification_gateway,
 )
 from stripemeter.api.errors import ApiError
@@ -109,7 +110,7 @@ async def put_binding(
 def list_bindings(
     principal: ReadPrincipal,
     pool: Pool,
-    tenant_id: Annotated[UUID | None, Query(alias="tenantId")] = None,
+    tenant_id: TenantIdQuery = None,
 ) -> JsonResponse:
     """The tenant's bindings, by customerRef."""
     tenant = principal.tenant_or(tenant_id)
@@ -123,7 +124,7 @@ def delete_binding(
     customer_ref: CustomerRef,
     principal: AdminPrincipal,
     pool: Pool,
-    tenant_id: Annotated[UUID | None, Query(alias="tenantId")] = None,
+    tenant_id: TenantIdQuery = None,
 ) -> JsonResponse:
     """Unbind customerRef (404 when it is not bound)."""
     tenant = principal.tenant_or(tenant_id)

@@ -20,7 +20,7 @@ from typing import Annotated, Any
 from uuid import UUID
 
 import anyio.to_thread
-from fastapi import Depends, Request
+from fastapi import Depends, Query, Request
 from fastapi.dependencies.models import Dependant
 from fastapi.routing import APIRoute
 from starlette.responses import Response
@@ -200,6 +200,8 @@ CurrentPrincipal = Annotated[Principal, Depends(get_principal)]
 IngestPrincipal = Annotated[Principal, Depends(ScopeGuard("ingest"))]
 ReadPrincipal = Annotated[Principal, Depends(ScopeGuard("read"))]
 AdminPrincipal = Annotated[Principal, Depends(ScopeGuard("admin"))]
+# `?tenantId=`: optional; `Principal.tenant_or` defaults it to the key's tenant.
+TenantIdQuery = Annotated[UUID | None, Query(alias="tenantId")]
 
 
 def _auth_calls(dependant: Dependant) -> Iterator[object]:

@@ -23,7 +23,7 @@ from fastapi import APIRouter, Query, Request
 from pydantic import AwareDatetime
 
 from stripemeter import ledger
-from stripemeter.api.deps import Pool, Principal, ReadPrincipal, authorize
+from stripemeter.api.deps import Pool, Principal, ReadPrincipal, TenantIdQuery, authorize
 from stripemeter.api.errors import ApiError, error_object
 from stripemeter.config import Settings
 from stripemeter.db.pool import Pool as ConnectionPoolType
@@ -278,7 +278,7 @@ def _decode_cursor(cursor: str) -> tuple[datetime, int]:
 def list_events(
     principal: ReadPrincipal,
     pool: Pool,
-    tenant_id: Annotated[UUID | None, Query(alias="tenantId")] = None,
+    tenant_id: TenantIdQuery = None,
     metric: Annotated[str | None, Query(pattern=METRIC_PATTERN)] = None,
     customer_ref: Annotated[
         str | None, Query(alias="customerRef", max_length=255, pattern=PRINTABLE_PATTERN)

@@ -12,7 +12,7 @@ from typing import Annotated, Literal
 from uuid import UUID
 
 import anyio.to_thread
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Request
 from pydantic import BaseModel, ConfigDict, Field
 
 from stripemeter import mappings
@@ -22,6 +22,7 @@ from stripemeter.api.deps import (
     AuthFirstRoute,
     Pool,
     ReadPrincipal,
+    TenantIdQuery,
     verification_gateway,
 )
 from stripemeter.api.errors import ApiError
@@ -57,7 +58,7 @@ class MappingIn(BaseModel):
 def list_mappings(
     principal: ReadPrincipal,
     pool: Pool,
-    tenant_id: Annotated[UUID | None, Query(alias="tenantId")] = None,
+    tenant_id: TenantIdQuery = None,
 ) -> JsonResponse:
     """The tenant's mappings (active first)."""
     tenant = principal.tenant_or(tenant_id)

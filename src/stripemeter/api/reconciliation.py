@@ -38,7 +38,14 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 from starlette.responses import Response
 
 from stripemeter import worker_state
-from stripemeter.api.deps import AdminPrincipal, AppSettings, AuthFirstRoute, Pool, ReadPrincipal
+from stripemeter.api.deps import (
+    AdminPrincipal,
+    AppSettings,
+    AuthFirstRoute,
+    Pool,
+    ReadPrincipal,
+    TenantIdQuery,
+)
 from stripemeter.api.errors import ApiError
 from stripemeter.config import Settings
 from stripemeter.db.pool import Pool as PoolType
@@ -322,7 +329,7 @@ def _window(
 def reconciliation_summary(
     principal: ReadPrincipal,
     pool: Pool,
-    tenant_id: Annotated[UUID | None, Query(alias="tenantId")] = None,
+    tenant_id: TenantIdQuery = None,
     period_start: Annotated[str | None, Query(alias="periodStart")] = None,
     period_end: Annotated[str | None, Query(alias="periodEnd")] = None,
     from_: Annotated[AwareDatetime | None, Query(alias="from")] = None,
@@ -373,7 +380,7 @@ def reconciliation_month(
     month: str,
     principal: ReadPrincipal,
     pool: Pool,
-    tenant_id: Annotated[UUID | None, Query(alias="tenantId")] = None,
+    tenant_id: TenantIdQuery = None,
 ) -> JsonResponse:
     """The latest report of every item whose period starts in the month."""
     tenant = principal.tenant_or(tenant_id)

@@ -4,12 +4,11 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 from typing import Annotated
-from uuid import UUID
 
 from fastapi import APIRouter, Query
 from pydantic import AwareDatetime
 
-from stripemeter.api.deps import Pool, ReadPrincipal
+from stripemeter.api.deps import Pool, ReadPrincipal, TenantIdQuery
 from stripemeter.api.errors import ApiError
 from stripemeter.jsonio import JsonResponse, iso
 from stripemeter.usage import is_hour_aligned, usage_totals
@@ -28,7 +27,7 @@ def get_usage(
     metric: Annotated[str, Query(pattern=METRIC_PATTERN)],
     from_: Annotated[AwareDatetime, Query(alias="from")],
     to: Annotated[AwareDatetime, Query()],
-    tenant_id: Annotated[UUID | None, Query(alias="tenantId")] = None,
+    tenant_id: TenantIdQuery = None,
     customer_ref: Annotated[
         str | None, Query(alias="customerRef", max_length=255, pattern=PRINTABLE_PATTERN)
     ] = None,

@@ -8,13 +8,13 @@ same whichever process runs the writer. The demo polls it until `pendingBuckets`
 from __future__ import annotations
 
 from decimal import Decimal
-from typing import Annotated, Any
+from typing import Any
 from uuid import UUID
 
-from fastapi import APIRouter, FastAPI, Query
+from fastapi import APIRouter, FastAPI
 
 from stripemeter import worker_state
-from stripemeter.api.deps import Pool, ReadPrincipal
+from stripemeter.api.deps import Pool, ReadPrincipal, TenantIdQuery
 from stripemeter.jsonio import JsonResponse, format_decimal, iso
 from stripemeter.writer_metrics import (
     PENDING_SQL,
@@ -38,7 +38,7 @@ def pending(conn: Any, tenant_id: UUID) -> tuple[int, Decimal]:
 def writer_status(
     principal: ReadPrincipal,
     pool: Pool,
-    tenant_id: Annotated[UUID | None, Query(alias="tenantId")] = None,
+    tenant_id: TenantIdQuery = None,
 ) -> JsonResponse:
     """`{"pendingBuckets", "pendingUnits", "lastPushAt", "lastError"}` for the tenant."""
     tenant = principal.tenant_or(tenant_id)
