@@ -25,8 +25,8 @@ STEP_TASKS = {
 
 
 def _runner(name: str | None):  # type: ignore[no-untyped-def]
-    from stripemeter.config import ConfigError
-    from stripemeter.runners import RunnerError, select_runner
+    from stripemeter.errors import ConfigError
+    from stripemeter_dev.runner import RunnerError, select_runner
 
     try:
         return select_runner(name or os.environ.get("STRIPEMETER_RUNNER", "local"))
@@ -36,8 +36,8 @@ def _runner(name: str | None):  # type: ignore[no-untyped-def]
 
 def _guarded(action, *args):  # type: ignore[no-untyped-def]
     """Run a runner call, turning its expected failures into a one-line exit."""
-    from stripemeter.config import ConfigError
-    from stripemeter.runners import RunnerError
+    from stripemeter.errors import ConfigError
+    from stripemeter_dev.runner import RunnerError
 
     try:
         return action(*args)
@@ -139,7 +139,7 @@ def demo(c: Context, runner: str | None = None, keep: bool = False, fresh: bool 
 @task(help={"runner": "docker only"})
 def images(c: Context, runner: str = "docker") -> None:
     """Build the app image from $PYTHON_BASE_IMAGE (docker runner)."""
-    from stripemeter.runners.docker import build_app_image
+    from stripemeter_dev.docker import build_app_image
 
     _guarded(build_app_image)
 

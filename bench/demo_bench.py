@@ -31,7 +31,7 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))
 
 from stripemeter.config import Settings, load_settings  # noqa: E402
-from stripemeter.runners.local import LocalRunner  # noqa: E402
+from stripemeter_dev.local import LocalRunner  # noqa: E402
 
 STEPS = ("setup", "send_usage", "advance_clock", "validate", "cleanup")
 WAIT_LINE = re.compile(r"^\s+done: (?P<what>.+) after (?P<s>[0-9.]+) s$")

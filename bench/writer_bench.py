@@ -35,8 +35,8 @@ from stripemeter.config import load_settings  # noqa: E402
 from stripemeter.db import embedded  # noqa: E402
 from stripemeter.db.migrate import apply_migrations  # noqa: E402
 from stripemeter.db.pool import open_pool  # noqa: E402
-from stripemeter.stripe_gateway import RetryPolicy  # noqa: E402
-from stripemeter.writer import PushResult, drain  # noqa: E402
+from stripemeter.stripe.gateway import RetryPolicy  # noqa: E402
+from stripemeter.writer.passes import PushResult, drain  # noqa: E402
 from tests.support.databases import with_dbname  # noqa: E402
 from tests.support.emulator import running_emulator  # noqa: E402
 from tests.support.stripe_world import (  # noqa: E402

@@ -25,8 +25,9 @@ from pathlib import Path
 
 import stripe
 
-from stripemeter.config import ConfigError, Settings, load_settings
-from stripemeter.stripe import StripeConfigError, make_client, resolve_stripe_target
+from stripemeter.config import Settings, load_settings
+from stripemeter.errors import ConfigError, StripeConfigError, StripemeterError
+from stripemeter.stripe.client import make_client, resolve_stripe_target
 
 REAL_STRIPE_BASE = "https://api.stripe.com"
 METRIC = "api_calls"
@@ -39,7 +40,7 @@ EXIT_ERROR = 1
 EXIT_DRIFT = 2
 
 
-class StepError(Exception):
+class StepError(StripemeterError):
     """A step cannot go on; `str(self)` is the one-line reason, `code` the exit code."""
 
     def __init__(self, message: str, code: int = EXIT_ERROR) -> None:

@@ -8,9 +8,10 @@ import psycopg
 
 from steps._env import StepError
 from steps._state import DemoState
-from stripemeter import bindings
 from stripemeter.config import Settings
 from stripemeter.db import connect, database_url
+from stripemeter.errors import BindingConflict
+from stripemeter.mappings import bindings
 
 # The seed's statement (run.sh), with bound parameters where it interpolated shell
 # variables ('$TENANT_ID', '$PRICE_ID', '$SUB_ITEM_ID').
@@ -34,7 +35,7 @@ DELETE_MAPPINGS = "DELETE FROM price_mappings WHERE tenant_id = %(tenant_id)s"
 def upsert_mapping(settings: Settings, state: DemoState) -> None:
     """Map the tenant's `api_calls` to the demo's price and bind the demo customer.
 
-    The binding is the operator's (stripemeter.bindings): the writer pushes only to
+    The binding is the operator's (stripemeter.mappings.bindings): the writer pushes only to
     Stripe customers bound to the tenant, and the demo's customerRef is its Stripe id.
     """
     params = {
@@ -50,7 +51,7 @@ def upsert_mapping(settings: Settings, state: DemoState) -> None:
             )
     except psycopg.errors.UndefinedTable:
         raise StepError(NOT_MIGRATED) from None
-    except bindings.BindingConflict as exc:
+    except BindingConflict as exc:
         raise StepError(f"{exc}; run `invoke setup --fresh` for a new demo customer") from None
 
 

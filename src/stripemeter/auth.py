@@ -29,17 +29,13 @@ from uuid import UUID
 
 import psycopg
 
-from stripemeter.config import ConfigError
+from stripemeter.errors import ConfigError, UnknownScope
 
 SECRET_PREFIX = "smk_"
 
 Scope = Literal["ingest", "read", "admin"]
 ALL_SCOPES: Final[frozenset[str]] = frozenset(get_args(Scope))
 DEFAULT_SCOPES: Final[tuple[Scope, ...]] = ("ingest", "read")
-
-
-class UnknownScope(ValueError):
-    """A scope name that is not one of `ALL_SCOPES`."""
 
 
 def check_scopes(scopes: Collection[str]) -> frozenset[str]:

@@ -35,17 +35,21 @@ from uuid import UUID
 import psycopg
 
 from stripemeter.auth import DEFAULT_SCOPES, check_bypass_allowed, create_api_key
-from stripemeter.config import ConfigError, Settings, load_settings
-from stripemeter.db import DatabaseUnavailable, connect, database_url, embedded
-from stripemeter.db.embedded import EmbeddedDatabaseError
+from stripemeter.config import Settings, load_settings
+from stripemeter.db import connect, database_url, embedded
 from stripemeter.db.migrate import apply_migrations, available_migrations
-from stripemeter.stripe import StripeConfigError, resolve_stripe_target
+from stripemeter.errors import (
+    BindingConflict,
+    CliError,
+    ConfigError,
+    DatabaseUnavailable,
+    EmbeddedDatabaseError,
+    StripeConfigError,
+    UnknownStripeCustomer,
+)
+from stripemeter.stripe.client import resolve_stripe_target
 
 log = logging.getLogger("stripemeter.cli")
-
-
-class CliError(Exception):
-    """A failure to report as one line with a non-zero exit."""
 
 
 def _port(text: str) -> int:
@@ -110,7 +114,7 @@ def pending_migrations(conn: psycopg.Connection) -> list[str]:
 
 
 def _start_workers(settings: Settings, url: str) -> Any:
-    from stripemeter import workers
+    from stripemeter.workers import loop as workers
 
     return workers.start_in_background(settings, url)
 
@@ -119,7 +123,7 @@ def cmd_api(args: argparse.Namespace, settings: Settings) -> int:
     """`api`: serve the HTTP API (and, unless --no-workers, the background workers)."""
     import uvicorn
 
-    from stripemeter import serving
+    from stripemeter.api import serving
     from stripemeter.api.app import create_app
 
     check_bypass_allowed(
@@ -151,7 +155,7 @@ def cmd_api(args: argparse.Namespace, settings: Settings) -> int:
             # The children watch this pid and stop when it is gone (kill -9 included).
             os.environ[serving.SUPERVISOR_PID_ENV] = str(os.getpid())
             uvicorn.run(
-                "stripemeter.serving:create_child_app",
+                "stripemeter.api.serving:create_child_app",
                 factory=True,
                 host=args.host,
                 port=args.port,
@@ -168,7 +172,7 @@ def cmd_api(args: argparse.Namespace, settings: Settings) -> int:
 
 def cmd_workers(args: argparse.Namespace, settings: Settings) -> int:
     """`workers`: run the writer and reconciler loops in the foreground."""
-    from stripemeter import workers
+    from stripemeter.workers import loop as workers
 
     workers.run_forever(settings)
     return 0
@@ -201,9 +205,10 @@ def cmd_bindings(args: argparse.Namespace, settings: Settings) -> int:
     Stripe is asked first that the customer exists (as the API does); `--no-verify`
     skips that for an operator who knows better, leaving `verified_at` empty.
     """
-    from stripemeter import bindings
-    from stripemeter.stripe import client_for_settings
-    from stripemeter.stripe_gateway import GatewayError, RetryPolicy, StripeGateway
+    from stripemeter.errors import GatewayError
+    from stripemeter.mappings import bindings
+    from stripemeter.stripe.client import client_for_settings
+    from stripemeter.stripe.gateway import RetryPolicy, StripeGateway
 
     if not re.fullmatch(r"cus_[A-Za-z0-9_]{1,251}", args.stripe_customer):
         raise CliError(
@@ -220,7 +225,7 @@ def cmd_bindings(args: argparse.Namespace, settings: Settings) -> int:
         )
         try:
             bindings.verify_customer(gateway, args.stripe_customer)
-        except (bindings.UnknownStripeCustomer, GatewayError) as exc:
+        except (UnknownStripeCustomer, GatewayError) as exc:
             raise CliError(str(exc)) from None
     with connect(database_url(settings)) as conn:
         if pending_migrations(conn):
@@ -233,7 +238,7 @@ def cmd_bindings(args: argparse.Namespace, settings: Settings) -> int:
                 args.stripe_customer,
                 verified=not args.no_verify,
             )
-        except bindings.BindingConflict as exc:
+        except BindingConflict as exc:
             raise CliError(str(exc)) from None
         conn.commit()
     print(

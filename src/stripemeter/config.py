@@ -16,11 +16,9 @@ from typing import Annotated
 from pydantic import Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from stripemeter.errors import ConfigError
+
 PositiveMs = Annotated[int, Field(gt=0)]
-
-
-class ConfigError(Exception):
-    """A configuration variable has a value we cannot use; the message names it."""
 
 
 class Settings(BaseSettings):

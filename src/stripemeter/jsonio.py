@@ -21,12 +21,10 @@ from uuid import UUID
 import orjson
 from starlette.responses import Response
 
+from stripemeter.errors import JsonBodyError
+
 # Wide enough that no quantity (numeric(38, 6)) or bucket total is ever rounded.
 EXACT = decimal.Context(prec=200, Emax=decimal.MAX_EMAX, Emin=decimal.MIN_EMIN)
-
-
-class JsonBodyError(ValueError):
-    """The body is not JSON we accept; the message says where and why."""
 
 
 def _refuse_constant(name: str) -> Any:

@@ -22,8 +22,8 @@ from typing import Any
 import pytest
 
 from stripemeter.config import Settings, load_settings
-from stripemeter.runners.local import LocalRunner
-from stripemeter.stripe import make_client
+from stripemeter.stripe.client import make_client
+from stripemeter_dev.local import LocalRunner
 from tests.steps.conftest import REPO_ROOT, step_environment
 from tests.support.servers import free_port
 

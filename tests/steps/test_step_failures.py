@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from steps._state import DemoState, save_state
-from stripemeter.runners import STEP_NAMES
+from stripemeter_dev.runner import STEP_NAMES
 from tests.steps.conftest import StepRunner
 from tests.support.emulator import running_emulator
 from tests.support.servers import free_port

@@ -10,15 +10,14 @@ import pytest
 import requests
 
 from stripemeter.auth import (
-    UnknownScope,
     check_bypass_allowed,
     create_api_key,
     is_loopback,
     key_for_secret,
     tenant_for_secret,
 )
-from stripemeter.config import ConfigError
 from stripemeter.db.migrate import available_migrations
+from stripemeter.errors import ConfigError, UnknownScope
 from tests.stripemeter.conftest import Api, event
 from tests.support.databases import with_dbname
 

@@ -22,7 +22,7 @@ import stripe
 
 from stripemeter.api.app import create_app
 from stripemeter.config import Settings, load_settings
-from stripemeter.stripe_gateway import RetryPolicy, StripeGateway
+from stripemeter.stripe.gateway import RetryPolicy, StripeGateway
 from tests.support.emulator import TEST_KEY, sdk_client
 from tests.support.servers import serve_asgi
 

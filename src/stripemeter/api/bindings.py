@@ -21,7 +21,6 @@ import anyio.to_thread
 from fastapi import APIRouter, Path, Request
 from pydantic import BaseModel, ConfigDict, Field
 
-from stripemeter import bindings
 from stripemeter.api.deps import (
     AdminPrincipal,
     AuthFirstRoute,
@@ -31,9 +30,15 @@ from stripemeter.api.deps import (
     verification_gateway,
 )
 from stripemeter.api.errors import ApiError
+from stripemeter.errors import (
+    BindingConflict,
+    StripeRefused,
+    StripeUnavailable,
+    UnknownStripeCustomer,
+)
+from stripemeter.ingest.validation import PRINTABLE_PATTERN
 from stripemeter.jsonio import JsonResponse
-from stripemeter.stripe_gateway import StripeRefused, StripeUnavailable
-from stripemeter.validation import PRINTABLE_PATTERN
+from stripemeter.mappings import bindings
 
 router = APIRouter(tags=["bindings"], route_class=AuthFirstRoute)
 
@@ -88,7 +93,7 @@ async def put_binding(
     customer = body.stripe_customer_id
     try:
         await anyio.to_thread.run_sync(bindings.verify_customer, gateway, customer)
-    except bindings.UnknownStripeCustomer as exc:
+    except UnknownStripeCustomer as exc:
         raise ApiError(400, "unknown_stripe_customer", str(exc), "stripeCustomerId") from None
     except (StripeRefused, StripeUnavailable) as exc:
         raise stripe_error(exc) from None
@@ -101,7 +106,7 @@ async def put_binding(
 
     try:
         created, row = await anyio.to_thread.run_sync(store)
-    except bindings.BindingConflict as exc:
+    except BindingConflict as exc:
         raise ApiError(409, "customer_already_bound", str(exc), "stripeCustomerId") from None
     return JsonResponse(row, status_code=201 if created else 200)
 

@@ -31,8 +31,9 @@ from stripemeter.auth import ALL_SCOPES
 from stripemeter.auth import Scope as KeyScope
 from stripemeter.config import Settings
 from stripemeter.db.pool import Pool as ConnectionPoolType
-from stripemeter.stripe import StripeConfigError, client_for_settings
-from stripemeter.stripe_gateway import RetryPolicy, StripeGateway
+from stripemeter.errors import StripeConfigError
+from stripemeter.stripe.client import client_for_settings
+from stripemeter.stripe.gateway import RetryPolicy, StripeGateway
 
 
 @dataclass(frozen=True)

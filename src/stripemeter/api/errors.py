@@ -19,6 +19,7 @@ from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import ClientDisconnect
 
+from stripemeter.errors import StripemeterError
 from stripemeter.jsonio import JsonResponse
 
 log = logging.getLogger("stripemeter.api")
@@ -37,7 +38,7 @@ _STATUS_CODES = {
 }
 
 
-class ApiError(Exception):
+class ApiError(StripemeterError):
     """An answer other than success: HTTP status, stable code, human message, field."""
 
     def __init__(

@@ -22,14 +22,13 @@ import anyio.to_thread
 from fastapi import APIRouter, Query, Request
 from pydantic import AwareDatetime
 
-from stripemeter import ledger
 from stripemeter.api.deps import Pool, Principal, ReadPrincipal, TenantIdQuery, authorize
 from stripemeter.api.errors import ApiError, error_object
 from stripemeter.config import Settings
 from stripemeter.db.pool import Pool as ConnectionPoolType
-from stripemeter.jsonio import JsonBodyError, JsonResponse, canonical_bytes, parse_json_exact
-from stripemeter.metrics import REJECTED_METRIC_LABEL, record_ingest
-from stripemeter.validation import (
+from stripemeter.errors import IdempotencyConflict, InputError, JsonBodyError
+from stripemeter.ingest import ledger
+from stripemeter.ingest.validation import (
     DERIVED_KEY_PREFIX,
     MAX_DECIMALS,
     MAX_HEADER_KEY_CHARS,
@@ -40,12 +39,13 @@ from stripemeter.validation import (
     PRINTABLE_PATTERN,
     STRIPE_MAX_DIGITS,
     UUID_TEXT,
-    InputError,
     ValidEvent,
     check_header_key,
     parse_batch,
     validate_event,
 )
+from stripemeter.jsonio import JsonResponse, canonical_bytes, parse_json_exact
+from stripemeter.ops.metrics import REJECTED_METRIC_LABEL, record_ingest
 
 router = APIRouter(tags=["events"])
 
@@ -235,7 +235,7 @@ async def ingest_events(request: Request) -> JsonResponse:
                 body_sha256=body_sha256,
             )
         )
-    except ledger.IdempotencyConflict:
+    except IdempotencyConflict:
         raise ApiError(
             409,
             "idempotency_key_reused",

@@ -15,7 +15,6 @@ import anyio.to_thread
 from fastapi import APIRouter, Request
 from pydantic import BaseModel, ConfigDict, Field
 
-from stripemeter import mappings
 from stripemeter.api.deps import (
     AdminPrincipal,
     AppSettings,
@@ -26,9 +25,10 @@ from stripemeter.api.deps import (
     verification_gateway,
 )
 from stripemeter.api.errors import ApiError
+from stripemeter.errors import ItemRefused, StripeRefused, StripeUnavailable
+from stripemeter.ingest.validation import METRIC_PATTERN, PRINTABLE_PATTERN
 from stripemeter.jsonio import JsonResponse
-from stripemeter.stripe_gateway import StripeRefused, StripeUnavailable
-from stripemeter.validation import METRIC_PATTERN, PRINTABLE_PATTERN
+from stripemeter.mappings import store as mappings
 
 router = APIRouter(tags=["mappings"], route_class=AuthFirstRoute)
 
@@ -109,7 +109,7 @@ async def _verify_item(request: Request, pool: Pool, body: MappingIn) -> None:
         await anyio.to_thread.run_sync(
             mappings.verify_item, gateway, item_id, body.price_id, customers
         )
-    except mappings.ItemRefused as exc:
+    except ItemRefused as exc:
         raise ApiError(400, exc.code, str(exc), "subscriptionItemId") from None
     except (StripeRefused, StripeUnavailable) as exc:
         raise ApiError(

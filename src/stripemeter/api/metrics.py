@@ -33,8 +33,8 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from stripemeter.api.deps import get_principal
 from stripemeter.config import Settings
-from stripemeter.metrics import HTTP_LATENCY, HTTP_REQUESTS, REGISTRY, method_label
-from stripemeter.writer_metrics import STATE_COLLECTOR
+from stripemeter.ops.metrics import HTTP_LATENCY, HTTP_REQUESTS, REGISTRY, method_label
+from stripemeter.writer.status import STATE_COLLECTOR
 
 router = APIRouter(tags=["operations"])
 

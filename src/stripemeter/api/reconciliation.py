@@ -4,7 +4,7 @@
   and answer 202 with its `runId`. One run per tenant is queued or running at a time:
   asking again while it is returns the same run id (duplicates coalesce). Runs are
   executed by `RECONCILIATION_THREADS` threads on their own connection pool, never one
-  thread per request (see `stripemeter.reconciliation_runs`). With `?wait=true` the
+  thread per request (see `stripemeter.reconciler.runs`). With `?wait=true` the
   request waits at most `RECONCILIATION_WAIT_S` seconds: 200 with the reports when the
   run finishes in time, 422 `stripe_refused` when Stripe refused a request (a mapping
   naming a price Stripe does not have), 503 `stripe_unavailable` (or
@@ -37,7 +37,6 @@ from fastapi import APIRouter, FastAPI, Path, Query, Request
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 from starlette.responses import Response
 
-from stripemeter import worker_state
 from stripemeter.api.deps import (
     AdminPrincipal,
     AppSettings,
@@ -49,12 +48,14 @@ from stripemeter.api.deps import (
 from stripemeter.api.errors import ApiError
 from stripemeter.config import Settings
 from stripemeter.db.pool import Pool as PoolType
+from stripemeter.errors import StripeConfigError, StripeUnavailable
 from stripemeter.jsonio import JsonResponse, iso
 from stripemeter.periods import parse_month
-from stripemeter.reconciliation_runs import Run, RunExecutor, get_run
-from stripemeter.reconciliation_summary import latest_reports, report_json, summarize, to_csv
-from stripemeter.stripe import StripeConfigError, client_for_settings
-from stripemeter.stripe_gateway import RetryPolicy, StripeGateway, StripeUnavailable
+from stripemeter.reconciler.reports import latest_reports, report_json, summarize, to_csv
+from stripemeter.reconciler.runs import Run, RunExecutor, get_run
+from stripemeter.stripe.client import client_for_settings
+from stripemeter.stripe.gateway import RetryPolicy, StripeGateway
+from stripemeter.workers import state as worker_state
 
 router = APIRouter(tags=["reconciliation"], route_class=AuthFirstRoute)
 log = logging.getLogger("stripemeter.api.reconciliation")

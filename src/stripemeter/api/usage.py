@@ -10,9 +10,9 @@ from pydantic import AwareDatetime
 
 from stripemeter.api.deps import Pool, ReadPrincipal, TenantIdQuery
 from stripemeter.api.errors import ApiError
+from stripemeter.ingest.usage import is_hour_aligned, usage_totals
+from stripemeter.ingest.validation import EPOCH, METRIC_PATTERN, PRINTABLE_PATTERN
 from stripemeter.jsonio import JsonResponse, iso
-from stripemeter.usage import is_hour_aligned, usage_totals
-from stripemeter.validation import EPOCH, METRIC_PATTERN, PRINTABLE_PATTERN
 
 # The last instant whose UTC conversion cannot overflow.
 LATEST = datetime(9999, 12, 30, tzinfo=UTC)

@@ -13,10 +13,10 @@ from uuid import UUID
 
 from fastapi import APIRouter, FastAPI
 
-from stripemeter import worker_state
 from stripemeter.api.deps import Pool, ReadPrincipal, TenantIdQuery
 from stripemeter.jsonio import JsonResponse, format_decimal, iso
-from stripemeter.writer_metrics import (
+from stripemeter.workers import state as worker_state
+from stripemeter.writer.status import (
     PENDING_SQL,
     use_pool_for_metrics,
     writer_health,

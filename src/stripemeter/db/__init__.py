@@ -11,10 +11,7 @@ import psycopg
 
 from stripemeter.config import Settings
 from stripemeter.db import embedded
-
-
-class DatabaseUnavailable(Exception):
-    """The database cannot be reached; the message says which and why."""
+from stripemeter.errors import DatabaseUnavailable
 
 
 def database_url(settings: Settings) -> str:

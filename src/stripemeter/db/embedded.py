@@ -18,10 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from stripemeter.config import Settings
-
-
-class EmbeddedDatabaseError(Exception):
-    """The embedded server could not be started or stopped; the message says why."""
+from stripemeter.errors import EmbeddedDatabaseError
 
 
 def data_dir(settings: Settings) -> Path:

@@ -1,0 +1,140 @@
+"""Every exception stripemeter raises on purpose, under one root.
+
+Entry points (the API, the `stripemeter` CLI, the workers, the demo steps, `tasks.py`)
+catch `StripemeterError` once and turn it into one line (or one JSON error body); any
+other exception is a bug and keeps its traceback. The tree:
+
+    StripemeterError
+    ├── ConfigError                  a setting has a value we cannot use (names the variable)
+    │   └── StripeConfigError        live or non-test Stripe key, refused before any call
+    ├── InputError (ValueError)      one field of a request or event is wrong (code, field)
+    │   ├── JsonBodyError            the body is not JSON we accept
+    │   └── UnknownScope             an API-key scope that does not exist
+    ├── ConflictError                the request contradicts what is stored
+    │   ├── IdempotencyConflict      an Idempotency-Key reused with another body
+    │   └── BindingConflict          a Stripe customer already bound elsewhere
+    ├── DatabaseUnavailable          PostgreSQL cannot be reached
+    │   └── EmbeddedDatabaseError    the embedded server would not start or stop
+    ├── GatewayError                 a Stripe call did not succeed
+    │   ├── StripeUnavailable        Stripe could not be reached or kept failing (retryable)
+    │   └── StripeRefused            Stripe answered no (not retryable)
+    ├── OwnershipError               a Stripe object is not the tenant's to use (code says why)
+    │   ├── UnknownStripeCustomer    the customer does not exist in Stripe
+    │   └── ItemRefused              a subscription item failed its ownership check
+    ├── ReconciliationError          a reconciliation could not read what it compares
+    ├── ApiError                     an HTTP answer other than success (in stripemeter.api.errors)
+    └── CliError                     a `stripemeter` command cannot go on
+
+Outside the service package, on the same root: `stripemeter_dev.runner.RunnerError`
+(the dev stack) and `steps._env.StepError` (the demo steps).
+"""
+
+from __future__ import annotations
+
+
+class StripemeterError(Exception):
+    """The root: an expected failure whose message is meant for the person running us."""
+
+
+class ConfigError(StripemeterError):
+    """A configuration variable has a value we cannot use; the message names it."""
+
+
+class StripeConfigError(ConfigError):
+    """The Stripe key or base address cannot be used; the message says why."""
+
+
+class InputError(StripemeterError, ValueError):
+    """One problem with the input: machine code, message, and the field it is about."""
+
+    def __init__(self, code: str, message: str, field: str | None) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        self.field = field
+
+
+class JsonBodyError(InputError):
+    """The body is not JSON we accept; the message says where and why."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__("invalid_json", message, None)
+
+
+class UnknownScope(InputError):
+    """A scope name that is not one of `auth.ALL_SCOPES`."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__("unknown_scope", message, "scopes")
+
+
+class ConflictError(StripemeterError):
+    """The request contradicts what is already stored (a 409 at the API)."""
+
+
+class IdempotencyConflict(ConflictError):
+    """The request's Idempotency-Key was used before with a different body."""
+
+
+class BindingConflict(ConflictError):
+    """The Stripe customer is already bound elsewhere."""
+
+
+class DatabaseUnavailable(StripemeterError):
+    """The database cannot be reached; the message says which and why."""
+
+
+class EmbeddedDatabaseError(DatabaseUnavailable):
+    """The embedded server could not be started or stopped; the message says why."""
+
+
+class GatewayError(StripemeterError):
+    """A Stripe call did not succeed; the message says which call and why."""
+
+
+class StripeUnavailable(GatewayError):
+    """Stripe could not be reached, or kept failing after the retries (try again later)."""
+
+
+class StripeRefused(GatewayError):
+    """Stripe answered with a client error (4xx other than 429); `code`, `param` are Stripe's."""
+
+    def __init__(self, message: str, *, code: str | None = None, param: str | None = None):
+        super().__init__(message)
+        self.code = code
+        self.param = param
+
+
+class OwnershipError(StripemeterError):
+    """A Stripe object is not the tenant's to use; `code` is the stable reason."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+class UnknownStripeCustomer(OwnershipError):
+    """The Stripe customer id does not exist in the configured Stripe account."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__("unknown_stripe_customer", message)
+
+
+class ItemRefused(OwnershipError):
+    """A mapping's subscription item failed its ownership check."""
+
+
+class ReconciliationError(StripemeterError):
+    """Stripe or the database could not be read; no report was made from guesses.
+
+    `refused` is true when every failure was Stripe refusing a request (a mapping that
+    names a price Stripe does not have, say): the configuration is wrong, Stripe is up.
+    """
+
+    def __init__(self, message: str, *, refused: bool = False) -> None:
+        super().__init__(message)
+        self.refused = refused
+
+
+class CliError(StripemeterError):
+    """A `stripemeter` command cannot go on; the message is printed as one line."""

@@ -1,0 +1,421 @@
+"""The reconciler: compare local totals with Stripe per billing period, and say so.
+
+For each active mapping and each customer with a subscription item on the mapped
+price, the periods come from Stripe: the item's current period, and the periods of
+the subscription's invoice lines for the price. For each period:
+
+- local  = the mapping's aggregate of the buckets whose `hour_start` is in
+  `[start, end)` (the writer pushes each bucket at its hour, so Stripe places it in the
+  same period);
+- stripe = the meter event summary for the same window, minute-aligned;
+- for a period whose invoice is finalized, also the invoice line quantity. That is
+  what the customer pays, so for a final period the figure compared with local is the
+  invoice quantity (the meter summary is kept in `stripe_total` for diagnosis).
+
+drift_abs = |local - compared|; drift_pct = drift_abs / compared, 1 when compared is
+0 and local is not. Status: `ok` when they agree (for sum mappings a difference made
+only of sub-unit remainders the writer holds back, within RECONCILIATION_EPSILON, is
+also ok); `post_close` when a final period differs and the writer parked late usage
+for it (an adjustment is suggested); `resolved` when a period previously flagged
+agrees again; `investigate` otherwise. Stripe or the database failing raises — a
+failed read never becomes a zero-drift report.
+
+No database connection is held across a Stripe call. Given a pool, every step borrows
+a connection for its reads, returns it, asks Stripe, then borrows again to write the
+report: a Stripe that hangs (each call is bounded by `STRIPE_TIMEOUT_S`) holds no
+connection, so it cannot take the pool from ingest and reads. Given a connection, the
+same steps run on it (tests and one-shot callers that own their connection).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+from uuid import UUID
+
+import psycopg
+import stripe
+from psycopg.rows import dict_row
+
+from stripemeter.config import Settings
+from stripemeter.db.pool import ConnOrPool, borrow
+from stripemeter.errors import GatewayError, ReconciliationError, StripeUnavailable
+from stripemeter.mappings.bindings import bound_customers, stripe_customer_for
+from stripemeter.mappings.meters import Mapping, active_mappings, ensure_meter
+from stripemeter.periods import ceil_minute, from_unix
+from stripemeter.stripe.gateway import InvoicePeriod, MeterInfo, StripeGateway
+from stripemeter.workers import state as worker_state
+from stripemeter.writer.passes import gateway_for
+
+log = logging.getLogger("stripemeter.reconciler.engine")
+
+REPORT_COLUMNS = (
+    "id, tenant_id, mapping_id, metric, customer_ref, subscription_item_id, period_start,"
+    " period_end, local_total, stripe_total, invoice_id, invoice_quantity, drift_abs,"
+    " drift_pct, status, final, created_at"
+)
+
+
+@dataclass(frozen=True)
+class Drift:
+    """The comparison of one period: absolute and relative drift."""
+
+    drift_abs: Decimal
+    drift_pct: Decimal
+
+
+def drift(local: Decimal, compared: Decimal) -> Drift:
+    """drift_abs = |local - compared|; drift_pct = drift_abs / compared (1 if compared is 0)."""
+    diff = abs(local - compared)
+    if compared == 0:
+        return Drift(diff, Decimal(0) if diff == 0 else Decimal(1))
+    return Drift(diff, (diff / abs(compared)).quantize(Decimal("0.000001")))
+
+
+def reconcile(
+    conn_or_pool: ConnOrPool,
+    client: stripe.StripeClient | StripeGateway,
+    settings: Settings,
+    tenant_id: UUID | None = None,
+) -> list[dict[str, Any]]:
+    """Reconcile every active mapping (of one tenant or all); return the new reports.
+
+    Raises ReconciliationError when Stripe cannot be read (after the gateway's
+    retries); the failure is recorded per tenant for readiness and the status API.
+    Connections are borrowed per step, never across a Stripe call (module docstring).
+    """
+    gateway = gateway_for(client, settings)
+    reports: list[dict[str, Any]] = []
+    with borrow(conn_or_pool) as conn:
+        mappings = active_mappings(conn, tenant_id)
+        conn.commit()
+    tenants = sorted({m.tenant_id for m in mappings}, key=str)
+    failures: list[str] = []
+    outage = False
+    for tenant in tenants:
+        try:
+            for mapping in (m for m in mappings if m.tenant_id == tenant):
+                reports.extend(_reconcile_mapping(conn_or_pool, gateway, settings, mapping))
+        except GatewayError as exc:
+            with borrow(conn_or_pool) as conn:
+                conn.rollback()
+                worker_state.record_failure(
+                    conn, "reconciler", tenant, str(exc), outage=isinstance(exc, StripeUnavailable)
+                )
+                conn.commit()
+            failures.append(f"cannot read Stripe for tenant {tenant}: {exc}")
+            outage = outage or isinstance(exc, StripeUnavailable)
+            continue
+        with borrow(conn_or_pool) as conn:
+            worker_state.record_success(conn, "reconciler", tenant)
+            conn.commit()
+    if failures:
+        raise ReconciliationError("; ".join(failures), refused=not outage)
+    return reports
+
+
+def _customers(db: ConnOrPool, gateway: StripeGateway, mapping: Mapping) -> list[str]:
+    """Customers with local usage of the metric, plus the mapped item's own customer.
+
+    The latter is reconciled even without local usage, so usage Stripe holds that we
+    never sent still shows up as drift.
+    """
+    with borrow(db) as conn:
+        rows = conn.execute(
+            "SELECT DISTINCT customer_ref FROM usage_buckets WHERE tenant_id = %s AND metric = %s"
+            " ORDER BY 1",
+            (mapping.tenant_id, mapping.metric),
+        ).fetchall()
+        conn.commit()
+    customers = [str(r[0]) for r in rows]
+    if mapping.subscription_item_id:
+        owner = gateway.item_customer(mapping.subscription_item_id)
+        with borrow(db) as conn:
+            bound = bound_customers(conn, mapping.tenant_id)
+            conn.commit()
+        # Only a customer bound to this tenant: another tenant's never enters its reports.
+        owner_refs = [ref for ref, cus in bound.items() if cus == owner]
+        for ref in owner_refs:
+            if ref not in customers:
+                customers.append(ref)
+    return customers
+
+
+def _reconcile_mapping(
+    db: ConnOrPool, gateway: StripeGateway, settings: Settings, mapping: Mapping
+) -> list[dict[str, Any]]:
+    meter = ensure_meter(db, gateway, mapping)
+    made: list[dict[str, Any]] = []
+    for customer_ref in _customers(db, gateway, mapping):
+        with borrow(db) as conn:
+            customer_id = stripe_customer_for(conn, mapping.tenant_id, customer_ref)
+            conn.commit()
+        if customer_id is None:
+            continue  # not bound to the tenant: nothing of it is pushed or reported
+        item = gateway.find_item(customer_id, mapping.price_id, mapping.subscription_item_id)
+        if item is None:
+            continue
+        frozen = gateway.clock_time(customer_id)
+        horizon = frozen if frozen is not None else int(time.time()) + 300
+        periods: dict[int, tuple[int, InvoicePeriod | None]] = {
+            item.period_start: (item.period_end, None)
+        }
+        for line in gateway.invoice_periods(item.subscription_id, mapping.price_id):
+            if line.start >= item.period_start:
+                continue  # the current period is billed in arrears, later
+            known = periods.get(line.start)
+            if known is None or known[1] is None or (line.finalized and not known[1].finalized):
+                periods[line.start] = (line.end, line)
+        for start, (end, inv) in sorted(periods.items()):
+            final = inv is not None and inv.finalized
+            with borrow(db) as conn:
+                current = final and _final_report_is_current(
+                    conn, mapping, customer_ref, start, end
+                )
+            if current:
+                continue
+            report = _reconcile_period(
+                db,
+                gateway,
+                settings,
+                mapping,
+                meter,
+                customer_ref,
+                customer_id,
+                item.item_id,
+                start,
+                end,
+                inv,
+                min(end, max(horizon, start) + 60),
+            )
+            made.append(report)
+    return made
+
+
+def _final_report_is_current(
+    conn: psycopg.Connection, mapping: Mapping, customer_ref: str, start: int, end: int
+) -> bool:
+    """A final report exists and no bucket of the period changed since it was made."""
+    row = conn.execute(
+        "SELECT EXISTS (SELECT 1 FROM reconciliation_reports r"
+        " WHERE r.mapping_id = %(m)s AND r.customer_ref = %(c)s AND r.period_start = %(s)s"
+        "  AND r.final AND r.created_at >= coalesce((SELECT max(b.updated_at)"
+        "   FROM usage_buckets b WHERE b.tenant_id = %(t)s AND b.metric = %(metric)s"
+        "   AND b.customer_ref = %(c)s AND b.hour_start >= %(s)s AND b.hour_start < %(e)s),"
+        "   '-infinity'))",
+        {
+            "m": mapping.id,
+            "c": customer_ref,
+            "s": from_unix(start),
+            "e": from_unix(end),
+            "t": mapping.tenant_id,
+            "metric": mapping.metric,
+        },
+    ).fetchone()
+    conn.commit()
+    return bool(row and row[0])
+
+
+def local_value(
+    conn: psycopg.Connection, mapping: Mapping, customer_ref: str, start: datetime, end: datetime
+) -> tuple[Decimal, Decimal]:
+    """(exact local aggregate, whole units the writer pushes for it) over `[start, end)`."""
+    params = {
+        "t": mapping.tenant_id,
+        "metric": mapping.metric,
+        "c": customer_ref,
+        "s": start,
+        "e": end,
+    }
+    window = (
+        "tenant_id = %(t)s AND metric = %(metric)s AND customer_ref = %(c)s"
+        " AND hour_start >= %(s)s AND hour_start < %(e)s"
+    )
+    if mapping.aggregation == "sum":
+        sql = (
+            "SELECT coalesce(sum(total), 0), coalesce(sum(floor(total)), 0)"
+            f" FROM usage_buckets WHERE {window}"
+        )
+    elif mapping.aggregation == "max":
+        sql = (
+            "SELECT coalesce(max(max_value), 0), floor(coalesce(max(max_value), 0))"
+            f" FROM usage_buckets WHERE {window}"
+        )
+    else:
+        sql = (
+            "SELECT coalesce(last_value, 0), floor(coalesce(last_value, 0)) FROM usage_buckets"
+            f" WHERE {window} ORDER BY last_ts DESC NULLS LAST, hour_start DESC LIMIT 1"
+        )
+    row = conn.execute(sql, params).fetchone()
+    conn.commit()
+    if row is None:
+        return Decimal(0), Decimal(0)
+    return Decimal(row[0]), Decimal(row[1])
+
+
+def _parked_units(
+    conn: psycopg.Connection, mapping: Mapping, customer_ref: str, start: datetime, end: datetime
+) -> bool:
+    row = conn.execute(
+        "SELECT EXISTS (SELECT 1 FROM push_state WHERE tenant_id = %s AND metric = %s"
+        " AND customer_ref = %s AND status = 'post_close' AND hour_start >= %s"
+        " AND hour_start < %s)",
+        (mapping.tenant_id, mapping.metric, customer_ref, start, end),
+    ).fetchone()
+    conn.commit()
+    return bool(row and row[0])
+
+
+def _previous_status(
+    conn: psycopg.Connection, mapping: Mapping, customer_ref: str, start: datetime
+) -> str | None:
+    row = conn.execute(
+        "SELECT status FROM reconciliation_reports WHERE mapping_id = %s AND customer_ref = %s"
+        " AND period_start = %s ORDER BY created_at DESC LIMIT 1",
+        (mapping.id, customer_ref, start),
+    ).fetchone()
+    conn.commit()
+    return str(row[0]) if row else None
+
+
+def _reconcile_period(
+    db: ConnOrPool,
+    gateway: StripeGateway,
+    settings: Settings,
+    mapping: Mapping,
+    meter: MeterInfo,
+    customer_ref: str,
+    customer_id: str,
+    item_id: str,
+    start: int,
+    end: int,
+    inv: InvoicePeriod | None,
+    summary_end: int,
+) -> dict[str, Any]:
+    """Compare one period (local read, then Stripe, then the report written)."""
+    start_dt, end_dt = from_unix(start), from_unix(end)
+    with borrow(db) as conn:
+        local, local_whole = local_value(conn, mapping, customer_ref, start_dt, end_dt)
+    stripe_total = gateway.meter_total(
+        meter.meter_id, customer_id, ceil_minute(start), ceil_minute(max(summary_end, start))
+    )
+    with borrow(db) as conn:
+        return _write_report(
+            conn,
+            settings,
+            mapping,
+            customer_ref,
+            item_id,
+            start_dt,
+            end_dt,
+            inv,
+            local,
+            local_whole,
+            stripe_total,
+        )
+
+
+def _write_report(
+    conn: psycopg.Connection,
+    settings: Settings,
+    mapping: Mapping,
+    customer_ref: str,
+    item_id: str,
+    start_dt: datetime,
+    end_dt: datetime,
+    inv: InvoicePeriod | None,
+    local: Decimal,
+    local_whole: Decimal,
+    stripe_total: Decimal,
+) -> dict[str, Any]:
+    """Status the period from figures already read and insert its report (no Stripe)."""
+    final = inv is not None and inv.finalized
+    compared = inv.quantity if (inv is not None and final) else stripe_total
+    d = drift(local, compared)
+    if d.drift_abs == 0 or (
+        mapping.aggregation == "sum"
+        and local_whole == compared
+        and d.drift_pct <= settings.RECONCILIATION_EPSILON
+    ):
+        status = "ok"
+        if _previous_status(conn, mapping, customer_ref, start_dt) in ("investigate", "post_close"):
+            status = "resolved"
+    elif final and _parked_units(conn, mapping, customer_ref, start_dt, end_dt):
+        status = "post_close"
+    else:
+        status = "investigate"
+    with conn.cursor(row_factory=dict_row) as cur:
+        cur.execute(
+            "INSERT INTO reconciliation_reports (tenant_id, mapping_id, metric, customer_ref,"
+            " subscription_item_id, period_start, period_end, local_total, stripe_total,"
+            " invoice_id, invoice_quantity, drift_abs, drift_pct, status, final)"
+            " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"
+            f" RETURNING {REPORT_COLUMNS}",
+            (
+                mapping.tenant_id,
+                mapping.id,
+                mapping.metric,
+                customer_ref,
+                item_id,
+                start_dt,
+                end_dt,
+                local,
+                stripe_total,
+                inv.invoice_id if inv else None,
+                inv.quantity if inv else None,
+                d.drift_abs,
+                d.drift_pct,
+                status,
+                final,
+            ),
+        )
+        report = cur.fetchone()
+        if status == "post_close":
+            _suggest_adjustment(cur, mapping, customer_ref, start_dt, end_dt, local - compared)
+    conn.commit()
+    assert report is not None
+    if status == "investigate":
+        log.warning(
+            "reconciler: %s %s period %s drift %s",
+            mapping.metric,
+            customer_ref,
+            start_dt,
+            d.drift_abs,
+        )
+    return report
+
+
+def _suggest_adjustment(
+    cur: psycopg.Cursor[dict[str, Any]],
+    mapping: Mapping,
+    customer_ref: str,
+    start: datetime,
+    end: datetime,
+    delta: Decimal,
+) -> None:
+    """One suggested adjustment per mapping, customer and period, kept up to date."""
+    cur.execute(
+        "UPDATE adjustments SET quantity_delta = %s, created_at = now()"
+        " WHERE mapping_id = %s AND customer_ref = %s AND period_start = %s"
+        " AND status = 'suggested'",
+        (delta, mapping.id, customer_ref, start),
+    )
+    if cur.rowcount == 0:
+        cur.execute(
+            "INSERT INTO adjustments (tenant_id, mapping_id, metric, customer_ref, period_start,"
+            " period_end, quantity_delta, reason) VALUES (%s, %s, %s, %s, %s, %s, %s, %s)",
+            (
+                mapping.tenant_id,
+                mapping.id,
+                mapping.metric,
+                customer_ref,
+                start,
+                end,
+                delta,
+                "usage arrived after the period's invoice was finalized (post_close)",
+            ),
+        )

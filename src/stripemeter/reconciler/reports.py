@@ -1,0 +1,163 @@
+"""Summaries of reconciliation reports: per metric and overall, as JSON or CSV.
+
+Each (mapping, customer, period) counts once, with its latest report. Its Stripe
+figure is the invoice line quantity when the period's invoice is final (what the
+customer pays), else the meter summary. drift_abs adds the per-item absolute drifts
+(drifts of different customers never cancel out); drift_pct = drift_abs / stripe,
+1 when stripe is 0 and there is drift.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+from uuid import UUID
+
+import psycopg
+from psycopg.rows import dict_row
+
+from stripemeter.jsonio import format_decimal, iso
+from stripemeter.reconciler.engine import REPORT_COLUMNS
+
+CSV_COLUMNS = ("metric", "local", "stripe", "drift_abs", "drift_pct", "items")
+
+
+@dataclass
+class Totals:
+    """Running totals of a group of reports."""
+
+    local: Decimal = Decimal(0)
+    stripe: Decimal = Decimal(0)
+    drift_abs: Decimal = Decimal(0)
+    items: int = 0
+
+    def add(self, report: dict[str, Any]) -> None:
+        """Count one report."""
+        self.local += Decimal(report["local_total"])
+        self.stripe += compared_figure(report)
+        self.drift_abs += Decimal(report["drift_abs"])
+        self.items += 1
+
+    @property
+    def drift_pct(self) -> Decimal:
+        """drift_abs / stripe (1 when stripe is 0 and there is drift)."""
+        if self.stripe == 0:
+            return Decimal(0) if self.drift_abs == 0 else Decimal(1)
+        return (self.drift_abs / abs(self.stripe)).quantize(Decimal("0.000001"))
+
+
+def compared_figure(report: dict[str, Any]) -> Decimal:
+    """The Stripe figure a report compares local with (invoice quantity when final)."""
+    if report["final"] and report["invoice_quantity"] is not None:
+        return Decimal(report["invoice_quantity"])
+    return Decimal(report["stripe_total"])
+
+
+def latest_reports(
+    conn: psycopg.Connection,
+    tenant_id: UUID,
+    start: datetime,
+    end: datetime,
+    *,
+    overlap: bool,
+) -> list[dict[str, Any]]:
+    """The latest report of each (mapping, customer, period) in the window.
+
+    `overlap=False`: periods starting in `[start, end)` (the month form);
+    `overlap=True`: periods overlapping `[start, end)` (the from/to form).
+    """
+    where = (
+        "period_end > %(s)s AND period_start < %(e)s"
+        if overlap
+        else "period_start >= %(s)s AND period_start < %(e)s"
+    )
+    with conn.cursor(row_factory=dict_row) as cur:
+        cur.execute(
+            f"SELECT * FROM (SELECT DISTINCT ON (mapping_id, customer_ref, period_start)"
+            f" {REPORT_COLUMNS} FROM reconciliation_reports"
+            f" WHERE tenant_id = %(t)s AND {where}"
+            " ORDER BY mapping_id, customer_ref, period_start, created_at DESC) latest"
+            " ORDER BY metric, customer_ref, period_start",
+            {"t": tenant_id, "s": start, "e": end},
+        )
+        return cur.fetchall()
+
+
+def number(value: Decimal) -> int | float | str:
+    """A decimal as a JSON number when that is exact, else as a string."""
+    if value == value.to_integral_value():
+        return int(value)
+    as_float = float(value)
+    if Decimal(repr(as_float)) == value:
+        return as_float
+    return format(value.normalize(), "f")
+
+
+def summarize(reports: list[dict[str, Any]]) -> dict[str, Any]:
+    """`{"perMetric": [...], "overall": {...}}` for the reports."""
+    per_metric: dict[str, Totals] = {}
+    overall = Totals()
+    for report in reports:
+        per_metric.setdefault(str(report["metric"]), Totals()).add(report)
+        overall.add(report)
+    rows = []
+    for metric in sorted(per_metric):
+        t = per_metric[metric]
+        rows.append({"metric": metric, **_figures(t), "items": t.items})
+    return {
+        "perMetric": rows,
+        "overall": {**_figures(overall), "metrics": len(per_metric), "items": overall.items},
+    }
+
+
+def _figures(t: Totals) -> dict[str, Any]:
+    return {
+        "local": number(t.local),
+        "stripe": number(t.stripe),
+        "drift_abs": number(t.drift_abs),
+        "drift_pct": float(t.drift_pct),
+    }
+
+
+def to_csv(summary: dict[str, Any]) -> str:
+    """One line per metric and a final `TOTAL` line."""
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(CSV_COLUMNS)
+    for row in summary["perMetric"]:
+        writer.writerow([row[c] for c in CSV_COLUMNS])
+    overall = summary["overall"]
+    writer.writerow(["TOTAL", *[overall[c] for c in CSV_COLUMNS[1:]]])
+    return out.getvalue()
+
+
+def report_json(report: dict[str, Any]) -> dict[str, Any]:
+    """A report row as the API shows it (decimals as exact strings)."""
+
+    def dec(value: Any) -> str | None:
+        return None if value is None else format_decimal(Decimal(value))
+
+    return {
+        "id": str(report["id"]),
+        "tenantId": str(report["tenant_id"]),
+        "mappingId": None if report["mapping_id"] is None else str(report["mapping_id"]),
+        "metric": report["metric"],
+        "customerRef": report["customer_ref"],
+        "subscriptionItemId": report["subscription_item_id"],
+        "periodStart": iso(report["period_start"]),
+        "periodEnd": iso(report["period_end"]),
+        "local": dec(report["local_total"]),
+        "stripe": dec(report["stripe_total"]),
+        "invoiceId": report["invoice_id"],
+        "invoiceQuantity": dec(report["invoice_quantity"]),
+        "compared": dec(compared_figure(report)),
+        "drift_abs": dec(report["drift_abs"]),
+        "drift_pct": dec(report["drift_pct"]),
+        "status": report["status"],
+        "final": report["final"],
+        "createdAt": iso(report["created_at"]),
+    }

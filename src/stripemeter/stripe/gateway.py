@@ -1,0 +1,421 @@
+"""What the writer and the reconciler ask Stripe, on top of the `stripemeter.stripe.client` seam.
+
+Every call goes through `StripeGateway`, which adds what the bare SDK client lacks:
+
+- retries with exponential backoff and jitter on 429, 5xx, 409 and connection errors
+  (the client itself is built with 0 retries so that only this policy applies);
+- a cap on concurrent calls per Stripe account, shared by every gateway in the process
+  (a slot is never held for long: the client from `stripemeter.stripe.client` gives every
+  HTTP call a `STRIPE_TIMEOUT_S` timeout, and a timed-out call is a retryable
+  connection error like any other);
+- short caches for lookups that change rarely (test-clock time, meters);
+- typed answers (`MeterInfo`, `ItemInfo`, `InvoicePeriod`) instead of SDK objects.
+
+Exceptions::
+
+    GatewayError
+     ├── StripeUnavailable   Stripe kept failing (429/5xx/connection) after the retries
+     └── StripeRefused       Stripe refused the request (4xx); retrying will not help
+"""
+
+from __future__ import annotations
+
+import random
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Literal, TypeVar
+
+import stripe
+
+from stripemeter.errors import StripeRefused, StripeUnavailable
+
+T = TypeVar("T")
+
+FINAL_INVOICE_STATUSES = frozenset({"open", "paid", "uncollectible"})
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """Exponential backoff with full jitter: delay n is uniform in [base*2^n/2, base*2^n]."""
+
+    attempts: int = 6
+    base_delay_s: float = 0.25
+    max_delay_s: float = 8.0
+
+    def delay(self, attempt: int) -> float:
+        """Seconds to wait before retry number `attempt` (0-based)."""
+        ceiling = min(self.max_delay_s, self.base_delay_s * (2**attempt))
+        return random.uniform(ceiling / 2, ceiling)
+
+
+@dataclass(frozen=True)
+class MeterInfo:
+    """The meter behind a metered price, as the writer needs it."""
+
+    meter_id: str
+    event_name: str
+    customer_key: str
+    value_key: str
+    formula: str
+
+
+@dataclass(frozen=True)
+class ItemInfo:
+    """A customer's subscription item on a price, with its current period."""
+
+    item_id: str
+    subscription_id: str
+    customer_id: str
+    price_id: str
+    period_start: int
+    period_end: int
+
+
+@dataclass(frozen=True)
+class InvoicePeriod:
+    """One invoice line billing the mapped price: its period, quantity and invoice state."""
+
+    invoice_id: str
+    status: str
+    start: int
+    end: int
+    quantity: Decimal
+
+    @property
+    def finalized(self) -> bool:
+        """Finalized invoices (open, paid, uncollectible) no longer take usage."""
+        return self.status in FINAL_INVOICE_STATUSES
+
+
+_SEMAPHORES: dict[str, threading.BoundedSemaphore] = {}
+_SEMAPHORES_LOCK = threading.Lock()
+
+
+def account_semaphore(account: str, limit: int) -> threading.BoundedSemaphore:
+    """The process-wide cap on concurrent calls to one Stripe account."""
+    with _SEMAPHORES_LOCK:
+        sem = _SEMAPHORES.get(account)
+        if sem is None:
+            sem = threading.BoundedSemaphore(limit)
+            _SEMAPHORES[account] = sem
+        return sem
+
+
+def _retryable(exc: stripe.StripeError) -> bool:
+    if isinstance(exc, stripe.RateLimitError | stripe.APIConnectionError):
+        return True
+    status = exc.http_status
+    return status is None or status == 409 or status >= 500
+
+
+def _describe(exc: stripe.StripeError) -> str:
+    status = exc.http_status if exc.http_status is not None else "no answer"
+    message = exc.user_message or str(exc) or type(exc).__name__
+    return f"{type(exc).__name__} ({status}): {message}"
+
+
+class StripeGateway:
+    """Typed, retried, rate-capped access to the Stripe calls stripemeter makes."""
+
+    def __init__(
+        self,
+        client: stripe.StripeClient,
+        *,
+        account: str = "default",
+        max_concurrency: int = 4,
+        retry: RetryPolicy | None = None,
+        clock_cache_s: float = 2.0,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        self.client = client
+        self.account = account
+        self.retry = retry or RetryPolicy()
+        self._semaphore = account_semaphore(account, max_concurrency)
+        self._clock_cache_s = clock_cache_s
+        self._customer_clock: dict[str, str | None] = {}
+        self._clock_time: dict[str, tuple[float, int]] = {}
+        self._sleep = sleep
+
+    # -- plumbing ---------------------------------------------------------------
+
+    def _call(self, what: str, fn: Callable[[int, bool], T]) -> T:
+        """Run `fn(attempt, after_server_error)` with the retry policy and the cap."""
+        last: stripe.StripeError | None = None
+        after_5xx = False
+        for attempt in range(self.retry.attempts):
+            if attempt:
+                self._sleep(self.retry.delay(attempt - 1))
+            try:
+                with self._semaphore:
+                    return fn(attempt, after_5xx)
+            except stripe.StripeError as exc:
+                if not _retryable(exc):
+                    error = exc.error
+                    raise StripeRefused(
+                        f"{what}: {_describe(exc)}",
+                        code=getattr(error, "code", None) if error else None,
+                        param=getattr(error, "param", None) if error else None,
+                    ) from exc
+                last = exc
+                after_5xx = after_5xx or (exc.http_status or 0) >= 500
+        assert last is not None
+        raise StripeUnavailable(
+            f"{what}: Stripe kept failing after {self.retry.attempts} attempts; "
+            f"last: {_describe(last)}"
+        ) from last
+
+    # -- meters -----------------------------------------------------------------
+
+    def price_meter(self, price_id: str) -> MeterInfo:
+        """The meter a metered price bills (its `recurring.meter`), with payload keys."""
+        price = self._call(
+            f"retrieve price {price_id}", lambda *_: self.client.v1.prices.retrieve(price_id)
+        )
+        recurring = price.recurring
+        meter_id = recurring.meter if recurring is not None else None
+        if not meter_id:
+            raise StripeRefused(
+                f"price {price_id} is not a meter-backed metered price (no recurring.meter)",
+                code="price_without_meter",
+                param="priceId",
+            )
+        meter = self._call(
+            f"retrieve meter {meter_id}",
+            lambda *_: self.client.v1.billing.meters.retrieve(meter_id),
+        )
+        return MeterInfo(
+            meter_id=meter.id,
+            event_name=meter.event_name,
+            customer_key=meter.customer_mapping.event_payload_key,
+            value_key=meter.value_settings.event_payload_key,
+            formula=meter.default_aggregation.formula,
+        )
+
+    def meter_formula(self, meter_id: str) -> str:
+        """The aggregation formula of a meter (sum, count, last)."""
+        meter = self._call(
+            f"retrieve meter {meter_id}",
+            lambda *_: self.client.v1.billing.meters.retrieve(meter_id),
+        )
+        return meter.default_aggregation.formula
+
+    def send_meter_event(
+        self,
+        meter: MeterInfo,
+        *,
+        customer_id: str,
+        value: int,
+        timestamp: int,
+        identifier: str,
+        idempotency_key: Callable[[str], str],
+    ) -> Literal["accepted", "duplicate"]:
+        """Send one meter event; "duplicate" when Stripe already has this identifier.
+
+        `idempotency_key(tag)` builds the key; the tag changes after a 5xx so that a
+        stored server-error answer is not replayed forever (the identifier still
+        dedupes the event itself).
+        """
+
+        def send(attempt: int, after_5xx: bool) -> Literal["accepted", "duplicate"]:
+            key = idempotency_key(f"r{attempt}" if after_5xx else "")
+            try:
+                self.client.v1.billing.meter_events.create(
+                    {
+                        "event_name": meter.event_name,
+                        "identifier": identifier,
+                        "timestamp": timestamp,
+                        "payload": {meter.customer_key: customer_id, meter.value_key: str(value)},
+                    },
+                    {"idempotency_key": key},
+                )
+            except stripe.InvalidRequestError as exc:
+                if _is_duplicate_identifier(exc):
+                    return "duplicate"
+                raise
+            return "accepted"
+
+        return self._call(f"meter event {identifier} for {customer_id}", send)
+
+    def meter_total(self, meter_id: str, customer_id: str, start: int, end: int) -> Decimal:
+        """The meter's aggregate for a customer over minute-aligned `[start, end)`."""
+        if end <= start:
+            return Decimal(0)
+        summaries = self._call(
+            f"meter summary {meter_id} for {customer_id}",
+            lambda *_: self.client.v1.billing.meters.event_summaries.list(
+                meter_id, {"customer": customer_id, "start_time": start, "end_time": end}
+            ),
+        )
+        total = Decimal(0)
+        for summary in summaries.data:
+            total += Decimal(repr(float(summary.aggregated_value)))
+        return total
+
+    # -- customers, clocks, subscriptions, invoices -------------------------------
+
+    def clock_time(self, customer_id: str) -> int | None:
+        """The customer's test-clock frozen time, or None for a customer without a clock.
+
+        Cached briefly: a clock only moves forward, so a stale value is earlier than the
+        real one and every timestamp chosen from it is still accepted.
+        """
+        if customer_id not in self._customer_clock:
+            customer = self._call(
+                f"retrieve customer {customer_id}",
+                lambda *_: self.client.v1.customers.retrieve(customer_id),
+            )
+            clock = customer.test_clock
+            self._customer_clock[customer_id] = (
+                clock if isinstance(clock, str) or clock is None else clock.id
+            )
+        clock_id = self._customer_clock[customer_id]
+        if clock_id is None:
+            return None
+        cached = self._clock_time.get(clock_id)
+        if cached and time.monotonic() - cached[0] < self._clock_cache_s:
+            return cached[1]
+        clock_obj = self._call(
+            f"retrieve test clock {clock_id}",
+            lambda *_: self.client.v1.test_helpers.test_clocks.retrieve(clock_id),
+        )
+        self._clock_time[clock_id] = (time.monotonic(), int(clock_obj.frozen_time))
+        return int(clock_obj.frozen_time)
+
+    def find_item(self, customer_id: str, price_id: str, item_hint: str | None) -> ItemInfo | None:
+        """The customer's subscription item on `price_id`, or None when there is none.
+
+        `item_hint` (the mapping's subscription_item_id) is used when it belongs to this
+        customer; otherwise the customer's subscriptions on the price are searched.
+        """
+        subs = self._call(
+            f"list subscriptions of {customer_id}",
+            lambda *_: self.client.v1.subscriptions.list({"customer": customer_id, "limit": 100}),
+        )
+        found: list[ItemInfo] = []
+        for sub in subs.auto_paging_iter():
+            for item in sub.items.data:
+                if item.price.id != price_id:
+                    continue
+                info = ItemInfo(
+                    item_id=item.id,
+                    subscription_id=sub.id,
+                    customer_id=customer_id,
+                    price_id=price_id,
+                    period_start=int(item.current_period_start),
+                    period_end=int(item.current_period_end),
+                )
+                if item_hint and item.id == item_hint:
+                    return info
+                found.append(info)
+        return found[0] if found else None
+
+    def item_customer(self, item_id: str) -> str | None:
+        """The customer owning a subscription item, or None when Stripe has no such item."""
+        owner = self.item_owner(item_id)
+        return owner.customer_id if owner is not None else None
+
+    def invoice_periods(self, subscription_id: str, price_id: str) -> list[InvoicePeriod]:
+        """Every invoice line of the subscription billing usage of `price_id`, newest first.
+
+        The creation invoice is skipped: its metered line (quantity 0) names the new
+        period, whose usage is billed in arrears by a later invoice. Lines with an empty
+        period are skipped too.
+        """
+        invoices = self._call(
+            f"list invoices of {subscription_id}",
+            lambda *_: self.client.v1.invoices.list(
+                {"subscription": subscription_id, "limit": 100}
+            ),
+        )
+        periods: list[InvoicePeriod] = []
+        for invoice in invoices.auto_paging_iter():
+            if invoice.status in (None, "void") or invoice.id is None:
+                continue
+            if invoice.billing_reason == "subscription_create":
+                continue
+            invoice_id: str = invoice.id
+            lines = self._call(
+                f"list lines of invoice {invoice_id}",
+                lambda *_, inv=invoice_id: self.client.v1.invoices.line_items.list(
+                    inv, {"limit": 100}
+                ),
+            )
+            for line in lines.auto_paging_iter():
+                pricing = line.pricing
+                details = pricing.price_details if pricing is not None else None
+                if details is None or details.price != price_id:
+                    continue
+                if line.period.end <= line.period.start:
+                    continue
+                quantity = line.quantity_decimal
+                if quantity is None:
+                    quantity = Decimal(line.quantity or 0)
+                periods.append(
+                    InvoicePeriod(
+                        invoice_id=invoice_id,
+                        status=str(invoice.status),
+                        start=int(line.period.start),
+                        end=int(line.period.end),
+                        quantity=Decimal(quantity),
+                    )
+                )
+        periods.sort(key=lambda p: p.start, reverse=True)
+        return periods
+
+    # -- ownership checks (customer bindings, mapping verification) -------------
+
+    def customer_exists(self, customer_id: str) -> bool:
+        """True when Stripe has this customer and it is not deleted."""
+        try:
+            customer = self._call(
+                f"retrieve customer {customer_id}",
+                lambda *_: self.client.v1.customers.retrieve(customer_id),
+            )
+        except StripeRefused as exc:
+            if exc.code == "resource_missing":
+                return False
+            raise
+        return not bool(getattr(customer, "deleted", False))
+
+    def item_owner(self, item_id: str) -> ItemOwner | None:
+        """The price and customer of a subscription item, or None when Stripe has none."""
+        try:
+            item = self._call(
+                f"retrieve subscription item {item_id}",
+                lambda *_: self.client.v1.subscription_items.retrieve(item_id),
+            )
+        except StripeRefused as exc:
+            if exc.code == "resource_missing":
+                return None
+            raise
+        sub_id = item.subscription
+        sub = self._call(
+            f"retrieve subscription {sub_id}",
+            lambda *_: self.client.v1.subscriptions.retrieve(sub_id),
+        )
+        customer = sub.customer
+        return ItemOwner(
+            item_id=item.id,
+            price_id=item.price.id,
+            customer_id=customer if isinstance(customer, str) else customer.id,
+        )
+
+
+def _is_duplicate_identifier(exc: stripe.InvalidRequestError) -> bool:
+    """Stripe's refusal of an identifier it already has ("already pushed")."""
+    if exc.code == "resource_already_exists":
+        return True
+    message = (exc.user_message or str(exc)).lower()
+    return getattr(exc, "param", None) == "identifier" and "already" in message
+
+
+@dataclass(frozen=True)
+class ItemOwner:
+    """Whose a subscription item is: its price and its customer."""
+
+    item_id: str
+    price_id: str
+    customer_id: str

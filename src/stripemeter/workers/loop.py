@@ -1,0 +1,207 @@
+"""The background loops: the writer every STRIPE_WRITER_INTERVAL_MS, the reconciler every
+RECONCILIATION_INTERVAL_MS.
+
+- `run_forever(settings)`: `stripemeter workers` — blocks until SIGTERM/SIGINT, then
+  finishes the current step and returns.
+- `start_in_background(settings, db_url)`: `stripemeter api` without `--no-workers` —
+  the same loops in daemon threads; `handle.stop()` ends them.
+- `python -m stripemeter.workers.loop --drain [--tenant UUID]`: push until nothing is
+  pending, then exit (tests and the demo start writer processes this way).
+
+A failing step is logged and recorded (`worker_state`); the loop goes on. Several
+processes may run these loops at once: they coordinate through Postgres. A failure
+that repeats every pass (Stripe down, 10,000 customerRefs Stripe does not know) is
+logged once a minute with a count (`logthrottle`), not once per pass or customer.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+import sys
+import threading
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from types import FrameType
+from uuid import UUID
+
+from stripemeter.config import Settings, load_settings
+from stripemeter.db import database_url
+from stripemeter.db.pool import Pool, open_pool
+from stripemeter.errors import (
+    ConfigError,
+    DatabaseUnavailable,
+    ReconciliationError,
+    StripeConfigError,
+    StripeUnavailable,
+)
+from stripemeter.ops.logthrottle import ThrottledLog
+from stripemeter.reconciler.engine import reconcile
+from stripemeter.stripe.client import client_for_settings, resolve_stripe_target
+from stripemeter.stripe.gateway import RetryPolicy, StripeGateway
+from stripemeter.writer.passes import drain, push_pending
+
+log = logging.getLogger("stripemeter.workers.loop")
+throttled = ThrottledLog(log, interval_s=60)
+
+
+class Stopping(StripeUnavailable):
+    """The worker is stopping; an in-flight backoff gives up at once."""
+
+
+def _make_gateway(settings: Settings, stop: threading.Event) -> StripeGateway:
+    def sleep(seconds: float) -> None:
+        if stop.wait(seconds):
+            raise Stopping("worker stopping; the push stays pending")
+
+    return StripeGateway(
+        client_for_settings(settings),
+        account=settings.STRIPE_ACCOUNT,
+        max_concurrency=settings.STRIPE_MAX_CONCURRENCY,
+        retry=RetryPolicy(),
+        sleep=sleep,
+    )
+
+
+@dataclass
+class WorkerHandle:
+    """Running worker threads; `stop()` ends them and closes their pool."""
+
+    stop_event: threading.Event
+    pool: Pool
+    threads: list[threading.Thread] = field(default_factory=list)
+
+    def stop(self, timeout_s: float = 30.0) -> None:
+        """Ask the loops to stop, wait for the current steps, close the pool."""
+        self.stop_event.set()
+        for thread in self.threads:
+            thread.join(timeout=timeout_s)
+        self.pool.close()
+
+    @property
+    def running(self) -> bool:
+        """Whether any loop thread is still alive."""
+        return any(t.is_alive() for t in self.threads)
+
+
+def _loop(name: str, interval_s: float, step: Callable[[], None], stop: threading.Event) -> None:
+    log.info("%s loop started (every %.1fs)", name, interval_s)
+    while not stop.is_set():
+        try:
+            step()
+        except Stopping:
+            break
+        except (ReconciliationError, DatabaseUnavailable) as exc:
+            throttled.warning(f"{name}:{type(exc).__name__}", "%s step failed: %s", name, exc)
+        except Exception as exc:
+            throttled.error(f"{name}:{type(exc).__name__}", "%s step failed", name, exc_info=True)
+        stop.wait(interval_s)
+    log.info("%s loop stopped", name)
+
+
+def start_in_background(settings: Settings, db_url: str) -> WorkerHandle:
+    """Start the writer and reconciler loops in daemon threads; return their handle.
+
+    Raises StripeConfigError when the Stripe settings cannot be used (live key...).
+    """
+    stop = threading.Event()
+    gateway = _make_gateway(settings, stop)
+    pool = open_pool(db_url, max_size=4)
+    handle = WorkerHandle(stop_event=stop, pool=pool)
+
+    def write() -> None:
+        result = push_pending(pool, gateway, settings)
+        if result.events_sent:
+            log.info(
+                "writer: %d sent, %d duplicate, %d post_close, %d deferred, %d error(s)",
+                result.events_sent,
+                result.duplicates,
+                result.post_close,
+                result.deferred,
+                len(result.errors),
+            )
+        if result.errors:
+            # One line a minute however many customers fail, each error kept in worker_state.
+            throttled.warning(
+                "writer:errors",
+                "writer: %d error(s) in this pass, the first: %s",
+                len(result.errors),
+                result.errors[0][:500],
+            )
+
+    def reconcile_all() -> None:
+        reconcile(pool, gateway, settings)
+
+    for name, interval_ms, step in (
+        ("writer", settings.STRIPE_WRITER_INTERVAL_MS, write),
+        ("reconciler", settings.RECONCILIATION_INTERVAL_MS, reconcile_all),
+    ):
+        thread = threading.Thread(
+            target=_loop,
+            args=(name, interval_ms / 1000.0, step, stop),
+            name=f"stripemeter-{name}",
+            daemon=True,
+        )
+        thread.start()
+        handle.threads.append(thread)
+    return handle
+
+
+def run_forever(settings: Settings) -> None:
+    """Run the loops until SIGTERM or SIGINT, then stop cleanly."""
+    # Refuse a live or malformed key before the database is started on our behalf.
+    resolve_stripe_target(settings.STRIPE_SECRET_KEY, settings.STRIPE_API_BASE)
+    stop = threading.Event()
+
+    def on_signal(signum: int, _frame: FrameType | None) -> None:
+        log.info("signal %d: stopping workers", signum)
+        stop.set()
+
+    # Handlers first: a signal during start-up must still stop the loops cleanly.
+    previous = {s: signal.signal(s, on_signal) for s in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        handle = start_in_background(settings, database_url(settings))
+        try:
+            while not stop.wait(0.5):
+                if not handle.running:
+                    break
+        finally:
+            handle.stop()
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """`python -m stripemeter.workers.loop`: run the loops, or drain the writer once."""
+    parser = argparse.ArgumentParser(prog="python -m stripemeter.workers.loop")
+    parser.add_argument("--drain", action="store_true", help="push until nothing is pending")
+    parser.add_argument("--tenant", type=UUID, default=None, help="only this tenant (--drain)")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    try:
+        settings = load_settings()
+        if not args.drain:
+            run_forever(settings)
+            return 0
+        stop = threading.Event()
+        pool = open_pool(database_url(settings), max_size=2, wait=True)
+        try:
+            result = drain(pool, _make_gateway(settings, stop), settings, args.tenant)
+        finally:
+            pool.close()
+    except (ConfigError, StripeConfigError, DatabaseUnavailable) as exc:
+        print(f"stripemeter workers: {exc}", file=sys.stderr)
+        return 2
+    print(
+        f"drained: sent={result.events_sent} duplicates={result.duplicates} "
+        f"post_close={result.post_close} deferred={result.deferred} errors={len(result.errors)}"
+    )
+    for error in result.errors:
+        print(f"error: {error}", file=sys.stderr)
+    return 1 if result.errors else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

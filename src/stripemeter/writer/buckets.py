@@ -1,0 +1,449 @@
+"""The writer's per-customer work: re-send the outbox, then push what is not covered.
+
+`push_customer` runs under the caller's per-customer lock. It first sends the customer's
+pending outbox rows again, each with its own identifier (Stripe refuses a duplicate,
+which counts as sent). Then it reads the customer's buckets the outbox does not cover,
+computes each one's whole-unit target (see `stripemeter.writer.passes` for the values per
+aggregation), and for each change commits an outbox row *before* sending it and marks
+the row sent after Stripe answered. A crash, a timeout or a stored-then-500 therefore
+leaves a pending row that the next pass sends again under the same identifier, and new
+usage in the same hour becomes a new row for the new units only.
+
+Stripe customers come from the tenant's bindings (`stripemeter.mappings.bindings`): usage of a
+customerRef that is not bound to the tenant stays in the ledger and is not pushed.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import os
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from decimal import ROUND_FLOOR, Decimal
+from typing import Any
+from uuid import UUID
+
+import psycopg
+from psycopg.rows import dict_row
+
+from stripemeter.errors import GatewayError, StripeRefused, StripeUnavailable
+from stripemeter.mappings.bindings import stripe_customer_for
+from stripemeter.mappings.meters import Mapping
+from stripemeter.ops.logthrottle import ThrottledLog
+from stripemeter.periods import meter_event_timestamp, to_unix, too_old
+from stripemeter.stripe.gateway import InvoicePeriod, ItemInfo, MeterInfo, StripeGateway
+from stripemeter.workers import state as worker_state
+from stripemeter.writer.identifiers import idempotency_key
+from stripemeter.writer.outbox import (
+    OutboxRow,
+    Series,
+    add_push,
+    mark_attempt_failed,
+    mark_sent,
+    pending_rows,
+    quarantine,
+    record_source,
+    sent_units_in_hour,
+)
+from stripemeter.writer.status import EVENTS_SENT
+
+log = logging.getLogger("stripemeter.writer.passes")
+# Keys are kinds of failure ("stripe unavailable", "unbound:<tenant>"), never customers.
+_THROTTLED = ThrottledLog(log)
+
+# Test hook: exit the process (no cleanup) right after Stripe accepted this many meter
+# events and before the outbox row is marked sent — the crash exactly-once must survive.
+CRASH_HOOK_ENV = "STRIPEMETER_WRITER_CRASH_AFTER_ACCEPTS"
+_accepted_in_process = 0
+_accepted_lock = threading.Lock()
+
+# Test seam: called with (stage, row) at "committed", "before_send", "unanswered" (Stripe
+# kept failing) and "answered";
+# a test raises from it to simulate a process dying right there.
+STAGE_HOOK: Callable[[str, OutboxRow], None] | None = None
+
+# Stripe keeps identifiers for "at least 24 hours"; a row first tried longer ago than
+# this is re-sent only after Stripe's meter summary says it did not land.
+IDENTIFIER_TRUST_S = 20 * 3600
+
+_AGG_COLUMN = {"sum": "b.total", "max": "b.max_value", "last": "b.last_value"}
+# max mappings look this far back when recomputing running maxima (Stripe takes 35 days).
+_MAX_LOOKBACK = "40 days"
+
+
+@dataclass
+class PushResult:
+    """What one `push_pending` pass did."""
+
+    events_sent: int = 0
+    duplicates: int = 0
+    found: int = 0
+    units_pushed: Decimal = Decimal(0)
+    post_close: int = 0
+    too_old: int = 0
+    deferred: int = 0
+    locked_elsewhere: int = 0
+    quarantined: int = 0
+    unbound: int = 0
+    errors: list[str] = field(default_factory=list)
+    stripe_failing: bool = False
+
+    def merge(self, other: PushResult) -> None:
+        """Add another pass's (or customer's) counts to this one."""
+        self.events_sent += other.events_sent
+        self.duplicates += other.duplicates
+        self.found += other.found
+        self.units_pushed += other.units_pushed
+        self.post_close += other.post_close
+        self.too_old += other.too_old
+        self.deferred += other.deferred
+        self.locked_elsewhere += other.locked_elsewhere
+        self.quarantined += other.quarantined
+        self.unbound += other.unbound
+        self.errors.extend(other.errors)
+        self.stripe_failing = self.stripe_failing or other.stripe_failing
+
+    @property
+    def moved(self) -> int:
+        """Outbox rows this pass settled (sent, duplicate, found, or quarantined)."""
+        return self.events_sent + self.duplicates + self.found + self.quarantined
+
+
+@dataclass(frozen=True)
+class _CustomerContext:
+    customer_id: str
+    frozen_time: int | None
+    item: ItemInfo | None
+    periods: list[InvoicePeriod]
+
+    def closed(self, hour: int) -> bool:
+        return any(p.finalized and p.start <= hour < p.end for p in self.periods)
+
+    def boundaries(self) -> list[int]:
+        starts = {p.start for p in self.periods}
+        if self.item is not None:
+            starts.add(self.item.period_start)
+        return sorted(starts)
+
+
+def floor_units(value: Decimal | None) -> Decimal:
+    """Whole units of a local value (Stripe meter values are whole numbers)."""
+    if value is None:
+        return Decimal(0)
+    return value.to_integral_value(rounding=ROUND_FLOOR)
+
+
+def note_error(result: PushResult, exc: GatewayError, customer_ref: str | None = None) -> str:
+    """Record a Stripe failure on the result (logged at most once a minute per kind)."""
+    unavailable = isinstance(exc, StripeUnavailable)
+    prefix = "stripe unavailable" if unavailable else "stripe refused"
+    where = f" (customer {customer_ref})" if customer_ref else ""
+    message = f"{prefix}{where}: {exc}"
+    result.errors.append(message)
+    result.stripe_failing = result.stripe_failing or unavailable
+    _THROTTLED.warning(prefix, "writer: %s", message)
+    return message
+
+
+def _dirty_condition(mapping: Mapping) -> str:
+    column = _AGG_COLUMN[mapping.aggregation]
+    return (
+        "(s.tenant_id IS NULL OR (s.status = 'active'"
+        f" AND s.source_value IS DISTINCT FROM floor(coalesce({column}, 0))))"
+    )
+
+
+_STATE_JOIN = (
+    " LEFT JOIN push_state s ON s.tenant_id = b.tenant_id AND s.metric = b.metric"
+    "  AND s.customer_ref = b.customer_ref AND s.hour_start = b.hour_start"
+    "  AND s.event_name = %(event)s"
+)
+
+
+def dirty_customers(conn: psycopg.Connection, mapping: Mapping, meter: MeterInfo) -> list[str]:
+    """The mapping's customers with a bucket the outbox does not cover yet."""
+    rows = conn.execute(
+        f"SELECT DISTINCT b.customer_ref FROM usage_buckets b{_STATE_JOIN}"
+        f" WHERE b.tenant_id = %(t)s AND b.metric = %(m)s AND {_dirty_condition(mapping)}"
+        " ORDER BY 1",
+        {"event": meter.event_name, "t": mapping.tenant_id, "m": mapping.metric},
+    ).fetchall()
+    conn.commit()
+    return [str(r[0]) for r in rows]
+
+
+def _customer_rows(
+    conn: psycopg.Connection, mapping: Mapping, meter: MeterInfo, customer_ref: str
+) -> list[dict[str, Any]]:
+    """The customer's buckets to consider, with their series state, oldest first."""
+    where = (
+        f"b.hour_start >= now() - interval '{_MAX_LOOKBACK}'"
+        if mapping.aggregation == "max"
+        else _dirty_condition(mapping)
+    )
+    with conn.cursor(row_factory=dict_row) as cur:
+        cur.execute(
+            "SELECT b.hour_start, b.total, b.max_value, b.last_value,"
+            " s.tenant_id IS NOT NULL AS logged, coalesce(s.covered, 0) AS covered,"
+            " s.source_value, coalesce(s.push_count, 0) AS push_count, s.status"
+            f" FROM usage_buckets b{_STATE_JOIN}"
+            " WHERE b.tenant_id = %(t)s AND b.metric = %(m)s AND b.customer_ref = %(c)s"
+            f" AND {where} ORDER BY b.hour_start",
+            {
+                "event": meter.event_name,
+                "t": mapping.tenant_id,
+                "m": mapping.metric,
+                "c": customer_ref,
+            },
+        )
+        rows = cur.fetchall()
+    conn.commit()
+    return rows
+
+
+def _targets(mapping: Mapping, rows: list[dict[str, Any]], ctx: _CustomerContext) -> None:
+    """Annotate rows with `source` (the bucket's own whole value) and `target`."""
+    if mapping.aggregation == "sum":
+        for row in rows:
+            row["source"] = row["target"] = floor_units(row["total"])
+        return
+    if mapping.aggregation == "last":
+        for row in rows:
+            row["source"] = row["target"] = floor_units(row["last_value"])
+        return
+    boundaries = ctx.boundaries()
+    running: Decimal | None = None
+    segment: int | None = None
+    for row in rows:
+        hour = to_unix(row["hour_start"])
+        current = max((b for b in boundaries if b <= hour), default=None)
+        if current != segment:
+            segment, running = current, None
+        own = floor_units(row["max_value"])
+        running = own if running is None else max(running, own)
+        row["source"], row["target"] = own, running
+
+
+def _context(gateway: StripeGateway, mapping: Mapping, customer_id: str) -> _CustomerContext:
+    frozen = gateway.clock_time(customer_id)
+    item = gateway.find_item(customer_id, mapping.price_id, mapping.subscription_item_id)
+    periods = gateway.invoice_periods(item.subscription_id, mapping.price_id) if item else []
+    if item is not None:  # only earlier periods are billed; the current one is open
+        periods = [p for p in periods if p.start < item.period_start]
+    return _CustomerContext(customer_id, frozen, item, periods)
+
+
+def push_customer(
+    conn: psycopg.Connection,
+    gateway: StripeGateway,
+    mapping: Mapping,
+    meter: MeterInfo,
+    customer_ref: str,
+    result: PushResult,
+) -> None:
+    """Re-send the customer's outbox, then turn its uncovered buckets into new rows.
+
+    Runs under the caller's per-customer lock. No transaction is open across a Stripe
+    call: every outbox write is committed before the send it announces.
+    """
+    stripe_customer = stripe_customer_for(conn, mapping.tenant_id, customer_ref)
+    conn.commit()
+    if stripe_customer is None:
+        result.unbound += 1
+        _THROTTLED.warning(
+            f"unbound:{mapping.tenant_id}",
+            "writer: usage for customerRef(s) not bound to a Stripe customer is kept and"
+            " not pushed; bind them with PUT /v1/customers/{customerRef}/binding",
+        )
+        return
+    send_pending(conn, gateway, mapping.tenant_id, customer_ref, result)
+    rows = _customer_rows(conn, mapping, meter, customer_ref)
+    if not rows:
+        return
+    ctx = _context(gateway, mapping, stripe_customer)
+    _targets(mapping, rows, ctx)
+    real_now = int(time.time())
+    is_sum = mapping.aggregation == "sum"
+    for row in rows:
+        if row["logged"] and row["status"] != "active":
+            continue
+        source, target, covered = row["source"], row["target"], Decimal(row["covered"])
+        if row["logged"] and row["source_value"] == source and covered == target:
+            continue
+        series = Series(
+            mapping.tenant_id, mapping.metric, customer_ref, row["hour_start"], meter.event_name
+        )
+        state = {
+            "stripe_customer_id": stripe_customer,
+            "aggregation": mapping.aggregation,
+            "mapping_id": mapping.id,
+            "source_value": source,
+        }
+        hour = to_unix(row["hour_start"])
+        if ctx.closed(hour) or too_old(hour, real_now):
+            status = "post_close" if ctx.closed(hour) else "too_old"
+            record_source(conn, series, covered=covered, status=status, **state)
+            conn.commit()
+            if status == "post_close":
+                result.post_close += 1
+            else:
+                result.too_old += 1
+            continue
+        # sum: a delta against everything the outbox already covers (sent or not);
+        # max/last: the absolute value, once per change.
+        if (is_sum and target <= covered) or (not is_sum and row["logged"] and target == covered):
+            record_source(conn, series, covered=covered, **state)
+            conn.commit()
+            continue
+        timestamp = meter_event_timestamp(
+            hour,
+            0 if is_sum else int(row["push_count"]) + 1,
+            frozen_time=ctx.frozen_time,
+            real_now=real_now,
+        )
+        if timestamp is None:
+            result.deferred += 1
+            continue
+        push = add_push(
+            conn,
+            series,
+            meter=meter,
+            value=int(target - covered) if is_sum else int(target),
+            covered_after=target,
+            event_ts=timestamp,
+            **state,
+        )
+        conn.commit()
+        _stage("committed", push)
+        send_row(conn, gateway, push, result)
+
+
+def send_pending(
+    conn: psycopg.Connection,
+    gateway: StripeGateway,
+    tenant_id: UUID,
+    customer_ref: str,
+    result: PushResult,
+) -> None:
+    """Send the customer's unsent outbox rows, oldest first, each with its own identifier.
+
+    Raises StripeUnavailable when Stripe keeps failing (the rest stay pending).
+    """
+    rows = pending_rows(conn, tenant_id, customer_ref)
+    conn.commit()
+    for row in rows:
+        send_row(conn, gateway, row, result, resend=True)
+
+
+def send_row(
+    conn: psycopg.Connection,
+    gateway: StripeGateway,
+    row: OutboxRow,
+    result: PushResult,
+    *,
+    resend: bool = False,
+) -> None:
+    """Send one outbox row and mark it sent, or quarantined when Stripe refuses it.
+
+    A row first tried longer ago than `IDENTIFIER_TRUST_S` may be past Stripe's 24 h
+    identifier window, where a re-send would count twice: then Stripe's meter summary
+    for that hour decides whether the event already landed.
+    """
+    if resend and _older_than_identifier_window(row) and _landed(conn, gateway, row):
+        mark_sent(conn, row, "found")
+        conn.commit()
+        result.found += 1
+        return
+    _stage("before_send", row)
+    try:
+        outcome = gateway.send_meter_event(
+            row.meter(),
+            customer_id=row.stripe_customer_id,
+            value=row.value,
+            timestamp=row.event_ts,
+            identifier=row.identifier,
+            idempotency_key=functools.partial(
+                _attempt_key, row.identifier, row.event_ts, row.value, row.attempts
+            ),
+        )
+    except StripeUnavailable as exc:
+        _stage("unanswered", row)
+        mark_attempt_failed(conn, row, str(exc))
+        conn.commit()
+        raise
+    except StripeRefused as exc:
+        quarantine(conn, row, f"{exc.code or 'refused'}: {exc}")
+        conn.commit()
+        result.quarantined += 1
+        _THROTTLED.warning(
+            f"quarantined:{row.series.tenant_id}",
+            "writer: Stripe refused meter event %s (customer %s); quarantined: %s",
+            row.identifier,
+            row.series.customer_ref,
+            exc,
+        )
+        return
+    _stage("answered", row)
+    _crash_hook()
+    mark_sent(conn, row, outcome)
+    worker_state.record_push(conn, row.series.tenant_id)
+    conn.commit()
+    EVENTS_SENT.labels(outcome=outcome).inc()
+    if outcome == "accepted":
+        result.events_sent += 1
+        result.units_pushed += Decimal(row.value)
+    else:
+        result.duplicates += 1
+
+
+def _attempt_key(identifier: str, timestamp: int, value: int, attempts: int, tag: str) -> str:
+    # A fresh key per recorded attempt: Stripe replays a stored 5xx for a reused key.
+    return idempotency_key(identifier, timestamp, value, f"a{attempts}{tag}")
+
+
+def _older_than_identifier_window(row: OutboxRow) -> bool:
+    if row.first_attempt_at is None:
+        return False
+    age = time.time() - row.first_attempt_at.timestamp()
+    return age > IDENTIFIER_TRUST_S
+
+
+def _landed(conn: psycopg.Connection, gateway: StripeGateway, row: OutboxRow) -> bool:
+    """Whether Stripe's summary for the row's hour already holds the row's units.
+
+    Only sum rows can double count; max/last rows carry absolute values at fixed
+    timestamps, so sending one again changes nothing Stripe bills.
+    """
+    hour = to_unix(row.series.hour_start)
+    known = sent_units_in_hour(conn, row)
+    conn.commit()
+    try:
+        meter_formula = gateway.meter_formula(row.meter_id)
+    except StripeRefused:
+        return False
+    if meter_formula != "sum":
+        return False
+    held = gateway.meter_total(row.meter_id, row.stripe_customer_id, hour, hour + 3600)
+    return held >= known + row.value
+
+
+def _stage(stage: str, row: OutboxRow) -> None:
+    """Test seam: `STAGE_HOOK(stage, row)` may raise to simulate a crash right there."""
+    hook = STAGE_HOOK
+    if hook is not None:
+        hook(stage, row)
+
+
+def _crash_hook() -> None:
+    limit = os.environ.get(CRASH_HOOK_ENV)
+    if not limit:
+        return
+    global _accepted_in_process
+    with _accepted_lock:
+        _accepted_in_process += 1
+        if _accepted_in_process >= int(limit):
+            log.error("writer: %s reached, exiting before the outbox row is marked", CRASH_HOOK_ENV)
+            os._exit(70)

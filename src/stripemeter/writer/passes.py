@@ -1,0 +1,267 @@
+"""The writer: push hourly usage to Stripe Billing Meters as deltas, exactly once.
+
+For each active mapping and customer, every hour bucket whose whole-unit value differs
+from what the outbox (`push_state`) already covers gets one meter event:
+
+- `sum` mappings (meter formula `sum`): value = floor(bucket total) - units already
+  pushed for the bucket; Stripe's sum over any period then equals the sum of the
+  floored bucket totals in it. Fractions stay in the ledger until they add up to a
+  whole unit inside the bucket.
+- `last` mappings (meter formula `last`): value = floor(bucket's last value). Stripe's
+  `last` over a period is the value of its latest event, i.e. the latest bucket's,
+  which is the local last value of the period.
+- `max` mappings (meter formula `last`, Stripe has no `max`): value = floor(running
+  maximum of the period up to and including the bucket). Running maxima never
+  decrease inside a period, so the latest event again carries the period's maximum.
+  Periods come from Stripe (subscription item and invoice lines).
+
+Events sit at the bucket's start (sum) or `hour_start + push number` seconds (max/last,
+so that a re-push of a bucket is later than the one it replaces); the reconciler
+counts a bucket in the period containing its `hour_start`, the same rule. For a
+customer on a test clock nothing is sent after the clock's frozen time (the bucket
+waits), and buckets older than Stripe's 35 days are marked `too_old`. Buckets in a
+period whose invoice is finalized are marked `post_close` and not pushed.
+
+Exactly once, by an outbox (`stripemeter.writer.outbox`): a push is committed as an
+outbox row (identifier, value, timestamp) before it is sent and marked sent after
+Stripe answered. Every pass first re-sends the pending rows with their own identifiers
+(Stripe's "identifier already used" counts as sent) and computes new deltas against
+pushed + outstanding, so neither a crash, a timeout, a stored-then-500 nor more usage
+arriving meanwhile can send the same units twice. Several writers coordinate through a
+session advisory lock per (tenant, customer), re-reading the state after taking it.
+The lock's connection comes from the workers' own pool, never the API's.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from uuid import UUID
+
+import psycopg
+import stripe
+
+from stripemeter.config import Settings
+from stripemeter.db.pool import ConnOrPool, borrow
+from stripemeter.errors import GatewayError
+from stripemeter.mappings.meters import Mapping, active_mappings, ensure_meter
+from stripemeter.stripe.gateway import MeterInfo, RetryPolicy, StripeGateway
+from stripemeter.workers import state as worker_state
+from stripemeter.writer.buckets import (
+    CRASH_HOOK_ENV,
+    PushResult,
+    dirty_customers,
+    floor_units,
+    note_error,
+    push_customer,
+    send_pending,
+)
+from stripemeter.writer.outbox import customers_with_pending
+from stripemeter.writer.status import PUSH_FAILURES
+
+__all__ = [
+    "CRASH_HOOK_ENV",
+    "ConnOrPool",
+    "PushResult",
+    "borrow",
+    "drain",
+    "floor_units",
+    "gateway_for",
+    "push_pending",
+]
+
+log = logging.getLogger("stripemeter.writer.passes")
+
+
+def gateway_for(client: stripe.StripeClient | StripeGateway, settings: Settings) -> StripeGateway:
+    """Wrap a bare client in a gateway configured from settings (or pass one through)."""
+    if isinstance(client, StripeGateway):
+        return client
+    return StripeGateway(
+        client,
+        account=settings.STRIPE_ACCOUNT,
+        max_concurrency=settings.STRIPE_MAX_CONCURRENCY,
+        retry=RetryPolicy(),
+    )
+
+
+def push_pending(
+    conn_or_pool: ConnOrPool,
+    client: stripe.StripeClient | StripeGateway,
+    settings: Settings,
+    tenant_id: UUID | None = None,
+) -> PushResult:
+    """Push every pending bucket once (one pass); return what happened.
+
+    Commits on the connection it uses. Safe to run in several processes at once. When
+    Stripe keeps failing the pass stops early, records the error for the tenant
+    (readiness turns `degraded`) and leaves the buckets pending: nothing is lost.
+    """
+    gateway = gateway_for(client, settings)
+    result = PushResult()
+    failed_tenants: dict[UUID, str] = {}
+    with borrow(conn_or_pool) as conn:
+        outstanding = customers_with_pending(conn, tenant_id)
+        conn.commit()
+    # Pending rows first, whatever became of their mapping since they were written.
+    for tenant, customer_ref in outstanding:
+        if result.stripe_failing:
+            break
+        with borrow(conn_or_pool) as conn:
+            resend = functools.partial(_resend, gateway, tenant, customer_ref)
+            one = _locked_customer(conn, tenant, customer_ref, resend)
+        result.merge(one)
+        if one.errors:
+            failed_tenants.setdefault(tenant, one.errors[0])
+    with borrow(conn_or_pool) as conn:
+        mappings = active_mappings(conn, tenant_id)
+        conn.commit()
+    for mapping in mappings:
+        if result.stripe_failing:
+            failed_tenants.setdefault(mapping.tenant_id, result.errors[-1])
+            continue
+        error = _push_mapping(
+            conn_or_pool, gateway, mapping, result, settings.STRIPE_MAX_CONCURRENCY
+        )
+        if error:
+            failed_tenants.setdefault(mapping.tenant_id, error)
+    with borrow(conn_or_pool) as conn:
+        for tenant in {m.tenant_id for m in mappings} | {t for t, _ in outstanding}:
+            if tenant in failed_tenants:
+                error = failed_tenants[tenant]
+                outage = error.startswith("stripe unavailable")
+                worker_state.record_failure(conn, "writer", tenant, error, outage=outage)
+                PUSH_FAILURES.inc()
+            else:
+                worker_state.record_success(conn, "writer", tenant)
+        conn.commit()
+    return result
+
+
+def drain(
+    conn_or_pool: ConnOrPool,
+    client: stripe.StripeClient | StripeGateway,
+    settings: Settings,
+    tenant_id: UUID | None = None,
+    *,
+    max_passes: int = 50,
+) -> PushResult:
+    """Run passes until one pushes nothing (or `max_passes`); the totals of all passes."""
+    total = PushResult()
+    for _ in range(max_passes):
+        one = push_pending(conn_or_pool, client, settings, tenant_id)
+        deferred, locked = one.deferred, one.locked_elsewhere
+        total.merge(one)
+        total.deferred, total.locked_elsewhere = deferred, locked
+        moved = one.moved
+        if one.errors and moved == 0:
+            break  # Stripe (or a mapping) keeps failing: report instead of spinning
+        if moved == 0 and locked == 0:
+            break
+        if moved == 0:
+            time.sleep(0.05)  # another writer holds some customers; let it finish
+    return total
+
+
+def _push_mapping(
+    conn_or_pool: ConnOrPool,
+    gateway: StripeGateway,
+    mapping: Mapping,
+    result: PushResult,
+    concurrency: int,
+) -> str | None:
+    """Push one mapping's dirty customers; the error that stopped it, if any.
+
+    With a pool, customers are pushed in parallel (each on its own connection, the
+    account's call cap still applies); with one connection, one after the other.
+    """
+    try:
+        meter = ensure_meter(conn_or_pool, gateway, mapping)
+    except GatewayError as exc:
+        return note_error(result, exc)
+    with borrow(conn_or_pool) as conn:
+        customers = dirty_customers(conn, mapping, meter)
+    stripe_down = threading.Event()
+
+    def one(customer_ref: str) -> PushResult:
+        if stripe_down.is_set():
+            return PushResult()
+        with borrow(conn_or_pool) as conn:
+            outcome = _push_locked_customer(conn, gateway, mapping, meter, customer_ref)
+        if outcome.stripe_failing:
+            stripe_down.set()
+        return outcome
+
+    if isinstance(conn_or_pool, psycopg.Connection) or concurrency <= 1 or len(customers) <= 1:
+        outcomes = [one(c) for c in customers]
+    else:
+        with ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="writer") as pool:
+            outcomes = list(pool.map(one, customers))
+    first_error: str | None = None
+    for outcome in outcomes:
+        result.merge(outcome)
+        if outcome.errors and first_error is None:
+            first_error = outcome.errors[0]
+    return first_error
+
+
+def _resend(
+    gateway: StripeGateway,
+    tenant_id: UUID,
+    customer_ref: str,
+    conn: psycopg.Connection,
+    result: PushResult,
+) -> None:
+    send_pending(conn, gateway, tenant_id, customer_ref, result)
+
+
+def _push_locked_customer(
+    conn: psycopg.Connection,
+    gateway: StripeGateway,
+    mapping: Mapping,
+    meter: MeterInfo,
+    customer_ref: str,
+) -> PushResult:
+    """Push one customer of one mapping under the customer's lock, if free."""
+    return _locked_customer(
+        conn,
+        mapping.tenant_id,
+        customer_ref,
+        lambda c, r: push_customer(c, gateway, mapping, meter, customer_ref, r),
+    )
+
+
+def _locked_customer(
+    conn: psycopg.Connection,
+    tenant_id: UUID,
+    customer_ref: str,
+    work: Callable[[psycopg.Connection, PushResult], None],
+) -> PushResult:
+    """Run `work` under the (tenant, customer) session advisory lock, if it is free.
+
+    One lock per customer covers every mapping of it and its pending outbox rows, so
+    two writers never send or compute for the same customer at once.
+    """
+    result = PushResult()
+    lock_key = f"stripemeter-writer:{tenant_id}:{customer_ref}"
+    got = conn.execute("SELECT pg_try_advisory_lock(hashtextextended(%s, 0))", (lock_key,))
+    row = got.fetchone()
+    conn.commit()
+    if not row or not row[0]:
+        result.locked_elsewhere += 1
+        return result
+    try:
+        work(conn, result)
+    except GatewayError as exc:
+        note_error(result, exc, customer_ref)
+    finally:
+        # Every outbox write committed on its own; whatever is open now is unfinished.
+        conn.rollback()
+        if not conn.closed:
+            conn.execute("SELECT pg_advisory_unlock(hashtextextended(%s, 0))", (lock_key,))
+            conn.commit()
+    return result

@@ -1,0 +1,444 @@
+"""The docker runner: every service and every demo step in its own container.
+
+Orchestration goes through the `docker` SDK (no compose binary). `service_specs`
+describes the stack as data (what `up` starts, and what `docker-compose.yml` must agree
+with); `DockerRunner` turns specs into containers on a dedicated network, waits for
+their health checks, runs migrations and steps as one-shot containers, and `down`
+removes everything carrying this project's label. Published ports bind 127.0.0.1 only.
+
+Errors: every failure a user can cause or meet (no engine, image build failure, port
+taken, a service that dies) surfaces as `RunnerError` with a one-line reason.
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+import time
+import uuid
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+from stripemeter.errors import StripeConfigError
+from stripemeter.stripe.client import resolve_stripe_target
+from stripemeter_dev.docker_specs import (
+    API_PORT,
+    LABEL_PROJECT,
+    LABEL_SERVICE,
+    STATE_MOUNT,
+    DockerSettings,
+    ServiceSpec,
+    service_specs,
+    step_spec,
+)
+from stripemeter_dev.runner import RunnerError
+
+__all__ = [
+    "DockerRunner",
+    "DockerSettings",
+    "ServiceSpec",
+    "build_app_image",
+    "docker_client",
+    "docker_usable",
+    "service_specs",
+    "step_spec",
+]
+
+DOCKERFILE = "docker/Dockerfile"
+SECOND_NS = 1_000_000_000
+HEALTH_TIMEOUT_S = 180.0
+
+
+def source_dir() -> Path:
+    """The source tree holding docker/Dockerfile (this checkout, or the working directory)."""
+    candidates = [Path(__file__).resolve().parents[2], *[Path.cwd(), *Path.cwd().parents]]
+    for candidate in candidates:
+        if (candidate / DOCKERFILE).is_file() and (candidate / "pyproject.toml").is_file():
+            return candidate
+    raise RunnerError(f"cannot find {DOCKERFILE}: run from a stripemeter checkout")
+
+
+def docker_client(timeout_s: int = 300) -> Any:
+    """A client for the engine in the environment (DOCKER_HOST or the default socket).
+
+    The timeout is generous: on copy-per-layer storage (vfs) creating a container copies
+    the whole image, which can take many seconds.
+    """
+    try:
+        # By name: mypy would otherwise take the repository's docker/ directory for the SDK.
+        sdk = importlib.import_module("docker")
+        client = sdk.from_env(timeout=timeout_s)
+        client.ping()
+    except Exception as exc:  # the SDK raises several unrelated types for "no engine"
+        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise RunnerError(
+            f"no Docker engine answers ({reason}); start one or use --runner local"
+        ) from None
+    return client
+
+
+def build_app_image(settings: DockerSettings | None = None, client: Any = None) -> str:
+    """Build the app image from docker/Dockerfile on `PYTHON_BASE_IMAGE`; return its tag.
+
+    Streams the builder's output; cached layers make a rebuild of unchanged sources
+    take seconds. Builds use the host network (needed where bridges have no NAT).
+    """
+    from docker.errors import APIError
+
+    settings = settings or DockerSettings.from_environment()
+    client = client or docker_client()
+    context = source_dir()
+    print(f"image: building {settings.app_image} from {settings.base_image}", flush=True)
+    started = time.monotonic()
+    try:
+        chunks = client.api.build(
+            path=str(context),
+            dockerfile=DOCKERFILE,
+            tag=settings.app_image,
+            buildargs={"BASE_IMAGE": settings.base_image},
+            network_mode="host",
+            rm=True,
+            forcerm=True,
+            decode=True,
+        )
+        for chunk in chunks:
+            if "error" in chunk:
+                raise RunnerError(f"image build failed: {str(chunk['error']).strip()}")
+            text = str(chunk.get("stream", "")).rstrip()
+            if text.startswith("Step ") or (text and not text.startswith(" ---")):
+                print(f"  {text}", flush=True)
+    except APIError as exc:
+        raise RunnerError(f"image build failed: {exc.explanation or exc}") from None
+    print(f"image: {settings.app_image} ready in {time.monotonic() - started:.0f} s", flush=True)
+    return settings.app_image
+
+
+def _unavailable(client: Any, image: str) -> str | None:
+    """None when `image` is here or its registry knows it; else why it cannot be had."""
+    from docker.errors import DockerException, ImageNotFound
+
+    try:
+        client.images.get(image)
+        return None
+    except ImageNotFound:
+        pass
+    try:
+        client.images.get_registry_data(image)
+        return None
+    except DockerException as exc:
+        reason = getattr(exc, "explanation", None) or str(exc)
+        return f"{image} is not here and cannot be pulled ({_last_line(str(reason))})"
+
+
+def docker_usable() -> tuple[bool, str]:
+    """Whether the docker runner can work here, and why (printed by `--runner auto`).
+
+    Usable when an engine answers, the PostgreSQL image is here or pullable, and the app
+    image exists or can be built (a checkout with docker/Dockerfile and a usable base).
+    """
+    try:
+        settings = DockerSettings.from_environment()
+        client = docker_client(timeout_s=15)
+    except RunnerError as exc:
+        return False, str(exc)
+    problem = _unavailable(client, settings.postgres_image)
+    if problem:
+        return False, f"a Docker engine answers but {problem}; set POSTGRES_IMAGE"
+    if _unavailable(client, settings.app_image) is None:
+        return True, f"a Docker engine answers and images {settings.app_image}, " + (
+            f"{settings.postgres_image} are available"
+        )
+    try:
+        source_dir()
+    except RunnerError as exc:
+        return False, f"a Docker engine answers but image {settings.app_image} is missing: {exc}"
+    problem = _unavailable(client, settings.base_image)
+    if problem:
+        return False, f"a Docker engine answers but {problem}; set PYTHON_BASE_IMAGE"
+    return True, (
+        f"a Docker engine answers and {settings.app_image} can be built from {DOCKERFILE} "
+        f"on {settings.base_image}"
+    )
+
+
+class DockerRunner:
+    """Runs the stack and the demo's steps as containers (see the module docstring)."""
+
+    name = "docker"
+
+    def __init__(self, settings: DockerSettings | None = None, client: Any = None) -> None:
+        self._settings = settings
+        self._client = client
+
+    @property
+    def settings(self) -> DockerSettings:
+        """The settings in use (read from the environment on first use)."""
+        if self._settings is None:
+            self._settings = DockerSettings.from_environment()
+        return self._settings
+
+    @property
+    def client(self) -> Any:
+        """The docker SDK client (connected on first use)."""
+        if self._client is None:
+            self._client = docker_client()
+        return self._client
+
+    # -- the Runner protocol ------------------------------------------------------------
+
+    def up(self) -> None:
+        """Build the image (cached), create the network, start and wait for every service.
+
+        Containers are created concurrently first (on copy-per-layer storage creation is
+        the slow part), then started in dependency order: PostgreSQL and the emulator,
+        the API (which applies pending migrations under an advisory lock before it reports
+        ready), then the workers once the schema exists.
+        """
+        settings = self.settings
+        _refuse_unsafe_stripe(settings)
+        if settings.build_on_up:
+            build_app_image(settings, self.client)
+        else:
+            self._ensure_image(settings.app_image)
+        self._ensure_image(settings.postgres_image)
+        self._ensure_network()
+        specs = {spec.name: spec for spec in service_specs(settings) if not spec.one_shot}
+        with ThreadPoolExecutor(max_workers=len(specs)) as pool:
+            created = dict(zip(specs, pool.map(self._prepare, specs.values()), strict=True))
+        order: list[list[str]] = [
+            [n for n in ("postgres", "emulator") if n in specs],
+            ["api"],
+            ["workers"],
+        ]
+        for group in order:
+            for name in group:
+                self._launch(specs[name], created[name])
+            for name in group:
+                self._wait_healthy(specs[name])
+        print(f"stack: up; API on {self.published_url('api', API_PORT)}", flush=True)
+
+    def down(self) -> None:
+        """Remove every container, network and volume labelled with this project."""
+        label = f"{LABEL_PROJECT}={self.settings.project}"
+        containers = self.client.containers.list(all=True, filters={"label": label})
+        if containers:
+            with ThreadPoolExecutor(max_workers=min(len(containers), 6)) as pool:
+                list(pool.map(lambda c: c.remove(force=True, v=True), containers))
+        networks = self.client.networks.list(filters={"label": label})
+        for network in networks:
+            network.remove()
+        volumes = self.client.volumes.list(filters={"label": label})
+        for volume in volumes:
+            volume.remove(force=True)
+        print(
+            f"stack: down; removed {len(containers)} containers, {len(networks)} networks, "
+            f"{len(volumes)} volumes",
+            flush=True,
+        )
+
+    def migrate(self) -> None:
+        """Apply migrations in a one-shot container against the stack's PostgreSQL."""
+        self._require_running("postgres")
+        (spec,) = [s for s in service_specs(self.settings) if s.name == "migrate"]
+        self._run_one_shot(spec)
+
+    def run_step(self, step: str, args: Sequence[str] = ()) -> int:
+        """Run one demo step in its own container with the state dir mounted; its exit code."""
+        spec = step_spec(self.settings, step, args)
+        _refuse_unsafe_stripe(self.settings)
+        self._require_running("postgres")
+        state_dir = self.settings.state_dir
+        state_dir.mkdir(parents=True, exist_ok=True)
+        container = self._create(
+            spec,
+            name=f"{self.settings.container_name(spec.name)}-{uuid.uuid4().hex[:8]}",
+            volumes={str(state_dir): {"bind": STATE_MOUNT, "mode": "rw"}},
+            user=self.settings.step_user,
+        )
+        try:
+            container.start()
+            for chunk in container.logs(stream=True, follow=True):
+                sys.stdout.write(chunk.decode("utf-8", errors="replace"))
+                sys.stdout.flush()
+            return int(container.wait()["StatusCode"])
+        finally:
+            container.remove(force=True)
+
+    # -- helpers -------------------------------------------------------------------------
+
+    def published_url(self, service: str, container_port: int) -> str:
+        """`http://127.0.0.1:<host port>` of a running service's published port."""
+        container = self._get(service)
+        if container is None:
+            raise RunnerError(f"{self.settings.container_name(service)} is not running")
+        container.reload()
+        bindings = container.attrs["NetworkSettings"]["Ports"].get(f"{container_port}/tcp")
+        if not bindings:
+            raise RunnerError(f"{service} publishes no port {container_port}")
+        return f"http://127.0.0.1:{bindings[0]['HostPort']}"
+
+    def _labels(self, service: str) -> dict[str, str]:
+        return {LABEL_PROJECT: self.settings.project, LABEL_SERVICE: service}
+
+    def _get(self, service: str) -> Any:
+        from docker.errors import NotFound
+
+        try:
+            return self.client.containers.get(self.settings.container_name(service))
+        except NotFound:
+            return None
+
+    def _require_running(self, service: str) -> None:
+        container = self._get(service)
+        if container is None or container.status != "running":
+            raise RunnerError(
+                f"the docker stack is not up ({self.settings.container_name(service)} is not "
+                "running): run `invoke up --runner docker` first"
+            )
+
+    def _ensure_image(self, image: str) -> None:
+        from docker.errors import APIError, ImageNotFound
+
+        try:
+            self.client.images.get(image)
+        except ImageNotFound:
+            print(f"image: pulling {image}", flush=True)
+            try:
+                self.client.images.pull(image)
+            except APIError as exc:
+                raise RunnerError(
+                    f"cannot pull {image} ({exc.explanation or exc}); set POSTGRES_IMAGE to a "
+                    "local image"
+                ) from None
+
+    def _ensure_network(self) -> None:
+        from docker.errors import NotFound
+
+        try:
+            self.client.networks.get(self.settings.network)
+        except NotFound:
+            self.client.networks.create(
+                self.settings.network, driver="bridge", labels=self._labels("network")
+            )
+
+    def _create(self, spec: ServiceSpec, name: str, **extra: Any) -> Any:
+        """Create (not start) a container for `spec` on the project network."""
+        from docker.errors import APIError
+
+        healthcheck = None
+        if spec.healthcheck is not None:
+            healthcheck = {
+                "test": ["CMD", *spec.healthcheck],
+                "interval": 2 * SECOND_NS,
+                "timeout": 5 * SECOND_NS,
+                "retries": 5,
+                "start_period": 60 * SECOND_NS,
+            }
+        network = self.settings.network
+        try:
+            return self.client.containers.create(
+                spec.image,
+                command=list(spec.command) or None,
+                name=name,
+                environment=dict(spec.environment),
+                labels=self._labels(spec.name),
+                ports={f"{c}/tcp": ("127.0.0.1", h or None) for c, h in spec.ports.items()},
+                healthcheck=healthcheck,
+                network=network,
+                networking_config={
+                    network: self.client.api.create_endpoint_config(aliases=[spec.name])
+                },
+                detach=True,
+                **extra,
+            )
+        except APIError as exc:
+            raise RunnerError(f"cannot create {name}: {exc.explanation or exc}") from None
+
+    def _prepare(self, spec: ServiceSpec) -> Any:
+        """A created (not started) container for `spec`, or None when one already runs
+        from the same image (so `up` twice keeps the running stack)."""
+        current = self._get(spec.name)
+        if current is not None:
+            image_id = self.client.images.get(spec.image).id
+            if current.status == "running" and current.image.id == image_id:
+                return None
+            current.remove(force=True, v=True)
+        return self._create(spec, self.settings.container_name(spec.name))
+
+    def _launch(self, spec: ServiceSpec, container: Any) -> None:
+        """Start a container `_prepare` created (None: it was already running)."""
+        from docker.errors import APIError
+
+        if container is None:
+            print(f"stack: {spec.name} already running", flush=True)
+            return
+        try:
+            container.start()
+        except APIError as exc:
+            container.remove(force=True, v=True)
+            raise RunnerError(f"cannot start {spec.name}: {exc.explanation or exc}") from None
+        print(f"stack: started {spec.name}", flush=True)
+
+    def _run_one_shot(self, spec: ServiceSpec) -> None:
+        """Run a one-shot service (migrate) to completion; fail with its last log line."""
+        name = self.settings.container_name(spec.name)
+        stale = self._get(spec.name)
+        if stale is not None:
+            stale.remove(force=True)
+        container = self._create(spec, name)
+        try:
+            container.start()
+            code = int(container.wait(timeout=HEALTH_TIMEOUT_S)["StatusCode"])
+            logs = container.logs().decode("utf-8", errors="replace")
+        finally:
+            container.remove(force=True)
+        if code != 0:
+            sys.stderr.write(logs)
+            raise RunnerError(f"{spec.name} exited {code}: {_last_line(logs)}")
+        print(f"stack: {spec.name} done", flush=True)
+
+    def _wait_healthy(self, spec: ServiceSpec) -> None:
+        """Wait (bounded, with progress) until the container's health check passes."""
+        container = self._get(spec.name)
+        if container is None:
+            raise RunnerError(f"{self.settings.container_name(spec.name)} disappeared")
+        started = time.monotonic()
+        next_note = started + 10
+        while True:
+            container.reload()
+            state = container.attrs["State"]
+            if state["Status"] in ("exited", "dead"):
+                logs = container.logs(tail=30).decode("utf-8", errors="replace")
+                sys.stderr.write(logs)
+                raise RunnerError(
+                    f"{spec.name} exited {state.get('ExitCode')} before becoming healthy: "
+                    f"{_last_line(logs)} (logs: docker logs {container.name})"
+                )
+            if state.get("Health", {}).get("Status") == "healthy":
+                print(f"stack: {spec.name} healthy", flush=True)
+                return
+            now = time.monotonic()
+            if now - started > HEALTH_TIMEOUT_S:
+                raise RunnerError(
+                    f"{spec.name} not healthy after {HEALTH_TIMEOUT_S:.0f} s "
+                    f"(logs: docker logs {container.name})"
+                )
+            if now >= next_note:
+                print(f"stack: waiting for {spec.name} ({now - started:.0f} s)", flush=True)
+                next_note = now + 10
+            time.sleep(0.5)
+
+
+def _refuse_unsafe_stripe(settings: DockerSettings) -> None:
+    """Refuse a live (or non-test) key before any container can call Stripe with it."""
+    try:
+        resolve_stripe_target(settings.stripe_secret_key, settings.stripe_api_base)
+    except StripeConfigError as exc:
+        raise RunnerError(f"refused: {exc}") from None
+
+
+def _last_line(text: str) -> str:
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    return lines[-1] if lines else "no output"
