@@ -106,12 +106,6 @@ def key_for_secret(conn: psycopg.Connection, secret: str) -> KeyInfo | None:
     return None if row is None else KeyInfo(tenant_id=row[0], scopes=frozenset(row[1]))
 
 
-def tenant_for_secret(conn: psycopg.Connection, secret: str) -> UUID | None:
-    """The tenant of an active (not revoked) key with this secret, or None."""
-    info = key_for_secret(conn, secret)
-    return None if info is None else info.tenant_id
-
-
 class KeyCache:
     """Thread-safe secret-hash -> key cache with a short time to live.
 

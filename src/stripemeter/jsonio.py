@@ -16,7 +16,6 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from json.encoder import encode_basestring_ascii as _ascii_string
 from typing import Any
-from uuid import UUID
 
 import orjson
 from starlette.responses import Response
@@ -219,8 +218,3 @@ class JsonResponse(Response):
 def iso(ts: datetime) -> str:
     """An aware datetime as ISO-8601 in UTC with a `Z` suffix."""
     return ts.astimezone(UTC).isoformat().replace("+00:00", "Z")
-
-
-def uuid_text(value: UUID | None) -> str | None:
-    """A UUID (or None) as its canonical text."""
-    return None if value is None else str(value)

@@ -7,7 +7,6 @@ only aligns and compares them. Unix seconds are used wherever Stripe is involved
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
 from datetime import UTC, datetime
 
 HOUR = 3600
@@ -18,18 +17,6 @@ METER_EVENT_MAX_FUTURE_S = 5 * 60
 _MONTH = re.compile(r"^(\d{4})-(0[1-9]|1[0-2])$")
 
 
-@dataclass(frozen=True)
-class Period:
-    """A billing period `[start, end)` in Unix seconds, as Stripe reports it."""
-
-    start: int
-    end: int
-
-    def contains(self, ts: int) -> bool:
-        """Whether `ts` falls inside `[start, end)`."""
-        return self.start <= ts < self.end
-
-
 def to_unix(moment: datetime) -> int:
     """Whole Unix seconds of an aware datetime."""
     return int(moment.timestamp())
@@ -38,11 +25,6 @@ def to_unix(moment: datetime) -> int:
 def from_unix(ts: int) -> datetime:
     """An aware UTC datetime for Unix seconds."""
     return datetime.fromtimestamp(ts, tz=UTC)
-
-
-def floor_minute(ts: int) -> int:
-    """`ts` rounded down to a minute boundary."""
-    return ts - ts % 60
 
 
 def ceil_minute(ts: int) -> int:

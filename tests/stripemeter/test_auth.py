@@ -14,7 +14,6 @@ from stripemeter.auth import (
     create_api_key,
     is_loopback,
     key_for_secret,
-    tenant_for_secret,
 )
 from stripemeter.db.migrate import available_migrations
 from stripemeter.errors import ConfigError, UnknownScope
@@ -74,10 +73,11 @@ def test_only_the_hash_of_a_secret_is_stored(db_url: str) -> None:
     with psycopg.connect(db_url) as conn:
         created = create_api_key(conn, tenant, "ci")
         stored = conn.execute("SELECT prefix, secret_sha256, name FROM api_keys").fetchall()
-        assert tenant_for_secret(conn, created.secret) == tenant
-        assert tenant_for_secret(conn, created.secret + "x") is None
+        info = key_for_secret(conn, created.secret)
+        assert info is not None and info.tenant_id == tenant
+        assert key_for_secret(conn, created.secret + "x") is None
         conn.execute("UPDATE api_keys SET revoked_at = now()")
-        assert tenant_for_secret(conn, created.secret) is None
+        assert key_for_secret(conn, created.secret) is None
     digest = hashlib.sha256(created.secret.encode()).hexdigest()
     assert stored == [(created.secret[:12], digest, "ci")]
     assert created.secret.startswith("smk_") and len(created.secret) > 40
