@@ -1,4 +1,7 @@
-"""`stripe-emulator`: serve the offline Stripe on 127.0.0.1 (default port 12111)."""
+"""`stripe-emulator`: serve the offline Stripe on 127.0.0.1 (default port `DEFAULT_PORT`).
+
+Configured by its flags only; it reads no environment variable.
+"""
 
 from __future__ import annotations
 
@@ -9,6 +12,7 @@ import sys
 
 import uvicorn
 
+from stripe_emulator import DEFAULT_PORT
 from stripe_emulator.app import create_app
 
 
@@ -18,7 +22,9 @@ def _parser() -> argparse.ArgumentParser:
         description="Offline, stateful Stripe API emulator (test mode only).",
     )
     parser.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
-    parser.add_argument("--port", type=int, default=12111, help="port to bind (default 12111)")
+    parser.add_argument(
+        "--port", type=int, default=DEFAULT_PORT, help=f"port to bind (default {DEFAULT_PORT})"
+    )
     parser.add_argument(
         "--advance-delay-ms",
         type=int,

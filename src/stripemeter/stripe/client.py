@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import stripe
 
+from stripe_emulator import DEFAULT_PORT as EMULATOR_PORT
 from stripemeter.config import Settings
 from stripemeter.errors import StripeConfigError
 
-DEFAULT_EMULATOR_BASE = "http://127.0.0.1:12111"
+DEFAULT_EMULATOR_BASE = f"http://127.0.0.1:{EMULATOR_PORT}"
 # Any sk_test_ key works against the emulator; this one says where it came from.
 EMULATOR_KEY = "sk_test_stripemeter_emulator"
 LIVE_KEY_PREFIXES = ("sk_live_", "rk_live_")
