@@ -23,13 +23,17 @@ from stripemeter.jsonio import EXACT, meta_to_json
 UUID_TEXT = re.compile(
     r"\A[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}\Z"
 )
-METRIC_TEXT = re.compile(r"\A[A-Za-z0-9_.:-]{1,128}\Z")
+# The metric rule, defined once: 1-128 letters, digits and `_ . : -`.
+METRIC_CHARS = r"[A-Za-z0-9_.:-]{1,128}"
+METRIC_TEXT = re.compile(rf"\A{METRIC_CHARS}\Z")
 # The same rules for pydantic (`Query(pattern=...)`) and the OpenAPI schema. Those engines
 # (Rust's regex crate, ECMA-262) read `$` as the end of the text, never "before a final
 # newline", and neither knows `\Z`; tests prove a trailing newline is refused there too.
-METRIC_PATTERN = r"^[A-Za-z0-9_.:-]{1,128}$"
-# Text without control characters (PostgreSQL text cannot hold NUL at all).
-PRINTABLE_PATTERN = r"^[^\x00-\x1f\x7f]+$"
+METRIC_PATTERN = f"^{METRIC_CHARS}$"
+# Control characters, as the inside of a character class (PostgreSQL text cannot hold
+# NUL at all); PRINTABLE_PATTERN is text without any.
+CONTROL_CHARS = r"\x00-\x1f\x7f"
+PRINTABLE_PATTERN = f"^[^{CONTROL_CHARS}]+$"
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 # Stripe refuses a meter event value with more than 15 digits
 # (`meter_event_value_too_many_digits`), and a bucket it refuses blocks that customer's
