@@ -30,6 +30,14 @@ from stripemeter.api.deps import (
     verification_gateway,
 )
 from stripemeter.api.errors import ApiError
+from stripemeter.api.schemas import (
+    AUTH_ERRORS,
+    INVALID_QUERY,
+    Binding,
+    BindingDeleted,
+    BindingList,
+    error_responses,
+)
 from stripemeter.errors import (
     BindingConflict,
     StripeRefused,
@@ -79,7 +87,24 @@ def stripe_error(exc: StripeRefused | StripeUnavailable) -> ApiError:
     )
 
 
-@router.put("/v1/customers/{customerRef}/binding", response_class=JsonResponse)
+@router.put(
+    "/v1/customers/{customerRef}/binding",
+    response_model=Binding,
+    responses={
+        201: {"model": Binding, "description": "created: the customerRef was not bound"},
+        **error_responses(
+            {
+                400: "invalid_request, invalid_json; unknown_stripe_customer (Stripe has no "
+                "such customer)",
+                **AUTH_ERRORS,
+                409: "customer_already_bound: another customerRef or tenant has this Stripe "
+                "customer",
+                503: "stripe_unavailable, stripe_not_configured: the customer could not be "
+                "checked; nothing was changed",
+            }
+        ),
+    },
+)
 async def put_binding(
     customer_ref: CustomerRef,
     body: BindingIn,
@@ -111,7 +136,11 @@ async def put_binding(
     return JsonResponse(row, status_code=201 if created else 200)
 
 
-@router.get("/v1/customers/bindings", response_class=JsonResponse)
+@router.get(
+    "/v1/customers/bindings",
+    response_model=BindingList,
+    responses=error_responses({400: INVALID_QUERY, **AUTH_ERRORS}),
+)
 def list_bindings(
     principal: ReadPrincipal,
     pool: Pool,
@@ -124,7 +153,13 @@ def list_bindings(
     return JsonResponse({"tenantId": str(tenant), "bindings": rows})
 
 
-@router.delete("/v1/customers/{customerRef}/binding", response_class=JsonResponse)
+@router.delete(
+    "/v1/customers/{customerRef}/binding",
+    response_model=BindingDeleted,
+    responses=error_responses(
+        {400: INVALID_QUERY, **AUTH_ERRORS, 404: "not_found: the customerRef is not bound"}
+    ),
+)
 def delete_binding(
     customer_ref: CustomerRef,
     principal: AdminPrincipal,

@@ -24,11 +24,19 @@ from pydantic import AwareDatetime
 
 from stripemeter.api.deps import Pool, Principal, ReadPrincipal, TenantIdQuery, authorize
 from stripemeter.api.errors import ApiError, error_object
+from stripemeter.api.schemas import (
+    AUTH_ERRORS,
+    INVALID_QUERY,
+    EventPage,
+    IngestAnswer,
+    error_responses,
+)
 from stripemeter.config import Settings
 from stripemeter.db.pool import Pool as ConnectionPoolType
 from stripemeter.errors import IdempotencyConflict, InputError, JsonBodyError
 from stripemeter.ingest import ledger
 from stripemeter.ingest.validation import (
+    CONTROL_CHARS,
     DERIVED_KEY_PREFIX,
     MAX_DECIMALS,
     MAX_HEADER_KEY_CHARS,
@@ -61,7 +69,6 @@ def next_request_id() -> str:
 
 # What `validation.validate_event` enforces, as JSON Schema (ECMA-262 patterns: `$` is
 # the end of the text). Generated clients and fuzzers read it from /openapi.json.
-_PRINTABLE_CHAR = r"[^\x00-\x1f\x7f]"
 _EVENT_SCHEMA: dict[str, Any] = {
     "type": "object",
     "required": ["tenantId", "metric", "customerRef", "quantity", "ts"],
@@ -88,7 +95,7 @@ _EVENT_SCHEMA: dict[str, Any] = {
             "minLength": 1,
             "maxLength": MAX_KEY_CHARS,
             # Printable, and not starting with the prefix reserved for derived keys.
-            "pattern": f"^[^{DERIVED_KEY_PREFIX}\\x00-\\x1f\\x7f]{_PRINTABLE_CHAR}*$",
+            "pattern": f"^[^{DERIVED_KEY_PREFIX}{CONTROL_CHARS}][^{CONTROL_CHARS}]*$",
         },
         "resourceId": {"type": ["string", "null"], "minLength": 1, "maxLength": 255},
         "source": {"type": ["string", "null"], "minLength": 1, "maxLength": 128},
@@ -183,7 +190,24 @@ def _all_invalid(errors: list[InputError]) -> ApiError:
     return error
 
 
-@router.post("/v1/events/ingest", openapi_extra=_INGEST_OPENAPI, response_class=JsonResponse)
+@router.post(
+    "/v1/events/ingest",
+    openapi_extra=_INGEST_OPENAPI,
+    # Documented only: the route returns its pre-serialized JsonResponse, which FastAPI
+    # passes through without validating or re-rendering it (the hot path).
+    response_model=IngestAnswer,
+    responses=error_responses(
+        {
+            400: "invalid_json, a batch-level problem (events missing, empty or too many; "
+            "the Idempotency-Key header malformed), or every event invalid: `errors` "
+            "lists each one",
+            **AUTH_ERRORS,
+            409: "idempotency_key_reused: the Idempotency-Key came with another body",
+            413: "payload_too_large: the body is over the size limit",
+            415: "unsupported_media_type: Content-Type is not JSON",
+        }
+    ),
+)
 async def ingest_events(request: Request) -> JsonResponse:
     """Store a batch of usage events exactly once; report each event's fate."""
     # The hot path: dependencies resolved by hand, as FastAPI's solver is a
@@ -274,7 +298,11 @@ def _decode_cursor(cursor: str) -> tuple[datetime, int]:
         ) from None
 
 
-@router.get("/v1/events", response_class=JsonResponse)
+@router.get(
+    "/v1/events",
+    response_model=EventPage,
+    responses=error_responses({400: f"{INVALID_QUERY}; invalid_cursor", **AUTH_ERRORS}),
+)
 def list_events(
     principal: ReadPrincipal,
     pool: Pool,

@@ -22,6 +22,7 @@ import anyio.to_thread
 from fastapi import APIRouter, Request
 
 from stripemeter.api.metrics import Disclosure, disclosure_for
+from stripemeter.api.schemas import AUTH_ERRORS, Liveness, Readiness, error_responses
 from stripemeter.db.pool import Pool
 from stripemeter.jsonio import JsonResponse
 
@@ -85,13 +86,20 @@ def run_checks(
     return _OVERALL[worst], checks
 
 
-@router.get("/health/live")
+@router.get("/health/live", response_model=Liveness)
 async def live() -> dict[str, str]:
     """The process is up and serving HTTP."""
     return {"status": "ok"}
 
 
-@router.get("/health/ready")
+@router.get(
+    "/health/ready",
+    response_model=Readiness,
+    responses={
+        503: {"model": Readiness, "description": "unhealthy: a check failed (see `checks`)"},
+        **error_responses(AUTH_ERRORS),
+    },
+)
 async def ready(request: Request) -> JsonResponse:
     """Whether this instance can do its job: 200 healthy/degraded, 503 unhealthy."""
     disclosure = await disclosure_for(request)

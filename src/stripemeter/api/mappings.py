@@ -25,6 +25,14 @@ from stripemeter.api.deps import (
     verification_gateway,
 )
 from stripemeter.api.errors import ApiError
+from stripemeter.api.schemas import (
+    AUTH_ERRORS,
+    INVALID_QUERY,
+    Mapping,
+    MappingDeleted,
+    MappingList,
+    error_responses,
+)
 from stripemeter.errors import ItemRefused, StripeRefused, StripeUnavailable
 from stripemeter.ingest.validation import METRIC_PATTERN, PRINTABLE_PATTERN
 from stripemeter.jsonio import JsonResponse
@@ -54,7 +62,11 @@ class MappingIn(BaseModel):
     meter_value_key: Label | None = Field(default=None, alias="meterValueKey")
 
 
-@router.get("/v1/mappings", response_class=JsonResponse)
+@router.get(
+    "/v1/mappings",
+    response_model=MappingList,
+    responses=error_responses({400: INVALID_QUERY, **AUTH_ERRORS}),
+)
 def list_mappings(
     principal: ReadPrincipal,
     pool: Pool,
@@ -67,7 +79,23 @@ def list_mappings(
     return JsonResponse({"mappings": rows})
 
 
-@router.post("/v1/mappings", response_class=JsonResponse)
+@router.post(
+    "/v1/mappings",
+    response_model=Mapping,
+    responses={
+        201: {"model": Mapping, "description": "created: the tenant had no mapping of the metric"},
+        **error_responses(
+            {
+                400: "invalid_request, invalid_json; unknown_subscription_item, "
+                "subscription_item_not_bound, subscription_item_price_mismatch "
+                "(field subscriptionItemId)",
+                **AUTH_ERRORS,
+                503: "stripe_unavailable, stripe_not_configured: the subscription item "
+                "could not be checked; nothing was changed",
+            }
+        ),
+    },
+)
 async def upsert_mapping(
     body: MappingIn,
     request: Request,
@@ -120,7 +148,13 @@ async def _verify_item(request: Request, pool: Pool, body: MappingIn) -> None:
         ) from None
 
 
-@router.delete("/v1/mappings/{mapping_id}", response_class=JsonResponse)
+@router.delete(
+    "/v1/mappings/{mapping_id}",
+    response_model=MappingDeleted,
+    responses=error_responses(
+        {400: INVALID_QUERY, **AUTH_ERRORS, 404: "not_found: no mapping with this id"}
+    ),
+)
 def delete_mapping(mapping_id: UUID, principal: AdminPrincipal, pool: Pool) -> JsonResponse:
     """Delete a mapping of the caller's tenant (404 when there is none)."""
     with pool.connection() as conn:

@@ -32,11 +32,14 @@ from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from stripemeter.api.deps import get_principal
+from stripemeter.api.schemas import AUTH_ERRORS, error_responses
 from stripemeter.config import Settings
 from stripemeter.ops.metrics import HTTP_LATENCY, HTTP_REQUESTS, REGISTRY, method_label
 from stripemeter.writer.status import STATE_COLLECTOR
 
 router = APIRouter(tags=["operations"])
+# The media type of CONTENT_TYPE_LATEST, without its parameters (version, charset).
+PROMETHEUS_MEDIA_TYPE = CONTENT_TYPE_LATEST.split(";", 1)[0]
 
 
 @dataclass(frozen=True)
@@ -82,7 +85,17 @@ class _Families(Collector):
         return self._families
 
 
-@router.get("/metrics", response_class=Response)
+@router.get(
+    "/metrics",
+    response_class=Response,
+    responses={
+        200: {
+            "description": f"Prometheus text exposition ({CONTENT_TYPE_LATEST})",
+            "content": {PROMETHEUS_MEDIA_TYPE: {"schema": {"type": "string"}}},
+        },
+        **error_responses(AUTH_ERRORS),
+    },
+)
 async def metrics(request: Request) -> Response:
     """Prometheus text exposition: totals for anyone, tenant detail for an admin key."""
     disclosure = await disclosure_for(request)

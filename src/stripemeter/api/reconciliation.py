@@ -46,6 +46,15 @@ from stripemeter.api.deps import (
     TenantIdQuery,
 )
 from stripemeter.api.errors import ApiError
+from stripemeter.api.schemas import (
+    AUTH_ERRORS,
+    INVALID_QUERY,
+    MonthReports,
+    QueuedRun,
+    RunWithReports,
+    Summary,
+    error_responses,
+)
 from stripemeter.config import Settings
 from stripemeter.db.pool import Pool as PoolType
 from stripemeter.errors import StripeConfigError, StripeUnavailable
@@ -171,13 +180,23 @@ def _run_json(run: Run, *, reports: bool) -> dict[str, Any]:
 
 @router.post(
     "/v1/reconciliation/run",
-    response_class=JsonResponse,
+    response_model=QueuedRun,
     status_code=202,
     responses={
-        200: {"description": "`?wait=true` and the run finished: its reports"},
+        200: {
+            "model": RunWithReports,
+            "description": "`?wait=true` and the run finished: its reports",
+        },
         202: {"description": "the run is queued or running (`runId`, `statusUrl`)"},
-        422: {"description": "`?wait=true` and Stripe refused a request (`stripe_refused`)"},
-        503: {"description": "`?wait=true` and Stripe or the database could not be read"},
+        **error_responses(
+            {
+                400: "invalid_request, invalid_json",
+                **AUTH_ERRORS,
+                422: "`?wait=true` and Stripe refused a request: stripe_refused (`runId`)",
+                503: "stripe_not_configured; with `?wait=true`, stripe_unavailable or "
+                "database_unavailable: the run could not read Stripe or the database (`runId`)",
+            }
+        ),
     },
 )
 async def run_reconciliation(
@@ -232,7 +251,17 @@ async def run_reconciliation(
     )
 
 
-@router.get("/v1/reconciliation/runs/{runId}", response_class=JsonResponse)
+@router.get(
+    "/v1/reconciliation/runs/{runId}",
+    response_model=RunWithReports,
+    responses=error_responses(
+        {
+            400: INVALID_QUERY,
+            **AUTH_ERRORS,
+            404: "run_not_found: no such run, or another tenant's",
+        }
+    ),
+)
 def reconciliation_run(
     run_id: Annotated[UUID, Path(alias="runId", description="the id `POST .../run` gave")],
     principal: ReadPrincipal,
@@ -326,7 +355,25 @@ def _window(
     return start, end, True, iso(start), iso(end)
 
 
-@router.get("/v1/reconciliation/summary", response_model=None)
+@router.get(
+    "/v1/reconciliation/summary",
+    response_model=Summary,
+    responses={
+        200: {
+            "description": "the summary; with `format=csv`, one line per metric and a TOTAL line",
+            "content": {"text/csv": {"schema": {"type": "string"}}},
+        },
+        **error_responses(
+            {
+                400: f"{INVALID_QUERY}; invalid_month, out_of_range, conflicting_window, "
+                "invalid_window",
+                **AUTH_ERRORS,
+                404: "no_reports: no reconciliation report in the window; run one first",
+                503: "reconciliation_failed: no report, and the last reconciliation failed",
+            }
+        ),
+    },
+)
 def reconciliation_summary(
     principal: ReadPrincipal,
     pool: Pool,
@@ -376,7 +423,11 @@ def reconciliation_summary(
     return JsonResponse(summary)
 
 
-@router.get("/v1/reconciliation/{month}", response_class=JsonResponse)
+@router.get(
+    "/v1/reconciliation/{month}",
+    response_model=MonthReports,
+    responses=error_responses({400: f"{INVALID_QUERY}; invalid_month", **AUTH_ERRORS}),
+)
 def reconciliation_month(
     month: str,
     principal: ReadPrincipal,

@@ -10,6 +10,7 @@ from pydantic import AwareDatetime
 
 from stripemeter.api.deps import Pool, ReadPrincipal, TenantIdQuery
 from stripemeter.api.errors import ApiError
+from stripemeter.api.schemas import AUTH_ERRORS, INVALID_QUERY, UsageAnswer, error_responses
 from stripemeter.ingest.usage import is_hour_aligned, usage_totals
 from stripemeter.ingest.validation import EPOCH, METRIC_PATTERN, PRINTABLE_PATTERN
 from stripemeter.jsonio import JsonResponse, iso
@@ -20,7 +21,17 @@ LATEST = datetime(9999, 12, 30, tzinfo=UTC)
 router = APIRouter(tags=["usage"])
 
 
-@router.get("/v1/usage", response_class=JsonResponse)
+@router.get(
+    "/v1/usage",
+    response_model=UsageAnswer,
+    responses=error_responses(
+        {
+            400: f"{INVALID_QUERY}; invalid_value (from/to outside 1970..9999), "
+            "unaligned_window (not on an hour), invalid_window (to not after from)",
+            **AUTH_ERRORS,
+        }
+    ),
+)
 def get_usage(
     principal: ReadPrincipal,
     pool: Pool,

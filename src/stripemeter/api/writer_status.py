@@ -14,6 +14,7 @@ from uuid import UUID
 from fastapi import APIRouter, FastAPI
 
 from stripemeter.api.deps import Pool, ReadPrincipal, TenantIdQuery
+from stripemeter.api.schemas import AUTH_ERRORS, INVALID_QUERY, WriterStatus, error_responses
 from stripemeter.jsonio import JsonResponse, format_decimal, iso
 from stripemeter.workers import state as worker_state
 from stripemeter.writer.status import (
@@ -34,7 +35,11 @@ def pending(conn: Any, tenant_id: UUID) -> tuple[int, Decimal]:
     return int(row[1]), Decimal(row[2])
 
 
-@router.get("/v1/writer/status", response_class=JsonResponse)
+@router.get(
+    "/v1/writer/status",
+    response_model=WriterStatus,
+    responses=error_responses({400: INVALID_QUERY, **AUTH_ERRORS}),
+)
 def writer_status(
     principal: ReadPrincipal,
     pool: Pool,
