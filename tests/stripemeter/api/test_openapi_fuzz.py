@@ -1,12 +1,15 @@
-"""Schemathesis over /openapi.json: no generated request, valid or not, gets a 5xx.
+"""Schemathesis over /openapi.json: no generated request, valid or not, gets a 5xx or
+an answer the document does not describe.
 
 The real API is served on 127.0.0.1 (uvicorn) on a real PostgreSQL database, with the
 Stripe emulator behind it and BYPASS_AUTH on, so generated requests reach the handlers
 (ingest, reads, mappings, reconciliation) instead of stopping at 401. Every operation of
 the served schema is fuzzed with schema-valid (positive) and schema-violating (negative)
-cases, `MAX_EXAMPLES` of each, and every answer with status >= 500 (or no answer at all)
-is collected and reported with the exact request, so the owner of that route can replay
-it. The module prints how many requests were sent and how many got a 5xx.
+cases, `MAX_EXAMPLES` of each. Every answer with status >= 500 (or no answer at all),
+and every answer whose status, media type or body does not conform to the document
+(schemathesis' response checks), is collected and reported with the exact request, so
+the owner of that route can replay it. The module prints how many requests were sent
+and how many got a 5xx or a nonconforming answer.
 """
 
 from __future__ import annotations
@@ -23,6 +26,12 @@ import requests
 import schemathesis
 from hypothesis import HealthCheck, given
 from schemathesis import Case, GenerationMode
+from schemathesis.checks import (
+    content_type_conformance,
+    response_schema_conformance,
+    status_code_conformance,
+)
+from schemathesis.core.failures import Failure, FailureGroup
 
 from stripemeter.api.app import create_app
 from stripemeter.config import load_settings
@@ -33,6 +42,13 @@ from tests.support.emulator import TEST_KEY, running_emulator
 # Per operation and generation mode; raise it (STRIPEMETER_FUZZ_EXAMPLES) for a longer hunt.
 MAX_EXAMPLES = int(os.environ.get("STRIPEMETER_FUZZ_EXAMPLES", "25"))
 REQUEST_TIMEOUT_S = 15.0
+# Each answer must be one the document describes: a documented status, a documented
+# media type, a body matching that status's schema.
+CONFORMANCE_CHECKS = [
+    status_code_conformance,
+    content_type_conformance,
+    response_schema_conformance,
+]
 
 
 def _operations() -> list[tuple[str, GenerationMode]]:
@@ -58,11 +74,13 @@ OPERATIONS = _operations()
 
 @dataclass
 class Tally:
-    """Requests sent and the ones answered with a 5xx (or not answered), over the module."""
+    """Requests sent, the ones answered with a 5xx (or not answered), and the answers that
+    do not conform to the document, over the module."""
 
     requests: int = 0
     by_operation: dict[str, int] = field(default_factory=dict)
     server_errors: list[str] = field(default_factory=list)
+    nonconforming: list[str] = field(default_factory=list)
     started: float = field(default_factory=time.monotonic)
 
 
@@ -80,10 +98,13 @@ def served(pg_server_url: str) -> Iterator[tuple[Api, schemathesis.BaseSchema, T
         elapsed = time.monotonic() - tally.started
         print(
             f"\nschemathesis: {tally.requests} requests over {len(tally.by_operation)} "
-            f"operations in {elapsed:.1f} s; {len(tally.server_errors)} answered 5xx"
+            f"operations in {elapsed:.1f} s; {len(tally.server_errors)} answered 5xx, "
+            f"{len(tally.nonconforming)} did not conform to the document"
         )
         for line in tally.server_errors:
             print("  5xx:", line)
+        for line in tally.nonconforming:
+            print("  nonconforming:", line)
 
 
 def _describe(case: Case[Any], base_url: str) -> str:
@@ -91,13 +112,30 @@ def _describe(case: Case[Any], base_url: str) -> str:
     return case.as_curl_command(base_url=base_url)[:1500]
 
 
+def _nonconformance(case: Case[Any], response: requests.Response) -> str | None:
+    """What is wrong with an answer the document does not describe, or None."""
+    try:
+        case.validate_response(response, checks=CONFORMANCE_CHECKS)
+    except FailureGroup as exc:
+        return "; ".join(_first_line(failure) for failure in exc.exceptions)
+    except Failure as exc:
+        return _first_line(exc)
+    return None
+
+
+def _first_line(failure: BaseException) -> str:
+    return (str(failure).strip().splitlines() or [type(failure).__name__])[0][:300]
+
+
 def _fuzz(
     api: Api, schema: schemathesis.BaseSchema, tally: Tally, name: str, mode: GenerationMode
-) -> list[str]:
-    """Send `MAX_EXAMPLES` generated cases for operation `name`; return the 5xx found."""
+) -> tuple[list[str], list[str]]:
+    """Send `MAX_EXAMPLES` generated cases for operation `name`; return the 5xx found and
+    the answers that do not conform to the document."""
     method, path = name.split(" ", 1)
     operation = schema[path][method]
     found: list[str] = []
+    nonconforming: list[str] = []
     session = requests.Session()
 
     @hypothesis.settings(
@@ -121,22 +159,30 @@ def _fuzz(
             found.append(
                 f"{response.status_code} {response.text[:300]!r}: {_describe(case, api.base)}"
             )
+        problem = _nonconformance(case, response)
+        if problem is not None:
+            nonconforming.append(f"{response.status_code} {problem}: {_describe(case, api.base)}")
 
     try:
         run()
     finally:
         session.close()
     tally.server_errors.extend(found)
-    return found
+    tally.nonconforming.extend(nonconforming)
+    return found, nonconforming
 
 
 @pytest.mark.parametrize(("name", "mode"), OPERATIONS, ids=[f"{n} {m}" for n, m in OPERATIONS])
-def test_no_generated_request_gets_a_server_error(
+def test_no_generated_request_gets_a_server_error_or_an_undocumented_answer(
     served: tuple[Api, schemathesis.BaseSchema, Tally], name: str, mode: GenerationMode
 ) -> None:
     api, schema, tally = served
-    found = _fuzz(api, schema, tally, name, mode)
+    found, nonconforming = _fuzz(api, schema, tally, name, mode)
     assert found == [], f"{len(found)} request(s) to {name} got a 5xx:\n" + "\n".join(found)
+    assert nonconforming == [], (
+        f"{len(nonconforming)} answer(s) of {name} do not conform to /openapi.json:\n"
+        + "\n".join(nonconforming)
+    )
 
 
 def test_the_fuzz_covered_every_operation_within_budget(
@@ -149,4 +195,5 @@ def test_the_fuzz_covered_every_operation_within_budget(
     # An operation without inputs has one distinct request; one with inputs gets them all.
     assert tally.requests >= MAX_EXAMPLES * len(fuzzed), tally.by_operation
     assert tally.server_errors == []
+    assert tally.nonconforming == []
     assert MAX_EXAMPLES > 25 or time.monotonic() - tally.started < 90
