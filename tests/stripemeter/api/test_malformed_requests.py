@@ -1,5 +1,6 @@
-"""Malformed requests: each is answered 4xx with an error naming the problem, nothing is
-stored, and the server stays healthy. One server and database serve the whole module."""
+"""Malformed requests: each is answered 4xx with an error naming the problem, in the one
+error body /openapi.json documents (`ErrorBody`); nothing is stored, and the server stays
+healthy. One server and database serve the whole module."""
 
 from __future__ import annotations
 
@@ -8,12 +9,25 @@ import json
 from collections.abc import Callable
 from typing import Any
 
+import jsonschema_rs
 import pytest
 import requests
 
+from stripemeter.api.app import create_app
+from stripemeter.config import load_settings
 from tests.stripemeter.conftest import Api, event
 
 OTHER_TENANT = "00000000-0000-4000-8000-00000000000b"
+
+
+def _documented_error_body() -> jsonschema_rs.Validator:
+    """A validator of the error body as the app's OpenAPI document defines it."""
+    document = create_app(load_settings()).openapi()
+    schema = {"$ref": "#/components/schemas/ErrorBody", "components": document["components"]}
+    return jsonschema_rs.validator_for(schema, validate_formats=True)
+
+
+ERROR_BODY = _documented_error_body()
 
 
 @dataclasses.dataclass
@@ -377,6 +391,8 @@ def _assert_error(
 ) -> None:
     assert answer.status_code == status, answer.text
     assert answer.headers["content-type"].startswith("application/json")
+    problems = [str(problem) for problem in ERROR_BODY.iter_errors(answer.json())]
+    assert problems == [], f"not the documented error body: {problems}"
     error = answer.json()["error"]
     assert error["code"] == code
     assert says in error["message"]
