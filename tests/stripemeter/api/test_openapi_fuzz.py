@@ -112,7 +112,7 @@ def _describe(case: Case[Any], base_url: str) -> str:
     return case.as_curl_command(base_url=base_url)[:1500]
 
 
-def _nonconformance(case: Case[Any], response: requests.Response) -> str | None:
+def _nonconformance(case: Case[Any], response: schemathesis.Response) -> str | None:
     """What is wrong with an answer the document does not describe, or None."""
     try:
         case.validate_response(response, checks=CONFORMANCE_CHECKS)
