@@ -5,15 +5,25 @@
     invoke validate        re-check parity after manual changes (exit 0 parity, 2 drift, 1 error)
     invoke test            the whole test suite (what CI runs)
 
-Every stack/step task takes --runner local|docker|auto (default: $STRIPEMETER_RUNNER or local).
+Every stack/step task takes --runner local|docker|auto (default: STRIPEMETER_RUNNER from
+the environment or .env, else local). Every expected failure (`StripemeterError`) ends
+as one line, `error: ...`, and exit 1.
 """
 
 from __future__ import annotations
 
-import os
 import sys
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, TypeVar
 
-from invoke import Context, Exit, task
+from invoke.context import Context
+from invoke.exceptions import Exit
+from invoke.tasks import task
+
+if TYPE_CHECKING:
+    from stripemeter_dev.runner import Runner
+
+T = TypeVar("T")
 
 STEP_TASKS = {
     "setup": "setup",
@@ -24,24 +34,20 @@ STEP_TASKS = {
 }
 
 
-def _runner(name: str | None):  # type: ignore[no-untyped-def]
-    from stripemeter.errors import ConfigError
-    from stripemeter_dev.runner import RunnerError, select_runner
+def _runner(name: str | None) -> Runner:
+    from stripemeter_dev.runner import select_runner
+    from stripemeter_dev.settings import StackSettings
 
-    try:
-        return select_runner(name or os.environ.get("STRIPEMETER_RUNNER", "local"))
-    except (RunnerError, ConfigError) as exc:
-        raise Exit(f"error: {exc}", code=1) from None
+    return _guarded(lambda: select_runner(name or StackSettings.load().STRIPEMETER_RUNNER))
 
 
-def _guarded(action, *args):  # type: ignore[no-untyped-def]
-    """Run a runner call, turning its expected failures into a one-line exit."""
-    from stripemeter.errors import ConfigError
-    from stripemeter_dev.runner import RunnerError
+def _guarded(action: Callable[..., T], *args: Any) -> T:
+    """Run project code, turning its expected failures into a one-line exit."""
+    from stripemeter.errors import StripemeterError
 
     try:
         return action(*args)
-    except (RunnerError, ConfigError) as exc:
+    except StripemeterError as exc:
         raise Exit(f"error: {exc}", code=1) from None
 
 

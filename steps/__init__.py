@@ -6,8 +6,10 @@
     validate       reconcile and check the finalized invoice             (seed: validate.sh)
     cleanup        delete the Test Clock and the price mapping           (seed: cleanup.sh)
 
-Steps are configured only by the environment (`API_HOST`, `DATABASE_URL`,
-`STRIPE_SECRET_KEY`, `STRIPE_API_BASE`, `RECONCILIATION_EPSILON`, `DEMO_STATE_DIR`), so
-they run the same on the host and in a container, and they share their state through
-files in `DEMO_STATE_DIR`. Every failure ends in one line on stderr and a non-zero exit.
+Steps are configured only by their settings (`steps._settings.StepSettings`: the
+environment, then `.env`, then defaults — `API_HOST`, `DATABASE_URL`, `STRIPE_SECRET_KEY`,
+`STRIPE_API_BASE`, `RECONCILIATION_EPSILON`, `DEMO_STATE_DIR`, `DEMO_WAIT_TIMEOUT_S`,
+`STEPS_TRACEBACK`), so they run the same on the host and in a container, and they share
+their state through files in `DEMO_STATE_DIR`. Every failure ends in one line on stderr
+and a non-zero exit.
 """

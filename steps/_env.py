@@ -1,13 +1,14 @@
-"""What every step shares: its environment, its Stripe client and its one error handler.
+"""What every step shares: its settings, its Stripe client and its one error handler.
 
 Exceptions a step may end with:
 
-    StepError            a prerequisite is missing or a check failed (message + exit code)
-    ConfigError          a variable has an unusable value (stripemeter.config)
-    StripeConfigError    live key or non-test key refused before any call (stripemeter.stripe)
+    StripemeterError     every failure we raise on purpose, caught once; among them
+      StepError          a prerequisite is missing or a check failed (message + exit code)
+      ConfigError        a variable has an unusable value (names it; live keys included)
+      DatabaseUnavailable  PostgreSQL could not be reached
+    psycopg.Error        PostgreSQL refused or dropped a query (only once psycopg is loaded:
+                         steps that never touch the database never import it)
     stripe.StripeError   Stripe (or the emulator) refused a call or could not be reached
-    DatabaseUnavailable  PostgreSQL could not be reached (stripemeter.db; told apart by
-                         name so steps that never touch the database skip psycopg)
 
 `main` turns each of them into one line on stderr and a non-zero exit: a user of the
 demo never sees a traceback (set `STEPS_TRACEBACK=1` to see one while debugging).
@@ -16,7 +17,6 @@ demo never sees a traceback (set `STEPS_TRACEBACK=1` to see one while debugging)
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 import traceback
 from collections.abc import Callable, Sequence
@@ -25,8 +25,8 @@ from pathlib import Path
 
 import stripe
 
-from stripemeter.config import Settings, load_settings
-from stripemeter.errors import ConfigError, StripeConfigError, StripemeterError
+from steps._settings import StepSettings, traceback_wanted
+from stripemeter.errors import ConfigError, DatabaseUnavailable, StripemeterError
 from stripemeter.stripe.client import make_client, resolve_stripe_target
 
 REAL_STRIPE_BASE = "https://api.stripe.com"
@@ -52,28 +52,14 @@ class StepError(StripemeterError):
 class StepEnv:
     """A step's view of its environment, read once at start."""
 
-    settings: Settings
+    settings: StepSettings
     state_dir: Path
     api_base: str
 
     @property
     def wait_timeout_s(self) -> float:
-        """Upper bound of every single wait (`DEMO_WAIT_TIMEOUT_S`).
-
-        Default 120 s against the emulator, 600 s against real Stripe, whose meter
-        aggregation and clock advances can take minutes.
-        """
-        real_stripe = bool(self.settings.STRIPE_SECRET_KEY and not self.settings.STRIPE_API_BASE)
-        raw = os.environ.get("DEMO_WAIT_TIMEOUT_S", "600" if real_stripe else "120")
-        try:
-            value = float(raw)
-        except ValueError:
-            raise StepError(
-                f"DEMO_WAIT_TIMEOUT_S must be a number of seconds (got {raw!r})"
-            ) from None
-        if value <= 0:
-            raise StepError(f"DEMO_WAIT_TIMEOUT_S must be positive (got {raw!r})")
-        return value
+        """Upper bound of every single wait (see `StepSettings.wait_timeout_s`)."""
+        return self.settings.wait_timeout_s
 
     def stripe_target(self, recorded_base: str | None = None) -> tuple[str, str]:
         """(key, base URL) of the Stripe this step talks to; refuses live keys first.
@@ -98,7 +84,7 @@ class StepEnv:
 
 def load_env() -> StepEnv:
     """Read the settings a step needs; a bad variable raises `ConfigError` naming it."""
-    settings = load_settings()
+    settings = StepSettings.load()
     return StepEnv(
         settings=settings,
         state_dir=Path(settings.DEMO_STATE_DIR).resolve(),
@@ -141,10 +127,8 @@ def main(
     args = list(sys.argv[1:] if argv is None else argv)
     try:
         code = step(args)
-    except StepError as exc:
-        _fail(name, str(exc), exc.code)
-    except (ConfigError, StripeConfigError) as exc:
-        _fail(name, f"refused: {exc}", EXIT_ERROR)
+    except StripemeterError as exc:
+        _fail(name, _describe_failure(exc), exc.code if isinstance(exc, StepError) else EXIT_ERROR)
     except stripe.StripeError as exc:
         _fail(name, _describe_stripe_error(exc), EXIT_ERROR)
     except KeyboardInterrupt:
@@ -156,17 +140,23 @@ def main(
     sys.exit(code)
 
 
+def _describe_failure(exc: StripemeterError) -> str:
+    if isinstance(exc, ConfigError):
+        return f"refused: {exc}"
+    if isinstance(exc, DatabaseUnavailable):
+        return f"database error: {exc}"
+    return str(exc)
+
+
 def _is_database_error(exc: Exception) -> bool:
-    """PostgreSQL failures, told apart without importing psycopg in every step."""
-    module = type(exc).__module__
-    return module.startswith("psycopg") or type(exc).__name__ in (
-        "DatabaseUnavailable",
-        "EmbeddedDatabaseError",
-    )
+    """A psycopg failure; psycopg is looked up, not imported, as a step that never
+    loaded it cannot have raised one."""
+    psycopg = sys.modules.get("psycopg")
+    return psycopg is not None and isinstance(exc, psycopg.Error)
 
 
 def _fail(name: str, message: str, code: int) -> None:
-    if os.environ.get("STEPS_TRACEBACK") == "1":
+    if traceback_wanted():
         traceback.print_exc()
     sys.stdout.flush()
     print(f"{name}: error: {_one_line(message)}", file=sys.stderr, flush=True)

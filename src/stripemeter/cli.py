@@ -151,9 +151,13 @@ def cmd_api(args: argparse.Namespace, settings: Settings) -> int:
     options = serving.server_options()
     try:
         if args.workers_processes and args.workers_processes > 1:
-            os.environ["DATABASE_URL"] = url  # each server process reads its settings anew
-            # The children watch this pid and stop when it is gone (kill -9 included).
-            os.environ[serving.SUPERVISOR_PID_ENV] = str(os.getpid())
+            from stripemeter.config import export_to_child_processes
+
+            # Each server process reads its settings anew; the children watch this pid
+            # and stop when it is gone (kill -9 included).
+            export_to_child_processes(
+                {"DATABASE_URL": url, serving.SUPERVISOR_PID_ENV: str(os.getpid())}
+            )
             uvicorn.run(
                 "stripemeter.api.serving:create_child_app",
                 factory=True,

@@ -1,28 +1,70 @@
-"""One typed settings object for every process: API, workers, CLI and demo steps.
+"""How every stripemeter process reads its configuration, and the service's settings.
 
-Values come from the environment, then from `.env` in the working directory, then
-from the defaults below (the same defaults `.env.example` documents). A bad value
-raises `ConfigError` naming the variable, so a process fails at start-up instead of
-misbehaving later.
+`EnvSettings` is the one loader: a typed settings class reads its variables from the
+environment, then from `.env` in the working directory, then its defaults (the
+environment wins), and `load` turns a bad value into one `ConfigError` line naming the
+variable. Each kind of process has its own class on that base, holding only what it
+reads: `Settings` here (the API, the workers, the `stripemeter` CLI),
+`stripemeter_dev.settings.StackSettings` (the dev stack's runners) and
+`steps._settings.StepSettings` (the demo steps). A variable one of them does not know
+is ignored by it, so a dev-stack variable can never stop the service from starting.
+
+This module and those two are the only code that touches `os.environ`.
 """
 
 from __future__ import annotations
 
+import contextvars
+import os
+import types
+from collections.abc import Mapping
 from decimal import Decimal
 from functools import lru_cache
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any, Self, Union, get_args, get_origin
 
-from pydantic import Field, ValidationError, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import Field, ValidationError, ValidationInfo, field_validator
+from pydantic_settings import (
+    BaseSettings,
+    EnvSettingsSource,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+)
 
 from stripemeter.errors import ConfigError
 
 PositiveMs = Annotated[int, Field(gt=0)]
+# Values never echoed in an error message: they may hold a password or a key.
+SECRET_VARIABLES = frozenset({"DATABASE_URL", "STRIPE_SECRET_KEY"})
+
+# The environment `EnvSettings.load` reads instead of os.environ, when it is given one.
+_explicit_environ: contextvars.ContextVar[Mapping[str, str] | None] = contextvars.ContextVar(
+    "stripemeter_explicit_environ", default=None
+)
 
 
-class Settings(BaseSettings):
-    """Every variable the project reads, typed, with its default."""
+class _MappingEnvSource(EnvSettingsSource):
+    """The environment source, reading a given mapping instead of os.environ."""
+
+    def __init__(self, settings_cls: type[BaseSettings], environ: Mapping[str, str]) -> None:
+        self._environ = dict(environ)
+        super().__init__(settings_cls)
+
+    def _load_env_vars(self) -> Mapping[str, str | None]:
+        return self._environ
+
+
+def _admits_none(annotation: Any) -> bool:
+    origin = get_origin(annotation)
+    if origin is Annotated:
+        return _admits_none(get_args(annotation)[0])
+    if origin in (Union, types.UnionType):
+        return any(_admits_none(arg) for arg in get_args(annotation))
+    return annotation is type(None)
+
+
+class EnvSettings(BaseSettings):
+    """Base of every settings class: environment, then `.env`, then defaults."""
 
     model_config = SettingsConfigDict(
         env_file=".env",
@@ -30,6 +72,72 @@ class Settings(BaseSettings):
         extra="ignore",
         case_sensitive=True,
     )
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        """Explicit values, then the environment (os.environ or the one given), then `.env`."""
+        environ = _explicit_environ.get()
+        if environ is not None:
+            env_settings = _MappingEnvSource(settings_cls, environ)
+        return init_settings, env_settings, dotenv_settings
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _blank_is_unset(cls, value: object, info: ValidationInfo) -> object:
+        """An empty optional variable (`FOO=` in .env) means "not set"."""
+        blank = isinstance(value, str) and not value.strip()
+        if blank and info.field_name and _admits_none(cls.model_fields[info.field_name].annotation):
+            return None
+        return value
+
+    @classmethod
+    def load(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Self:
+        """Read and validate; raise one `ConfigError` naming each bad variable.
+
+        `environ` replaces os.environ as the environment (`.env` is still read);
+        `overrides` win over both.
+        """
+        token = _explicit_environ.set(environ)
+        try:
+            return cls(**overrides)
+        except ValidationError as exc:
+            raise ConfigError(_describe(exc)) from None
+        finally:
+            _explicit_environ.reset(token)
+
+
+def _describe(exc: ValidationError) -> str:
+    problems = []
+    for err in exc.errors():
+        name = ".".join(str(part) for part in err["loc"]) or "settings"
+        message = str(err["msg"]).removeprefix("Value error, ")
+        if name in SECRET_VARIABLES:
+            problems.append(f"{name}: {message}")
+        else:
+            problems.append(f"{name}: {message} (got {err.get('input')!r})")
+    return "invalid configuration: " + "; ".join(problems)
+
+
+def current_environment() -> dict[str, str]:
+    """A copy of this process's environment, for the processes it starts."""
+    return dict(os.environ)
+
+
+def export_to_child_processes(values: Mapping[str, str]) -> None:
+    """Set variables that processes started from here on read as their settings
+    (uvicorn's `--workers` children, which get no other channel)."""
+    os.environ.update(values)
+
+
+class Settings(EnvSettings):
+    """Every variable the service (API, workers, CLI) reads, typed, with its default."""
 
     DATABASE_URL: str | None = None
     STRIPEMETER_HOME: Path = Path(".stripemeter")
@@ -60,22 +168,29 @@ class Settings(BaseSettings):
     # How long `POST /v1/reconciliation/run?wait=true` waits for the run before it
     # answers 202 with the run id (poll `GET /v1/reconciliation/runs/{id}`).
     RECONCILIATION_WAIT_S: Annotated[float, Field(ge=0, le=300)] = 25.0
-    DEMO_STATE_DIR: Path = Path("demo-state")
-    STRIPEMETER_RUNNER: str = "local"
+    # Set by `stripemeter api --workers-processes N` for its children: the pid they watch.
+    STRIPEMETER_SUPERVISOR_PID: Annotated[int, Field(gt=0)] | None = None
+    # Test seam: the writer exits right after Stripe accepted this many meter events.
+    STRIPEMETER_WRITER_CRASH_AFTER_ACCEPTS: Annotated[int, Field(gt=0)] | None = None
 
-    @field_validator("DATABASE_URL", "STRIPE_SECRET_KEY", "STRIPE_API_BASE", mode="before")
+    @field_validator("DATABASE_URL")
     @classmethod
-    def _blank_is_unset(cls, value: object) -> object:
-        """An empty variable (`FOO=` in .env) means "not set", as in the seed's .env."""
-        if isinstance(value, str) and not value.strip():
+    def _postgres_conninfo(cls, value: str | None) -> str | None:
+        """A libpq connection string or URL; refused here, not as a traceback later."""
+        if value is None:
             return None
-        return value
+        from psycopg.conninfo import conninfo_to_dict
 
-    @field_validator("STRIPEMETER_RUNNER")
-    @classmethod
-    def _known_runner(cls, value: str) -> str:
-        if value not in ("local", "docker", "auto"):
-            raise ValueError("must be one of local, docker, auto")
+        hint = "use postgresql://user:password@host:5432/dbname, or unset it for the embedded one"
+        if "://" in value and value.split("://")[0] not in ("postgresql", "postgres"):
+            raise ValueError(f"not a postgresql:// URL; {hint}")
+        try:
+            params = conninfo_to_dict(value)
+        except Exception:  # psycopg.ProgrammingError, whose text would echo the secret
+            raise ValueError(f"not a connection string libpq can parse; {hint}") from None
+        for port in str(params.get("port", "")).split(","):
+            if port and not (port.isdigit() and 1 <= int(port) <= 65535):
+                raise ValueError(f"port {port!r} is not a number 1-65535; {hint}")
         return value
 
     @property
@@ -85,16 +200,9 @@ class Settings(BaseSettings):
         return host if "://" in host else f"http://{host}"
 
 
-def load_settings(**overrides: object) -> Settings:
-    """Read and validate settings; raise `ConfigError` naming each bad variable."""
-    try:
-        return Settings(**overrides)  # type: ignore[arg-type]
-    except ValidationError as exc:
-        problems = []
-        for err in exc.errors():
-            name = ".".join(str(part) for part in err["loc"]) or "settings"
-            problems.append(f"{name}: {err['msg']} (got {err.get('input')!r})")
-        raise ConfigError("invalid configuration: " + "; ".join(problems)) from None
+def load_settings(**overrides: Any) -> Settings:
+    """The service's settings; raise `ConfigError` naming each bad variable."""
+    return Settings.load(**overrides)
 
 
 @lru_cache(maxsize=1)

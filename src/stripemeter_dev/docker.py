@@ -21,19 +21,23 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from stripemeter.errors import StripeConfigError
+from stripemeter.errors import ConfigError, StripeConfigError
 from stripemeter.stripe.client import resolve_stripe_target
 from stripemeter_dev.docker_specs import (
     API_PORT,
+    DOCKERFILE,
     LABEL_PROJECT,
     LABEL_SERVICE,
     STATE_MOUNT,
     DockerSettings,
+    ImageBuild,
     ServiceSpec,
+    image_builds,
     service_specs,
     step_spec,
 )
 from stripemeter_dev.runner import RunnerError
+from stripemeter_dev.settings import find_checkout
 
 __all__ = [
     "DockerRunner",
@@ -46,18 +50,16 @@ __all__ = [
     "step_spec",
 ]
 
-DOCKERFILE = "docker/Dockerfile"
 SECOND_NS = 1_000_000_000
 HEALTH_TIMEOUT_S = 180.0
 
 
-def source_dir() -> Path:
-    """The source tree holding docker/Dockerfile (this checkout, or the working directory)."""
-    candidates = [Path(__file__).resolve().parents[2], *[Path.cwd(), *Path.cwd().parents]]
-    for candidate in candidates:
-        if (candidate / DOCKERFILE).is_file() and (candidate / "pyproject.toml").is_file():
-            return candidate
-    raise RunnerError(f"cannot find {DOCKERFILE}: run from a stripemeter checkout")
+def source_dir(settings: DockerSettings) -> Path:
+    """The checkout holding docker/Dockerfile (STRIPEMETER_CHECKOUT or the working dir)."""
+    try:
+        return find_checkout(settings.checkout)
+    except ConfigError as exc:
+        raise RunnerError(f"cannot build the images: {exc}") from None
 
 
 def docker_client(timeout_s: int = 300) -> Any:
@@ -80,24 +82,31 @@ def docker_client(timeout_s: int = 300) -> Any:
 
 
 def build_app_image(settings: DockerSettings | None = None, client: Any = None) -> str:
-    """Build the app image from docker/Dockerfile on `PYTHON_BASE_IMAGE`; return its tag.
+    """Build the images `image_builds` names on `PYTHON_BASE_IMAGE`; return the app's tag.
 
     Streams the builder's output; cached layers make a rebuild of unchanged sources
-    take seconds. Builds use the host network (needed where bridges have no NAT).
+    take seconds, and the two images share every layer but the last. Builds use the
+    host network (needed where bridges have no NAT).
     """
-    from docker.errors import APIError
-
     settings = settings or DockerSettings.from_environment()
     client = client or docker_client()
-    context = source_dir()
-    print(f"image: building {settings.app_image} from {settings.base_image}", flush=True)
+    context = source_dir(settings)
+    for build in image_builds(settings):
+        _build(client, context, build)
+    return settings.app_image
+
+
+def _build(client: Any, context: Path, build: ImageBuild) -> None:
+    from docker.errors import APIError
+
+    print(f"image: building {build.tag} from {build.buildargs['BASE_IMAGE']}", flush=True)
     started = time.monotonic()
     try:
         chunks = client.api.build(
             path=str(context),
             dockerfile=DOCKERFILE,
-            tag=settings.app_image,
-            buildargs={"BASE_IMAGE": settings.base_image},
+            tag=build.tag,
+            buildargs=dict(build.buildargs),
             network_mode="host",
             rm=True,
             forcerm=True,
@@ -111,8 +120,7 @@ def build_app_image(settings: DockerSettings | None = None, client: Any = None) 
                 print(f"  {text}", flush=True)
     except APIError as exc:
         raise RunnerError(f"image build failed: {exc.explanation or exc}") from None
-    print(f"image: {settings.app_image} ready in {time.monotonic() - started:.0f} s", flush=True)
-    return settings.app_image
+    print(f"image: {build.tag} ready in {time.monotonic() - started:.0f} s", flush=True)
 
 
 def _unavailable(client: Any, image: str) -> str | None:
@@ -132,33 +140,34 @@ def _unavailable(client: Any, image: str) -> str | None:
         return f"{image} is not here and cannot be pulled ({_last_line(str(reason))})"
 
 
-def docker_usable() -> tuple[bool, str]:
+def docker_usable(settings: DockerSettings | None = None, client: Any = None) -> tuple[bool, str]:
     """Whether the docker runner can work here, and why (printed by `--runner auto`).
 
     Usable when an engine answers, the PostgreSQL image is here or pullable, and the app
-    image exists or can be built (a checkout with docker/Dockerfile and a usable base).
+    images exist or can be built (a checkout with docker/Dockerfile and a usable base).
     """
     try:
-        settings = DockerSettings.from_environment()
-        client = docker_client(timeout_s=15)
-    except RunnerError as exc:
+        settings = settings or DockerSettings.from_environment()
+        client = client or docker_client(timeout_s=15)
+    except (RunnerError, ConfigError) as exc:
         return False, str(exc)
     problem = _unavailable(client, settings.postgres_image)
     if problem:
         return False, f"a Docker engine answers but {problem}; set POSTGRES_IMAGE"
-    if _unavailable(client, settings.app_image) is None:
-        return True, f"a Docker engine answers and images {settings.app_image}, " + (
+    images = (settings.app_image, settings.step_image)
+    if all(_unavailable(client, image) is None for image in images):
+        return True, f"a Docker engine answers and images {', '.join(images)}, " + (
             f"{settings.postgres_image} are available"
         )
     try:
-        source_dir()
+        source_dir(settings)
     except RunnerError as exc:
-        return False, f"a Docker engine answers but image {settings.app_image} is missing: {exc}"
+        return False, f"a Docker engine answers but the app images are missing: {exc}"
     problem = _unavailable(client, settings.base_image)
     if problem:
         return False, f"a Docker engine answers but {problem}; set PYTHON_BASE_IMAGE"
     return True, (
-        f"a Docker engine answers and {settings.app_image} can be built from {DOCKERFILE} "
+        f"a Docker engine answers and {', '.join(images)} can be built from {DOCKERFILE} "
         f"on {settings.base_image}"
     )
 
@@ -201,8 +210,9 @@ class DockerRunner:
         if settings.build_on_up:
             build_app_image(settings, self.client)
         else:
-            self._ensure_image(settings.app_image)
-        self._ensure_image(settings.postgres_image)
+            self._ensure_image(settings.app_image, "STRIPEMETER_IMAGE")
+            self._ensure_image(settings.step_image, "STRIPEMETER_DEMO_IMAGE")
+        self._ensure_image(settings.postgres_image, "POSTGRES_IMAGE")
         self._ensure_network()
         specs = {spec.name: spec for spec in service_specs(settings) if not spec.one_shot}
         with ThreadPoolExecutor(max_workers=len(specs)) as pool:
@@ -298,7 +308,7 @@ class DockerRunner:
                 "running): run `invoke up --runner docker` first"
             )
 
-    def _ensure_image(self, image: str) -> None:
+    def _ensure_image(self, image: str, variable: str) -> None:
         from docker.errors import APIError, ImageNotFound
 
         try:
@@ -309,7 +319,7 @@ class DockerRunner:
                 self.client.images.pull(image)
             except APIError as exc:
                 raise RunnerError(
-                    f"cannot pull {image} ({exc.explanation or exc}); set POSTGRES_IMAGE to a "
+                    f"cannot pull {image} ({exc.explanation or exc}); set {variable} to a "
                     "local image"
                 ) from None
 

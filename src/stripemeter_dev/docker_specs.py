@@ -1,8 +1,10 @@
 """The docker stack as data: what `DockerRunner` starts and `docker-compose.yml` describes.
 
 `DockerSettings` gathers what the stack depends on (images, host ports, project name,
-Stripe target, the state dir); `service_specs` and `step_spec` turn it into one
-`ServiceSpec` per container. Pure data, no engine: the compose parity test compares
+Stripe target, the state dir), taken from `StackSettings`; `image_builds` says which
+images docker/Dockerfile makes (the service image, and the steps' image with the `demo`
+extra), and `service_specs` and `step_spec` turn the settings into one `ServiceSpec` per
+container. Pure data, no engine: the compose parity test compares
 these with the compose file, and `stripemeter_dev.docker` turns them into containers.
 """
 
@@ -13,34 +15,28 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from dotenv import dotenv_values
-
-from stripemeter.config import Settings, load_settings
+from stripe_emulator import DEFAULT_PORT as EMULATOR_PORT
 from stripemeter_dev.runner import STEP_NAMES, RunnerError
+from stripemeter_dev.settings import API_PORT, PASSTHROUGH_ENV, POSTGRES_PORT, StackSettings
+
+__all__ = ["API_PORT", "EMULATOR_PORT", "PASSTHROUGH_ENV", "POSTGRES_PORT"]
 
 LABEL_PROJECT = "io.stripemeter.project"
 LABEL_SERVICE = "io.stripemeter.service"
 DOCKERFILE = "docker/Dockerfile"
-API_PORT = 3000
-EMULATOR_PORT = 12111
-POSTGRES_PORT = 5432
 DB_NAME = DB_USER = DB_PASSWORD = "stripemeter"
 STATE_MOUNT = "/state"
-# Settings every app container receives unchanged from the host's configuration.
-PASSTHROUGH_ENV = (
-    "STRIPE_ACCOUNT",
-    "STRIPE_MAX_CONCURRENCY",
-    "RECONCILIATION_INTERVAL_MS",
-    "STRIPE_WRITER_INTERVAL_MS",
-    "RECONCILIATION_EPSILON",
-    "MAX_INGEST_BATCH",
-    "MAX_EVENT_META_BYTES",
-    "MAX_FUTURE_SKEW_SECONDS",
-    "DB_POOL_MAX_SIZE",
-)
-# Short worker intervals so the demo's waits are short, as the local runner does; a
-# variable set in the environment wins.
-DEMO_WORKER_ENV = {"STRIPE_WRITER_INTERVAL_MS": "500", "RECONCILIATION_INTERVAL_MS": "5000"}
+# The extra (pyproject.toml) the step image installs on top of the service's
+# dependencies: jq for `validate`. The service image installs no extra.
+STEP_IMAGE_EXTRA = "demo"
+
+
+@dataclass(frozen=True)
+class ImageBuild:
+    """One image built from docker/Dockerfile: its tag and its build arguments."""
+
+    tag: str
+    buildargs: Mapping[str, str]
 
 
 @dataclass(frozen=True)
@@ -49,74 +45,56 @@ class DockerSettings:
 
     Host ports are on 127.0.0.1; 0 lets the engine pick a free one (tests do this, so
     they never collide with a running demo). `project` prefixes every name and labels
-    everything, so two projects on one engine stay apart.
+    everything, so two projects on one engine stay apart. Made from `StackSettings`
+    (`from_settings`); tests replace fields with `dataclasses.replace`.
     """
 
     project: str = "stripemeter"
     app_image: str = "stripemeter:local"
+    step_image: str = "stripemeter-demo:local"
     base_image: str = "python:3.12-slim"
     postgres_image: str = "postgres:16-alpine"
     api_port: int = API_PORT
     emulator_port: int = EMULATOR_PORT
     postgres_port: int = POSTGRES_PORT
     state_dir: Path = Path("demo-state")
+    checkout: Path | None = None
     stripe_secret_key: str = ""
     stripe_api_base: str = ""
     emulator_advance_delay_ms: int | None = None
     build_on_up: bool = True
     app_env: Mapping[str, str] = field(default_factory=dict)
     step_user: str | None = None
-    step_wait_timeout_s: str = "120"
+    step_wait_timeout_s: float | None = None
+    step_traceback: bool = False
 
     @classmethod
-    def from_environment(
-        cls, settings: Settings | None = None, environ: Mapping[str, str] | None = None
-    ) -> DockerSettings:
-        """Read the project's settings plus the docker-only variables.
-
-        Like `Settings`, the docker variables come from the environment, then `.env`.
-        """
-        settings = settings or load_settings()
-        if environ is None:
-            from_file = {k: v for k, v in dotenv_values(".env").items() if v is not None}
-            environ = {**from_file, **os.environ}
-        env = environ
-
-        def port(name: str, default: int) -> int:
-            raw = env.get(name, "").strip()
-            if not raw:
-                return default
-            if not raw.isdigit() or int(raw) > 65535:
-                raise RunnerError(f"{name} must be a port number 0-65535 (got {raw!r})")
-            return int(raw)
-
-        delay = env.get("STRIPE_EMULATOR_ADVANCE_DELAY_MS", "").strip()
-        if delay and not delay.isdigit():
-            raise RunnerError(
-                f"STRIPE_EMULATOR_ADVANCE_DELAY_MS must be an integer (got {delay!r})"
-            )
-        values = settings.model_dump()
+    def from_settings(cls, settings: StackSettings) -> DockerSettings:
+        """The docker runner's view of the stack's settings."""
         return cls(
-            project=env.get("STRIPEMETER_DOCKER_PROJECT", "").strip() or "stripemeter",
-            app_image=env.get("STRIPEMETER_IMAGE", "").strip() or "stripemeter:local",
-            base_image=env.get("PYTHON_BASE_IMAGE", "").strip() or "python:3.12-slim",
-            postgres_image=env.get("POSTGRES_IMAGE", "").strip() or "postgres:16-alpine",
-            api_port=port("STRIPEMETER_API_PORT", API_PORT),
-            emulator_port=port("STRIPE_EMULATOR_PORT", EMULATOR_PORT),
-            postgres_port=port("STRIPEMETER_POSTGRES_PORT", POSTGRES_PORT),
+            project=settings.STRIPEMETER_DOCKER_PROJECT,
+            app_image=settings.STRIPEMETER_IMAGE,
+            step_image=settings.STRIPEMETER_DEMO_IMAGE,
+            base_image=settings.PYTHON_BASE_IMAGE,
+            postgres_image=settings.POSTGRES_IMAGE,
+            api_port=settings.STRIPEMETER_API_PORT,
+            emulator_port=settings.STRIPE_EMULATOR_PORT,
+            postgres_port=settings.STRIPEMETER_POSTGRES_PORT,
             state_dir=Path(settings.DEMO_STATE_DIR).resolve(),
+            checkout=settings.STRIPEMETER_CHECKOUT,
             stripe_secret_key=settings.STRIPE_SECRET_KEY or "",
             stripe_api_base=settings.STRIPE_API_BASE or "",
-            emulator_advance_delay_ms=int(delay) if delay else None,
-            app_env={
-                name: str(values[name])
-                if name in env
-                else DEMO_WORKER_ENV.get(name, str(values[name]))
-                for name in PASSTHROUGH_ENV
-            },
-            step_wait_timeout_s=env.get("DEMO_WAIT_TIMEOUT_S", "").strip() or "120",
+            emulator_advance_delay_ms=settings.STRIPE_EMULATOR_ADVANCE_DELAY_MS,
+            app_env=settings.service_environment(),
+            step_wait_timeout_s=settings.DEMO_WAIT_TIMEOUT_S,
+            step_traceback=settings.STEPS_TRACEBACK,
             step_user=f"{os.getuid()}:{os.getgid()}" if hasattr(os, "getuid") else None,
         )
+
+    @classmethod
+    def from_environment(cls, environ: Mapping[str, str] | None = None) -> DockerSettings:
+        """`from_settings` of the stack's settings read now (from `environ`, if given)."""
+        return cls.from_settings(StackSettings.load(environ))
 
     @property
     def network(self) -> str:
@@ -131,6 +109,16 @@ class DockerSettings:
     def container_name(self, service: str) -> str:
         """The container name of a service (`<project>-<service>`)."""
         return f"{self.project}-{service}"
+
+
+def image_builds(settings: DockerSettings) -> list[ImageBuild]:
+    """The service image (no extra: no docker, invoke or jq) and the steps' image."""
+    return [
+        ImageBuild(settings.app_image, {"BASE_IMAGE": settings.base_image, "EXTRAS": ""}),
+        ImageBuild(
+            settings.step_image, {"BASE_IMAGE": settings.base_image, "EXTRAS": STEP_IMAGE_EXTRA}
+        ),
+    ]
 
 
 @dataclass(frozen=True)
@@ -236,9 +224,10 @@ def step_spec(settings: DockerSettings, step: str, args: Sequence[str] = ()) -> 
     """The one-shot container of a demo step (`python -m steps.<step>`)."""
     if step not in STEP_NAMES:
         raise RunnerError(f"unknown step {step!r}: expected one of {', '.join(STEP_NAMES)}")
+    wait = settings.step_wait_timeout_s
     return ServiceSpec(
         name=f"step-{step}",
-        image=settings.app_image,
+        image=settings.step_image,
         command=("python", "-m", f"steps.{step}", *args),
         environment={
             "API_HOST": f"api:{API_PORT}",
@@ -246,7 +235,9 @@ def step_spec(settings: DockerSettings, step: str, args: Sequence[str] = ()) -> 
             **_stripe_env(settings),
             "RECONCILIATION_EPSILON": settings.app_env.get("RECONCILIATION_EPSILON", ""),
             "DEMO_STATE_DIR": STATE_MOUNT,
-            "DEMO_WAIT_TIMEOUT_S": settings.step_wait_timeout_s,
+            # Empty means unset: the step picks the default for the Stripe it talks to.
+            "DEMO_WAIT_TIMEOUT_S": "" if wait is None else str(wait),
+            "STEPS_TRACEBACK": "1" if settings.step_traceback else "0",
         },
         one_shot=True,
     )

@@ -2,7 +2,7 @@
 
 `up()` starts, each detached in its own session so it outlives the `invoke` process:
 the embedded PostgreSQL (`stripemeter db start`, unless `DATABASE_URL` is set), the
-Stripe emulator on 127.0.0.1 (`STRIPE_EMULATOR_PORT`, default 12111; skipped when a
+Stripe emulator on 127.0.0.1 (`STRIPE_EMULATOR_PORT`; skipped when a
 `STRIPE_SECRET_KEY` is set or `STRIPE_API_BASE` names another Stripe), and the API with
 its workers on the loopback port of `API_HOST`. Logs and pid files live under the demo
 state dir (`logs/<name>.log`, `pids/<name>.pid`), and `runtime.json` records which
@@ -11,6 +11,9 @@ Stripe the stack uses, so a later `invoke validate` runs its step against the sa
 `up()` is idempotent: a service whose pid file names a live process that answers its
 health check is left alone. `down()` stops only the processes its pid files name.
 Every failure is a `RunnerError` with a one-line reason naming the log file to read.
+
+Configuration is `StackSettings` (environment, then `.env`, then defaults); the processes
+it starts inherit this process's environment plus the values those settings decided.
 """
 
 from __future__ import annotations
@@ -28,18 +31,13 @@ from pathlib import Path
 from typing import Any, TextIO
 from urllib.parse import urlsplit
 
-from stripemeter.config import Settings, load_settings
+from stripemeter.config import current_environment
 from stripemeter.errors import StripeConfigError
 from stripemeter.stripe.client import resolve_stripe_target
 from stripemeter_dev.processes import MARKERS, ProcessSupervisor, Service
 from stripemeter_dev.runner import STEP_NAMES, RunnerError
+from stripemeter_dev.settings import StackSettings
 
-DEFAULT_EMULATOR_PORT = 12111
-# Short worker intervals so the demo's waits are short (the defaults suit production).
-DEMO_WORKER_ENV = {
-    "STRIPE_WRITER_INTERVAL_MS": "500",
-    "RECONCILIATION_INTERVAL_MS": "5000",
-}
 EMULATOR_START_TIMEOUT_S = 30.0
 API_START_TIMEOUT_S = 90.0
 STOP_TIMEOUT_S = 10.0
@@ -55,13 +53,15 @@ class LocalRunner:
 
     def __init__(
         self,
-        settings: Settings | None = None,
+        settings: StackSettings | None = None,
         *,
         environ: Mapping[str, str] | None = None,
         out: TextIO | None = None,
     ) -> None:
-        self.settings = settings or load_settings()
-        self.environ = dict(os.environ if environ is None else environ)
+        """`environ` (default: this process's) is what started processes inherit, and
+        what `settings` are read from when not given."""
+        self.environ = current_environment() if environ is None else dict(environ)
+        self.settings = settings or StackSettings.load(self.environ)
         self.out = out or sys.stdout
         self.state_dir = Path(self.settings.DEMO_STATE_DIR).resolve()
         self.logs_dir = self.state_dir / "logs"
@@ -81,14 +81,7 @@ class LocalRunner:
         db_url = self._start_database()
         if emulator_ready is not None:
             emulator_ready()
-        api_env = self._service_env()
-        api_env.update({k: v for k, v in DEMO_WORKER_ENV.items() if k not in self.environ})
-        api_env["BYPASS_AUTH"] = "1"
-        api_env["DATABASE_URL"] = db_url
-        if stripe_base is not None:
-            api_env["STRIPE_API_BASE"] = stripe_base
-        if self.settings.STRIPE_SECRET_KEY:
-            api_env["STRIPE_SECRET_KEY"] = self.settings.STRIPE_SECRET_KEY
+        api_env = self.api_env(db_url, stripe_base)
         recorded = self._read_runtime()
         if recorded and recorded.get("stripeApiBase") != stripe_base:
             # The API (and its writer) must talk to the Stripe the steps will use.
@@ -163,6 +156,18 @@ class LocalRunner:
 
     # -- environment -----------------------------------------------------------------
 
+    def api_env(self, db_url: str, stripe_base: str | None) -> dict[str, str]:
+        """The environment the API (and its workers) runs with."""
+        env = self._service_env()
+        env.update(self.settings.service_environment())
+        env["BYPASS_AUTH"] = "1"
+        env["DATABASE_URL"] = db_url
+        if stripe_base is not None:
+            env["STRIPE_API_BASE"] = stripe_base
+        if self.settings.STRIPE_SECRET_KEY:
+            env["STRIPE_SECRET_KEY"] = self.settings.STRIPE_SECRET_KEY
+        return env
+
     def step_env(self) -> dict[str, str]:
         """The environment a step runs with: state dir, API, Stripe, database, epsilon."""
         env = self._service_env()
@@ -182,10 +187,6 @@ class LocalRunner:
     def _service_env(self) -> dict[str, str]:
         env = dict(self.environ)
         env["PYTHONUNBUFFERED"] = "1"
-        root = _source_root()
-        if root is not None:  # make `steps` importable from a source checkout
-            paths = [str(root), *filter(None, env.get("PYTHONPATH", "").split(os.pathsep))]
-            env["PYTHONPATH"] = os.pathsep.join(dict.fromkeys(paths))
         return env
 
     def _stripe_plan(self) -> tuple[str, str | None, bool]:
@@ -200,24 +201,14 @@ class LocalRunner:
             return resolved_key, explicit_base, False
         if explicit_base:
             return resolved_key, explicit_base, False
-        return resolved_key, f"http://127.0.0.1:{self._emulator_port()}", True
-
-    def _emulator_port(self) -> int:
-        raw = self.environ.get("STRIPE_EMULATOR_PORT", str(DEFAULT_EMULATOR_PORT))
-        try:
-            port = int(raw)
-        except ValueError:
-            raise RunnerError(f"STRIPE_EMULATOR_PORT must be a port number (got {raw!r})") from None
-        if not 1 <= port <= 65535:
-            raise RunnerError(f"STRIPE_EMULATOR_PORT must be 1-65535 (got {port})")
-        return port
+        return resolved_key, f"http://127.0.0.1:{self.settings.STRIPE_EMULATOR_PORT}", True
 
     def _emulator_service(self) -> Service:
-        port = self._emulator_port()
+        port = self.settings.STRIPE_EMULATOR_PORT
         argv = [*self._command("stripe-emulator"), "--host", "127.0.0.1", "--port", str(port)]
-        delay = self.environ.get("STRIPE_EMULATOR_ADVANCE_DELAY_MS")
-        if delay:
-            argv += ["--advance-delay-ms", delay]
+        delay = self.settings.STRIPE_EMULATOR_ADVANCE_DELAY_MS
+        if delay is not None:
+            argv += ["--advance-delay-ms", str(delay)]
         return Service(
             name="emulator",
             argv=argv,
@@ -326,12 +317,6 @@ class LocalRunner:
 
     def _say(self, message: str) -> None:
         print(message, file=self.out, flush=True)
-
-
-def _source_root() -> Path | None:
-    """The checkout root when running from source (it holds the `steps` package)."""
-    root = Path(__file__).resolve().parents[2]
-    return root if (root / "steps" / "__init__.py").exists() else None
 
 
 def _one_line(text: str) -> str:

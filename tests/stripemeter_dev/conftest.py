@@ -1,8 +1,10 @@
 """Container tests: the docker-marker policy, the app image, an isolated stack per test.
 
-Tests marked `docker` need a Docker engine. Without one they skip, naming the reason;
-with STRIPEMETER_REQUIRE_DOCKER=1 (what CI sets) a missing engine is a failure, so a
-CI run can never pass by silently skipping them.
+Tests marked `docker` need a Docker engine that can run the stack: one that answers,
+has (or can pull) `POSTGRES_IMAGE`, and has the app images or can build them (has or
+can pull `PYTHON_BASE_IMAGE`). Without that they skip, naming the reason; with
+STRIPEMETER_REQUIRE_DOCKER=1 (what CI sets) it is a failure, so a CI run can never pass
+by silently skipping them.
 """
 
 from __future__ import annotations
@@ -17,19 +19,26 @@ from typing import Any
 
 import pytest
 
-from stripemeter.config import load_settings
-from stripemeter_dev.docker import DockerRunner, build_app_image, docker_client
+from stripemeter_dev.docker import DockerRunner, build_app_image, docker_client, docker_usable
 from stripemeter_dev.docker_specs import LABEL_PROJECT, DockerSettings
 from stripemeter_dev.runner import RunnerError
 
 
+def _settings_from_environment() -> DockerSettings:
+    """Docker settings from this environment (images, ports), forced onto the emulator."""
+    settings = DockerSettings.from_environment()
+    return dataclasses.replace(settings, stripe_secret_key="", stripe_api_base="")
+
+
 @lru_cache(maxsize=1)
 def _engine() -> tuple[Any, str]:
-    """(client, "") when an engine answers, else (None, why not); asked once a session."""
+    """(client, "") when an engine can run the stack, else (None, why not); asked once."""
     try:
-        return docker_client(), ""
+        client = docker_client()
     except RunnerError as exc:
         return None, str(exc)
+    usable, why = docker_usable(_settings_from_environment(), client)
+    return (client, "") if usable else (None, why)
 
 
 def docker_required() -> bool:
@@ -63,13 +72,13 @@ def docker_engine() -> Any:
 @pytest.fixture(scope="session")
 def base_settings() -> DockerSettings:
     """Docker settings from this environment (images), forced onto the emulator."""
-    settings = load_settings(STRIPE_SECRET_KEY=None, STRIPE_API_BASE=None)
-    return DockerSettings.from_environment(settings)
+    return _settings_from_environment()
 
 
 @pytest.fixture(scope="session")
 def app_image(docker_engine: Any, base_settings: DockerSettings) -> str:
-    """The app image, built once a session from this checkout (cached layers make it quick)."""
+    """The app images, built once a session from this checkout (cached layers make it quick);
+    the service image's tag."""
     return build_app_image(base_settings, docker_engine)
 
 

@@ -15,12 +15,11 @@ from typing import Any
 import pytest
 import yaml
 
-from stripemeter.config import load_settings
 from stripemeter_dev.docker_specs import (
-    PASSTHROUGH_ENV,
     STATE_MOUNT,
     DockerSettings,
     ServiceSpec,
+    image_builds,
     service_specs,
     step_spec,
 )
@@ -48,13 +47,16 @@ def compose() -> dict[str, Any]:
 
 
 @pytest.fixture
-def default_specs(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> dict[str, ServiceSpec]:
+def default_settings(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> DockerSettings:
+    """The docker settings of a user with no configuration at all (no variable, no .env)."""
+    monkeypatch.chdir(tmp_path)
+    return DockerSettings.from_environment(environ={})
+
+
+@pytest.fixture
+def default_specs(default_settings: DockerSettings) -> dict[str, ServiceSpec]:
     """What the runner starts for a user with no configuration at all."""
-    monkeypatch.chdir(tmp_path)  # no .env
-    for name in (*PASSTHROUGH_ENV, "STRIPE_SECRET_KEY", "STRIPE_API_BASE", "DEMO_WAIT_TIMEOUT_S"):
-        monkeypatch.delenv(name, raising=False)
-    settings = DockerSettings.from_environment(load_settings(), environ={})
-    return {spec.name: spec for spec in service_specs(settings)}
+    return {spec.name: spec for spec in service_specs(default_settings)}
 
 
 def compose_ports(service: dict[str, Any]) -> dict[int, int]:
@@ -88,21 +90,26 @@ def test_compose_service_matches_runner_spec(
     assert service.get("healthcheck", {}).get("test") == expected_check
 
 
-def test_compose_app_services_build_the_one_image(compose: dict[str, Any]) -> None:
-    for name in ("emulator", "migrate", "api", "workers", "step"):
-        build = compose[name]["build"]
-        assert build["dockerfile"] == "docker/Dockerfile"
-        assert build["args"] == {"BASE_IMAGE": "python:3.12-slim"}
+def test_compose_builds_the_images_the_runner_builds(
+    compose: dict[str, Any], default_settings: DockerSettings
+) -> None:
+    service_image, step_image = image_builds(default_settings)
+    for name in ("emulator", "migrate", "api", "workers"):
+        assert compose[name]["image"] == service_image.tag == "stripemeter:local"
+        assert compose[name]["build"]["dockerfile"] == "docker/Dockerfile"
+        assert compose[name]["build"]["args"] == dict(service_image.buildargs)
+    assert service_image.buildargs == {"BASE_IMAGE": "python:3.12-slim", "EXTRAS": ""}
+    assert compose["step"]["image"] == step_image.tag == "stripemeter-demo:local"
+    assert compose["step"]["build"]["dockerfile"] == "docker/Dockerfile"
+    assert compose["step"]["build"]["args"] == dict(step_image.buildargs)
+    assert step_image.buildargs == {"BASE_IMAGE": "python:3.12-slim", "EXTRAS": "demo"}
     assert compose["postgres"]["image"] == "postgres:16-alpine"
 
 
 def test_compose_step_service_matches_runner_step_containers(
-    compose: dict[str, Any], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+    compose: dict[str, Any], default_settings: DockerSettings
 ) -> None:
-    monkeypatch.chdir(tmp_path)
-    for name in ("RECONCILIATION_EPSILON", "STRIPE_SECRET_KEY", "STRIPE_API_BASE"):
-        monkeypatch.delenv(name, raising=False)
-    spec = step_spec(DockerSettings.from_environment(load_settings(), environ={}), "validate")
+    spec = step_spec(default_settings, "validate")
     step = compose["step"]
     assert step["profiles"] == ["steps"]
     assert step["image"] == spec.image

@@ -5,22 +5,29 @@ from __future__ import annotations
 import io
 import json
 import socket
+import sys
 from pathlib import Path
 
 import pytest
 
-from stripemeter.config import Settings, load_settings
+from stripemeter.errors import ConfigError
 from stripemeter_dev.local import LocalRunner
+from stripemeter_dev.processes import Service
 from stripemeter_dev.runner import RunnerError, select_runner
 from tests.steps.conftest import step_environment
 from tests.support.servers import free_port
 
 
+@pytest.fixture(autouse=True)
+def _in_an_empty_directory(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """No developer's `.env` here; a test that wants one writes it."""
+    monkeypatch.chdir(tmp_path)
+
+
 def runner_for(tmp_path: Path, **env: str) -> LocalRunner:
+    """The runner `invoke` would build from this environment (the demo's variables scrubbed)."""
     environ = step_environment({"DEMO_STATE_DIR": str(tmp_path / "state"), **env})
-    fields = Settings.model_fields
-    settings = load_settings(**{k: v for k, v in environ.items() if k in fields})
-    return LocalRunner(settings, environ=environ, out=io.StringIO())
+    return LocalRunner(environ=environ, out=io.StringIO())
 
 
 def test_select_runner_local_is_the_local_runner() -> None:
@@ -47,10 +54,71 @@ def test_up_refuses_a_non_loopback_api_host(tmp_path: Path) -> None:
         runner.up()
 
 
-def test_bad_emulator_port_is_named(tmp_path: Path) -> None:
-    runner = runner_for(tmp_path, STRIPE_EMULATOR_PORT="twelve")
-    with pytest.raises(RunnerError, match="STRIPE_EMULATOR_PORT must be a port number"):
-        runner.up()
+@pytest.mark.parametrize(
+    ("name", "value", "why"),
+    [
+        (
+            "STRIPE_EMULATOR_PORT",
+            "twelve",
+            "Input should be a valid integer, unable to parse string as an integer",
+        ),
+        ("STRIPE_EMULATOR_PORT", "0", "Input should be greater than or equal to 1"),
+        ("STRIPE_EMULATOR_ADVANCE_DELAY_MS", "-5", "Input should be greater than or equal to 0"),
+        ("STRIPEMETER_RUNNER", "cloud", "Input should be 'local', 'docker' or 'auto'"),
+    ],
+)
+def test_a_bad_variable_is_refused_by_name_before_anything_starts(
+    tmp_path: Path, name: str, value: str, why: str
+) -> None:
+    with pytest.raises(ConfigError) as refused:
+        runner_for(tmp_path, **{name: value})
+    assert str(refused.value) == f"invalid configuration: {name}: {why} (got {value!r})"
+    assert not (tmp_path / "state").exists()
+
+
+def test_a_bad_variable_in_dotenv_is_refused_by_name(tmp_path: Path) -> None:
+    (tmp_path / ".env").write_text("STRIPE_EMULATOR_PORT=99999\n")
+    with pytest.raises(ConfigError, match=r"^invalid configuration: STRIPE_EMULATOR_PORT: "):
+        runner_for(tmp_path)
+
+
+def test_dotenv_emulator_settings_reach_the_emulator_the_environment_winning(
+    tmp_path: Path,
+) -> None:
+    (tmp_path / ".env").write_text(
+        "STRIPE_EMULATOR_PORT=4111\nSTRIPE_EMULATOR_ADVANCE_DELAY_MS=75\nAPI_HOST=127.0.0.1:4000\n"
+    )
+    argv = runner_for(tmp_path)._emulator_service().argv
+    assert argv[-6:] == ["--host", "127.0.0.1", "--port", "4111", "--advance-delay-ms", "75"]
+    winning = runner_for(tmp_path, STRIPE_EMULATOR_PORT="4222")._emulator_service()
+    assert winning.argv[-4:-2] == ["--port", "4222"]
+    assert winning.health_url == "http://127.0.0.1:4222/_emulator/health"
+
+
+@pytest.mark.parametrize(
+    ("environ", "dotenv", "expected"),
+    [
+        ({}, "", ("500", "5000")),
+        (
+            {},
+            "STRIPE_WRITER_INTERVAL_MS=2000\nRECONCILIATION_INTERVAL_MS=30000\n",
+            ("2000", "30000"),
+        ),
+        (
+            {"STRIPE_WRITER_INTERVAL_MS": "3000"},
+            "STRIPE_WRITER_INTERVAL_MS=2000\nRECONCILIATION_INTERVAL_MS=30000\n",
+            ("3000", "30000"),
+        ),
+    ],
+)
+def test_worker_intervals_environment_over_dotenv_over_the_demo_defaults(
+    tmp_path: Path, environ: dict[str, str], dotenv: str, expected: tuple[str, str]
+) -> None:
+    """The same precedence as the docker runner's (test_service_specs.py)."""
+    (tmp_path / ".env").write_text(dotenv)
+    env = runner_for(tmp_path, **environ).api_env("postgresql://x@127.0.0.1:1/n", None)
+    assert (env["STRIPE_WRITER_INTERVAL_MS"], env["RECONCILIATION_INTERVAL_MS"]) == expected
+    assert (env["BYPASS_AUTH"], env["DATABASE_URL"]) == ("1", "postgresql://x@127.0.0.1:1/n")
 
 
 def test_unknown_step_is_refused(tmp_path: Path) -> None:
@@ -116,17 +184,22 @@ def test_up_refuses_an_emulator_port_taken_by_another_program(tmp_path: Path) ->
 
 
 def test_a_service_dying_at_start_up_is_reported_with_its_log(tmp_path: Path) -> None:
-    runner = runner_for(
-        tmp_path,
-        STRIPE_EMULATOR_PORT=str(free_port()),
-        STRIPE_EMULATOR_ADVANCE_DELAY_MS="-5",
-        DATABASE_URL="postgresql://x@127.0.0.1:1/n",
+    runner = runner_for(tmp_path)
+    runner.logs_dir.mkdir(parents=True)
+    runner.pids_dir.mkdir(parents=True)
+    port = free_port()
+    dying = Service(
+        name="emulator",
+        argv=[sys.executable, "-c", "import sys; print('cannot start: no luck'); sys.exit(2)"],
+        health_url=f"http://127.0.0.1:{port}/_emulator/health",
+        marker="stripe-emulator",
+        timeout_s=30,
+        env=runner.environ,
     )
     log = tmp_path / "state" / "logs" / "emulator.log"
     with pytest.raises(RunnerError) as failure:
-        runner.up()
-    message = str(failure.value)
-    assert message.startswith("the emulator exited with code 2 during start-up:")
-    assert "--advance-delay-ms must be >= 0" in message
-    assert message.endswith(f"(see {log})")
+        runner.processes.ensure(dying)
+    assert str(failure.value) == (
+        f"the emulator exited with code 2 during start-up: cannot start: no luck (see {log})"
+    )
     assert not (tmp_path / "state" / "pids" / "emulator.pid").exists()

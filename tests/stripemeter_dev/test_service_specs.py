@@ -7,16 +7,22 @@ from pathlib import Path
 
 import pytest
 
-from stripemeter.config import load_settings
+from steps._env import load_env
+from stripemeter.errors import ConfigError
 from stripemeter_dev.docker import DockerRunner
 from stripemeter_dev.docker_specs import DockerSettings, service_specs, step_spec
 from stripemeter_dev.runner import RunnerError
 
 
+@pytest.fixture(autouse=True)
+def _no_dotenv(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Run in an empty directory: a developer's `.env` must not change what is tested."""
+    monkeypatch.chdir(tmp_path)
+
+
 def settings_for(tmp_path: Path, **environ: str) -> DockerSettings:
-    """DockerSettings from an explicit environment (no .env, no emulator override)."""
-    base = load_settings(STRIPE_SECRET_KEY=None, STRIPE_API_BASE=None, DEMO_STATE_DIR=tmp_path)
-    return DockerSettings.from_environment(base, environ=environ)
+    """DockerSettings from an explicit environment (only `environ`, no .env)."""
+    return DockerSettings.from_environment({"DEMO_STATE_DIR": str(tmp_path), **environ})
 
 
 def test_without_a_key_the_stack_runs_the_emulator_and_points_every_app_at_it(
@@ -62,10 +68,19 @@ def test_docker_variables_choose_images_ports_and_project(tmp_path: Path) -> Non
     assert settings.network == "other-net"
 
 
-@pytest.mark.parametrize("value", ["http", "-1", "70000"])
-def test_a_bad_port_variable_is_refused_by_name(tmp_path: Path, value: str) -> None:
-    with pytest.raises(RunnerError, match="STRIPEMETER_API_PORT must be a port number"):
+@pytest.mark.parametrize(
+    ("value", "why"),
+    [
+        ("http", "Input should be a valid integer"),
+        ("-1", "Input should be greater than or equal to 0"),
+        ("70000", "Input should be less than or equal to 65535"),
+    ],
+)
+def test_a_bad_port_variable_is_refused_by_name(tmp_path: Path, value: str, why: str) -> None:
+    with pytest.raises(ConfigError) as refused:
         settings_for(tmp_path, STRIPEMETER_API_PORT=value)
+    assert str(refused.value).startswith(f"invalid configuration: STRIPEMETER_API_PORT: {why}")
+    assert str(refused.value).endswith(f"(got {value!r})")
 
 
 def test_a_step_container_gets_only_the_steps_environment_and_the_state_mount(
@@ -81,9 +96,59 @@ def test_a_step_container_gets_only_the_steps_environment_and_the_state_mount(
         "RECONCILIATION_EPSILON",
         "DEMO_STATE_DIR",
         "DEMO_WAIT_TIMEOUT_S",
+        "STEPS_TRACEBACK",
     }
+    assert spec.image == "stripemeter-demo:local"
     assert spec.environment["API_HOST"] == "api:3000"
     assert spec.environment["DEMO_STATE_DIR"] == "/state"
+    assert spec.environment["STEPS_TRACEBACK"] == "0"
+
+
+@pytest.mark.parametrize(
+    ("environ", "expected_wait_s"),
+    [
+        ({"STRIPE_SECRET_KEY": "sk_test_abc"}, 600.0),
+        ({}, 120.0),
+        ({"STRIPE_SECRET_KEY": "sk_test_abc", "DEMO_WAIT_TIMEOUT_S": "45"}, 45.0),
+    ],
+)
+def test_a_step_container_waits_as_long_as_the_stripe_it_talks_to_needs(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    environ: dict[str, str],
+    expected_wait_s: float,
+) -> None:
+    """Real Stripe's waits default to 600 s in a container too, not the emulator's 120 s."""
+    spec = step_spec(settings_for(tmp_path, **environ), "advance_clock")
+    for name, value in spec.environment.items():  # what the step's process sees
+        monkeypatch.setenv(name, value)
+    assert load_env().wait_timeout_s == expected_wait_s
+
+
+@pytest.mark.parametrize(
+    ("environ", "dotenv", "expected"),
+    [
+        ({}, "", ("500", "5000")),
+        (
+            {},
+            "STRIPE_WRITER_INTERVAL_MS=2000\nRECONCILIATION_INTERVAL_MS=30000\n",
+            ("2000", "30000"),
+        ),
+        (
+            {"STRIPE_WRITER_INTERVAL_MS": "3000"},
+            "STRIPE_WRITER_INTERVAL_MS=2000\nRECONCILIATION_INTERVAL_MS=30000\n",
+            ("3000", "30000"),
+        ),
+    ],
+)
+def test_worker_intervals_environment_over_dotenv_over_the_demo_defaults(
+    tmp_path: Path, environ: dict[str, str], dotenv: str, expected: tuple[str, str]
+) -> None:
+    (tmp_path / ".env").write_text(dotenv)
+    specs = {spec.name: spec for spec in service_specs(settings_for(tmp_path, **environ))}
+    for name in ("api", "workers"):
+        env = specs[name].environment
+        assert (env["STRIPE_WRITER_INTERVAL_MS"], env["RECONCILIATION_INTERVAL_MS"]) == expected
 
 
 def test_an_unknown_step_is_refused_with_the_known_names(tmp_path: Path) -> None:
@@ -94,11 +159,8 @@ def test_an_unknown_step_is_refused_with_the_known_names(tmp_path: Path) -> None
 def test_docker_variables_come_from_dotenv_with_the_environment_winning(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.chdir(tmp_path)
     (tmp_path / ".env").write_text("POSTGRES_IMAGE=from-file:1\nSTRIPEMETER_IMAGE=file-app:1\n")
     monkeypatch.delenv("POSTGRES_IMAGE", raising=False)
     monkeypatch.setenv("STRIPEMETER_IMAGE", "env-app:2")
-    settings = DockerSettings.from_environment(
-        load_settings(STRIPE_SECRET_KEY=None, STRIPE_API_BASE=None)
-    )
+    settings = DockerSettings.from_environment()
     assert (settings.postgres_image, settings.app_image) == ("from-file:1", "env-app:2")

@@ -150,8 +150,9 @@ def die_with_parent(parent_pid: int) -> None:
 def create_child_app() -> FastAPI:
     """App factory of each `--workers-processes` child: tie its life to the supervisor."""
     from stripemeter.api.app import create_app_from_env
+    from stripemeter.config import get_settings
 
-    supervisor = os.environ.get(SUPERVISOR_PID_ENV, "")
-    if supervisor.isdigit():
-        die_with_parent(int(supervisor))
+    supervisor = get_settings().STRIPEMETER_SUPERVISOR_PID
+    if supervisor is not None:
+        die_with_parent(supervisor)
     return create_app_from_env()

@@ -438,12 +438,14 @@ def _stage(stage: str, row: OutboxRow) -> None:
 
 
 def _crash_hook() -> None:
-    limit = os.environ.get(CRASH_HOOK_ENV)
-    if not limit:
+    from stripemeter.config import get_settings
+
+    limit = get_settings().STRIPEMETER_WRITER_CRASH_AFTER_ACCEPTS
+    if limit is None:
         return
     global _accepted_in_process
     with _accepted_lock:
         _accepted_in_process += 1
-        if _accepted_in_process >= int(limit):
+        if _accepted_in_process >= limit:
             log.error("writer: %s reached, exiting before the outbox row is marked", CRASH_HOOK_ENV)
             os._exit(70)
