@@ -8,6 +8,7 @@ value is one `ConfigError` line naming the variable.
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -124,3 +125,13 @@ def test_the_checkout_is_found_from_the_working_directory_or_named(tmp_path: Pat
     )
     with pytest.raises(ConfigError, match=r"^STRIPEMETER_CHECKOUT='.*' is not a stripemeter"):
         StackSettings.load({"STRIPEMETER_CHECKOUT": str(tmp_path)}).checkout()
+
+
+def test_env_example_documents_every_variable_a_person_sets() -> None:
+    """Every field of the three settings objects is in .env.example, and nothing else is;
+    the two a process sets for another (or for a test) are not for people."""
+    documented = set(
+        re.findall(r"^#? ?([A-Z][A-Z0-9_]+)=", (REPO_ROOT / ".env.example").read_text(), re.M)
+    )
+    internal = {"STRIPEMETER_SUPERVISOR_PID", "STRIPEMETER_WRITER_CRASH_AFTER_ACCEPTS"}
+    assert documented == set(StackSettings.model_fields) - internal
