@@ -144,7 +144,7 @@ def demo(c: Context, runner: str | None = None, keep: bool = False, fresh: bool 
 
 @task(help={"runner": "docker only"})
 def images(c: Context, runner: str = "docker") -> None:
-    """Build the app image from $PYTHON_BASE_IMAGE (docker runner)."""
+    """Build the service image and the steps' image from $PYTHON_BASE_IMAGE (docker runner)."""
     from stripemeter_dev.docker import build_app_image
 
     _guarded(build_app_image)
