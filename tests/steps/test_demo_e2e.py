@@ -21,7 +21,6 @@ from typing import Any
 
 import pytest
 
-from stripemeter.config import Settings, load_settings
 from stripemeter.stripe.client import make_client
 from stripemeter_dev.local import LocalRunner
 from tests.steps.conftest import REPO_ROOT, step_environment
@@ -70,9 +69,7 @@ class Demo:
     def runner(self, **extra_env: str) -> LocalRunner:
         """The local runner as `invoke` would build it from this demo's environment."""
         environ = {**self.env, **extra_env}
-        fields = Settings.model_fields
-        settings = load_settings(**{k: v for k, v in environ.items() if k in fields})
-        return LocalRunner(settings, environ=environ, out=sys.stdout)
+        return LocalRunner(environ=environ, out=sys.stdout)
 
     def step(self, name: str, *args: str, **extra_env: str) -> Step:
         """Run one step through the runner, capturing what it printed."""
