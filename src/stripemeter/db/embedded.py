@@ -29,8 +29,15 @@ def data_dir(settings: Settings) -> Path:
 def start(settings: Settings) -> str:
     """Start the embedded server if it is not running and return its connection URL."""
     pgdata = data_dir(settings)
-    pgdata.mkdir(parents=True, exist_ok=True)
     logging.getLogger("pgserver").setLevel(logging.WARNING)
+    try:
+        pgdata.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise EmbeddedDatabaseError(
+            f"could not start the embedded PostgreSQL in {pgdata}: cannot create the data "
+            f"directory ({exc.strerror or exc}); set STRIPEMETER_HOME to a writable directory "
+            "or DATABASE_URL to a running server"
+        ) from exc
     try:
         with warnings.catch_warnings(), contextlib.redirect_stderr(io.StringIO()):
             warnings.simplefilter("ignore")
@@ -50,11 +57,16 @@ def running_url(settings: Settings) -> str | None:
     pgdata = data_dir(settings)
     if not (pgdata / "postmaster.pid").exists():
         return None
-    utils: Any = importlib.import_module("pgserver.utils")
-    info = utils.PostmasterInfo.read_from_pgdata(pgdata)
-    if info is None or not info.is_running():
-        return None
-    uri: str = info.get_uri()
+    try:
+        utils: Any = importlib.import_module("pgserver.utils")
+        info = utils.PostmasterInfo.read_from_pgdata(pgdata)
+        if info is None or not info.is_running():
+            return None
+        uri: str = info.get_uri()
+    except Exception as exc:  # pgserver raises bare OSError/ValueError on a damaged pid file
+        raise EmbeddedDatabaseError(
+            f"cannot tell whether the embedded PostgreSQL in {pgdata} runs: {exc}"
+        ) from exc
     return uri
 
 
@@ -66,11 +78,11 @@ def stop(settings: Settings) -> bool:
     import os
     import subprocess
 
-    pg_ctl: Any = importlib.import_module("pgserver._commands").pg_ctl
     user = "pgserver" if os.geteuid() == 0 else None
     try:
+        pg_ctl: Any = importlib.import_module("pgserver._commands").pg_ctl
         pg_ctl(["-w", "-m", "fast", "stop"], pgdata=pgdata, user=user, timeout=60)
-    except (subprocess.CalledProcessError, subprocess.TimeoutExpired) as exc:
+    except (ImportError, OSError, subprocess.SubprocessError) as exc:
         raise EmbeddedDatabaseError(
             f"could not stop the embedded PostgreSQL in {pgdata}: {exc}"
         ) from exc

@@ -4,6 +4,10 @@
 runs (two processes starting at once both succeed; the second finds nothing to do),
 and each file runs in its own transaction together with its bookkeeping row, so a
 failed migration leaves no half-applied schema.
+
+`require_current_schema` is the check of the processes that do not migrate (the
+workers, `api --no-migrate`, the operator commands): `SchemaNotCurrent` names the
+pending files and the command that applies them.
 """
 
 from __future__ import annotations
@@ -13,6 +17,8 @@ from dataclasses import dataclass
 from importlib import resources
 
 import psycopg
+
+from stripemeter.errors import StripemeterError
 
 _MIGRATION_NAME = re.compile(r"^(\d{4})_[a-z0-9_]+\.sql$")
 # Any constant works; it only has to be the same in every process.
@@ -37,6 +43,33 @@ def available_migrations() -> list[Migration]:
             found.append(Migration(int(match.group(1)), entry.name, entry.read_text("utf-8")))
     found.sort(key=lambda m: m.version)
     return found
+
+
+class SchemaNotCurrent(StripemeterError):
+    """The database lacks shipped migrations; `pending` are their file names."""
+
+    def __init__(self, pending: list[str]) -> None:
+        super().__init__(
+            f"the database schema is not up to date (pending: {', '.join(pending)}); "
+            "run `stripemeter migrate` first"
+        )
+        self.pending = pending
+
+
+def pending_migrations(conn: psycopg.Connection) -> list[str]:
+    """Names of shipped migrations the database has not recorded yet."""
+    exists = conn.execute("SELECT to_regclass('schema_migrations') IS NOT NULL").fetchone()
+    done: set[int] = set()
+    if exists and exists[0]:
+        done = {row[0] for row in conn.execute("SELECT version FROM schema_migrations")}
+    return [m.name for m in available_migrations() if m.version not in done]
+
+
+def require_current_schema(conn: psycopg.Connection) -> None:
+    """Raise `SchemaNotCurrent` unless every shipped migration is applied."""
+    pending = pending_migrations(conn)
+    if pending:
+        raise SchemaNotCurrent(pending)
 
 
 def apply_migrations(conn: psycopg.Connection) -> list[str]:

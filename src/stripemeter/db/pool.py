@@ -9,6 +9,10 @@ The API opens two pools: the request pool (`DB_POOL_MAX_SIZE`) for ingest and re
 and a small background pool (`BACKGROUND_POOL_MAX_SIZE`, named `background`) for
 reconciliation runs. Background work can then never take the connections requests
 need, however many runs are asked for or however long Stripe hangs.
+
+A pool that cannot hand out a connection in time raises `DatabaseTimeout`: a
+`DatabaseUnavailable` for the service's handlers, and still the `PoolTimeout` psycopg
+documents for code that catches that.
 """
 
 from __future__ import annotations
@@ -17,9 +21,31 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 import psycopg
-from psycopg_pool import ConnectionPool
+from psycopg_pool import ConnectionPool, PoolTimeout
 
-Pool = ConnectionPool[psycopg.Connection]
+from stripemeter.errors import DatabaseUnavailable
+
+
+class DatabaseTimeout(DatabaseUnavailable, PoolTimeout):
+    """No pooled connection within the timeout: the database is down, or every
+    connection is busy."""
+
+
+class Pool(ConnectionPool[psycopg.Connection]):
+    """A psycopg pool whose timeouts are `DatabaseTimeout`, with the pool and wait named."""
+
+    def getconn(self, timeout: float | None = None) -> psycopg.Connection:
+        """A connection, or `DatabaseTimeout` after `timeout` (default: the pool's)."""
+        try:
+            return super().getconn(timeout)
+        except PoolTimeout as exc:
+            waited = self.timeout if timeout is None else timeout
+            raise DatabaseTimeout(
+                f"no PostgreSQL connection from pool {self.name!r} within {waited:g} s "
+                "(the database is unreachable or every connection is busy)"
+            ) from exc
+
+
 # Code that runs both on one connection (tests, `--drain`) and on a pool (workers).
 ConnOrPool = psycopg.Connection | Pool
 
@@ -46,12 +72,13 @@ def open_pool(
     """Open a pool on `url`; with `wait=False` it fills in the background.
 
     Not waiting lets the API start while the database is down; requests then get 503
-    and `/health/ready` says why, instead of the process refusing to start. `name`
+    and `/health/ready` says why, instead of the process refusing to start. Waiting,
+    `DatabaseTimeout` when the first connections are not made in `timeout_s`. `name`
     tells the pools apart in logs and in `pg_stat_activity` (`application_name`
     `stripemeter-api` for the default, `stripemeter-<name>` otherwise).
     """
     app_name = "stripemeter-api" if name == "stripemeter" else f"stripemeter-{name}"
-    pool: Pool = ConnectionPool(
+    pool = Pool(
         url,
         min_size=min(min_size, max_size),
         max_size=max_size,
@@ -60,5 +87,11 @@ def open_pool(
         name=name,
         open=False,
     )
-    pool.open(wait=wait, timeout=timeout_s)
+    try:
+        pool.open(wait=wait, timeout=timeout_s)
+    except PoolTimeout as exc:
+        pool.close()
+        raise DatabaseTimeout(
+            f"pool {name!r} could not connect to PostgreSQL within {timeout_s:g} s"
+        ) from exc
     return pool
