@@ -4,6 +4,20 @@
 `install_error_handlers` turn request-validation failures, unknown routes, wrong
 methods, oversized bodies, an unreachable database and any unexpected exception into
 the same shape, so no input ever yields an HTML page or a traceback.
+
+Every `StripemeterError` a route lets through is answered by one handler
+(`_stripemeter_error`), by its class:
+
+    ApiError                its own status, code and field
+    InputError              400, its code and field
+    ConflictError           409 `conflict`
+    DatabaseUnavailable     503 `database_unavailable`
+    StripeUnavailable       503 `stripe_unavailable`
+    any other               500 `internal_error` (logged with its traceback)
+
+Outside the root, driver errors keep their own handlers: `psycopg.DataError` (a value
+PostgreSQL refuses: the client's 400) and `psycopg.OperationalError` (a connection lost
+mid-request: 503; failing to get one is `DatabaseUnavailable` already).
 """
 
 from __future__ import annotations
@@ -13,13 +27,18 @@ from collections.abc import Sequence
 from typing import Any
 
 import psycopg
-import psycopg_pool
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import ClientDisconnect
 
-from stripemeter.errors import StripemeterError
+from stripemeter.errors import (
+    ConflictError,
+    DatabaseUnavailable,
+    InputError,
+    StripemeterError,
+    StripeUnavailable,
+)
 from stripemeter.jsonio import JsonResponse
 
 log = logging.getLogger("stripemeter.api")
@@ -88,9 +107,27 @@ def _field_from_loc(loc: Sequence[Any]) -> str | None:
     return text
 
 
-async def _api_error(_: Request, exc: Exception) -> JsonResponse:
-    assert isinstance(exc, ApiError)
-    return JsonResponse(exc.body(), status_code=exc.status)
+async def _stripemeter_error(request: Request, exc: Exception) -> JsonResponse:
+    assert isinstance(exc, StripemeterError)
+    if isinstance(exc, ApiError):
+        return JsonResponse(exc.body(), status_code=exc.status)
+    if isinstance(exc, InputError):
+        return error_response(400, exc.code, exc.message, exc.field)
+    if isinstance(exc, ConflictError):
+        return error_response(409, "conflict", str(exc))
+    if isinstance(exc, DatabaseUnavailable):
+        return _database_unavailable(exc)
+    if isinstance(exc, StripeUnavailable):
+        log.warning("Stripe unavailable during %s %s: %s", request.method, request.url.path, exc)
+        return error_response(503, "stripe_unavailable", "Stripe cannot be reached; retry later")
+    log.error(
+        "%s not handled by %s %s",
+        type(exc).__name__,
+        request.method,
+        request.url.path,
+        exc_info=exc,
+    )
+    return error_response(500, "internal_error", "internal error; the request was not applied")
 
 
 async def _validation_error(_: Request, exc: Exception) -> JsonResponse:
@@ -119,11 +156,15 @@ async def _http_error(_: Request, exc: Exception) -> JsonResponse:
     return error_response(exc.status_code, code, message, **headers)
 
 
-async def _database_error(_: Request, exc: Exception) -> JsonResponse:
+def _database_unavailable(exc: Exception) -> JsonResponse:
     log.warning("database unavailable: %s", exc)
     return error_response(
         503, "database_unavailable", "the database is unreachable; retry later", None
     )
+
+
+async def _connection_lost(_: Request, exc: Exception) -> JsonResponse:
+    return _database_unavailable(exc)
 
 
 async def _refused_by_database(_: Request, exc: Exception) -> JsonResponse:
@@ -148,11 +189,10 @@ async def _unexpected(_: Request, exc: Exception) -> JsonResponse:
 
 def install_error_handlers(app: FastAPI) -> None:
     """Register the handlers that give every failure the JSON error shape."""
-    app.add_exception_handler(ApiError, _api_error)
+    app.add_exception_handler(StripemeterError, _stripemeter_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
     app.add_exception_handler(ClientDisconnect, _client_disconnect)
     app.add_exception_handler(psycopg.DataError, _refused_by_database)
-    app.add_exception_handler(psycopg.OperationalError, _database_error)
-    app.add_exception_handler(psycopg_pool.PoolTimeout, _database_error)
+    app.add_exception_handler(psycopg.OperationalError, _connection_lost)
     app.add_exception_handler(Exception, _unexpected)
