@@ -8,13 +8,14 @@ customer bound to the tenant, and be on the mapping's price.
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated
 from uuid import UUID
 
 import anyio.to_thread
 from fastapi import APIRouter, Request
 from pydantic import BaseModel, ConfigDict, Field
 
+from stripemeter.aggregations import AggregationName
 from stripemeter.api.deps import (
     AdminPrincipal,
     AppSettings,
@@ -51,7 +52,7 @@ class MappingIn(BaseModel):
 
     tenant_id: UUID = Field(alias="tenantId")
     metric: Annotated[str, Field(pattern=METRIC_PATTERN)]
-    aggregation: Literal["sum", "max", "last"]
+    aggregation: AggregationName
     stripe_account: Label | None = Field(default=None, alias="stripeAccount")
     price_id: StripeId = Field(alias="priceId")
     subscription_item_id: StripeId | None = Field(default=None, alias="subscriptionItemId")

@@ -5,7 +5,8 @@ and is cached on the mapping row (meter id, event name, payload keys), so the wr
 asks Stripe once per mapping, not once per push. The cache is only trusted for the price
 and aggregation it was resolved for (`meter_resolved_for`): a mapping moved to another
 price, or from `sum` to `max`, resolves its meter and checks the formula again instead
-of pushing on to the old meter. Which Stripe customer a `customerRef` is
+of pushing on to the old meter. Which formula serves which aggregation is
+`stripemeter.aggregations`' business. Which Stripe customer a `customerRef` is
 billed as is `stripemeter.mappings.bindings`' business.
 """
 
@@ -17,13 +18,10 @@ from uuid import UUID
 import psycopg
 from psycopg.rows import dict_row
 
+from stripemeter.aggregations import AGGREGATIONS, Aggregation, AggregationName
 from stripemeter.db.pool import ConnOrPool, borrow
 from stripemeter.errors import StripeRefused
 from stripemeter.stripe.gateway import MeterInfo, StripeGateway
-
-# Which meter formula pushes which local aggregation: Stripe has no `max` formula, so
-# max and last both go through `last` (see writer.py for the values pushed).
-REQUIRED_FORMULA = {"sum": "sum", "max": "last", "last": "last"}
 
 
 @dataclass(frozen=True)
@@ -33,7 +31,7 @@ class Mapping:
     id: UUID
     tenant_id: UUID
     metric: str
-    aggregation: str
+    aggregation: AggregationName
     stripe_account: str
     price_id: str
     subscription_item_id: str | None
@@ -42,6 +40,11 @@ class Mapping:
     meter_customer_key: str | None
     meter_value_key: str | None
     meter_resolved_for: str | None = None
+
+    @property
+    def kind(self) -> Aggregation:
+        """What the mapping's aggregation means for the writer and the reconciler."""
+        return AGGREGATIONS[self.aggregation]
 
     @property
     def meter_key(self) -> str:
@@ -62,7 +65,7 @@ class Mapping:
             event_name=self.meter_event_name,
             customer_key=self.meter_customer_key,
             value_key=self.meter_value_key,
-            formula=REQUIRED_FORMULA[self.aggregation],
+            formula=self.kind.meter_formula,
         )
 
 
@@ -85,18 +88,19 @@ def ensure_meter(db: ConnOrPool, gateway: StripeGateway, mapping: Mapping) -> Me
 
     Stripe is asked while no connection is borrowed from `db`; the cache is written
     afterwards. Raises StripeRefused when the price has no meter or the meter's formula
-    cannot carry the mapping's aggregation (sum needs `sum`; max and last need `last`).
+    is not the one the mapping's aggregation needs (`Aggregation.meter_formula`).
     """
     cached = mapping.cached_meter()
     if cached is not None:
         return cached
     meter = gateway.price_meter(mapping.price_id)
-    needed = REQUIRED_FORMULA[mapping.aggregation]
+    needed = mapping.kind.meter_formula
     if meter.formula != needed:
         raise StripeRefused(
             f"mapping {mapping.metric} ({mapping.aggregation}) needs a meter with formula "
-            f"'{needed}', but price {mapping.price_id} uses meter {meter.meter_id} with "
-            f"formula '{meter.formula}'",
+            f"'{needed}' ({mapping.kind.formula_reason}), but price {mapping.price_id} uses"
+            f" meter {meter.meter_id} with formula '{meter.formula}'; map a price whose"
+            f" meter has formula '{needed}'",
             code="meter_formula_mismatch",
             param="priceId",
         )

@@ -4,20 +4,20 @@ For each active mapping and each customer with a subscription item on the mapped
 price, the periods come from Stripe: the item's current period, and the periods of
 the subscription's invoice lines for the price. For each period:
 
-- local  = the mapping's aggregate of the buckets whose `hour_start` is in
-  `[start, end)` (the writer pushes each bucket at its hour, so Stripe places it in the
-  same period);
+- local  = the mapping's aggregate (`Aggregation.period_sql`) of the buckets whose
+  `hour_start` is in `[start, end)` (the writer pushes each bucket at its hour, so
+  Stripe places it in the same period);
 - stripe = the meter event summary for the same window, minute-aligned;
 - for a period whose invoice is finalized, also the invoice line quantity. That is
   what the customer pays, so for a final period the figure compared with local is the
   invoice quantity (the meter summary is kept in `stripe_total` for diagnosis).
 
-drift_abs = |local - compared|; drift_pct = drift_abs / compared, 1 when compared is
-0 and local is not. Status: `ok` when they agree (for sum mappings a difference made
-only of sub-unit remainders the writer holds back, within RECONCILIATION_EPSILON, is
-also ok); `post_close` when a final period differs and the writer parked late usage
-for it (an adjustment is suggested); `resolved` when a period previously flagged
-agrees again; `investigate` otherwise. Stripe or the database failing raises — a
+drift_abs and drift_pct as `stripemeter.reconciler.drift` defines them. Status: `ok`
+when they agree (for a kind whose sub-unit remainders the writer holds back, `sum`, a
+difference made only of those remainders, within RECONCILIATION_EPSILON, is also ok);
+`post_close` when a final period differs and the writer parked late usage for it (an
+adjustment is suggested); `resolved` when a period previously flagged agrees again;
+`investigate` otherwise. Stripe or the database failing raises — a
 failed read never becomes a zero-drift report.
 
 No database connection is held across a Stripe call. Given a pool, every step borrows
@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
 from typing import Any
@@ -47,6 +46,7 @@ from stripemeter.errors import GatewayError, ReconciliationError, StripeUnavaila
 from stripemeter.mappings.bindings import bound_customers, stripe_customer_for
 from stripemeter.mappings.meters import Mapping, active_mappings, ensure_meter
 from stripemeter.periods import ceil_minute, from_unix
+from stripemeter.reconciler.drift import drift
 from stripemeter.stripe.gateway import InvoicePeriod, MeterInfo, StripeGateway
 from stripemeter.workers import state as worker_state
 from stripemeter.writer.passes import gateway_for
@@ -58,22 +58,6 @@ REPORT_COLUMNS = (
     " period_end, local_total, stripe_total, invoice_id, invoice_quantity, drift_abs,"
     " drift_pct, status, final, created_at"
 )
-
-
-@dataclass(frozen=True)
-class Drift:
-    """The comparison of one period: absolute and relative drift."""
-
-    drift_abs: Decimal
-    drift_pct: Decimal
-
-
-def drift(local: Decimal, compared: Decimal) -> Drift:
-    """drift_abs = |local - compared|; drift_pct = drift_abs / compared (1 if compared is 0)."""
-    diff = abs(local - compared)
-    if compared == 0:
-        return Drift(diff, Decimal(0) if diff == 0 else Decimal(1))
-    return Drift(diff, (diff / abs(compared)).quantize(Decimal("0.000001")))
 
 
 def reconcile(
@@ -235,21 +219,7 @@ def local_value(
         "tenant_id = %(t)s AND metric = %(metric)s AND customer_ref = %(c)s"
         " AND hour_start >= %(s)s AND hour_start < %(e)s"
     )
-    if mapping.aggregation == "sum":
-        sql = (
-            "SELECT coalesce(sum(total), 0), coalesce(sum(floor(total)), 0)"
-            f" FROM usage_buckets WHERE {window}"
-        )
-    elif mapping.aggregation == "max":
-        sql = (
-            "SELECT coalesce(max(max_value), 0), floor(coalesce(max(max_value), 0))"
-            f" FROM usage_buckets WHERE {window}"
-        )
-    else:
-        sql = (
-            "SELECT coalesce(last_value, 0), floor(coalesce(last_value, 0)) FROM usage_buckets"
-            f" WHERE {window} ORDER BY last_ts DESC NULLS LAST, hour_start DESC LIMIT 1"
-        )
+    sql = mapping.kind.period_sql.format(window=window)
     row = conn.execute(sql, params).fetchone()
     conn.commit()
     if row is None:
@@ -337,7 +307,7 @@ def _write_report(
     compared = inv.quantity if (inv is not None and final) else stripe_total
     d = drift(local, compared)
     if d.drift_abs == 0 or (
-        mapping.aggregation == "sum"
+        mapping.kind.holds_back_fractions
         and local_whole == compared
         and d.drift_pct <= settings.RECONCILIATION_EPSILON
     ):

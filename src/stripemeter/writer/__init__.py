@@ -3,6 +3,7 @@
 - `passes` — one pass over every tenant: resend pending outbox rows, then new deltas.
 - `buckets` — one (tenant, customer) at a time: compute deltas, record, send, confirm.
 - `outbox` — `push_state` and `meter_pushes`: what was sent and what is pending.
+- `pending` — what "pending" means (one definition for the writer, its status, /metrics).
 - `identifiers` — meter-event identifiers and idempotency keys.
-- `status` — what the writer's state looks like to `/v1/writer/status` and `/metrics`.
+- `status` — the writer's counters and readiness check.
 """

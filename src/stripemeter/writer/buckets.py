@@ -2,15 +2,20 @@
 
 `push_customer` runs under the caller's per-customer lock. It first sends the customer's
 pending outbox rows again, each with its own identifier (Stripe refuses a duplicate,
-which counts as sent). Then it reads the customer's buckets the outbox does not cover,
-computes each one's whole-unit target (see `stripemeter.writer.passes` for the values per
-aggregation), and for each change commits an outbox row *before* sending it and marks
-the row sent after Stripe answered. A crash, a timeout or a stored-then-500 therefore
-leaves a pending row that the next pass sends again under the same identifier, and new
-usage in the same hour becomes a new row for the new units only.
+which counts as sent). Then it reads the customer's buckets the outbox does not cover
+(`BucketRow`), computes each one's whole-unit target (`PushPlan`; see
+`stripemeter.writer.passes` for the values per aggregation kind), and for each change
+commits an outbox row *before* sending it and marks the row sent after Stripe answered.
+A crash, a timeout or a stored-then-500 therefore leaves a pending row that the next
+pass sends again under the same identifier, and new usage in the same hour becomes a
+new row for the new units only.
 
 Stripe customers come from the tenant's bindings (`stripemeter.mappings.bindings`): usage of a
 customerRef that is not bound to the tenant stays in the ledger and is not pushed.
+
+A Stripe failure is recorded on the pass's `PushResult` as a `PushFailure` whose
+`StripeFailure` kind says whether Stripe is out (the pass stops, readiness degrades) or
+refused (that mapping or customer waits, the rest go on).
 """
 
 from __future__ import annotations
@@ -22,13 +27,15 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import datetime
 from decimal import ROUND_FLOOR, Decimal
-from typing import Any
+from enum import Enum
 from uuid import UUID
 
 import psycopg
 from psycopg.rows import dict_row
 
+from stripemeter.aggregations import Aggregation, PushMode
 from stripemeter.errors import GatewayError, StripeRefused, StripeUnavailable
 from stripemeter.mappings.bindings import stripe_customer_for
 from stripemeter.mappings.meters import Mapping
@@ -40,6 +47,7 @@ from stripemeter.writer.identifiers import idempotency_key
 from stripemeter.writer.outbox import (
     OutboxRow,
     Series,
+    SeriesSource,
     add_push,
     mark_attempt_failed,
     mark_sent,
@@ -48,6 +56,7 @@ from stripemeter.writer.outbox import (
     record_source,
     sent_units_in_hour,
 )
+from stripemeter.writer.pending import state_join, uncovered_condition
 from stripemeter.writer.status import EVENTS_SENT
 
 log = logging.getLogger("stripemeter.writer.passes")
@@ -69,9 +78,34 @@ STAGE_HOOK: Callable[[str, OutboxRow], None] | None = None
 # this is re-sent only after Stripe's meter summary says it did not land.
 IDENTIFIER_TRUST_S = 20 * 3600
 
-_AGG_COLUMN = {"sum": "b.total", "max": "b.max_value", "last": "b.last_value"}
-# max mappings look this far back when recomputing running maxima (Stripe takes 35 days).
+# Running-maximum kinds look this far back when recomputing the maxima (Stripe takes 35
+# days).
 _MAX_LOOKBACK = "40 days"
+
+
+class StripeFailure(Enum):
+    """What kind of Stripe failure stopped a push; the value heads its message."""
+
+    UNAVAILABLE = "stripe unavailable"  # an outage: the pass stops, readiness degrades
+    REFUSED = "stripe refused"  # a refusal of this mapping or customer; others go on
+
+    @classmethod
+    def of(cls, exc: GatewayError) -> StripeFailure:
+        """The kind of a gateway error."""
+        return cls.UNAVAILABLE if isinstance(exc, StripeUnavailable) else cls.REFUSED
+
+
+@dataclass(frozen=True)
+class PushFailure:
+    """One Stripe failure of a pass: its kind and the message kept for the operator."""
+
+    kind: StripeFailure
+    message: str
+
+    @property
+    def outage(self) -> bool:
+        """Whether Stripe was unavailable (rather than refusing)."""
+        return self.kind is StripeFailure.UNAVAILABLE
 
 
 @dataclass
@@ -88,8 +122,13 @@ class PushResult:
     locked_elsewhere: int = 0
     quarantined: int = 0
     unbound: int = 0
-    errors: list[str] = field(default_factory=list)
+    failures: list[PushFailure] = field(default_factory=list)
     stripe_failing: bool = False
+
+    @property
+    def errors(self) -> list[str]:
+        """The failures' messages, oldest first."""
+        return [failure.message for failure in self.failures]
 
     def merge(self, other: PushResult) -> None:
         """Add another pass's (or customer's) counts to this one."""
@@ -103,7 +142,7 @@ class PushResult:
         self.locked_elsewhere += other.locked_elsewhere
         self.quarantined += other.quarantined
         self.unbound += other.unbound
-        self.errors.extend(other.errors)
+        self.failures.extend(other.failures)
         self.stripe_failing = self.stripe_failing or other.stripe_failing
 
     @property
@@ -136,38 +175,50 @@ def floor_units(value: Decimal | None) -> Decimal:
     return value.to_integral_value(rounding=ROUND_FLOOR)
 
 
-def note_error(result: PushResult, exc: GatewayError, customer_ref: str | None = None) -> str:
+@dataclass(frozen=True)
+class BucketRow:
+    """One hour bucket of a customer, with its series' state on the mapping's meter."""
+
+    hour_start: datetime
+    value: Decimal | None  # the bucket's value of the mapping's kind
+    logged: bool  # the series exists
+    covered: Decimal
+    source_value: Decimal | None
+    push_count: int
+    status: str | None
+
+
+@dataclass(frozen=True)
+class PushPlan:
+    """A bucket and what its series should cover."""
+
+    bucket: BucketRow
+    source: Decimal  # the bucket's own whole value
+    target: Decimal  # what the series should cover: `source`, or the running maximum
+
+
+def note_error(
+    result: PushResult, exc: GatewayError, customer_ref: str | None = None
+) -> PushFailure:
     """Record a Stripe failure on the result (logged at most once a minute per kind)."""
-    unavailable = isinstance(exc, StripeUnavailable)
-    prefix = "stripe unavailable" if unavailable else "stripe refused"
+    kind = StripeFailure.of(exc)
     where = f" (customer {customer_ref})" if customer_ref else ""
-    message = f"{prefix}{where}: {exc}"
-    result.errors.append(message)
-    result.stripe_failing = result.stripe_failing or unavailable
-    _THROTTLED.warning(prefix, "writer: %s", message)
-    return message
+    failure = PushFailure(kind, f"{kind.value}{where}: {exc}")
+    result.failures.append(failure)
+    result.stripe_failing = result.stripe_failing or failure.outage
+    _THROTTLED.warning(kind.value, "writer: %s", failure.message)
+    return failure
 
 
-def _dirty_condition(mapping: Mapping) -> str:
-    column = _AGG_COLUMN[mapping.aggregation]
-    return (
-        "(s.tenant_id IS NULL OR (s.status = 'active'"
-        f" AND s.source_value IS DISTINCT FROM floor(coalesce({column}, 0))))"
-    )
-
-
-_STATE_JOIN = (
-    " LEFT JOIN push_state s ON s.tenant_id = b.tenant_id AND s.metric = b.metric"
-    "  AND s.customer_ref = b.customer_ref AND s.hour_start = b.hour_start"
-    "  AND s.event_name = %(event)s"
-)
+_STATE_JOIN = state_join("%(event)s")
 
 
 def dirty_customers(conn: psycopg.Connection, mapping: Mapping, meter: MeterInfo) -> list[str]:
     """The mapping's customers with a bucket the outbox does not cover yet."""
     rows = conn.execute(
         f"SELECT DISTINCT b.customer_ref FROM usage_buckets b{_STATE_JOIN}"
-        f" WHERE b.tenant_id = %(t)s AND b.metric = %(m)s AND {_dirty_condition(mapping)}"
+        f" WHERE b.tenant_id = %(t)s AND b.metric = %(m)s"
+        f" AND {uncovered_condition(mapping.kind.bucket_value())}"
         " ORDER BY 1",
         {"event": meter.event_name, "t": mapping.tenant_id, "m": mapping.metric},
     ).fetchall()
@@ -177,16 +228,17 @@ def dirty_customers(conn: psycopg.Connection, mapping: Mapping, meter: MeterInfo
 
 def _customer_rows(
     conn: psycopg.Connection, mapping: Mapping, meter: MeterInfo, customer_ref: str
-) -> list[dict[str, Any]]:
+) -> list[BucketRow]:
     """The customer's buckets to consider, with their series state, oldest first."""
+    kind = mapping.kind
     where = (
         f"b.hour_start >= now() - interval '{_MAX_LOOKBACK}'"
-        if mapping.aggregation == "max"
-        else _dirty_condition(mapping)
+        if kind.running_max
+        else uncovered_condition(kind.bucket_value())
     )
     with conn.cursor(row_factory=dict_row) as cur:
         cur.execute(
-            "SELECT b.hour_start, b.total, b.max_value, b.last_value,"
+            f"SELECT b.hour_start, {kind.bucket_value()} AS value,"
             " s.tenant_id IS NOT NULL AS logged, coalesce(s.covered, 0) AS covered,"
             " s.source_value, coalesce(s.push_count, 0) AS push_count, s.status"
             f" FROM usage_buckets b{_STATE_JOIN}"
@@ -199,32 +251,29 @@ def _customer_rows(
                 "c": customer_ref,
             },
         )
-        rows = cur.fetchall()
+        rows = [BucketRow(**row) for row in cur.fetchall()]
     conn.commit()
     return rows
 
 
-def _targets(mapping: Mapping, rows: list[dict[str, Any]], ctx: _CustomerContext) -> None:
-    """Annotate rows with `source` (the bucket's own whole value) and `target`."""
-    if mapping.aggregation == "sum":
-        for row in rows:
-            row["source"] = row["target"] = floor_units(row["total"])
-        return
-    if mapping.aggregation == "last":
-        for row in rows:
-            row["source"] = row["target"] = floor_units(row["last_value"])
-        return
+def _plans(kind: Aggregation, rows: list[BucketRow], ctx: _CustomerContext) -> list[PushPlan]:
+    """Each bucket's own whole value and its target (the running maximum per period for
+    kinds that bill one, else the value itself)."""
+    if not kind.running_max:
+        return [PushPlan(row, floor_units(row.value), floor_units(row.value)) for row in rows]
     boundaries = ctx.boundaries()
+    plans: list[PushPlan] = []
     running: Decimal | None = None
     segment: int | None = None
     for row in rows:
-        hour = to_unix(row["hour_start"])
+        hour = to_unix(row.hour_start)
         current = max((b for b in boundaries if b <= hour), default=None)
         if current != segment:
             segment, running = current, None
-        own = floor_units(row["max_value"])
+        own = floor_units(row.value)
         running = own if running is None else max(running, own)
-        row["source"], row["target"] = own, running
+        plans.append(PushPlan(row, own, running))
+    return plans
 
 
 def _context(gateway: StripeGateway, mapping: Mapping, customer_id: str) -> _CustomerContext:
@@ -264,43 +313,37 @@ def push_customer(
     if not rows:
         return
     ctx = _context(gateway, mapping, stripe_customer)
-    _targets(mapping, rows, ctx)
     real_now = int(time.time())
-    is_sum = mapping.aggregation == "sum"
-    for row in rows:
-        if row["logged"] and row["status"] != "active":
+    delta = mapping.kind.push is PushMode.DELTA
+    for plan in _plans(mapping.kind, rows, ctx):
+        row, source, target, covered = plan.bucket, plan.source, plan.target, plan.bucket.covered
+        if row.logged and row.status != "active":
             continue
-        source, target, covered = row["source"], row["target"], Decimal(row["covered"])
-        if row["logged"] and row["source_value"] == source and covered == target:
+        if row.logged and row.source_value == source and covered == target:
             continue
         series = Series(
-            mapping.tenant_id, mapping.metric, customer_ref, row["hour_start"], meter.event_name
+            mapping.tenant_id, mapping.metric, customer_ref, row.hour_start, meter.event_name
         )
-        state = {
-            "stripe_customer_id": stripe_customer,
-            "aggregation": mapping.aggregation,
-            "mapping_id": mapping.id,
-            "source_value": source,
-        }
-        hour = to_unix(row["hour_start"])
+        accounts = SeriesSource(stripe_customer, mapping.id, mapping.aggregation, source)
+        hour = to_unix(row.hour_start)
         if ctx.closed(hour) or too_old(hour, real_now):
             status = "post_close" if ctx.closed(hour) else "too_old"
-            record_source(conn, series, covered=covered, status=status, **state)
+            record_source(conn, series, accounts, covered=covered, status=status)
             conn.commit()
             if status == "post_close":
                 result.post_close += 1
             else:
                 result.too_old += 1
             continue
-        # sum: a delta against everything the outbox already covers (sent or not);
-        # max/last: the absolute value, once per change.
-        if (is_sum and target <= covered) or (not is_sum and row["logged"] and target == covered):
-            record_source(conn, series, covered=covered, **state)
+        # Deltas are computed against everything the outbox already covers (sent or
+        # not); absolute values are pushed once per change.
+        if (delta and target <= covered) or (not delta and row.logged and target == covered):
+            record_source(conn, series, accounts, covered=covered)
             conn.commit()
             continue
         timestamp = meter_event_timestamp(
             hour,
-            0 if is_sum else int(row["push_count"]) + 1,
+            0 if delta else row.push_count + 1,
             frozen_time=ctx.frozen_time,
             real_now=real_now,
         )
@@ -310,11 +353,11 @@ def push_customer(
         push = add_push(
             conn,
             series,
+            accounts,
             meter=meter,
-            value=int(target - covered) if is_sum else int(target),
+            value=int(target - covered) if delta else int(target),
             covered_after=target,
             event_ts=timestamp,
-            **state,
         )
         conn.commit()
         _stage("committed", push)
@@ -414,8 +457,9 @@ def _older_than_identifier_window(row: OutboxRow) -> bool:
 def _landed(conn: psycopg.Connection, gateway: StripeGateway, row: OutboxRow) -> bool:
     """Whether Stripe's summary for the row's hour already holds the row's units.
 
-    Only sum rows can double count; max/last rows carry absolute values at fixed
-    timestamps, so sending one again changes nothing Stripe bills.
+    Only rows to a `sum` meter (deltas: sum and count mappings) can double count;
+    max/last rows carry absolute values at fixed timestamps, so sending one again
+    changes nothing Stripe bills.
     """
     hour = to_unix(row.series.hour_start)
     known = sent_units_in_hour(conn, row)

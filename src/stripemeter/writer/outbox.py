@@ -29,6 +29,7 @@ from uuid import UUID
 import psycopg
 from psycopg.rows import dict_row
 
+from stripemeter.aggregations import AggregationName
 from stripemeter.stripe.gateway import MeterInfo
 from stripemeter.writer.identifiers import outbox_identifier
 
@@ -44,6 +45,17 @@ class Series:
     customer_ref: str
     hour_start: datetime
     event_name: str
+
+
+@dataclass(frozen=True)
+class SeriesSource:
+    """What a series accounts for: the Stripe customer and mapping (with its aggregation
+    kind) it is pushed for, and the bucket's own whole-unit value."""
+
+    stripe_customer_id: str
+    mapping_id: UUID
+    aggregation: AggregationName
+    source_value: Decimal
 
 
 @dataclass(frozen=True)
@@ -129,20 +141,17 @@ def pending_rows(conn: psycopg.Connection, tenant_id: UUID, customer_ref: str) -
 def add_push(
     conn: psycopg.Connection,
     series: Series,
+    source: SeriesSource,
     *,
-    stripe_customer_id: str,
     meter: MeterInfo,
-    mapping_id: UUID,
-    aggregation: str,
     value: int,
     covered_after: Decimal,
-    source_value: Decimal,
     event_ts: int,
 ) -> OutboxRow:
     """Write one outbox row and advance the series' state (not committed here).
 
-    `covered_after` is the series' covered value once this row counts (sum: previous
-    covered + value; max/last: the value itself).
+    `covered_after` is the series' covered value once this row counts (deltas: previous
+    covered + value; absolute values: the value itself).
     """
     seq_row = conn.execute(
         "SELECT nextval(pg_get_serial_sequence('meter_pushes', 'seq'))"
@@ -157,16 +166,7 @@ def add_push(
         series.hour_start,
         seq,
     )
-    record_source(
-        conn,
-        series,
-        stripe_customer_id=stripe_customer_id,
-        aggregation=aggregation,
-        mapping_id=mapping_id,
-        source_value=source_value,
-        covered=covered_after,
-        pushes=1,
-    )
+    record_source(conn, series, source, covered=covered_after, pushes=1)
     conn.execute(
         "INSERT INTO meter_pushes (seq, tenant_id, metric, customer_ref, hour_start,"
         " event_name, stripe_customer_id, mapping_id, meter_id, customer_key, value_key,"
@@ -180,8 +180,8 @@ def add_push(
             series.customer_ref,
             series.hour_start,
             series.event_name,
-            stripe_customer_id,
-            mapping_id,
+            source.stripe_customer_id,
+            source.mapping_id,
             meter.meter_id,
             meter.customer_key,
             meter.value_key,
@@ -194,7 +194,7 @@ def add_push(
     return OutboxRow(
         seq=seq,
         series=series,
-        stripe_customer_id=stripe_customer_id,
+        stripe_customer_id=source.stripe_customer_id,
         meter_id=meter.meter_id,
         customer_key=meter.customer_key,
         value_key=meter.value_key,
@@ -209,11 +209,8 @@ def add_push(
 def record_source(
     conn: psycopg.Connection,
     series: Series,
+    source: SeriesSource,
     *,
-    stripe_customer_id: str,
-    aggregation: str,
-    mapping_id: UUID,
-    source_value: Decimal,
     covered: Decimal,
     pushes: int = 0,
     status: str = "active",
@@ -239,10 +236,10 @@ def record_source(
             series.customer_ref,
             series.hour_start,
             series.event_name,
-            stripe_customer_id,
-            aggregation,
-            mapping_id,
-            source_value,
+            source.stripe_customer_id,
+            source.aggregation,
+            source.mapping_id,
+            source.source_value,
             covered,
             pushes,
             status,

@@ -7,6 +7,8 @@ from what the outbox (`push_state`) already covers gets one meter event:
   pushed for the bucket; Stripe's sum over any period then equals the sum of the
   floored bucket totals in it. Fractions stay in the ledger until they add up to a
   whole unit inside the bucket.
+- `count` mappings (meter formula `sum` too): the same deltas of the bucket's event
+  count (why not Stripe's `count` formula: `stripemeter.aggregations`).
 - `last` mappings (meter formula `last`): value = floor(bucket's last value). Stripe's
   `last` over a period is the value of its latest event, i.e. the latest bucket's,
   which is the local last value of the period.
@@ -15,7 +17,7 @@ from what the outbox (`push_state`) already covers gets one meter event:
   decrease inside a period, so the latest event again carries the period's maximum.
   Periods come from Stripe (subscription item and invoice lines).
 
-Events sit at the bucket's start (sum) or `hour_start + push number` seconds (max/last,
+Events sit at the bucket's start (deltas) or `hour_start + push number` seconds (max/last,
 so that a re-push of a bucket is later than the one it replaces); the reconciler
 counts a bucket in the period containing its `hour_start`, the same rule. For a
 customer on a test clock nothing is sent after the clock's frozen time (the bucket
@@ -53,6 +55,7 @@ from stripemeter.stripe.gateway import MeterInfo, RetryPolicy, StripeGateway
 from stripemeter.workers import state as worker_state
 from stripemeter.writer.buckets import (
     CRASH_HOOK_ENV,
+    PushFailure,
     PushResult,
     dirty_customers,
     floor_units,
@@ -103,7 +106,7 @@ def push_pending(
     """
     gateway = gateway_for(client, settings)
     result = PushResult()
-    failed_tenants: dict[UUID, str] = {}
+    failed_tenants: dict[UUID, PushFailure] = {}
     with borrow(conn_or_pool) as conn:
         outstanding = customers_with_pending(conn, tenant_id)
         conn.commit()
@@ -115,26 +118,27 @@ def push_pending(
             resend = functools.partial(_resend, gateway, tenant, customer_ref)
             one = _locked_customer(conn, tenant, customer_ref, resend)
         result.merge(one)
-        if one.errors:
-            failed_tenants.setdefault(tenant, one.errors[0])
+        if one.failures:
+            failed_tenants.setdefault(tenant, one.failures[0])
     with borrow(conn_or_pool) as conn:
         mappings = active_mappings(conn, tenant_id)
         conn.commit()
     for mapping in mappings:
         if result.stripe_failing:
-            failed_tenants.setdefault(mapping.tenant_id, result.errors[-1])
+            failed_tenants.setdefault(mapping.tenant_id, result.failures[-1])
             continue
-        error = _push_mapping(
+        failure = _push_mapping(
             conn_or_pool, gateway, mapping, result, settings.STRIPE_MAX_CONCURRENCY
         )
-        if error:
-            failed_tenants.setdefault(mapping.tenant_id, error)
+        if failure is not None:
+            failed_tenants.setdefault(mapping.tenant_id, failure)
     with borrow(conn_or_pool) as conn:
         for tenant in {m.tenant_id for m in mappings} | {t for t, _ in outstanding}:
             if tenant in failed_tenants:
-                error = failed_tenants[tenant]
-                outage = error.startswith("stripe unavailable")
-                worker_state.record_failure(conn, "writer", tenant, error, outage=outage)
+                failed = failed_tenants[tenant]
+                worker_state.record_failure(
+                    conn, "writer", tenant, failed.message, outage=failed.outage
+                )
                 PUSH_FAILURES.inc()
             else:
                 worker_state.record_success(conn, "writer", tenant)
@@ -173,8 +177,8 @@ def _push_mapping(
     mapping: Mapping,
     result: PushResult,
     concurrency: int,
-) -> str | None:
-    """Push one mapping's dirty customers; the error that stopped it, if any.
+) -> PushFailure | None:
+    """Push one mapping's dirty customers; the first failure, if any.
 
     With a pool, customers are pushed in parallel (each on its own connection, the
     account's call cap still applies); with one connection, one after the other.
@@ -201,12 +205,12 @@ def _push_mapping(
     else:
         with ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="writer") as pool:
             outcomes = list(pool.map(one, customers))
-    first_error: str | None = None
+    first: PushFailure | None = None
     for outcome in outcomes:
         result.merge(outcome)
-        if outcome.errors and first_error is None:
-            first_error = outcome.errors[0]
-    return first_error
+        if outcome.failures and first is None:
+            first = outcome.failures[0]
+    return first
 
 
 def _resend(

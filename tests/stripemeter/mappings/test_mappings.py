@@ -11,6 +11,7 @@ import psycopg
 import pytest
 import requests
 
+from stripemeter.aggregations import AGGREGATIONS
 from stripemeter.auth import create_api_key
 from tests.stripemeter.conftest import Api, start_api
 from tests.support.emulator import TEST_KEY
@@ -201,3 +202,32 @@ def test_stripe_unreachable_is_503_and_nothing_is_stored(api: Api, db_url: str) 
     assert answer.json()["error"]["code"] == "stripe_unavailable"
     assert "nothing was changed" in answer.json()["error"]["message"]
     assert api.scalar("SELECT count(*) FROM price_mappings") == 0
+
+
+def test_every_aggregation_kind_is_accepted_and_stored(api: Api) -> None:
+    # The API, price_mappings and push_state all take exactly the kinds of
+    # stripemeter.aggregations: a kind added there without its migration fails here.
+    for n, kind in enumerate(AGGREGATIONS):
+        answer = api.post(
+            "/v1/mappings", json=_mapping(api.tenant, metric=f"m{n}", aggregation=kind)
+        )
+        assert (answer.status_code, answer.json()["aggregation"]) == (201, kind), answer.text
+    with psycopg.connect(api.db_url) as conn:
+        for n, kind in enumerate(AGGREGATIONS):
+            conn.execute(
+                "INSERT INTO push_state (tenant_id, metric, customer_ref, hour_start, event_name,"
+                " stripe_customer_id, aggregation) VALUES (%s, %s, 'c', '2026-11-20T10:00Z',"
+                " 'e', 'cus_1', %s)",
+                (api.tenant, f"m{n}", kind),
+            )
+    refused = api.post("/v1/mappings", json=_mapping(api.tenant, aggregation="median"))
+    assert (refused.status_code, refused.json()) == (
+        400,
+        {
+            "error": {
+                "code": "invalid_request",
+                "message": "aggregation: Input should be 'sum', 'max', 'last' or 'count'",
+                "field": "aggregation",
+            }
+        },
+    )

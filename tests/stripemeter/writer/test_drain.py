@@ -57,7 +57,7 @@ def pushes_recorded(db_url: str) -> int:
 def add(total: PushResult, one: PushResult) -> None:
     total.events_sent += one.events_sent
     total.duplicates += one.duplicates
-    total.errors.extend(one.errors)
+    total.failures.extend(one.failures)
 
 
 def test_ten_thousand_events_with_duplicates_late_events_and_faults_reach_stripe_exactly(

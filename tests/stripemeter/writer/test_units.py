@@ -15,7 +15,7 @@ from stripemeter.periods import (
     parse_month,
     too_old,
 )
-from stripemeter.reconciler.engine import drift
+from stripemeter.reconciler.drift import drift
 from stripemeter.reconciler.reports import number, summarize, to_csv
 from stripemeter.writer.identifiers import idempotency_key, outbox_identifier
 from stripemeter.writer.passes import floor_units
