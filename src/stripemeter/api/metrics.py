@@ -34,8 +34,8 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from stripemeter.api.deps import get_principal
 from stripemeter.api.schemas import AUTH_ERRORS, error_responses
 from stripemeter.config import Settings
+from stripemeter.ops.gauges import STATE_COLLECTOR
 from stripemeter.ops.metrics import HTTP_LATENCY, HTTP_REQUESTS, REGISTRY, method_label
-from stripemeter.writer.status import STATE_COLLECTOR
 
 router = APIRouter(tags=["operations"])
 # The media type of CONTENT_TYPE_LATEST, without its parameters (version, charset).

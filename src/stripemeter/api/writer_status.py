@@ -16,13 +16,10 @@ from fastapi import APIRouter, FastAPI
 from stripemeter.api.deps import Pool, ReadPrincipal, TenantIdQuery
 from stripemeter.api.schemas import AUTH_ERRORS, INVALID_QUERY, WriterStatus, error_responses
 from stripemeter.jsonio import JsonResponse, format_decimal, iso
+from stripemeter.ops.gauges import use_pool_for_metrics
 from stripemeter.workers import state as worker_state
-from stripemeter.writer.status import (
-    PENDING_SQL,
-    use_pool_for_metrics,
-    writer_health,
-    writer_health_detail,
-)
+from stripemeter.writer.pending import PENDING_SQL
+from stripemeter.writer.status import writer_health, writer_health_detail
 
 router = APIRouter(tags=["writer"])
 

@@ -8,7 +8,7 @@ Everything on `REGISTRY` is readable without a key, so no label value here may c
 from a client or name a tenant: metric names are not a label (20,000 client-chosen
 names once grew /metrics to 7.6 MB, for good), HTTP methods outside the standard set
 are counted as `OTHER_LABEL`, routes are templates. Per-tenant figures are read from
-Postgres at scrape time and shown only to an admin (see `writer_metrics`).
+Postgres at scrape time and shown only to an admin (see `stripemeter.ops.gauges`).
 """
 
 from __future__ import annotations

@@ -1,10 +1,11 @@
 """Summaries of reconciliation reports: per metric and overall, as JSON or CSV.
 
-Each (mapping, customer, period) counts once, with its latest report. Its Stripe
-figure is the invoice line quantity when the period's invoice is final (what the
-customer pays), else the meter summary. drift_abs adds the per-item absolute drifts
-(drifts of different customers never cancel out); drift_pct = drift_abs / stripe,
-1 when stripe is 0 and there is drift.
+Each (mapping, customer, period) counts once, with its latest report
+(`latest_per_item_sql`, also what the `/metrics` gauges read). Its Stripe figure is the
+invoice line quantity when the period's invoice is final (what the customer pays), else
+the meter summary (`compared_figure`). drift_abs adds the per-item absolute drifts
+(drifts of different customers never cancel out); drift_pct is
+`stripemeter.reconciler.drift`'s of those sums.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ import psycopg
 from psycopg.rows import dict_row
 
 from stripemeter.jsonio import format_decimal, iso
+from stripemeter.reconciler.drift import rounded_pct
 from stripemeter.reconciler.engine import REPORT_COLUMNS
 
 CSV_COLUMNS = ("metric", "local", "stripe", "drift_abs", "drift_pct", "items")
@@ -44,10 +46,8 @@ class Totals:
 
     @property
     def drift_pct(self) -> Decimal:
-        """drift_abs / stripe (1 when stripe is 0 and there is drift)."""
-        if self.stripe == 0:
-            return Decimal(0) if self.drift_abs == 0 else Decimal(1)
-        return (self.drift_abs / abs(self.stripe)).quantize(Decimal("0.000001"))
+        """drift_abs relative to stripe (`stripemeter.reconciler.drift`)."""
+        return rounded_pct(self.drift_abs, self.stripe)
 
 
 def compared_figure(report: dict[str, Any]) -> Decimal:
@@ -55,6 +55,16 @@ def compared_figure(report: dict[str, Any]) -> Decimal:
     if report["final"] and report["invoice_quantity"] is not None:
         return Decimal(report["invoice_quantity"])
     return Decimal(report["stripe_total"])
+
+
+def latest_per_item_sql(columns: str, where: str) -> str:
+    """SQL selecting `columns` of the latest report of each (mapping, customer, period)
+    among the reports matching `where` (the one definition of "latest per item")."""
+    return (
+        f"SELECT DISTINCT ON (mapping_id, customer_ref, period_start) {columns}"
+        f" FROM reconciliation_reports WHERE {where}"
+        " ORDER BY mapping_id, customer_ref, period_start, created_at DESC"
+    )
 
 
 def latest_reports(
@@ -76,12 +86,9 @@ def latest_reports(
         else "period_start >= %(s)s AND period_start < %(e)s"
     )
     with conn.cursor(row_factory=dict_row) as cur:
+        latest = latest_per_item_sql(REPORT_COLUMNS, f"tenant_id = %(t)s AND {where}")
         cur.execute(
-            f"SELECT * FROM (SELECT DISTINCT ON (mapping_id, customer_ref, period_start)"
-            f" {REPORT_COLUMNS} FROM reconciliation_reports"
-            f" WHERE tenant_id = %(t)s AND {where}"
-            " ORDER BY mapping_id, customer_ref, period_start, created_at DESC) latest"
-            " ORDER BY metric, customer_ref, period_start",
+            f"SELECT * FROM ({latest}) latest ORDER BY metric, customer_ref, period_start",
             {"t": tenant_id, "s": start, "e": end},
         )
         return cur.fetchall()
