@@ -26,6 +26,7 @@ from uuid import UUID
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic.json_schema import SkipJsonSchema
 
+from stripemeter.aggregations import AggregationName
 from stripemeter.auth import Scope
 from stripemeter.ingest.ledger import Status as EventStatus
 from stripemeter.reconciler.runs import RunStatus
@@ -185,7 +186,7 @@ class Mapping(WireModel):
     id: UUID
     tenantId: UUID
     metric: str
-    aggregation: Literal["sum", "max", "last"]
+    aggregation: AggregationName
     stripeAccount: str
     priceId: str
     subscriptionItemId: str | None
