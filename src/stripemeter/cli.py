@@ -9,8 +9,10 @@
     stripemeter bindings put --tenant UUID --customer-ref REF --stripe-customer cus_...
                              [--no-verify]
 
-Expected failures (bad configuration, database unreachable, embedded server broken,
-bad arguments) print one `error: ...` line and exit non-zero; no tracebacks.
+Expected failures print one `error: ...` line and exit non-zero, no traceback: `main`
+catches `StripemeterError` (bad configuration, database unreachable, embedded server
+broken, schema behind, Stripe refusing...) once; bad arguments are argparse's exit 2.
+Anything else is a bug and keeps its traceback.
 
 `api` serves with a 64 KiB request-header limit; with `--workers-processes N` its N
 server processes stop when the supervisor dies, even by SIGKILL (see `serving`).
@@ -32,21 +34,11 @@ from collections.abc import Callable, Sequence
 from typing import Any
 from uuid import UUID
 
-import psycopg
-
 from stripemeter.auth import DEFAULT_SCOPES, check_bypass_allowed, create_api_key
 from stripemeter.config import Settings, load_settings
 from stripemeter.db import connect, database_url, embedded
-from stripemeter.db.migrate import apply_migrations, available_migrations
-from stripemeter.errors import (
-    BindingConflict,
-    CliError,
-    ConfigError,
-    DatabaseUnavailable,
-    EmbeddedDatabaseError,
-    StripeConfigError,
-    UnknownStripeCustomer,
-)
+from stripemeter.db.migrate import apply_migrations, require_current_schema
+from stripemeter.errors import CliError, StripemeterError
 from stripemeter.stripe.client import resolve_stripe_target
 
 log = logging.getLogger("stripemeter.cli")
@@ -104,15 +96,6 @@ def cmd_migrate(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
-def pending_migrations(conn: psycopg.Connection) -> list[str]:
-    """Names of shipped migrations the database has not recorded yet."""
-    exists = conn.execute("SELECT to_regclass('schema_migrations') IS NOT NULL").fetchone()
-    done: set[int] = set()
-    if exists and exists[0]:
-        done = {row[0] for row in conn.execute("SELECT version FROM schema_migrations")}
-    return [m.name for m in available_migrations() if m.version not in done]
-
-
 def _start_workers(settings: Settings, url: str) -> Any:
     from stripemeter.workers import loop as workers
 
@@ -135,12 +118,7 @@ def cmd_api(args: argparse.Namespace, settings: Settings) -> int:
     url = database_url(settings)
     with connect(url) as conn:
         if args.no_migrate:
-            pending = pending_migrations(conn)
-            if pending:
-                raise CliError(
-                    f"the database schema is not up to date (pending: {', '.join(pending)}); "
-                    "run `stripemeter migrate` first"
-                )
+            require_current_schema(conn)
         else:
             applied = apply_migrations(conn)
             if applied:
@@ -190,9 +168,7 @@ def cmd_api_keys(args: argparse.Namespace, settings: Settings) -> int:
     """
     scopes = args.scope or list(DEFAULT_SCOPES)
     with connect(database_url(settings)) as conn:
-        pending = pending_migrations(conn)
-        if pending:
-            raise CliError("the database schema is not up to date; run `stripemeter migrate`")
+        require_current_schema(conn)
         created = create_api_key(conn, args.tenant, args.name, scopes=scopes)
     print(
         f"created API key {created.id} for tenant {created.tenant_id} with scopes "
@@ -209,10 +185,9 @@ def cmd_bindings(args: argparse.Namespace, settings: Settings) -> int:
     Stripe is asked first that the customer exists (as the API does); `--no-verify`
     skips that for an operator who knows better, leaving `verified_at` empty.
     """
-    from stripemeter.errors import GatewayError
     from stripemeter.mappings import bindings
-    from stripemeter.stripe.client import client_for_settings
-    from stripemeter.stripe.gateway import RetryPolicy, StripeGateway
+    from stripemeter.stripe.client import gateway_from_settings
+    from stripemeter.stripe.gateway import RetryPolicy
 
     if not re.fullmatch(r"cus_[A-Za-z0-9_]{1,251}", args.stripe_customer):
         raise CliError(
@@ -222,28 +197,18 @@ def cmd_bindings(args: argparse.Namespace, settings: Settings) -> int:
     if not 1 <= len(args.customer_ref) <= 255 or not args.customer_ref.isprintable():
         raise CliError("--customer-ref must be 1-255 printable characters")
     if not args.no_verify:
-        gateway = StripeGateway(
-            client_for_settings(settings),
-            account=settings.STRIPE_ACCOUNT,
-            retry=RetryPolicy(attempts=2),
-        )
-        try:
-            bindings.verify_customer(gateway, args.stripe_customer)
-        except (UnknownStripeCustomer, GatewayError) as exc:
-            raise CliError(str(exc)) from None
+        # An operator waits: few retries. Unknown customer or Stripe down: `main`'s line.
+        gateway = gateway_from_settings(settings, retry=RetryPolicy(attempts=2))
+        bindings.verify_customer(gateway, args.stripe_customer)
     with connect(database_url(settings)) as conn:
-        if pending_migrations(conn):
-            raise CliError("the database schema is not up to date; run `stripemeter migrate`")
-        try:
-            created = bindings.bind(
-                conn,
-                args.tenant,
-                args.customer_ref,
-                args.stripe_customer,
-                verified=not args.no_verify,
-            )
-        except BindingConflict as exc:
-            raise CliError(str(exc)) from None
+        require_current_schema(conn)
+        created = bindings.bind(
+            conn,
+            args.tenant,
+            args.customer_ref,
+            args.stripe_customer,
+            verified=not args.no_verify,
+        )
         conn.commit()
     print(
         f"{'bound' if created else 'rebound'} customerRef {args.customer_ref!r} of tenant "
@@ -312,6 +277,11 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def error_line(exc: BaseException) -> str:
+    """`error: <message>` on one line, as the CLI and the workers print a failure."""
+    return "error: " + (" ".join(str(exc).split()) or type(exc).__name__)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the `stripemeter` console script; returns the exit status."""
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
@@ -322,15 +292,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         settings = load_settings()
         return handler(args, settings)
-    except (
-        CliError,
-        ConfigError,
-        DatabaseUnavailable,
-        EmbeddedDatabaseError,
-        StripeConfigError,
-        psycopg.OperationalError,
-    ) as exc:
-        print(f"error: {exc}".splitlines()[0], file=sys.stderr)
+    except StripemeterError as exc:
+        print(error_line(exc), file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         return 130

@@ -19,6 +19,7 @@ import psycopg
 import pytest
 import requests
 
+from stripemeter.db.migrate import available_migrations
 from tests.support.databases import with_dbname
 from tests.support.servers import free_port
 
@@ -322,3 +323,62 @@ def test_kill_9_of_the_supervisor_takes_its_server_processes_with_it(
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(process.pid, signal.SIGKILL)
         process.wait(timeout=10)
+
+
+def _workers_until_exit(home: Path, **env: str) -> subprocess.CompletedProcess[str]:
+    """`stripemeter workers`, which must give up on its own: a hang fails the test."""
+    try:
+        return subprocess.run(
+            [*COMMAND, "workers"],
+            cwd=home,
+            env=_env(home, STRIPE_API_BASE="http://127.0.0.1:9", **env),
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+    except subprocess.TimeoutExpired as exc:
+        output = exc.stderr.decode() if isinstance(exc.stderr, bytes) else exc.stderr
+        raise AssertionError(f"`stripemeter workers` kept running: {output}") from None
+
+
+def _one_error_line(result: subprocess.CompletedProcess[str]) -> str:
+    assert result.returncode == 1, (result.stdout, result.stderr)
+    _no_traceback(result)
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, lines
+    assert lines[0].startswith("error: "), lines
+    return lines[0]
+
+
+def test_workers_with_an_unusable_home_say_the_embedded_database_cannot_start(
+    home: Path,
+) -> None:
+    (home / "a-file").write_text("not a directory\n")
+    unusable = home / "a-file" / "home"
+    result = _workers_until_exit(home, STRIPEMETER_HOME=str(unusable))
+    line = _one_error_line(result)
+    assert line.startswith(f"error: could not start the embedded PostgreSQL in {unusable}/pgdata")
+
+
+def test_workers_with_an_unreachable_database_url_exit_with_one_line(home: Path) -> None:
+    closed = f"postgresql://nobody@127.0.0.1:{free_port()}/none?connect_timeout=2"
+    result = _workers_until_exit(home, DATABASE_URL=closed)
+    line = _one_error_line(result)
+    assert line.startswith("error: cannot connect to PostgreSQL")
+    assert "Connection refused" in line
+
+
+def test_workers_refuse_an_unmigrated_database(home: Path, pg_server_url: str) -> None:
+    name = f"raw_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(pg_server_url, autocommit=True) as admin:
+        admin.execute(f'CREATE DATABASE "{name}"')
+    try:
+        result = _workers_until_exit(home, DATABASE_URL=with_dbname(pg_server_url, name))
+    finally:
+        with psycopg.connect(pg_server_url, autocommit=True) as admin:
+            admin.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
+    pending = ", ".join(m.name for m in available_migrations())
+    assert _one_error_line(result) == (
+        f"error: the database schema is not up to date (pending: {pending}); "
+        "run `stripemeter migrate` first"
+    )

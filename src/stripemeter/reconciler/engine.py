@@ -37,7 +37,6 @@ from typing import Any
 from uuid import UUID
 
 import psycopg
-import stripe
 from psycopg.rows import dict_row
 
 from stripemeter.config import Settings
@@ -47,9 +46,9 @@ from stripemeter.mappings.bindings import bound_customers, stripe_customer_for
 from stripemeter.mappings.meters import Mapping, active_mappings, ensure_meter
 from stripemeter.periods import ceil_minute, from_unix
 from stripemeter.reconciler.drift import drift
+from stripemeter.stripe.client import ClientOrGateway, gateway_for
 from stripemeter.stripe.gateway import InvoicePeriod, MeterInfo, StripeGateway
 from stripemeter.workers import state as worker_state
-from stripemeter.writer.passes import gateway_for
 
 log = logging.getLogger("stripemeter.reconciler.engine")
 
@@ -62,7 +61,7 @@ REPORT_COLUMNS = (
 
 def reconcile(
     conn_or_pool: ConnOrPool,
-    client: stripe.StripeClient | StripeGateway,
+    client: ClientOrGateway,
     settings: Settings,
     tenant_id: UUID | None = None,
 ) -> list[dict[str, Any]]:

@@ -1,18 +1,32 @@
-"""The Stripe seam: the only module that builds a Stripe client.
+"""The Stripe seam: the only module that builds a Stripe client or a gateway.
 
-Everything that talks to Stripe (the writer, the reconciler, the demo steps) gets its
-`stripe.StripeClient` from `make_client`, which decides where Stripe is:
-`STRIPE_API_BASE` when set (our emulator), real Stripe otherwise. Live keys are
-refused before any call: this project only ever touches test mode.
+- `gateway_from_settings(settings)` — THE factory of the service (workers, API, CLI):
+  a `StripeGateway` on the configured Stripe, with the settings' account, concurrency
+  cap and call timeout, and the SDK's own retries off (the gateway retries).
+- `make_client(key, base)` — the bare `stripe.StripeClient` under it, for the demo
+  steps and tests that call Stripe directly.
+- `gateway_for(client_or_gateway, settings)` — what the writer and the reconciler
+  accept: a gateway passes through, a bare client gets the settings' gateway around it.
+
+`make_client` decides where Stripe is: `STRIPE_API_BASE` when set (our emulator), real
+Stripe otherwise. Live keys are refused before any call: this project only ever
+touches test mode.
 """
 
 from __future__ import annotations
+
+import threading
+from typing import TypeAlias
 
 import stripe
 
 from stripe_emulator import DEFAULT_PORT as EMULATOR_PORT
 from stripemeter.config import Settings
 from stripemeter.errors import StripeConfigError
+from stripemeter.stripe.gateway import RetryPolicy, StripeGateway
+
+# What the writer and the reconciler take: a gateway, or a bare client to wrap.
+ClientOrGateway: TypeAlias = stripe.StripeClient | StripeGateway
 
 DEFAULT_EMULATOR_BASE = f"http://127.0.0.1:{EMULATOR_PORT}"
 # Any sk_test_ key works against the emulator; this one says where it came from.
@@ -74,16 +88,54 @@ def make_client(
     )
 
 
-def client_for_settings(settings: Settings, *, max_network_retries: int = 0) -> stripe.StripeClient:
-    """The client the workers and API use: the configured target, SDK retries off.
+def client_for_settings(settings: Settings) -> stripe.StripeClient:
+    """The bare client inside `gateway_from_settings`: the configured target, SDK retries off.
 
-    The writer and reconciler retry through `stripe_gateway.RetryPolicy` (which also
-    retries 429s, unlike the SDK), so the SDK's own retries default to 0 here. Each
-    call times out after `STRIPE_TIMEOUT_S`.
+    The gateway retries through `RetryPolicy` (which also retries 429s, unlike the
+    SDK), so the SDK's own retries are 0. Each call times out after `STRIPE_TIMEOUT_S`.
+    Raises StripeConfigError for a live or non-test key.
     """
     return make_client(
         settings.STRIPE_SECRET_KEY,
         settings.STRIPE_API_BASE,
-        max_network_retries=max_network_retries,
+        max_network_retries=0,
         timeout_s=settings.STRIPE_TIMEOUT_S,
+    )
+
+
+def gateway_from_settings(
+    settings: Settings,
+    *,
+    retry: RetryPolicy | None = None,
+    stop: threading.Event | None = None,
+) -> StripeGateway:
+    """The service's gateway to the configured Stripe.
+
+    `retry` defaults to `RetryPolicy()`; callers someone waits on pass fewer attempts.
+    With `stop`, a retry backoff ends with `ShuttingDown` as soon as the event is set.
+    Raises StripeConfigError for a live or non-test key, before any call.
+    """
+    return _wrap(client_for_settings(settings), settings, retry=retry, stop=stop)
+
+
+def gateway_for(client: ClientOrGateway, settings: Settings) -> StripeGateway:
+    """`client` if it is a gateway; else a gateway around it, configured from settings."""
+    if isinstance(client, StripeGateway):
+        return client
+    return _wrap(client, settings)
+
+
+def _wrap(
+    client: stripe.StripeClient,
+    settings: Settings,
+    *,
+    retry: RetryPolicy | None = None,
+    stop: threading.Event | None = None,
+) -> StripeGateway:
+    return StripeGateway(
+        client,
+        account=settings.STRIPE_ACCOUNT,
+        max_concurrency=settings.STRIPE_MAX_CONCURRENCY,
+        retry=retry or RetryPolicy(),
+        stop=stop,
     )

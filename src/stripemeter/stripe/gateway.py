@@ -16,6 +16,11 @@ Exceptions::
     GatewayError
      ├── StripeUnavailable   Stripe kept failing (429/5xx/connection) after the retries
      └── StripeRefused       Stripe refused the request (4xx); retrying will not help
+    ShuttingDown             the gateway's `stop` event cut a retry backoff short
+
+`ShuttingDown` is on purpose no `GatewayError`: code that records Stripe failures
+(the writer's `worker_state`, its failed-pass counter, the reconciler) catches
+`GatewayError` and must let a shutdown through, for a shutdown is not an outage.
 """
 
 from __future__ import annotations
@@ -30,11 +35,15 @@ from typing import Literal, TypeVar
 
 import stripe
 
-from stripemeter.errors import StripeRefused, StripeUnavailable
+from stripemeter.errors import StripemeterError, StripeRefused, StripeUnavailable
 
 T = TypeVar("T")
 
 FINAL_INVOICE_STATUSES = frozenset({"open", "paid", "uncollectible"})
+
+
+class ShuttingDown(StripemeterError):
+    """The process is stopping: a retry backoff ended early; the work stays pending."""
 
 
 @dataclass(frozen=True)
@@ -118,7 +127,11 @@ def _describe(exc: stripe.StripeError) -> str:
 
 
 class StripeGateway:
-    """Typed, retried, rate-capped access to the Stripe calls stripemeter makes."""
+    """Typed, retried, rate-capped access to the Stripe calls stripemeter makes.
+
+    With a `stop` event, a retry backoff waits on it and raises `ShuttingDown` as soon
+    as it is set; without one, backoffs call `sleep`.
+    """
 
     def __init__(
         self,
@@ -129,6 +142,7 @@ class StripeGateway:
         retry: RetryPolicy | None = None,
         clock_cache_s: float = 2.0,
         sleep: Callable[[float], None] = time.sleep,
+        stop: threading.Event | None = None,
     ) -> None:
         self.client = client
         self.account = account
@@ -138,6 +152,13 @@ class StripeGateway:
         self._customer_clock: dict[str, str | None] = {}
         self._clock_time: dict[str, tuple[float, int]] = {}
         self._sleep = sleep
+        self._stop = stop
+
+    def _backoff(self, seconds: float) -> None:
+        if self._stop is None:
+            self._sleep(seconds)
+        elif self._stop.wait(seconds):
+            raise ShuttingDown("stopping: a Stripe retry was abandoned; the work stays pending")
 
     # -- plumbing ---------------------------------------------------------------
 
@@ -147,7 +168,7 @@ class StripeGateway:
         after_5xx = False
         for attempt in range(self.retry.attempts):
             if attempt:
-                self._sleep(self.retry.delay(attempt - 1))
+                self._backoff(self.retry.delay(attempt - 1))
             try:
                 with self._semaphore:
                     return fn(attempt, after_5xx)

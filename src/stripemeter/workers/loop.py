@@ -12,6 +12,13 @@ A failing step is logged and recorded (`worker_state`); the loop goes on. Severa
 processes may run these loops at once: they coordinate through Postgres. A failure
 that repeats every pass (Stripe down, 10,000 customerRefs Stripe does not know) is
 logged once a minute with a count (`logthrottle`), not once per pass or customer.
+
+Errors, one rule per place: a step's `StripemeterError` is one warning line (only a
+bug keeps its traceback); `ShuttingDown` (the stop event cut a Stripe backoff short)
+ends the loop and is recorded nowhere, for a shutdown is not an outage. Start-up
+(`run_forever`, `main`) checks the database and its schema first, so an unreachable
+or unmigrated database is one `error:` line and a non-zero exit, not a loop of
+failing passes.
 """
 
 from __future__ import annotations
@@ -26,42 +33,22 @@ from dataclasses import dataclass, field
 from types import FrameType
 from uuid import UUID
 
+import psycopg
+
+from stripemeter.cli import error_line
 from stripemeter.config import Settings, load_settings
-from stripemeter.db import database_url
+from stripemeter.db import connect, database_url
+from stripemeter.db.migrate import require_current_schema
 from stripemeter.db.pool import Pool, open_pool
-from stripemeter.errors import (
-    ConfigError,
-    DatabaseUnavailable,
-    ReconciliationError,
-    StripeConfigError,
-    StripeUnavailable,
-)
+from stripemeter.errors import StripemeterError
 from stripemeter.ops.logthrottle import ThrottledLog
 from stripemeter.reconciler.engine import reconcile
-from stripemeter.stripe.client import client_for_settings, resolve_stripe_target
-from stripemeter.stripe.gateway import RetryPolicy, StripeGateway
+from stripemeter.stripe.client import gateway_from_settings, resolve_stripe_target
+from stripemeter.stripe.gateway import ShuttingDown
 from stripemeter.writer.passes import drain, push_pending
 
 log = logging.getLogger("stripemeter.workers.loop")
 throttled = ThrottledLog(log, interval_s=60)
-
-
-class Stopping(StripeUnavailable):
-    """The worker is stopping; an in-flight backoff gives up at once."""
-
-
-def _make_gateway(settings: Settings, stop: threading.Event) -> StripeGateway:
-    def sleep(seconds: float) -> None:
-        if stop.wait(seconds):
-            raise Stopping("worker stopping; the push stays pending")
-
-    return StripeGateway(
-        client_for_settings(settings),
-        account=settings.STRIPE_ACCOUNT,
-        max_concurrency=settings.STRIPE_MAX_CONCURRENCY,
-        retry=RetryPolicy(),
-        sleep=sleep,
-    )
 
 
 @dataclass
@@ -90,14 +77,25 @@ def _loop(name: str, interval_s: float, step: Callable[[], None], stop: threadin
     while not stop.is_set():
         try:
             step()
-        except Stopping:
+        except ShuttingDown:  # a StripemeterError, but the end of the loop, not a failure
             break
-        except (ReconciliationError, DatabaseUnavailable) as exc:
+        # psycopg.OperationalError too: a connection lost in the middle of a step reaches
+        # us from the driver (stripemeter.db converts only the failures to get one).
+        except (StripemeterError, psycopg.OperationalError) as exc:
             throttled.warning(f"{name}:{type(exc).__name__}", "%s step failed: %s", name, exc)
         except Exception as exc:
             throttled.error(f"{name}:{type(exc).__name__}", "%s step failed", name, exc_info=True)
         stop.wait(interval_s)
     log.info("%s loop stopped", name)
+
+
+def check_database(db_url: str) -> None:
+    """Refuse to start on a database we cannot reach or whose schema is behind.
+
+    Raises DatabaseUnavailable (with the driver's reason) or SchemaNotCurrent.
+    """
+    with connect(db_url) as conn:
+        require_current_schema(conn)
 
 
 def start_in_background(settings: Settings, db_url: str) -> WorkerHandle:
@@ -106,7 +104,7 @@ def start_in_background(settings: Settings, db_url: str) -> WorkerHandle:
     Raises StripeConfigError when the Stripe settings cannot be used (live key...).
     """
     stop = threading.Event()
-    gateway = _make_gateway(settings, stop)
+    gateway = gateway_from_settings(settings, stop=stop)
     pool = open_pool(db_url, max_size=4)
     handle = WorkerHandle(stop_event=stop, pool=pool)
 
@@ -161,7 +159,9 @@ def run_forever(settings: Settings) -> None:
     # Handlers first: a signal during start-up must still stop the loops cleanly.
     previous = {s: signal.signal(s, on_signal) for s in (signal.SIGTERM, signal.SIGINT)}
     try:
-        handle = start_in_background(settings, database_url(settings))
+        url = database_url(settings)
+        check_database(url)
+        handle = start_in_background(settings, url)
         try:
             while not stop.wait(0.5):
                 if not handle.running:
@@ -185,14 +185,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         if not args.drain:
             run_forever(settings)
             return 0
-        stop = threading.Event()
-        pool = open_pool(database_url(settings), max_size=2, wait=True)
+        gateway = gateway_from_settings(settings)
+        url = database_url(settings)
+        check_database(url)
+        pool = open_pool(url, max_size=2, wait=True)
         try:
-            result = drain(pool, _make_gateway(settings, stop), settings, args.tenant)
+            result = drain(pool, gateway, settings, args.tenant)
         finally:
             pool.close()
-    except (ConfigError, StripeConfigError, DatabaseUnavailable) as exc:
-        print(f"stripemeter workers: {exc}", file=sys.stderr)
+    except StripemeterError as exc:
+        print(error_line(exc), file=sys.stderr)
         return 2
     print(
         f"drained: sent={result.events_sent} duplicates={result.duplicates} "

@@ -45,13 +45,13 @@ from concurrent.futures import ThreadPoolExecutor
 from uuid import UUID
 
 import psycopg
-import stripe
 
 from stripemeter.config import Settings
 from stripemeter.db.pool import ConnOrPool, borrow
 from stripemeter.errors import GatewayError
 from stripemeter.mappings.meters import Mapping, active_mappings, ensure_meter
-from stripemeter.stripe.gateway import MeterInfo, RetryPolicy, StripeGateway
+from stripemeter.stripe.client import ClientOrGateway, gateway_for
+from stripemeter.stripe.gateway import MeterInfo, StripeGateway
 from stripemeter.workers import state as worker_state
 from stripemeter.writer.buckets import (
     CRASH_HOOK_ENV,
@@ -73,28 +73,15 @@ __all__ = [
     "borrow",
     "drain",
     "floor_units",
-    "gateway_for",
     "push_pending",
 ]
 
 log = logging.getLogger("stripemeter.writer.passes")
 
 
-def gateway_for(client: stripe.StripeClient | StripeGateway, settings: Settings) -> StripeGateway:
-    """Wrap a bare client in a gateway configured from settings (or pass one through)."""
-    if isinstance(client, StripeGateway):
-        return client
-    return StripeGateway(
-        client,
-        account=settings.STRIPE_ACCOUNT,
-        max_concurrency=settings.STRIPE_MAX_CONCURRENCY,
-        retry=RetryPolicy(),
-    )
-
-
 def push_pending(
     conn_or_pool: ConnOrPool,
-    client: stripe.StripeClient | StripeGateway,
+    client: ClientOrGateway,
     settings: Settings,
     tenant_id: UUID | None = None,
 ) -> PushResult:
@@ -148,7 +135,7 @@ def push_pending(
 
 def drain(
     conn_or_pool: ConnOrPool,
-    client: stripe.StripeClient | StripeGateway,
+    client: ClientOrGateway,
     settings: Settings,
     tenant_id: UUID | None = None,
     *,
