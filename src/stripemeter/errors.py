@@ -14,13 +14,16 @@ other exception is a bug and keeps its traceback. The tree:
     │   ├── IdempotencyConflict      an Idempotency-Key reused with another body
     │   └── BindingConflict          a Stripe customer already bound elsewhere
     ├── DatabaseUnavailable          PostgreSQL cannot be reached
-    │   └── EmbeddedDatabaseError    the embedded server would not start or stop
+    │   ├── EmbeddedDatabaseError    the embedded server would not start or stop
+    │   └── DatabaseTimeout          no pooled connection in time (also psycopg's PoolTimeout)
+    ├── SchemaNotCurrent             the database lacks shipped migrations (`stripemeter migrate`)
     ├── GatewayError                 a Stripe call did not succeed
     │   ├── StripeUnavailable        Stripe could not be reached or kept failing (retryable)
     │   └── StripeRefused            Stripe answered no (not retryable)
     ├── OwnershipError               a Stripe object is not the tenant's to use (code says why)
     │   ├── UnknownStripeCustomer    the customer does not exist in Stripe
     │   └── ItemRefused              a subscription item failed its ownership check
+    ├── ShuttingDown                 the process is stopping; a retry backoff ended early
     ├── ReconciliationError          a reconciliation could not read what it compares
     ├── ApiError                     an HTTP answer other than success (in stripemeter.api.errors)
     └── CliError                     a `stripemeter` command cannot go on
@@ -30,6 +33,8 @@ Outside the service package, on the same root: `stripemeter_dev.runner.RunnerErr
 """
 
 from __future__ import annotations
+
+from psycopg_pool import PoolTimeout
 
 
 class StripemeterError(Exception):
@@ -88,6 +93,22 @@ class EmbeddedDatabaseError(DatabaseUnavailable):
     """The embedded server could not be started or stopped; the message says why."""
 
 
+class DatabaseTimeout(DatabaseUnavailable, PoolTimeout):
+    """No pooled connection within the timeout: the database is down, or every
+    connection is busy."""
+
+
+class SchemaNotCurrent(StripemeterError):
+    """The database lacks shipped migrations; `pending` are their file names."""
+
+    def __init__(self, pending: list[str]) -> None:
+        super().__init__(
+            f"the database schema is not up to date (pending: {', '.join(pending)}); "
+            "run `stripemeter migrate` first"
+        )
+        self.pending = pending
+
+
 class GatewayError(StripemeterError):
     """A Stripe call did not succeed; the message says which call and why."""
 
@@ -122,6 +143,14 @@ class UnknownStripeCustomer(OwnershipError):
 
 class ItemRefused(OwnershipError):
     """A mapping's subscription item failed its ownership check."""
+
+
+class ShuttingDown(StripemeterError):
+    """The process is stopping: a retry backoff ended early; the work stays pending.
+
+    Deliberately not a `GatewayError`: a shutdown is not a Stripe outage, so nothing
+    records it as one.
+    """
 
 
 class ReconciliationError(StripemeterError):

@@ -32,7 +32,7 @@ from stripemeter.auth import Scope as KeyScope
 from stripemeter.config import Settings
 from stripemeter.db.pool import Pool as ConnectionPoolType
 from stripemeter.errors import StripeConfigError
-from stripemeter.stripe.client import client_for_settings
+from stripemeter.stripe.client import gateway_from_settings
 from stripemeter.stripe.gateway import RetryPolicy, StripeGateway
 
 
@@ -110,15 +110,9 @@ def verification_gateway(request: Request) -> StripeGateway:
     if gateway is None:
         settings: Settings = request.app.state.settings
         try:
-            client = client_for_settings(settings)
+            gateway = gateway_from_settings(settings, retry=RetryPolicy(attempts=2))
         except StripeConfigError as exc:
             raise ApiError(503, "stripe_not_configured", str(exc)) from exc
-        gateway = StripeGateway(
-            client,
-            account=settings.STRIPE_ACCOUNT,
-            max_concurrency=settings.STRIPE_MAX_CONCURRENCY,
-            retry=RetryPolicy(attempts=2),
-        )
         request.app.state.verification_gateway = gateway
     return gateway
 

@@ -57,13 +57,13 @@ from stripemeter.api.schemas import (
 )
 from stripemeter.config import Settings
 from stripemeter.db.pool import Pool as PoolType
-from stripemeter.errors import StripeConfigError, StripeUnavailable
+from stripemeter.errors import StripeConfigError
 from stripemeter.jsonio import JsonResponse, iso
 from stripemeter.periods import parse_month
 from stripemeter.reconciler.reports import latest_reports, report_json, summarize, to_csv
 from stripemeter.reconciler.runs import Run, RunExecutor, get_run
-from stripemeter.stripe.client import client_for_settings
-from stripemeter.stripe.gateway import RetryPolicy, StripeGateway
+from stripemeter.stripe.client import gateway_from_settings
+from stripemeter.stripe.gateway import RetryPolicy
 from stripemeter.workers import state as worker_state
 
 router = APIRouter(tags=["reconciliation"], route_class=AuthFirstRoute)
@@ -83,10 +83,6 @@ class RunRequest(BaseModel):
     tenantId: UUID = Field(description="the tenant whose mappings to reconcile")
 
 
-class _Stopping(StripeUnavailable):
-    """The API is shutting down; a run's retry backoff gives up at once."""
-
-
 def run_executor(request: Request, settings: Settings) -> RunExecutor:
     """The app's background-run executor, started on first use.
 
@@ -96,23 +92,11 @@ def run_executor(request: Request, settings: Settings) -> RunExecutor:
     app = request.app
     executor: RunExecutor | None = getattr(app.state, "reconciliation_executor", None)
     if executor is None:
+        stop = threading.Event()
         try:
-            client = client_for_settings(settings)
+            gateway = gateway_from_settings(settings, retry=RetryPolicy(attempts=4), stop=stop)
         except StripeConfigError as exc:
             raise ApiError(503, "stripe_not_configured", str(exc)) from exc
-        stop = threading.Event()
-
-        def sleep(seconds: float) -> None:
-            if stop.wait(seconds):
-                raise _Stopping("the API is stopping; the run did not finish")
-
-        gateway = StripeGateway(
-            client,
-            account=settings.STRIPE_ACCOUNT,
-            max_concurrency=settings.STRIPE_MAX_CONCURRENCY,
-            retry=RetryPolicy(attempts=4),
-            sleep=sleep,
-        )
         executor = RunExecutor(
             app.state.background_pool,
             gateway,

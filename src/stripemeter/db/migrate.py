@@ -18,7 +18,7 @@ from importlib import resources
 
 import psycopg
 
-from stripemeter.errors import StripemeterError
+from stripemeter.errors import SchemaNotCurrent
 
 _MIGRATION_NAME = re.compile(r"^(\d{4})_[a-z0-9_]+\.sql$")
 # Any constant works; it only has to be the same in every process.
@@ -43,17 +43,6 @@ def available_migrations() -> list[Migration]:
             found.append(Migration(int(match.group(1)), entry.name, entry.read_text("utf-8")))
     found.sort(key=lambda m: m.version)
     return found
-
-
-class SchemaNotCurrent(StripemeterError):
-    """The database lacks shipped migrations; `pending` are their file names."""
-
-    def __init__(self, pending: list[str]) -> None:
-        super().__init__(
-            f"the database schema is not up to date (pending: {', '.join(pending)}); "
-            "run `stripemeter migrate` first"
-        )
-        self.pending = pending
 
 
 def pending_migrations(conn: psycopg.Connection) -> list[str]:

@@ -23,12 +23,7 @@ from contextlib import contextmanager
 import psycopg
 from psycopg_pool import ConnectionPool, PoolTimeout
 
-from stripemeter.errors import DatabaseUnavailable
-
-
-class DatabaseTimeout(DatabaseUnavailable, PoolTimeout):
-    """No pooled connection within the timeout: the database is down, or every
-    connection is busy."""
+from stripemeter.errors import DatabaseTimeout
 
 
 class Pool(ConnectionPool[psycopg.Connection]):

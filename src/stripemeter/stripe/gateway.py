@@ -35,15 +35,11 @@ from typing import Literal, TypeVar
 
 import stripe
 
-from stripemeter.errors import StripemeterError, StripeRefused, StripeUnavailable
+from stripemeter.errors import ShuttingDown, StripeRefused, StripeUnavailable
 
 T = TypeVar("T")
 
 FINAL_INVOICE_STATUSES = frozenset({"open", "paid", "uncollectible"})
-
-
-class ShuttingDown(StripemeterError):
-    """The process is stopping: a retry backoff ended early; the work stays pending."""
 
 
 @dataclass(frozen=True)

@@ -40,11 +40,10 @@ from stripemeter.config import Settings, load_settings
 from stripemeter.db import connect, database_url
 from stripemeter.db.migrate import require_current_schema
 from stripemeter.db.pool import Pool, open_pool
-from stripemeter.errors import StripemeterError
+from stripemeter.errors import ShuttingDown, StripemeterError
 from stripemeter.ops.logthrottle import ThrottledLog
 from stripemeter.reconciler.engine import reconcile
 from stripemeter.stripe.client import gateway_from_settings, resolve_stripe_target
-from stripemeter.stripe.gateway import ShuttingDown
 from stripemeter.writer.passes import drain, push_pending
 
 log = logging.getLogger("stripemeter.workers.loop")

@@ -20,8 +20,13 @@ import requests
 from stripemeter.api.app import create_app
 from stripemeter.config import load_settings
 from stripemeter.db import connect, database_url, embedded
-from stripemeter.db.pool import DatabaseTimeout, open_pool
-from stripemeter.errors import DatabaseUnavailable, EmbeddedDatabaseError, StripemeterError
+from stripemeter.db.pool import open_pool
+from stripemeter.errors import (
+    DatabaseTimeout,
+    DatabaseUnavailable,
+    EmbeddedDatabaseError,
+    StripemeterError,
+)
 from tests.support.servers import free_port, serve_asgi
 
 

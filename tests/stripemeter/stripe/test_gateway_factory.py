@@ -11,9 +11,9 @@ import pytest
 import requests
 
 from stripemeter.config import load_settings
-from stripemeter.errors import GatewayError, StripeConfigError, StripeUnavailable
+from stripemeter.errors import GatewayError, ShuttingDown, StripeConfigError, StripeUnavailable
 from stripemeter.stripe.client import gateway_for, gateway_from_settings, make_client
-from stripemeter.stripe.gateway import RetryPolicy, ShuttingDown, account_semaphore
+from stripemeter.stripe.gateway import RetryPolicy, account_semaphore
 from tests.support.emulator import TEST_KEY
 from tests.support.stripe_world import emulator_state, fault
 

@@ -19,10 +19,10 @@ from fastapi import FastAPI
 from stripemeter.api.app import create_app
 from stripemeter.api.errors import ApiError
 from stripemeter.config import load_settings
-from stripemeter.db.pool import DatabaseTimeout
 from stripemeter.errors import (
     BindingConflict,
     ConfigError,
+    DatabaseTimeout,
     DatabaseUnavailable,
     InputError,
     ReconciliationError,
