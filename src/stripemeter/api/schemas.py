@@ -246,6 +246,10 @@ class WriterStatus(WireModel):
     tenantId: UUID
     pendingBuckets: int = Field(ge=0)
     pendingUnits: DecimalText
+    quarantinedPushes: int = Field(
+        ge=0, description="pushes Stripe refused for good; never billed unless someone acts"
+    )
+    quarantinedUnits: DecimalText
     lastPushAt: Instant | None
     lastError: str | None
     consecutiveFailures: int = Field(ge=0)

@@ -1,5 +1,9 @@
 """`GET /v1/writer/status`: how much usage Stripe does not hold yet, and why.
 
+`quarantinedPushes`/`quarantinedUnits` are usage Stripe refused for good (a value it
+cannot hold, say): the writer will not send it again by itself, so it is never billed
+unless someone acts; the meter_pushes rows keep Stripe's reason.
+
 The answer comes from Postgres (buckets vs `push_state`, `worker_state`), so it is the
 same whichever process runs the writer. The demo polls it until `pendingBuckets` is 0.
 `install(app)` adds the writer's readiness check and the scrape-time gauges.
@@ -18,6 +22,7 @@ from stripemeter.api.schemas import AUTH_ERRORS, INVALID_QUERY, WriterStatus, er
 from stripemeter.jsonio import JsonResponse, format_decimal, iso
 from stripemeter.ops.gauges import use_pool_for_metrics
 from stripemeter.workers import state as worker_state
+from stripemeter.writer.outbox import quarantined_summary
 from stripemeter.writer.pending import PENDING_SQL
 from stripemeter.writer.status import writer_health, writer_health_detail
 
@@ -42,16 +47,19 @@ def writer_status(
     pool: Pool,
     tenant_id: TenantIdQuery = None,
 ) -> JsonResponse:
-    """`{"pendingBuckets", "pendingUnits", "lastPushAt", "lastError"}` for the tenant."""
+    """Pending and quarantined usage, and the writer's last push and error, for the tenant."""
     tenant = principal.tenant_or(tenant_id)
     with pool.connection() as conn:
         buckets, units = pending(conn, tenant)
+        quarantined, quarantined_units = quarantined_summary(conn, tenant)
         state = worker_state.read_state(conn, "writer", tenant)
     return JsonResponse(
         {
             "tenantId": str(tenant),
             "pendingBuckets": buckets,
             "pendingUnits": format_decimal(units),
+            "quarantinedPushes": quarantined,
+            "quarantinedUnits": format_decimal(quarantined_units),
             "lastPushAt": iso(state.last_push_at) if state and state.last_push_at else None,
             "lastError": state.last_error if state else None,
             "consecutiveFailures": state.consecutive_failures if state else 0,

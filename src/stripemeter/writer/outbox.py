@@ -289,7 +289,7 @@ def sent_units_in_hour(conn: psycopg.Connection, row: OutboxRow) -> Decimal:
 
 
 def quarantined_summary(conn: psycopg.Connection, tenant_id: UUID | None) -> tuple[int, Decimal]:
-    """(rows, units) quarantined, for one tenant or all."""
+    """(rows, units) Stripe refused for good, for one tenant or all (`/v1/writer/status`)."""
     found = conn.execute(
         "SELECT count(*), coalesce(sum(value), 0) FROM meter_pushes"
         " WHERE status = 'quarantined' AND (%(t)s::uuid IS NULL OR tenant_id = %(t)s::uuid)",

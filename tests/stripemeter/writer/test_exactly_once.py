@@ -12,6 +12,7 @@ from decimal import Decimal
 
 import psycopg
 import pytest
+import requests
 
 from stripemeter.errors import BindingConflict
 from stripemeter.mappings.bindings import bind
@@ -19,6 +20,7 @@ from stripemeter.stripe.gateway import RetryPolicy
 from stripemeter.writer import buckets as writer_buckets
 from stripemeter.writer.outbox import OutboxRow
 from stripemeter.writer.passes import drain, push_pending
+from tests.stripemeter.conftest import start_api
 from tests.support.stripe_world import (
     HOUR,
     StripeWorld,
@@ -257,6 +259,13 @@ def test_a_bucket_stripe_refuses_is_quarantined_and_later_hours_still_flow(
     drained(world, db_url)  # and it is not proposed again on later passes
     with psycopg.connect(db_url) as conn:
         assert conn.execute("SELECT count(*) FROM meter_pushes").fetchone() == (4,)
+    # The refused usage is not silently gone: the writer's status shows it.
+    with start_api(db_url, bypass=True) as api:
+        status = requests.get(
+            api.url("/v1/writer/status"), params={"tenantId": str(world.tenant_id)}, timeout=10
+        ).json()
+    assert (status["quarantinedPushes"], status["quarantinedUnits"]) == (1, "100000000000000000000")
+    assert (status["pendingBuckets"], status["pendingUnits"]) == (0, "0")
 
 
 def test_a_row_older_than_the_identifier_window_is_resent_only_if_stripe_lacks_it(
