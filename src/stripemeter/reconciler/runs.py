@@ -41,7 +41,7 @@ from psycopg.types.json import Jsonb
 
 from stripemeter.config import Settings
 from stripemeter.db.pool import Pool
-from stripemeter.errors import ReconciliationError
+from stripemeter.errors import ReconciliationError, ShuttingDown
 from stripemeter.reconciler.engine import reconcile
 from stripemeter.reconciler.reports import report_json
 from stripemeter.stripe.gateway import StripeGateway
@@ -222,6 +222,14 @@ class RunExecutor:
         except ReconciliationError as exc:
             refusal = "stripe_refused" if exc.refused else "stripe_unavailable"
             outcome = ("failed", None, refusal, str(exc))
+        except ShuttingDown:
+            # Not an outage and not a bug: the process stopped during a retry backoff.
+            outcome = (
+                "failed",
+                None,
+                "shutting_down",
+                "the service stopped before the run finished; run it again",
+            )
         except (psycopg.OperationalError, psycopg_pool.PoolTimeout) as exc:
             outcome = ("failed", None, "database_unavailable", f"database unavailable: {exc}")
         except Exception as exc:
