@@ -284,7 +284,10 @@ class Report(WireModel):
 class RunError(WireModel):
     """Why a reconciliation run failed."""
 
-    code: str = Field(description="stripe_refused, stripe_unavailable, database_unavailable, shutting_down, abandoned, internal_error")
+    code: str = Field(
+        description="stripe_refused, stripe_unavailable, database_unavailable, shutting_down,"
+        " abandoned or internal_error"
+    )
     message: str | None
 
 
