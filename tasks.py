@@ -25,14 +25,6 @@ if TYPE_CHECKING:
 
 T = TypeVar("T")
 
-STEP_TASKS = {
-    "setup": "setup",
-    "send-usage": "send_usage",
-    "advance-clock": "advance_clock",
-    "validate": "validate",
-    "cleanup": "cleanup",
-}
-
 
 def _runner(name: str | None) -> Runner:
     from stripemeter_dev.runner import select_runner

@@ -74,18 +74,6 @@ def record_failure(
     )
 
 
-def read_states(conn: psycopg.Connection, component: Component | None = None) -> list[WorkerState]:
-    """Every state row (of one component, or all)."""
-    with conn.cursor(row_factory=dict_row) as cur:
-        cur.execute(
-            "SELECT component, tenant_id, last_push_at, last_success_at, last_error,"
-            " last_error_at, consecutive_failures FROM worker_state"
-            " WHERE %(c)s::text IS NULL OR component = %(c)s::text ORDER BY component, tenant_id",
-            {"c": component},
-        )
-        return [WorkerState(**row) for row in cur.fetchall()]
-
-
 def read_state(
     conn: psycopg.Connection, component: Component, tenant_id: UUID
 ) -> WorkerState | None:
