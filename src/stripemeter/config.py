@@ -9,7 +9,9 @@ reads: `Settings` here (the API, the workers, the `stripemeter` CLI),
 `steps._settings.StepSettings` (the demo steps). A variable one of them does not know
 is ignored by it, so a dev-stack variable can never stop the service from starting.
 
-This module and those two are the only code that touches `os.environ`.
+This module is the only code that touches `os.environ`: the settings classes read it,
+and `current_environment`/`export_to_child_processes` hand it to processes started
+from here (the runners' children, uvicorn's workers).
 """
 
 from __future__ import annotations
