@@ -184,6 +184,15 @@ class StripeGateway:
             f"last: {_describe(last)}"
         ) from last
 
+    def _retrieve_or_none(self, what: str, fetch: Callable[[], T]) -> T | None:
+        """`_call` for a retrieve, with None when Stripe has no such object."""
+        try:
+            return self._call(what, lambda *_: fetch())
+        except StripeRefused as exc:
+            if exc.code == "resource_missing":
+                return None
+            raise
+
     # -- meters -----------------------------------------------------------------
 
     def price_meter(self, price_id: str) -> MeterInfo:
@@ -386,28 +395,20 @@ class StripeGateway:
 
     def customer_exists(self, customer_id: str) -> bool:
         """True when Stripe has this customer and it is not deleted."""
-        try:
-            customer = self._call(
-                f"retrieve customer {customer_id}",
-                lambda *_: self.client.v1.customers.retrieve(customer_id),
-            )
-        except StripeRefused as exc:
-            if exc.code == "resource_missing":
-                return False
-            raise
-        return not bool(getattr(customer, "deleted", False))
+        customer = self._retrieve_or_none(
+            f"retrieve customer {customer_id}",
+            lambda: self.client.v1.customers.retrieve(customer_id),
+        )
+        return customer is not None and not bool(getattr(customer, "deleted", False))
 
     def item_owner(self, item_id: str) -> ItemOwner | None:
         """The price and customer of a subscription item, or None when Stripe has none."""
-        try:
-            item = self._call(
-                f"retrieve subscription item {item_id}",
-                lambda *_: self.client.v1.subscription_items.retrieve(item_id),
-            )
-        except StripeRefused as exc:
-            if exc.code == "resource_missing":
-                return None
-            raise
+        item = self._retrieve_or_none(
+            f"retrieve subscription item {item_id}",
+            lambda: self.client.v1.subscription_items.retrieve(item_id),
+        )
+        if item is None:
+            return None
         sub_id = item.subscription
         sub = self._call(
             f"retrieve subscription {sub_id}",
