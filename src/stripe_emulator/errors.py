@@ -54,6 +54,16 @@ def unknown_param(param: str) -> StripeError:
     return invalid(f"Received unknown parameter: {param}", param=param, code="parameter_unknown")
 
 
+def emulator_unsupported(param: str) -> StripeError:
+    """A parameter real Stripe accepts but the emulator does not implement (never silent)."""
+    return invalid(
+        f"The Stripe emulator does not support the parameter '{param}'. Real Stripe accepts "
+        "it; drop it when testing offline, or run this flow against Stripe test mode.",
+        param=param,
+        code="emulator_unsupported",
+    )
+
+
 def missing_param(param: str) -> StripeError:
     """400 parameter_missing naming the parameter."""
     return invalid(f"Missing required param: {param}.", param=param, code="parameter_missing")

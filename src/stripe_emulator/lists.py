@@ -18,6 +18,22 @@ def list_object(data: list[Obj], url: str, has_more: bool = False) -> Obj:
     return {"object": "list", "data": data, "has_more": has_more, "url": url}
 
 
+def in_range(value: int | None, bounds: dict[str, int] | None) -> bool:
+    """Whether `value` passes a `CREATED`-style filter (`eq`/`gt`/`gte`/`lt`/`lte`)."""
+    if not bounds:
+        return True
+    if value is None:
+        return False
+    checks = {
+        "eq": value.__eq__,
+        "gt": value.__gt__,
+        "gte": value.__ge__,
+        "lt": value.__lt__,
+        "lte": value.__le__,
+    }
+    return all(checks[op](bound) for op, bound in bounds.items() if bound is not None)
+
+
 def paginate(
     objs: Iterable[Obj], params: dict[str, Any], url: str, *, kind: str, presorted: bool = False
 ) -> Obj:

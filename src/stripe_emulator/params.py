@@ -14,7 +14,13 @@ from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
-from stripe_emulator.errors import invalid, invalid_integer, missing_param, unknown_param
+from stripe_emulator.errors import (
+    emulator_unsupported,
+    invalid,
+    invalid_integer,
+    missing_param,
+    unknown_param,
+)
 
 _INT = re.compile(r"^-?\d+$")
 
@@ -65,6 +71,17 @@ def o(fields: Mapping[str, Spec], required: bool = False) -> Spec:
     return Spec("obj", required, fields=fields)
 
 
+def u() -> Spec:
+    """A parameter Stripe documents that the emulator refuses as `emulator_unsupported`."""
+    return Spec("unsupported")
+
+
+def anything() -> Spec:
+    """Any value (scalar, object or list), accepted and kept as sent: for fields that do
+    not affect billing and are only echoed (addresses, locales, images)."""
+    return Spec("any")
+
+
 def lst(item: Spec, required: bool = False) -> Spec:
     """An array (`a[0]=`, `a[]=`) of `item`."""
     return Spec("list", required, item=item)
@@ -78,6 +95,8 @@ PAGING: dict[str, Spec] = {
     "expand": EXPAND,
 }
 RANGE = o({"gt": i(), "gte": i(), "lt": i(), "lte": i()})
+CREATED = Spec("range_or_int")
+"""Stripe's `created` list filter: an exact timestamp or a `gt`/`gte`/`lt`/`lte` range."""
 
 
 def validate(specs: Mapping[str, Spec], raw: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
@@ -108,6 +127,10 @@ def validate(specs: Mapping[str, Spec], raw: Mapping[str, Any], prefix: str = ""
 
 
 def _convert(spec: Spec, value: Any, name: str) -> Any:
+    if spec.kind == "unsupported":
+        raise emulator_unsupported(name)
+    if spec.kind == "any":
+        return value
     if isinstance(value, str) and value == "" and spec.kind != "str":
         return None
     kind = spec.kind
@@ -148,6 +171,10 @@ def _convert(spec: Spec, value: Any, name: str) -> Any:
         if not isinstance(value, dict):
             raise invalid(f"Invalid {name}: expected an object", param=name)
         return validate(spec.fields, value, name)
+    if kind == "range_or_int":
+        if isinstance(value, str):
+            return {"eq": _convert(i(), value, name)}
+        return _convert(RANGE, value, name)
     if kind == "list":
         assert spec.item is not None
         items = value if isinstance(value, list) else [value]

@@ -30,6 +30,8 @@ TYPES = (
     "subscriptions",
     "subscription_items",
     "invoices",
+    "events",
+    "webhook_endpoints",
 )
 _ALPHABET = string.ascii_letters + string.digits
 
