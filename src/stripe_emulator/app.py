@@ -10,6 +10,7 @@ import asyncio
 import base64
 import binascii
 import logging
+import re
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
@@ -25,6 +26,7 @@ from stripe_emulator import (
     meter_events,
     meters,
     subscriptions,
+    webhooks,
 )
 from stripe_emulator.errors import StripeError, api_error
 from stripe_emulator.expand import apply_expand
@@ -35,6 +37,7 @@ from stripe_emulator.routing import Ctx, Handler, Router
 from stripe_emulator.store import Store, public, random_token
 
 API_VERSION = "2026-10-28.endive"
+VERSION_FORMAT = re.compile(r"^\d{4}-\d{2}-\d{2}(\.[a-z]+)?$")
 log = logging.getLogger("stripe_emulator")
 
 Scope = MutableMapping[str, Any]
@@ -85,6 +88,25 @@ def check_auth(headers: dict[str, str]) -> None:
         )
 
 
+def check_version(headers: dict[str, str]) -> None:
+    """Refuse a `Stripe-Version` that is not a Stripe API version, as Stripe does.
+
+    Behaviour is always the pinned version's. Other well-formed versions dated no later
+    than the pinned one (`YYYY-MM-DD` or `YYYY-MM-DD.name`) are let through, because Stripe
+    knows them, but answered in the pinned version's shapes.
+    """
+    version = headers.get("stripe-version")
+    if version is None:
+        return
+    if VERSION_FORMAT.match(version) and version[:10] <= API_VERSION[:10]:
+        return
+    raise StripeError(
+        400,
+        f"Invalid Stripe API version: {version}",
+        param=None,
+    )
+
+
 class Emulator:
     """One in-memory Stripe account served over ASGI."""
 
@@ -93,7 +115,16 @@ class Emulator:
         self.idempotency = IdempotencyStore()
         self.faults = Faults()
         self.router = Router()
-        for module in (clocks, customers, catalog, meters, meter_events, subscriptions, invoices):
+        for module in (
+            clocks,
+            customers,
+            catalog,
+            meters,
+            meter_events,
+            subscriptions,
+            invoices,
+            webhooks,
+        ):
             module.register(self.router)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -134,6 +165,7 @@ class Emulator:
         if path.startswith("/_emulator/"):
             return _json(*control.handle(self, method, path, body))
         check_auth(headers)
+        check_version(headers)
         found = self.router.match(method, path)
         if found is None:
             raise StripeError(

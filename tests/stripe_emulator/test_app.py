@@ -141,3 +141,17 @@ def test_v2_meter_events_are_reported_as_not_implemented(client: stripe.StripeCl
         )
     assert err.value.http_status == 404
     assert "does not implement" in str(err.value.http_body)
+
+
+def test_unknown_stripe_version_is_refused_like_stripe(base_url: str) -> None:
+    for version, status in (("bogus", 400), ("2099-01-01.zebra", 400), ("2026-10-28.endive", 200)):
+        resp = requests.get(
+            f"{base_url}/v1/customers",
+            headers={"Authorization": f"Bearer {TEST_KEY}", "Stripe-Version": version},
+            timeout=5,
+        )
+        assert resp.status_code == status, version
+        if status == 400:
+            error = resp.json()["error"]
+            assert error["message"] == f"Invalid Stripe API version: {version}"
+            assert error["type"] == "invalid_request_error"
