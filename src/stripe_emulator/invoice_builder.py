@@ -89,7 +89,7 @@ def build_lines(
             elif opened is not None:
                 lines.append(make_line(store, sub, item, inv_id, 0, opened))
         elif opened is not None:
-            lines.append(make_line(store, sub, item, inv_id, item["quantity"] or 1, opened))
+            lines.append(make_line(store, sub, item, inv_id, item.get("quantity") or 1, opened))
     return lines
 
 
@@ -104,11 +104,14 @@ def new_invoice(
         "object": "invoice",
         "account_country": "US",
         "account_name": "Stripe Emulator",
+        "account_tax_ids": None,
         "amount_due": 0,
         "amount_overpaid": 0,
         "amount_paid": 0,
+        "amount_paid_off_stripe": None,
         "amount_remaining": 0,
         "amount_shipping": 0,
+        "application": None,
         "attempt_count": 0,
         "attempted": False,
         "auto_advance": True,  # [inferred] facts §6.2: subscription invoices auto-advance
@@ -116,44 +119,67 @@ def new_invoice(
         "automatically_finalizes_at": None,
         "billing_reason": reason,
         "collection_method": sub["collection_method"],
+        "confirmation_secret": None,
         "created": at,
         "currency": sub["currency"],
+        "custom_fields": None,
         "customer": cus["id"],
+        "customer_account": None,
+        "customer_address": cus.get("address"),
         "customer_email": cus.get("email"),
         "customer_name": cus.get("name"),
+        "customer_phone": cus.get("phone"),
+        "customer_shipping": cus.get("shipping"),
+        "customer_tax_exempt": cus.get("tax_exempt") or "none",
+        "customer_tax_ids": [],
         "default_payment_method": None,
-        "description": None,
+        "default_source": None,
+        "default_tax_rates": [],
+        "description": sub.get("description"),
         "discounts": [],
         "due_date": None,
         "effective_at": None,
         "ending_balance": None,
+        "footer": None,
+        "from_invoice": None,
         "hosted_invoice_url": None,
         "invoice_pdf": None,
         "issuer": {"type": "self"},
         "last_finalization_error": None,
+        "latest_revision": None,
         "lines": {
             "object": "list",
             "data": [],
             "has_more": False,
-            "total_count": 0,
             "url": f"/v1/invoices/{inv_id}/lines",
         },
         "livemode": False,
         "metadata": {},
         "next_payment_attempt": None,
         "number": None,
+        "on_behalf_of": None,
         "parent": {
             "quote_details": None,
             "subscription_details": {"metadata": dict(sub["metadata"]), "subscription": sub["id"]},
             "type": "subscription_details",
+        },
+        "payment_settings": {
+            "default_mandate": None,
+            "payment_method_options": None,
+            "payment_method_types": None,
         },
         "period_end": period[1],
         "period_start": period[0],
         "post_payment_credit_notes_amount": 0,
         "pre_payment_credit_notes_amount": 0,
         "receipt_number": None,
+        "rendering": None,
+        "shipping_cost": None,
+        "shipping_details": None,
         "starting_balance": 0,
+        "statement_descriptor": None,
         "status": "draft",
+        "status_details": None,
         "status_transitions": {
             "finalized_at": None,
             "marked_uncollectible_at": None,
@@ -163,9 +189,11 @@ def new_invoice(
         "subtotal": 0,
         "subtotal_excluding_tax": 0,
         "test_clock": cus.get("test_clock"),
+        "threshold_reason": None,
         "total": 0,
         "total_discount_amounts": [],
         "total_excluding_tax": 0,
+        "total_pretax_credit_amounts": [],
         "total_taxes": [],
         "webhooks_delivered_at": at,
         "_subscription": sub["id"],
@@ -175,7 +203,6 @@ def new_invoice(
 def set_lines(inv: Obj, lines: list[Obj]) -> None:
     """Attach lines and recompute every total from them."""
     inv["lines"]["data"] = lines
-    inv["lines"]["total_count"] = len(lines)
     total = sum(line["amount"] for line in lines)
     for key in ("subtotal", "subtotal_excluding_tax", "total", "total_excluding_tax"):
         inv[key] = total

@@ -124,14 +124,16 @@ def create(ctx: Ctx) -> Obj:
         "id": sub_id,
         "object": "subscription",
         "application": None,
+        "application_fee_percent": None,
         "automatic_tax": {"disabled_reason": None, "enabled": False, "liability": None},
         "billing_cycle_anchor": start,
         "billing_cycle_anchor_config": None,
         "billing_mode": {
             "flexible": {"proration_discounts": "included"},
             "type": "flexible",
-            "updated_at": None,
         },
+        "billing_schedules": [],
+        "billing_thresholds": None,
         "cancel_at": None,
         "cancel_at_period_end": bool(p.get("cancel_at_period_end")),
         "canceled_at": None,
@@ -140,25 +142,41 @@ def create(ctx: Ctx) -> Obj:
         "created": now,
         "currency": prices[0]["currency"],
         "customer": cus["id"],
+        "customer_account": None,
         "days_until_due": (p.get("days_until_due") or 30) if method == "send_invoice" else None,
         "default_payment_method": p.get("default_payment_method"),
         "default_source": None,
+        "default_tax_rates": [],
         "description": p.get("description"),
         "discounts": [],
         "ended_at": None,
-        "invoice_settings": {"account_tax_ids": None, "issuer": {"type": "self"}},
+        "invoice_settings": {
+            "account_tax_ids": None,
+            "custom_fields": None,
+            "description": None,
+            "footer": None,
+            "issuer": {"type": "self"},
+        },
         "latest_invoice": None,
         "livemode": False,
+        "managed_payments": None,
         "metadata": merge_metadata({}, p.get("metadata") or {}),
         "next_pending_invoice_item_invoice": None,
+        "on_behalf_of": None,
         "pause_collection": None,
+        "payment_settings": _payment_settings(p.get("payment_settings")),
+        "pending_invoice_item_interval": None,
         "pending_setup_intent": None,
         "pending_update": None,
+        "presentment_details": None,
         "schedule": None,
         "start_date": start,
         "status": "active",
+        "status_details": None,
         "test_clock": cus.get("test_clock"),
+        "transfer_data": None,
         "trial_end": None,
+        "trial_settings": {"end_behavior": {"missing_payment_method": "create_invoice"}},
         "trial_start": None,
         "_anchor": start,
         "_interval": rec["interval"],
@@ -185,13 +203,15 @@ def _item(
 ) -> Obj:
     rec = price["recurring"]
     metered = rec["usage_type"] == "metered"
-    return {
+    item: Obj = {
         "id": store.new_id("si"),
         "object": "subscription_item",
+        "billed_until": None,
         "billing_thresholds": None,
         "created": now,
         "current_period_end": period[1],
         "current_period_start": period[0],
+        "current_trial": None,
         "discounts": [],
         "metadata": merge_metadata({}, spec.get("metadata") or {}),
         "plan": {
@@ -216,17 +236,17 @@ def _item(
             "usage_type": rec["usage_type"],
         },
         "price": price,
-        "quantity": None if metered else (spec.get("quantity") or 1),
         "subscription": sub_id,
         "tax_rates": [],
     }
+    if not metered:
+        item["quantity"] = spec.get("quantity") or 1
+    return item
 
 
 def items_list(sub_id: str, items: list[Obj]) -> Obj:
     """The `items` list embedded in a subscription."""
-    out = list_object(items, f"/v1/subscription_items?subscription={sub_id}")
-    out["total_count"] = len(items)
-    return out
+    return list_object(items, f"/v1/subscription_items?subscription={sub_id}")
 
 
 def _first_invoice(store: Store, sub: Obj, now: int, period: tuple[int, int]) -> None:
@@ -241,6 +261,16 @@ def _first_invoice(store: Store, sub: Obj, now: int, period: tuple[int, int]) ->
     billing.finalize(store, inv, now)
     if inv["status"] == "open" and billing.charge(store, inv, now) is not None:
         sub["status"] = "incomplete"
+
+
+def _payment_settings(sent: dict[str, Any] | None) -> Obj:
+    """Echo `payment_settings` as Stripe shapes it (no effect on billing here)."""
+    sent = sent or {}
+    return {
+        "payment_method_options": sent.get("payment_method_options"),
+        "payment_method_types": sent.get("payment_method_types"),
+        "save_default_payment_method": sent.get("save_default_payment_method") or "off",
+    }
 
 
 def retrieve(ctx: Ctx) -> Obj:

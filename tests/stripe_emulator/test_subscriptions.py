@@ -199,3 +199,59 @@ def test_seed_legacy_usage_record_points_to_meter_events(client: stripe.StripeCl
         client.raw_request("get", f"/v1/subscription_items/{item_id}/usage_record_summaries")
     assert err2.value.http_status == 404
     assert "does not implement" in str(err2.value.user_message)
+
+
+def _sdk_keys(cls: type) -> set[str]:
+    """Field names the installed SDK declares for a resource (its schema for our version)."""
+    return {
+        k for k, v in cls.__annotations__.items() if k != "OBJECT_NAME" and "ClassVar" not in str(v)
+    }
+
+
+def test_shapes_match_the_sdk_schema(client: stripe.StripeClient) -> None:
+    _, metered = metered_price(client)
+    product = client.v1.products.create({"name": "Seat"})
+    licensed = client.v1.prices.create(
+        {
+            "currency": "usd",
+            "product": product.id,
+            "unit_amount": 700,
+            "recurring": {"interval": "month"},
+        }
+    )
+    _, cus = clock_customer(client, int(time.time()) - 60)
+    sub = client.v1.subscriptions.create(
+        {"customer": cus.id, "items": [{"price": metered.id}, {"price": licensed.id}]}
+    )
+    sub_keys = _sdk_keys(stripe.Subscription)
+    for got in (
+        sub,
+        client.v1.subscriptions.retrieve(sub.id),
+        client.v1.subscriptions.update(sub.id, {"description": "d"}),
+        client.v1.subscriptions.list({"customer": cus.id}).data[0],
+    ):
+        assert set(got.to_dict()) == sub_keys
+        assert set(got.billing_mode.to_dict()) == {"flexible", "type"}  # updated_at omitted unset
+        assert set(got.invoice_settings.to_dict()) == _sdk_keys(stripe.Subscription.InvoiceSettings)
+        assert "total_count" not in got["items"].to_dict()
+        assert got.payment_settings.save_default_payment_method == "off"
+    m_item, l_item = sub["items"].data
+    item_keys = _sdk_keys(stripe.SubscriptionItem) - {"deleted"}
+    assert set(m_item.to_dict()) == item_keys - {"quantity"}  # Stripe omits it on metered items
+    assert set(l_item.to_dict()) == item_keys and l_item.quantity == 1
+    assert m_item.current_trial is None
+    assert set(client.v1.subscription_items.retrieve(m_item.id).to_dict()) == item_keys - {
+        "quantity"
+    }
+    inv_keys = _sdk_keys(stripe.Invoice) - {"deleted", "payments"}
+    line_keys = _sdk_keys(stripe.InvoiceLineItem)
+    preview = client.v1.invoices.create_preview({"subscription": sub.id})
+    for inv in (client.v1.invoices.retrieve(str(sub.latest_invoice)), preview):
+        assert set(inv.to_dict()) == inv_keys
+        assert "total_count" not in inv.lines.to_dict()
+        assert inv.customer_tax_exempt == "none" and inv.default_tax_rates == []
+        assert inv.total_pretax_credit_amounts == [] and inv.footer is None
+        for line in inv.lines.data:
+            assert set(line.to_dict()) == line_keys
+    sub = client.v1.subscriptions.cancel(sub.id)
+    assert set(sub.to_dict()) == sub_keys and sub.status == "canceled"
