@@ -7,10 +7,9 @@ uncollectible; there is no `finalized` status.
 from __future__ import annotations
 
 from stripe_emulator import billing, invoice_builder
-from stripe_emulator.customers import filter_created
 from stripe_emulator.errors import StripeError, invalid, missing_param
-from stripe_emulator.lists import paginate
-from stripe_emulator.params import EXPAND, PAGING, RANGE, b, e, o, s
+from stripe_emulator.lists import in_range, paginate
+from stripe_emulator.params import CREATED, EXPAND, PAGING, b, e, o, s, u
 from stripe_emulator.routing import Ctx, Router
 from stripe_emulator.store import Obj, Store, random_token
 
@@ -21,7 +20,9 @@ LIST = {
     "subscription": s(),
     "status": e("draft", "open", "paid", "uncollectible", "void"),
     "collection_method": e("charge_automatically", "send_invoice"),
-    "created": RANGE,
+    "created": CREATED,
+    "due_date": CREATED,
+    "customer_account": u(),
 }
 PAY = {
     "payment_method": s(),
@@ -37,9 +38,43 @@ PREVIEW = {
     "subscription": s(),
     "preview_mode": e("next", "recurring"),
     "subscription_details": o(
-        {"proration_behavior": e("always_invoice", "create_prorations", "none")}
+        {
+            "proration_behavior": e("always_invoice", "create_prorations", "none"),
+            **{
+                k: u()
+                for k in (
+                    "billing_cycle_anchor",
+                    "billing_mode",
+                    "billing_schedules",
+                    "cancel_at",
+                    "cancel_at_period_end",
+                    "cancel_now",
+                    "default_tax_rates",
+                    "items",
+                    "proration_date",
+                    "resume_at",
+                    "start_date",
+                    "trial_end",
+                )
+            },
+        }
     ),
     "expand": EXPAND,
+    **{
+        k: u()
+        for k in (
+            "automatic_tax",
+            "currency",
+            "customer_account",
+            "customer_details",
+            "discounts",
+            "invoice_items",
+            "issuer",
+            "on_behalf_of",
+            "schedule",
+            "schedule_details",
+        )
+    },
 }
 
 
@@ -73,7 +108,10 @@ def list_(ctx: Ctx) -> Obj:
     for key in ("status", "collection_method"):
         if p.get(key):
             rows = [r for r in rows if r[key] == p[key]]
-    return paginate(filter_created(rows, p.get("created")), p, "/v1/invoices", kind=KIND)
+    rows = [r for r in rows if in_range(r["created"], p.get("created"))]
+    if p.get("due_date"):
+        rows = [r for r in rows if in_range(r["due_date"], p["due_date"])]
+    return paginate(rows, p, "/v1/invoices", kind=KIND)
 
 
 def lines(ctx: Ctx) -> Obj:

@@ -12,36 +12,75 @@ from typing import Any
 
 from stripe_emulator import billing, invoice_builder
 from stripe_emulator.customers import merge_metadata
-from stripe_emulator.errors import invalid, missing_param
-from stripe_emulator.lists import list_object, paginate
-from stripe_emulator.params import EXPAND, PAGING, b, e, i, lst, m, o, s
+from stripe_emulator.errors import emulator_unsupported, invalid, missing_param
+from stripe_emulator.lists import in_range, list_object, paginate
+from stripe_emulator.params import CREATED, EXPAND, PAGING, anything, b, e, i, lst, m, o, s, u
 from stripe_emulator.routing import Ctx, Router
 from stripe_emulator.store import Obj, Store
 
 KIND = "subscription"
 ITEM_KIND = "subscription item"
 
-ITEM = o({"price": s(), "quantity": i(), "metadata": m()})
+ITEM = o(
+    {
+        "price": s(),
+        "quantity": i(),
+        "metadata": m(),
+        "price_data": u(),
+        "billing_thresholds": u(),
+        "discounts": u(),
+        "plan": u(),
+        "tax_rates": u(),
+    }
+)
+# Parameters that change amounts or schedules in ways the engine does not model: refused
+# with emulator_unsupported (real Stripe accepts them).
+_REFUSED = (
+    "add_invoice_items", "application_fee_percent", "billing_cycle_anchor",
+    "billing_schedules", "billing_thresholds", "cancel_at", "on_behalf_of",
+    "pending_invoice_item_interval", "transfer_data", "trial_end", "trial_from_plan",
+    "trial_settings", "default_source",
+)  # fmt: skip
+# Accepted only when trivially empty / disabled (they change amounts otherwise).
+_TRIVIAL = ("default_tax_rates", "discounts", "automatic_tax")
 UPDATE = {
     "metadata": m(),
     "default_payment_method": s(),
     "cancel_at_period_end": b(),
     "description": s(),
     "expand": EXPAND,
+    "payment_settings": anything(),
+    "invoice_settings": anything(),
+    "off_session": b(),
+    "payment_behavior": e(
+        "allow_incomplete", "default_incomplete", "error_if_incomplete", "pending_if_incomplete"
+    ),
+    "proration_behavior": e("always_invoice", "create_prorations", "none"),
+    **{k: anything() for k in _TRIVIAL},
+    **{k: u() for k in _REFUSED},
+    "items": u(),
+    "cancellation_details": o({"comment": s(), "feedback": s()}),
+    "collection_method": u(),
+    "days_until_due": u(),
+    "pause_collection": u(),
+    "proration_date": u(),
 }
 CREATE = {
-    **UPDATE,
+    **{
+        k: v
+        for k, v in UPDATE.items()
+        if k not in ("cancellation_details", "pause_collection", "proration_date")
+    },
     "customer": s(required=True),
     "items": lst(ITEM, required=True),
     "collection_method": e("charge_automatically", "send_invoice"),
     "days_until_due": i(),
     "backdate_start_date": i(),
-    "payment_behavior": e(
-        "allow_incomplete", "default_incomplete", "error_if_incomplete", "pending_if_incomplete"
-    ),
-    "proration_behavior": e("always_invoice", "create_prorations", "none"),
-    "off_session": b(),
     "currency": s(),
+    "trial_period_days": u(),
+    "billing_cycle_anchor_config": u(),
+    "billing_mode": u(),
+    "customer_account": u(),
 }
 CANCEL = {
     "invoice_now": b(),
@@ -105,9 +144,38 @@ def _prices(store: Store, items: list[dict[str, Any]]) -> list[Obj]:
     return prices
 
 
+def _refuse_nontrivial(p: dict[str, Any]) -> None:
+    """Tax rates, discounts and automatic tax change amounts: only empty/disabled passes."""
+    for key in ("default_tax_rates", "discounts"):
+        if p.get(key) not in (None, "", [], {}):
+            raise emulator_unsupported(key)
+    tax = p.get("automatic_tax")
+    if tax not in (None, ""):
+        if not isinstance(tax, dict) or set(tax) - {"enabled", "liability"}:
+            raise emulator_unsupported("automatic_tax")
+        if tax.get("enabled") != "false" or tax.get("liability"):
+            raise emulator_unsupported("automatic_tax")
+
+
+def _invoice_settings(current: Obj, sent: Any) -> Obj:
+    """Echo the text fields of `invoice_settings`; tax ids and issuer stay as they are."""
+    if sent in (None, ""):
+        return current
+    if not isinstance(sent, dict):
+        raise invalid("Invalid invoice_settings: expected an object", param="invoice_settings")
+    for key in sent:
+        if key not in ("custom_fields", "description", "footer"):
+            raise emulator_unsupported(f"invoice_settings[{key}]")
+    out = dict(current)
+    for key, value in sent.items():
+        out[key] = value or None
+    return out
+
+
 def create(ctx: Ctx) -> Obj:
     """POST /v1/subscriptions."""
     p = ctx.validate(CREATE)
+    _refuse_nontrivial(p)
     store = ctx.store
     cus = store.get("customers", p["customer"], "customer", param="customer")
     prices = _prices(store, p["items"])
@@ -184,6 +252,7 @@ def create(ctx: Ctx) -> Obj:
         "_k": 0,
         "_pending": [],
     }
+    sub["invoice_settings"] = _invoice_settings(sub["invoice_settings"], p.get("invoice_settings"))
     period = billing.period_bounds(sub, 0)
     items = [
         _item(store, sub_id, price, spec, now, period)
@@ -282,8 +351,17 @@ def retrieve(ctx: Ctx) -> Obj:
 def update(ctx: Ctx) -> Obj:
     """POST /v1/subscriptions/{id}: metadata, default_payment_method, cancel_at_period_end."""
     p = ctx.validate(UPDATE)
+    _refuse_nontrivial(p)
     store = ctx.store
     sub = store.get("subscriptions", ctx.args[0], KIND)
+    if "payment_settings" in p:
+        sub["payment_settings"] = _payment_settings(p["payment_settings"] or None)
+    if "invoice_settings" in p:
+        sub["invoice_settings"] = _invoice_settings(sub["invoice_settings"], p["invoice_settings"])
+    if p.get("cancellation_details"):
+        for key in ("comment", "feedback"):
+            if key in p["cancellation_details"]:
+                sub["cancellation_details"][key] = p["cancellation_details"][key]
     if p.get("default_payment_method"):
         _check_pm(store, p["default_payment_method"], sub["customer"])
     if "default_payment_method" in p:
@@ -325,7 +403,20 @@ def cancel(ctx: Ctx) -> Obj:
 def list_(ctx: Ctx) -> Obj:
     """GET /v1/subscriptions: clock subscriptions only with customer= or test_clock=."""
     p = ctx.validate(
-        {**PAGING, "customer": s(), "test_clock": s(), "price": s(), "status": e(*STATUSES)}
+        {
+            **PAGING,
+            "customer": s(),
+            "test_clock": s(),
+            "price": s(),
+            "plan": s(),
+            "status": e(*STATUSES),
+            "created": CREATED,
+            "collection_method": e("charge_automatically", "send_invoice"),
+            "automatic_tax": u(),
+            "current_period_end": u(),
+            "current_period_start": u(),
+            "customer_account": u(),
+        }
     )
     store = ctx.store
     rows = list(store.all("subscriptions"))
@@ -342,10 +433,14 @@ def list_(ctx: Ctx) -> Obj:
         rows = [r for r in rows if r["status"] == status]
     elif status is None:
         rows = [r for r in rows if r["status"] != "canceled"]
-    if p.get("price"):
-        rows = [
-            r for r in rows if any(it["price"]["id"] == p["price"] for it in r["items"]["data"])
-        ]
+    for key in ("price", "plan"):
+        if p.get(key):
+            rows = [
+                r for r in rows if any(it["price"]["id"] == p[key] for it in r["items"]["data"])
+            ]
+    if p.get("collection_method"):
+        rows = [r for r in rows if r["collection_method"] == p["collection_method"]]
+    rows = [r for r in rows if in_range(r["created"], p.get("created"))]
     return paginate(rows, p, "/v1/subscriptions", kind=KIND)
 
 
