@@ -17,7 +17,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from stripe_emulator.errors import StripeError
+from stripe_emulator.errors import StripeError, emulator_unsupported
 from stripe_emulator.invoice_builder import (
     build_lines,
     is_metered,
@@ -35,6 +35,9 @@ FINALIZE_DELAY_S = 3600  # facts §2.7: auto-advanced drafts finalize ~1 h after
 
 def period_bounds(sub: Obj, index: int) -> tuple[int, int]:
     """Start and end of the subscription's `index`-th period, from its anchor."""
+    if index < 0:
+        start, end = sub["_stub"]  # a trial, or the stub before billing_cycle_anchor
+        return int(start), int(end)
     anchor, interval, count = sub["_anchor"], sub["_interval"], sub["_count"]
     return add_interval(anchor, interval, index * count), add_interval(
         anchor, interval, (index + 1) * count
@@ -150,14 +153,53 @@ def _auto_finalize(store: Store, sub: Obj, inv: Obj, at: int) -> None:
         charge(store, inv, at)
 
 
+def check_cancel_at(
+    sub: Obj, cancel_at: int, proration_behavior: str | None, licensed: bool
+) -> None:
+    """A mid-period `cancel_at` on licensed items would prorate a credit: unsupported."""
+    if proration_behavior == "none":
+        return
+    k = sub["_k"]
+    while period_bounds(sub, k)[1] < cancel_at:
+        k += 1
+    if licensed and period_bounds(sub, k)[1] != cancel_at:
+        raise emulator_unsupported("cancel_at")
+
+
+def _end_at(store: Store, sub: Obj, at: int) -> None:
+    """`cancel_at` reached: the subscription ends; metered usage so far is invoiced."""
+    start = period_bounds(sub, sub["_k"])[0]
+    closed = (start, at)
+    lines = [] if sub["_trial"] and sub["_k"] < 0 else build_lines(store, sub, "", closed, None)
+    if lines:
+        inv = new_invoice(store, sub, "subscription_cycle", at, closed)
+        for line in lines:
+            line["invoice"] = inv["id"]
+        set_lines(inv, lines)
+        inv["automatically_finalizes_at"] = at + FINALIZE_DELAY_S
+        store.insert("invoices", inv)
+        sub["latest_invoice"] = inv["id"]
+        sub["_pending"].append(inv["id"])
+    sub["status"] = "canceled"
+    sub["canceled_at"] = sub["canceled_at"] or at
+    sub["ended_at"] = at
+    sub["cancellation_details"]["reason"] = "cancellation_requested"
+
+
 def _roll_period(store: Store, sub: Obj, at: int) -> None:
     closed = period_bounds(sub, sub["_k"])
+    was_trial = sub["_trial"] and sub["_k"] < 0
     sub["_k"] += 1
     opened = period_bounds(sub, sub["_k"])
     for item in sub["items"]["data"]:
         item["current_period_start"], item["current_period_end"] = opened
     inv = new_invoice(store, sub, "subscription_cycle", at, closed)
-    set_lines(inv, build_lines(store, sub, inv["id"], closed, opened))
+    if was_trial:
+        # trial over: usage during the trial is free; the first paid period opens now
+        sub["status"] = "active"
+        set_lines(inv, build_lines(store, sub, inv["id"], None, opened))
+    else:
+        set_lines(inv, build_lines(store, sub, inv["id"], closed, opened))
     inv["automatically_finalizes_at"] = at + FINALIZE_DELAY_S
     store.insert("invoices", inv)
     sub["latest_invoice"] = inv["id"]
@@ -186,7 +228,12 @@ def run_subscription(store: Store, sub: Obj, until: int) -> None:
         if sub["status"] == "incomplete":
             due.append((sub["created"] + INCOMPLETE_EXPIRY_S, 2, None))
         elif sub["status"] not in ("canceled", "incomplete_expired"):
-            due.append((period_bounds(sub, sub["_k"])[1], 0, None))
+            end = period_bounds(sub, sub["_k"])[1]
+            cancel_at = sub.get("cancel_at")
+            if cancel_at is not None and cancel_at <= end:
+                due.append((cancel_at, 3, None))
+            else:
+                due.append((end, 0, None))
         for inv_id in sub["_pending"]:
             inv = store.by_type["invoices"].get(inv_id)
             if inv is not None and inv["automatically_finalizes_at"] is not None:
@@ -202,6 +249,8 @@ def run_subscription(store: Store, sub: Obj, until: int) -> None:
             _roll_period(store, sub, at)
         elif kind == 2:
             _expire_incomplete(store, sub, at)
+        elif kind == 3:
+            _end_at(store, sub, at)
         else:
             sub["_pending"].remove(inv["id"])
             _auto_finalize(store, sub, inv, at)

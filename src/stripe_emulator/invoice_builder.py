@@ -66,6 +66,61 @@ def make_line(
     }
 
 
+def trial_lines(store: Store, sub: Obj, inv_id: str, period: tuple[int, int]) -> list[Obj]:
+    """The $0 lines of the invoice Stripe makes when a subscription starts in a trial."""
+    lines = []
+    for item in sub["items"]["data"]:
+        qty = 0 if is_metered(item) else (item.get("quantity") or 1)
+        line = make_line(store, sub, item, inv_id, qty, period)
+        product = store.by_type["products"].get(item["price"]["product"])
+        name = product["name"] if product else item["price"]["product"]
+        line.update(amount=0, subtotal=0, description=f"Trial period for {name}")
+        lines.append(line)
+    return lines
+
+
+def one_off_line(store: Store, sub: Obj, inv_id: str, price: Obj, qty: int, at: int) -> Obj:
+    """A line for one `add_invoice_items` entry (an invoice item on the first invoice)."""
+    amount = amount_for(price, qty)
+    product = store.by_type["products"].get(price["product"])
+    return {
+        "id": f"il_{random_token(24)}",
+        "object": "line_item",
+        "amount": amount,
+        "currency": price["currency"],
+        "description": product["name"] if product else price["product"],
+        "discount_amounts": [],
+        "discountable": True,
+        "discounts": [],
+        "invoice": inv_id,
+        "livemode": False,
+        "metadata": {},
+        "parent": {
+            "invoice_item_details": {
+                "invoice_item": store.new_id("ii"),
+                "proration": False,
+                "proration_details": {"credited_items": None},
+                "subscription": sub["id"],
+            },
+            "subscription_item_details": None,
+            "type": "invoice_item_details",
+        },
+        "period": {"end": at, "start": at},
+        "pretax_credit_amounts": [],
+        "pricing": {
+            "price_details": {"price": price["id"], "product": price["product"]},
+            "type": "price_details",
+            "unit_amount_decimal": price.get("unit_amount_decimal"),
+        },
+        "quantity": qty,
+        "quantity_decimal": str(qty),
+        "subscription": sub["id"],
+        "subtotal": amount,
+        "taxes": [],
+        "_item": None,
+    }
+
+
 def is_metered(item: Obj) -> bool:
     """Whether the item bills its meter's usage in arrears."""
     rec = item["price"]["recurring"]

@@ -12,11 +12,12 @@ from typing import Any
 
 from stripe_emulator import billing, invoice_builder
 from stripe_emulator.customers import merge_metadata
-from stripe_emulator.errors import emulator_unsupported, invalid, missing_param
+from stripe_emulator.errors import emulator_unsupported, invalid, invalid_integer, missing_param
 from stripe_emulator.lists import in_range, list_object, paginate
 from stripe_emulator.params import CREATED, EXPAND, PAGING, anything, b, e, i, lst, m, o, s, u
 from stripe_emulator.routing import Ctx, Router
-from stripe_emulator.store import Obj, Store
+from stripe_emulator.store import Obj, Store, real_now
+from stripe_emulator.timeutil import add_interval
 
 KIND = "subscription"
 ITEM_KIND = "subscription item"
@@ -26,7 +27,22 @@ ITEM = o(
         "price": s(),
         "quantity": i(),
         "metadata": m(),
-        "price_data": u(),
+        "price_data": o(
+            {
+                "currency": s(required=True),
+                "product": s(required=True),
+                "recurring": o(
+                    {
+                        "interval": e("day", "week", "month", "year", required=True),
+                        "interval_count": i(),
+                    },
+                    required=True,
+                ),
+                "unit_amount": i(),
+                "unit_amount_decimal": u(),
+                "tax_behavior": e("exclusive", "inclusive", "unspecified"),
+            }
+        ),
         "billing_thresholds": u(),
         "discounts": u(),
         "plan": u(),
@@ -36,10 +52,9 @@ ITEM = o(
 # Parameters that change amounts or schedules in ways the engine does not model: refused
 # with emulator_unsupported (real Stripe accepts them).
 _REFUSED = (
-    "add_invoice_items", "application_fee_percent", "billing_cycle_anchor",
-    "billing_schedules", "billing_thresholds", "cancel_at", "on_behalf_of",
-    "pending_invoice_item_interval", "transfer_data", "trial_end", "trial_from_plan",
-    "trial_settings", "default_source",
+    "application_fee_percent", "billing_schedules", "billing_thresholds", "on_behalf_of",
+    "pending_invoice_item_interval", "transfer_data", "trial_from_plan", "trial_settings",
+    "default_source",
 )  # fmt: skip
 # Accepted only when trivially empty / disabled (they change amounts otherwise).
 _TRIVIAL = ("default_tax_rates", "discounts", "automatic_tax")
@@ -59,6 +74,10 @@ UPDATE = {
     **{k: anything() for k in _TRIVIAL},
     **{k: u() for k in _REFUSED},
     "items": u(),
+    "add_invoice_items": u(),
+    "billing_cycle_anchor": u(),
+    "trial_end": u(),
+    "cancel_at": i(),
     "cancellation_details": o({"comment": s(), "feedback": s()}),
     "collection_method": u(),
     "days_until_due": u(),
@@ -77,7 +96,22 @@ CREATE = {
     "days_until_due": i(),
     "backdate_start_date": i(),
     "currency": s(),
-    "trial_period_days": u(),
+    "trial_period_days": i(),
+    "trial_end": s(),
+    "billing_cycle_anchor": i(),
+    "add_invoice_items": lst(
+        o(
+            {
+                "price": s(),
+                "quantity": i(),
+                "metadata": m(),
+                "price_data": u(),
+                "discounts": u(),
+                "tax_rates": u(),
+                "period": u(),
+            }
+        )
+    ),
     "billing_cycle_anchor_config": u(),
     "billing_mode": u(),
     "customer_account": u(),
@@ -110,6 +144,14 @@ def _prices(store: Store, items: list[dict[str, Any]]) -> list[Obj]:
         raise missing_param("items")
     prices = []
     for n, item in enumerate(items):
+        if item.get("price_data") is not None:
+            if item.get("price"):
+                raise invalid(
+                    "You may only specify one of these parameters: price, price_data.",
+                    param=f"items[{n}][price_data]",
+                )
+            prices.append(_inline_price(store, item["price_data"], f"items[{n}][price_data]"))
+            continue
         if not item.get("price"):
             raise missing_param(f"items[{n}][price]")
         price = store.get("prices", item["price"], "price", param=f"items[{n}][price]")
@@ -172,6 +214,88 @@ def _invoice_settings(current: Obj, sent: Any) -> Obj:
     return out
 
 
+def _inline_price(store: Store, data: dict[str, Any], param: str) -> Obj:
+    """`items[][price_data]`: a new price, inactive as Stripe makes it (facts §5)."""
+    store.get("products", data["product"], "product", param=f"{param}[product]")
+    if data.get("unit_amount") is None:
+        raise missing_param(f"{param}[unit_amount]")
+    rec = data["recurring"]
+    price: Obj = {
+        "id": store.new_id("price"),
+        "object": "price",
+        "active": False,
+        "billing_scheme": "per_unit",
+        "created": real_now(),
+        "currency": data["currency"].lower(),
+        "custom_unit_amount": None,
+        "livemode": False,
+        "lookup_key": None,
+        "metadata": {},
+        "nickname": None,
+        "product": data["product"],
+        "recurring": {
+            "interval": rec["interval"],
+            "interval_count": rec.get("interval_count") or 1,
+            "meter": None,
+            "trial_period_days": None,
+            "usage_type": "licensed",
+        },
+        "tax_behavior": data.get("tax_behavior") or "unspecified",
+        "tiers_mode": None,
+        "transform_quantity": None,
+        "type": "recurring",
+        "unit_amount": data["unit_amount"],
+        "unit_amount_decimal": str(data["unit_amount"]),
+        "_tiers": None,
+    }
+    return store.insert("prices", price)
+
+
+def _trial_end(p: dict[str, Any], now: int) -> int | None:
+    """`trial_end` (timestamp or `now`) or `trial_period_days` -> the trial's end, if any."""
+    if p.get("trial_end") is not None and p.get("trial_period_days") is not None:
+        raise invalid(
+            "You may only specify one of these parameters: trial_end, trial_period_days.",
+            param="trial_end",
+        )
+    if p.get("trial_period_days") is not None:
+        days = p["trial_period_days"]
+        if not 0 <= days <= 730:
+            raise invalid("trial_period_days must be between 0 and 730.", param="trial_period_days")
+        return now + days * 86400 if days else None
+    raw = p.get("trial_end")
+    if raw is None or raw == "now":
+        return None
+    if not raw.lstrip("-").isdigit():
+        raise invalid_integer("trial_end", f"Invalid integer: {raw}")
+    end = int(raw)
+    if end <= now:
+        raise invalid(
+            "Invalid timestamp: must be an integer Unix timestamp in the future.",
+            param="trial_end",
+        )
+    if end > now + 730 * 86400:
+        raise invalid("trial_end can be no more than 730 days in the future.", param="trial_end")
+    return end
+
+
+def _one_offs(store: Store, specs: list[dict[str, Any]]) -> list[tuple[Obj, int]]:
+    """`add_invoice_items`: (price, quantity) pairs for the first invoice."""
+    out = []
+    for n, spec in enumerate(specs):
+        if not spec.get("price"):
+            raise missing_param(f"add_invoice_items[{n}][price]")
+        price = store.get("prices", spec["price"], "price", param=f"add_invoice_items[{n}][price]")
+        if price["recurring"] is not None:
+            raise invalid(
+                f"The price specified ({price['id']}) is a recurring price; add_invoice_items "
+                "needs one-time prices.",
+                param=f"add_invoice_items[{n}][price]",
+            )
+        out.append((price, spec.get("quantity") or 1))
+    return out
+
+
 def create(ctx: Ctx) -> Obj:
     """POST /v1/subscriptions."""
     p = ctx.validate(CREATE)
@@ -187,6 +311,25 @@ def create(ctx: Ctx) -> Obj:
         raise invalid("backdate_start_date must be in the past.", param="backdate_start_date")
     method = p.get("collection_method") or "charge_automatically"
     rec = prices[0]["recurring"]
+    trial_end = _trial_end(p, now)
+    anchor = p.get("billing_cycle_anchor")
+    licensed = any(pr["recurring"]["usage_type"] == "licensed" for pr in prices)
+    if anchor is not None:
+        if trial_end is not None:
+            raise emulator_unsupported("billing_cycle_anchor")
+        if anchor <= start or anchor > add_interval(start, rec["interval"], rec["interval_count"]):
+            raise invalid(
+                "billing_cycle_anchor cannot be later than next natural billing date "
+                "for plan, nor in the past.",
+                param="billing_cycle_anchor",
+            )
+        if licensed and p.get("proration_behavior") != "none":
+            raise emulator_unsupported("billing_cycle_anchor")
+    cancel_at = p.get("cancel_at")
+    if cancel_at is not None and cancel_at <= now:
+        raise invalid("cancel_at must be in the future.", param="cancel_at")
+    one_offs = _one_offs(store, p.get("add_invoice_items") or [])
+    stub_end = trial_end or anchor
     sub_id = store.new_id("sub")
     sub: Obj = {
         "id": sub_id,
@@ -194,7 +337,7 @@ def create(ctx: Ctx) -> Obj:
         "application": None,
         "application_fee_percent": None,
         "automatic_tax": {"disabled_reason": None, "enabled": False, "liability": None},
-        "billing_cycle_anchor": start,
+        "billing_cycle_anchor": stub_end or start,
         "billing_cycle_anchor_config": None,
         "billing_mode": {
             "flexible": {"proration_discounts": "included"},
@@ -202,7 +345,7 @@ def create(ctx: Ctx) -> Obj:
         },
         "billing_schedules": [],
         "billing_thresholds": None,
-        "cancel_at": None,
+        "cancel_at": cancel_at,
         "cancel_at_period_end": bool(p.get("cancel_at_period_end")),
         "canceled_at": None,
         "cancellation_details": {"comment": None, "feedback": None, "reason": None},
@@ -239,27 +382,31 @@ def create(ctx: Ctx) -> Obj:
         "presentment_details": None,
         "schedule": None,
         "start_date": start,
-        "status": "active",
+        "status": "trialing" if trial_end else "active",
         "status_details": None,
         "test_clock": cus.get("test_clock"),
         "transfer_data": None,
-        "trial_end": None,
+        "trial_end": trial_end,
         "trial_settings": {"end_behavior": {"missing_payment_method": "create_invoice"}},
-        "trial_start": None,
-        "_anchor": start,
+        "trial_start": now if trial_end else None,
+        "_anchor": stub_end or start,
         "_interval": rec["interval"],
         "_count": rec["interval_count"],
-        "_k": 0,
+        "_k": -1 if stub_end else 0,
+        "_stub": (start, stub_end) if stub_end else None,
+        "_trial": bool(trial_end),
         "_pending": [],
     }
     sub["invoice_settings"] = _invoice_settings(sub["invoice_settings"], p.get("invoice_settings"))
-    period = billing.period_bounds(sub, 0)
+    period = billing.period_bounds(sub, sub["_k"])
+    if cancel_at is not None:
+        billing.check_cancel_at(sub, cancel_at, p.get("proration_behavior"), licensed)
     items = [
         _item(store, sub_id, price, spec, now, period)
         for price, spec in zip(prices, p["items"], strict=True)
     ]
     sub["items"] = items_list(sub_id, items)
-    _first_invoice(store, sub, now, period)
+    _first_invoice(store, sub, now, period, one_offs)
     store.insert("subscriptions", sub)
     for item in items:
         store.insert("subscription_items", item)
@@ -318,9 +465,27 @@ def items_list(sub_id: str, items: list[Obj]) -> Obj:
     return list_object(items, f"/v1/subscription_items?subscription={sub_id}")
 
 
-def _first_invoice(store: Store, sub: Obj, now: int, period: tuple[int, int]) -> None:
+def _first_invoice(
+    store: Store, sub: Obj, now: int, period: tuple[int, int], one_offs: list[tuple[Obj, int]]
+) -> None:
     inv = invoice_builder.new_invoice(store, sub, "subscription_create", now, (now, now))
-    invoice_builder.set_lines(inv, invoice_builder.build_lines(store, sub, inv["id"], None, period))
+    if sub["_trial"]:
+        lines = invoice_builder.trial_lines(store, sub, inv["id"], period)
+    elif sub["_stub"] is not None:
+        # billing_cycle_anchor with proration_behavior=none: the stub is not charged up
+        # front; metered items show a zero line, licensed ones bill at the anchor.
+        lines = [
+            line
+            for line in invoice_builder.build_lines(store, sub, inv["id"], None, period)
+            if line["quantity"] == 0
+        ]
+    else:
+        lines = invoice_builder.build_lines(store, sub, inv["id"], None, period)
+    lines += [
+        invoice_builder.one_off_line(store, sub, inv["id"], price, qty, now)
+        for price, qty in one_offs
+    ]
+    invoice_builder.set_lines(inv, lines)
     store.insert("invoices", inv)
     sub["latest_invoice"] = inv["id"]
     if sub["collection_method"] == "send_invoice" and inv["amount_due"] > 0:
@@ -372,6 +537,16 @@ def update(ctx: Ctx) -> Obj:
         sub["description"] = p["description"]
     if p.get("cancel_at_period_end") is not None:
         sub["cancel_at_period_end"] = p["cancel_at_period_end"]
+    if "cancel_at" in p and sub["status"] != "canceled":
+        cancel_at = p["cancel_at"]
+        if cancel_at is not None:
+            now = store.now_for(store.by_type["customers"].get(sub["customer"]))
+            if cancel_at <= now:
+                raise invalid("cancel_at must be in the future.", param="cancel_at")
+            licensed = not all(invoice_builder.is_metered(it) for it in sub["items"]["data"])
+            billing.check_cancel_at(sub, cancel_at, p.get("proration_behavior"), licensed)
+        sub["cancel_at"] = cancel_at
+        sub["_next_due"] = 0
     return sub
 
 
