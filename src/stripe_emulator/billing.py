@@ -18,6 +18,7 @@ import time
 from typing import Any
 
 from stripe_emulator.errors import StripeError, emulator_unsupported
+from stripe_emulator.events import record
 from stripe_emulator.invoice_builder import (
     build_lines,
     is_metered,
@@ -26,7 +27,7 @@ from stripe_emulator.invoice_builder import (
     set_lines,
     usage,
 )
-from stripe_emulator.store import Obj, Store
+from stripe_emulator.store import Obj, Store, public
 from stripe_emulator.timeutil import add_interval
 
 INCOMPLETE_EXPIRY_S = 23 * 3600  # facts §5.2
@@ -59,17 +60,42 @@ def finalize(store: Store, inv: Obj, at: int) -> None:
         sub = store.by_type["subscriptions"].get(inv.get("_subscription", ""))
         days = (sub or {}).get("days_until_due") or 30
         inv["due_date"] = at + days * 86400
+    record(store, "invoice.finalized", inv, at)
     if inv["amount_due"] == 0:
-        mark_paid(inv, at)
+        mark_paid(store, inv, at)
 
 
-def mark_paid(inv: Obj, at: int) -> None:
+def created(store: Store, inv: Obj, at: int) -> None:
+    """Store a new invoice and emit `invoice.created`."""
+    store.insert("invoices", inv)
+    record(store, "invoice.created", inv, at)
+
+
+def snapshot(sub: Obj) -> Obj:
+    """The subscription's public form now, to diff against after a change."""
+    return public(sub)
+
+
+def sub_changed(store: Store, sub: Obj, before: Obj, at: int) -> None:
+    """Emit `customer.subscription.updated` (with `previous_attributes`) or `.deleted`."""
+    after = public(sub)
+    prev = {k: v for k, v in before.items() if after.get(k) != v}
+    if not prev:
+        return
+    if after["status"] == "canceled" and before["status"] != "canceled":
+        record(store, "customer.subscription.deleted", sub, at)
+    else:
+        record(store, "customer.subscription.updated", sub, at, prev)
+
+
+def mark_paid(store: Store, inv: Obj, at: int) -> None:
     """open -> paid for the full amount due."""
     inv["status"] = "paid"
     inv["amount_paid"] = inv["amount_due"]
     inv["amount_remaining"] = 0
     inv["status_transitions"]["paid_at"] = at
     inv["next_payment_attempt"] = None
+    record(store, "invoice.paid", inv, at)
 
 
 def payment_method_for(store: Store, inv: Obj) -> Obj | None:
@@ -92,13 +118,14 @@ def payment_method_for(store: Store, inv: Obj) -> Obj | None:
 def charge(store: Store, inv: Obj, at: int, pm: Obj | None = None) -> StripeError | None:
     """Try to collect an open invoice; None on success, else the decline to report."""
     if inv["amount_due"] == 0:
-        mark_paid(inv, at)
+        mark_paid(store, inv, at)
         return None
     pm = pm or payment_method_for(store, inv)
     inv["attempted"] = True
     inv["attempt_count"] += 1
     sub = store.by_type["subscriptions"].get(inv.get("_subscription", ""))
     if pm is None or pm.get("_fails"):
+        record(store, "invoice.payment_failed", inv, at)
         if (
             sub is not None
             and sub["status"] == "active"
@@ -119,7 +146,7 @@ def charge(store: Store, inv: Obj, at: int, pm: Obj | None = None) -> StripeErro
             code="card_declined",
             extra={"decline_code": "generic_decline", "payment_method": {"id": pm["id"]}},
         )
-    mark_paid(inv, at)
+    mark_paid(store, inv, at)
     if sub is not None and sub["status"] in ("past_due", "incomplete"):
         open_left = any(
             v["status"] == "open" and v.get("_subscription") == sub["id"]
@@ -177,7 +204,7 @@ def _end_at(store: Store, sub: Obj, at: int) -> None:
             line["invoice"] = inv["id"]
         set_lines(inv, lines)
         inv["automatically_finalizes_at"] = at + FINALIZE_DELAY_S
-        store.insert("invoices", inv)
+        created(store, inv, at)
         sub["latest_invoice"] = inv["id"]
         sub["_pending"].append(inv["id"])
     sub["status"] = "canceled"
@@ -201,7 +228,7 @@ def _roll_period(store: Store, sub: Obj, at: int) -> None:
     else:
         set_lines(inv, build_lines(store, sub, inv["id"], closed, opened))
     inv["automatically_finalizes_at"] = at + FINALIZE_DELAY_S
-    store.insert("invoices", inv)
+    created(store, inv, at)
     sub["latest_invoice"] = inv["id"]
     sub["_pending"].append(inv["id"])
     if sub["cancel_at_period_end"]:
@@ -245,6 +272,7 @@ def run_subscription(store: Store, sub: Obj, until: int) -> None:
         if at > until:
             sub["_next_due"] = at  # lets tick skip this subscription until then
             return
+        before = snapshot(sub)
         if kind == 0:
             _roll_period(store, sub, at)
         elif kind == 2:
@@ -254,6 +282,7 @@ def run_subscription(store: Store, sub: Obj, until: int) -> None:
         else:
             sub["_pending"].remove(inv["id"])
             _auto_finalize(store, sub, inv, at)
+        sub_changed(store, sub, before, at)
         sub["_pending"] = [
             i
             for i in sub["_pending"]
@@ -291,3 +320,4 @@ def complete_advance(store: Store, clock: Obj) -> None:
     clock["status_details"] = {}
     clock.pop("_target", None)
     clock.pop("_ready_at", None)
+    record(store, "test_helpers.test_clock.ready", clock, target)

@@ -172,7 +172,7 @@ def pay(ctx: Ctx) -> Obj:
         if inv["status"] == "paid":
             return inv
     if p.get("paid_out_of_band"):
-        billing.mark_paid(inv, now)
+        billing.mark_paid(store, inv, now)
         return inv
     failure = billing.charge(store, inv, now, pm)
     if failure is not None:

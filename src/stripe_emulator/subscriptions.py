@@ -4,6 +4,22 @@ Periods live on the items (`current_period_start/end`), anchored at the start in
 customer's time (clock time under a test clock, or `backdate_start_date`). Creation makes
 a `subscription_create` invoice, finalized at once for automatic collection; a $0 one
 (metered-only) is `paid` without any payment method (facts §5.5).
+
+Trials (`trial_period_days` / `trial_end`) and a future `billing_cycle_anchor` make a
+stub period (`_k == -1`) before the regular ones; `cancel_at` ends the subscription at
+that moment with a final invoice for metered usage (see billing.py).
+
+Omitted vs null (the SDK's annotations are the schema; `Optional` = present, null):
+
+| field                                   | rule                                         |
+|-----------------------------------------|----------------------------------------------|
+| `subscription_item.quantity`            | omitted on metered items, int on licensed    |
+| `subscription.billing_mode.updated_at`  | omitted until the billing mode is changed    |
+| `subscription.items.total_count`        | omitted (embedded list)                      |
+| `invoice.lines.total_count`             | omitted (embedded list; see invoice_builder) |
+| `invoice.payments`, `*.deleted`         | omitted (expand-only / deleted objects only) |
+| `subscription_item.current_trial`       | null (set only by trial offers, not modelled)|
+| every other `Optional` field            | present, null when unset                     |
 """
 
 from __future__ import annotations
@@ -13,6 +29,7 @@ from typing import Any
 from stripe_emulator import billing, invoice_builder
 from stripe_emulator.customers import merge_metadata
 from stripe_emulator.errors import emulator_unsupported, invalid, invalid_integer, missing_param
+from stripe_emulator.events import record
 from stripe_emulator.lists import in_range, list_object, paginate
 from stripe_emulator.params import CREATED, EXPAND, PAGING, anything, b, e, i, lst, m, o, s, u
 from stripe_emulator.routing import Ctx, Router
@@ -406,10 +423,13 @@ def create(ctx: Ctx) -> Obj:
         for price, spec in zip(prices, p["items"], strict=True)
     ]
     sub["items"] = items_list(sub_id, items)
-    _first_invoice(store, sub, now, period, one_offs)
     store.insert("subscriptions", sub)
     for item in items:
         store.insert("subscription_items", item)
+    _first_invoice(store, sub, now, period, one_offs)
+    # after the first invoice, so the payload carries latest_invoice and the status it
+    # settled on (incomplete when the first payment fails), as Stripe's does
+    record(store, "customer.subscription.created", sub, now)
     billing.run_subscription(store, sub, now)
     return sub
 
@@ -486,7 +506,7 @@ def _first_invoice(
         for price, qty in one_offs
     ]
     invoice_builder.set_lines(inv, lines)
-    store.insert("invoices", inv)
+    billing.created(store, inv, now)
     sub["latest_invoice"] = inv["id"]
     if sub["collection_method"] == "send_invoice" and inv["amount_due"] > 0:
         inv["automatically_finalizes_at"] = now + billing.FINALIZE_DELAY_S
@@ -519,6 +539,14 @@ def update(ctx: Ctx) -> Obj:
     _refuse_nontrivial(p)
     store = ctx.store
     sub = store.get("subscriptions", ctx.args[0], KIND)
+    before = billing.snapshot(sub)
+    _apply_update(store, sub, p)
+    at = store.now_for(store.by_type["customers"].get(sub["customer"]))
+    billing.sub_changed(store, sub, before, at)
+    return sub
+
+
+def _apply_update(store: Store, sub: Obj, p: dict[str, Any]) -> None:
     if "payment_settings" in p:
         sub["payment_settings"] = _payment_settings(p["payment_settings"] or None)
     if "invoice_settings" in p:
@@ -547,7 +575,6 @@ def update(ctx: Ctx) -> Obj:
             billing.check_cancel_at(sub, cancel_at, p.get("proration_behavior"), licensed)
         sub["cancel_at"] = cancel_at
         sub["_next_due"] = 0
-    return sub
 
 
 def cancel(ctx: Ctx) -> Obj:
@@ -572,6 +599,7 @@ def cancel(ctx: Ctx) -> Obj:
         "feedback": details.get("feedback"),
         "reason": "cancellation_requested",
     }
+    record(store, "customer.subscription.deleted", sub, now)
     return sub
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
+import requests
 import stripe
 
 from tests.stripe_emulator.helpers import advance, clock_customer, send_event
@@ -139,3 +140,124 @@ def test_cancel_at_period_end_stops_after_final_invoice(client: stripe.StripeCli
     # No further periods: advancing another month adds no invoice.
     advance(client, clock.id, end + 40 * 86400)
     assert len(client.v1.invoices.list({"subscription": sub.id}).data) == 2
+
+
+def _events(base_url: str) -> list[dict[str, Any]]:
+    state = requests.get(f"{base_url}/_emulator/state", timeout=5).json()
+    return list(state["events"])
+
+
+def _seat_price(client: stripe.StripeClient, amount: int = 700) -> Any:
+    product = client.v1.products.create({"name": "Seat"})
+    return client.v1.prices.create(
+        {
+            "currency": "usd",
+            "product": product.id,
+            "unit_amount": amount,
+            "recurring": {"interval": "month"},
+        }
+    )
+
+
+def test_events_for_create_update_renewal_and_cancel(
+    client: stripe.StripeClient, base_url: str
+) -> None:
+    t0 = int(time.time()) - 3 * 86400
+    seat = _seat_price(client)
+    clock, cus = clock_customer(client, t0)
+    sub = client.v1.subscriptions.create({"customer": cus.id, "items": [{"price": seat.id}]})
+    first = str(sub.latest_invoice)
+    got = [(e["type"], e["data"]["object"]["id"], e["created"]) for e in _events(base_url)]
+    assert got == [
+        ("invoice.created", first, t0),
+        ("invoice.finalized", first, t0),
+        ("invoice.paid", first, t0),
+        ("customer.subscription.created", sub.id, t0),
+    ]
+    assert _events(base_url)[-1]["data"]["object"]["latest_invoice"] == first
+    client.v1.subscriptions.update(sub.id, {"metadata": {"plan": "gold"}})
+    upd = _events(base_url)[-1]
+    assert upd["type"] == "customer.subscription.updated"
+    assert upd["data"]["previous_attributes"] == {"metadata": {}}
+    assert upd["data"]["object"]["metadata"] == {"plan": "gold"}
+    period_end = sub["items"].data[0].current_period_end
+    n = len(_events(base_url))
+    advance(client, clock.id, period_end + 2 * 3600)
+    renewal = str(client.v1.subscriptions.retrieve(sub.id).latest_invoice)
+    later = _events(base_url)[n:]
+    assert [(e["type"], e["created"]) for e in later if e["type"].startswith("invoice.")] == [
+        ("invoice.created", period_end),
+        ("invoice.finalized", period_end + 3600),
+        ("invoice.paid", period_end + 3600),
+    ]
+    assert all(
+        e["data"]["object"]["id"] == renewal for e in later if e["type"].startswith("invoice.")
+    )
+    updated = [e for e in later if e["type"] == "customer.subscription.updated"]
+    assert updated[0]["created"] == period_end
+    assert set(updated[0]["data"]["previous_attributes"]) == {"items", "latest_invoice"}
+    assert updated[0]["data"]["previous_attributes"]["latest_invoice"] == first
+    ready = later[-1]
+    assert (ready["type"], ready["data"]["object"]["id"], ready["created"]) == (
+        "test_helpers.test_clock.ready",
+        clock.id,
+        period_end + 2 * 3600,
+    )
+    client.v1.subscriptions.cancel(sub.id)
+    last = _events(base_url)[-1]
+    assert (last["type"], last["data"]["object"]["status"]) == (
+        "customer.subscription.deleted",
+        "canceled",
+    )
+
+
+def test_payment_failed_event_and_past_due_update(
+    client: stripe.StripeClient, base_url: str
+) -> None:
+    t0 = int(time.time()) - 3 * 86400
+    seat = _seat_price(client)
+    clock, cus = clock_customer(client, t0)
+    sub = client.v1.subscriptions.create({"customer": cus.id, "items": [{"price": seat.id}]})
+    bad = client.v1.payment_methods.attach("pm_card_chargeCustomerFail", {"customer": cus.id})
+    client.v1.customers.update(cus.id, {"invoice_settings": {"default_payment_method": bad.id}})
+    period_end = sub["items"].data[0].current_period_end
+    advance(client, clock.id, period_end + 2 * 3600)
+    events = _events(base_url)
+    failed = [e for e in events if e["type"] == "invoice.payment_failed"]
+    assert [(e["created"], e["data"]["object"]["status"]) for e in failed] == [
+        (period_end + 3600, "open")
+    ]
+    past_due = [
+        e
+        for e in events
+        if e["type"] == "customer.subscription.updated"
+        and e["data"]["object"]["status"] == "past_due"
+    ]
+    assert past_due[0]["data"]["previous_attributes"]["status"] == "active"
+
+
+def test_grace_hour_usage_counts_until_finalization_only(client: stripe.StripeClient) -> None:
+    meter = _meter(client)
+    product = client.v1.products.create({"name": "API"})
+    price = client.v1.prices.create(
+        {
+            "currency": "usd",
+            "product": product.id,
+            "unit_amount": 10,
+            "recurring": {"interval": "day", "usage_type": "metered", "meter": meter.id},
+        }
+    )
+    clock, cus = clock_customer(client, int(time.time()) - 3 * 86400)
+    sub = client.v1.subscriptions.create({"customer": cus.id, "items": [{"price": price.id}]})
+    start = sub["items"].data[0].current_period_start
+    end = sub["items"].data[0].current_period_end
+    advance(client, clock.id, end + 60)  # past the period end, inside the grace hour
+    draft = _cycle(client, sub.id)
+    assert (draft.status, draft.total, draft.period_end) == ("draft", 0, end)
+    send_event(client, cus.id, end - 10, 3, "late-in-period")  # usage of the closed period
+    advance(client, clock.id, end + 2 * 3600)
+    inv = client.v1.invoices.retrieve(draft.id)
+    assert (inv.status, inv.total, inv.lines.data[0].quantity) == ("paid", 30, 3)
+    assert (inv.lines.data[0].period.start, inv.lines.data[0].period.end) == (start, end)
+    send_event(client, cus.id, end - 5, 4, "after-finalization")
+    assert client.v1.invoices.retrieve(draft.id).total == 30  # finalized: never changes
