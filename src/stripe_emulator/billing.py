@@ -256,7 +256,7 @@ def run_subscription(store: Store, sub: Obj, until: int) -> None:
             due.append((sub["created"] + INCOMPLETE_EXPIRY_S, 2, None))
         elif sub["status"] not in ("canceled", "incomplete_expired"):
             end = period_bounds(sub, sub["_k"])[1]
-            cancel_at = sub.get("cancel_at")
+            cancel_at = sub.get("cancel_at") or (end if sub["cancel_at_period_end"] else None)
             if cancel_at is not None and cancel_at <= end:
                 due.append((cancel_at, 3, None))
             else:

@@ -261,3 +261,18 @@ def test_grace_hour_usage_counts_until_finalization_only(client: stripe.StripeCl
     assert (inv.lines.data[0].period.start, inv.lines.data[0].period.end) == (start, end)
     send_event(client, cus.id, end - 5, 4, "after-finalization")
     assert client.v1.invoices.retrieve(draft.id).total == 30  # finalized: never changes
+
+
+def test_cancel_at_period_end_licensed_bills_no_next_period(client: stripe.StripeClient) -> None:
+    seat = _seat_price(client)
+    clock, cus = clock_customer(client, int(time.time()) - 7200)
+    sub = client.v1.subscriptions.create(
+        {"customer": cus.id, "items": [{"price": seat.id}], "cancel_at_period_end": True}
+    )
+    assert sub.cancel_at_period_end is True
+    end = sub["items"].data[0].current_period_end
+    advance(client, clock.id, end + 2 * 3600)
+    ended = client.v1.subscriptions.retrieve(sub.id)
+    assert (ended.status, ended.ended_at) == ("canceled", end)
+    invoices = client.v1.invoices.list({"subscription": sub.id}).data
+    assert [(i.billing_reason, i.total) for i in invoices] == [("subscription_create", 700)]

@@ -257,3 +257,43 @@ def test_real_time_customers_are_billed_without_a_clock(client: stripe.StripeCli
     assert (oldest.status, oldest.amount_paid, oldest.lines.data[0].quantity) == ("paid", 40, 8)
     assert len(cycles) == 2
     assert sub["items"].data[0].current_period_start == now - DAY + 600
+
+
+def test_list_created_exact_and_due_date_filters(client: stripe.StripeClient) -> None:
+
+    product = client.v1.products.create({"name": "Seat"})
+    seat = client.v1.prices.create(
+        {
+            "currency": "usd",
+            "product": product.id,
+            "unit_amount": 700,
+            "recurring": {"interval": "month"},
+        }
+    )
+    t0 = int(time.time()) - 7200
+    _, cus = clock_customer(client, t0, card=None)
+    sub = client.v1.subscriptions.create(
+        {
+            "customer": cus.id,
+            "items": [{"price": seat.id}],
+            "collection_method": "send_invoice",
+            "days_until_due": 7,
+        }
+    )
+    inv_id = str(sub.latest_invoice)
+    assert [i.id for i in client.v1.invoices.list({"customer": cus.id, "created": t0}).data] == [
+        inv_id
+    ]
+    assert client.v1.invoices.list({"customer": cus.id, "created": t0 + 1}).data == []
+    finalized = client.v1.invoices.finalize_invoice(inv_id)
+    due = finalized.due_date
+    assert due == t0 + 7 * 86400
+    got = client.v1.invoices.list({"customer": cus.id, "due_date": {"gte": due}}).data
+    assert [i.id for i in got] == [inv_id]
+    assert client.v1.invoices.list({"customer": cus.id, "due_date": {"lt": due}}).data == []
+    _, price = metered_price(client)
+    with pytest.raises(stripe.InvalidRequestError) as err:
+        client.v1.invoices.create_preview(
+            {"customer": cus.id, "invoice_items": [{"price": price.id}]}
+        )
+    assert (err.value.code, err.value.param) == ("emulator_unsupported", "invoice_items")
