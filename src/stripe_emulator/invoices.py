@@ -174,7 +174,11 @@ def pay(ctx: Ctx) -> Obj:
     if p.get("paid_out_of_band"):
         billing.mark_paid(store, inv, now)
         return inv
+    sub = store.by_type["subscriptions"].get(inv.get("_subscription", ""))
+    before = billing.snapshot(sub) if sub is not None else None
     failure = billing.charge(store, inv, now, pm)
+    if sub is not None and before is not None:
+        billing.sub_changed(store, sub, before, now)  # e.g. past_due -> active
     if failure is not None:
         raise failure
     return inv

@@ -234,6 +234,13 @@ def test_payment_failed_event_and_past_due_update(
         and e["data"]["object"]["status"] == "past_due"
     ]
     assert past_due[0]["data"]["previous_attributes"]["status"] == "active"
+    good = client.v1.payment_methods.attach("pm_card_visa", {"customer": cus.id})
+    inv_id = failed[0]["data"]["object"]["id"]
+    client.v1.invoices.pay(inv_id, {"payment_method": good.id})
+    last = _events(base_url)[-2:]
+    assert [e["type"] for e in last] == ["invoice.paid", "customer.subscription.updated"]
+    assert last[1]["data"]["previous_attributes"]["status"] == "past_due"
+    assert last[1]["data"]["object"]["status"] == "active"
 
 
 def test_grace_hour_usage_counts_until_finalization_only(client: stripe.StripeClient) -> None:
