@@ -40,9 +40,15 @@ class Router:
     def __init__(self) -> None:
         self._static: dict[tuple[str, str], Handler] = {}
         self._dynamic: list[tuple[str, re.Pattern[str], Handler]] = []
+        self._patterns: list[tuple[str, str]] = []
+
+    def routes(self) -> list[tuple[str, str]]:
+        """Every (method, pattern) served, in registration order (the README lists them)."""
+        return list(self._patterns)
 
     def add(self, method: str, pattern: str, handler: Handler) -> None:
         """Register `handler` for `method` on `pattern` (e.g. `/v1/customers/{id}`)."""
+        self._patterns.append((method, pattern))
         if "{" not in pattern:
             self._static[(method, pattern)] = handler
             return
