@@ -1,0 +1,288 @@
+"""Check a JSON object against the stripe SDK's annotations for the pinned API version.
+
+The installed `stripe` package is the schema: every resource class (and each nested
+class) annotates the fields of this API version. `check(obj, cls)` walks
+`typing.get_type_hints(cls)` recursively and returns readable problems such as
+`invoice.payment_settings.payment_method_types: missing`.
+
+Rules:
+
+- a non-`Optional` field must be present and non-null;
+- an `Optional` field must be present (null allowed) unless `OMITTED` lists it: Stripe
+  leaves those keys out in some cases, which the annotations cannot express;
+- no key outside the annotations (SDK internals — `OBJECT_NAME`, `_*` — are not fields);
+- JSON types: `int` is a non-bool integer, `float` any non-bool number, `Literal[...]` one
+  of its values; an open enum `Union[Literal[...], str]` (the SDK's room for future values)
+  is checked as its `Literal`, since the emulator must send a documented value; `List[X]`,
+  `Dict[str, X]` / `UntypedStripeObject[X]` (metadata) a JSON object of X;
+  `ExpandableField[X]` (= `Union[str, X]`) an id or the expanded object;
+- `ListObject[X]` is exactly `{object: "list", data, has_more, url}`: no `total_count`;
+- a deleted object (`deleted: true` where the class annotates `deleted`) is exactly
+  `{id, object, deleted}` — Stripe's delete endpoints "return an object with a deleted
+  parameter on success" (API reference, e.g. "Delete a customer"), nothing else.
+
+Omitted vs null (the `OMITTED` table). Quoted text is the field's description in the SDK
+(Stripe's OpenAPI text); the omission itself is from Stripe's API reference and facts §5:
+
+| field                               | why it may be absent                                     |
+|-------------------------------------|----------------------------------------------------------|
+| `*.deleted`                         | only on deleted objects ("Always true for a deleted      |
+|                                     | object"); live objects omit it                           |
+| `SubscriptionItem.quantity`         | "The quantity of the plan to which the customer should   |
+|                                     | be subscribed" — omitted on metered (usage-based) items  |
+| `Subscription.BillingMode.updated_at` | "Details on when the current billing_mode was adopted" |
+|                                     | — omitted until the billing mode is changed              |
+| `Invoice.payments`                  | "Payments for this invoice" is an includable list        |
+|                                     | (`expand[]=payments`); omitted by default                |
+
+Everything else `Optional` is present and null when unset.
+"""
+
+from __future__ import annotations
+
+import ast
+import functools
+import importlib
+import inspect
+import sys
+import types
+import typing
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, ClassVar, Literal, Union, get_args, get_origin
+
+from stripe import ListObject, StripeObject
+from stripe._stripe_object import UntypedStripeObject
+
+OMITTED: dict[str, str] = {
+    "*.deleted": "present only on deleted objects",
+    "SubscriptionItem.quantity": "omitted on metered items",
+    "Subscription.BillingMode.updated_at": "omitted until the billing mode is changed",
+    "Invoice.payments": "includable list, omitted unless expanded",
+}
+
+LIST_KEYS = ("object", "data", "has_more", "url")
+DELETED_KEYS = frozenset({"id", "object", "deleted"})
+
+
+@dataclass
+class Tally:
+    """How much a check looked at: JSON objects walked and annotated fields examined."""
+
+    objects: int = 0
+    fields: int = 0
+
+    def add(self, other: Tally) -> None:
+        """Fold `other`'s counts into this tally."""
+        self.objects += other.objects
+        self.fields += other.fields
+
+
+def check(
+    obj: dict[str, Any],
+    cls: type,
+    *,
+    tally: Tally | None = None,
+    omitted: Mapping[str, str] = OMITTED,
+    path: str | None = None,
+) -> list[str]:
+    """Problems of `obj` against SDK class `cls` (empty when it conforms), counted in `tally`."""
+    walker = _Walker(omitted, tally if tally is not None else Tally())
+    return walker.value(obj, cls, path or root_name(cls))
+
+
+def root_name(cls: type) -> str:
+    """The path prefix for `cls`: its Stripe object name (`invoice`), else its class name."""
+    name = getattr(cls, "OBJECT_NAME", None)
+    if isinstance(name, str) and name:
+        return name
+    return cls.__name__
+
+
+def fields(cls: type) -> dict[str, Any]:
+    """The annotated JSON fields of an SDK class (resolved, SDK internals dropped)."""
+    return dict(_hints(cls))
+
+
+class _Walker:
+    def __init__(self, omitted: Mapping[str, str], tally: Tally) -> None:
+        self.omitted = omitted
+        self.tally = tally
+
+    def value(self, value: Any, tp: Any, path: str) -> list[str]:
+        if tp is Any:
+            return []
+        origin = get_origin(tp)
+        args = get_args(tp)
+        if origin is Union or origin is types.UnionType:
+            return self.union(value, [a for a in args if a is not type(None)], tp, path)
+        if value is None:
+            return [f"{path}: null in a non-nullable field"]
+        if origin is Literal:
+            if any(value == a and type(value) is type(a) for a in args):
+                return []
+            return [f"{path}: {value!r} not one of {list(args)!r}"]
+        if origin is list or tp is list:
+            if not isinstance(value, list):
+                return [f"{path}: expected a list, got {_kind(value)}"]
+            item = args[0] if args else Any
+            problems: list[str] = []
+            for n, element in enumerate(value):
+                problems += self.value(element, item, f"{path}[{n}]")
+            return problems
+        if origin is dict or tp is dict:
+            return self.mapping(value, args[1] if len(args) == 2 else Any, path)
+        cls = origin if isinstance(origin, type) else tp
+        if isinstance(cls, type) and issubclass(cls, UntypedStripeObject):
+            return self.mapping(value, args[0] if args else Any, path)
+        if isinstance(cls, type) and issubclass(cls, ListObject):
+            return self.list_object(value, args[0] if args else Any, path)
+        if isinstance(cls, type) and issubclass(cls, StripeObject):
+            return self.stripe_object(value, cls, path)
+        return self.scalar(value, tp, path)
+
+    def scalar(self, value: Any, tp: Any, path: str) -> list[str]:
+        ok = {
+            str: isinstance(value, str),
+            bool: isinstance(value, bool),
+            int: isinstance(value, int) and not isinstance(value, bool),
+            float: isinstance(value, (int, float)) and not isinstance(value, bool),
+        }.get(tp)
+        if ok is None:
+            return [f"{path}: unsupported annotation {tp!r}"]
+        return [] if ok else [f"{path}: expected {tp.__name__}, got {_kind(value)}"]
+
+    def mapping(self, value: Any, item: Any, path: str) -> list[str]:
+        if not isinstance(value, dict):
+            return [f"{path}: expected an object, got {_kind(value)}"]
+        problems: list[str] = []
+        for key, element in value.items():
+            problems += self.value(element, item, f"{path}.{key}")
+        return problems
+
+    def union(self, value: Any, members: list[Any], tp: Any, path: str) -> list[str]:
+        if value is None:
+            return [] if type(None) in get_args(tp) else [f"{path}: null in a non-nullable field"]
+        if str in members and any(_is_string_literal(m) for m in members):
+            members = [m for m in members if m is not str]  # open enum: see the module docstring
+        if len(members) == 1:
+            return self.value(value, members[0], path)
+        best: tuple[list[str], Tally] | None = None
+        for member in _by_preference(value, members):
+            trial = _Walker(self.omitted, Tally())
+            problems = trial.value(value, member, path)
+            if not problems:
+                self.tally.add(trial.tally)
+                return []
+            if best is None or len(problems) < len(best[0]):
+                best = (problems, trial.tally)
+        assert best is not None
+        self.tally.add(best[1])
+        return best[0]
+
+    def list_object(self, value: Any, item: Any, path: str) -> list[str]:
+        if not isinstance(value, dict):
+            return [f"{path}: expected a list object, got {_kind(value)}"]
+        self.tally.objects += 1
+        self.tally.fields += len(LIST_KEYS)
+        problems = [f"{path}.{key}: missing" for key in LIST_KEYS if key not in value]
+        problems += [f"{path}.{key}: unexpected" for key in value if key not in LIST_KEYS]
+        if "object" in value and value["object"] != "list":
+            problems.append(f"{path}.object: {value['object']!r} is not 'list'")
+        if "has_more" in value:
+            problems += self.value(value["has_more"], bool, f"{path}.has_more")
+        if "url" in value:
+            problems += self.value(value["url"], str, f"{path}.url")
+        if "data" in value:
+            problems += self.value(value["data"], list[item], f"{path}.data")
+        return problems
+
+    def stripe_object(self, value: Any, cls: type, path: str) -> list[str]:
+        if not isinstance(value, dict):
+            return [f"{path}: expected an object, got {_kind(value)}"]
+        hints = _hints(cls)
+        self.tally.objects += 1
+        if value.get("deleted") is True and "deleted" in hints:
+            self.tally.fields += len(DELETED_KEYS)
+            problems = [f"{path}.{key}: missing" for key in sorted(DELETED_KEYS - value.keys())]
+            problems += [f"{path}.{key}: unexpected" for key in value if key not in DELETED_KEYS]
+            for key in DELETED_KEYS & value.keys():
+                problems += self.value(value[key], hints[key], f"{path}.{key}")
+            return problems
+        problems = []
+        for name, tp in hints.items():
+            self.tally.fields += 1
+            where = f"{path}.{name}"
+            if name not in value:
+                if not self.may_omit(cls, name):
+                    problems.append(f"{where}: missing")
+                continue
+            problems += self.value(value[name], tp, where)
+        problems += [f"{path}.{key}: unexpected" for key in value if key not in hints]
+        return problems
+
+    def may_omit(self, cls: type, name: str) -> bool:
+        return f"{cls.__qualname__}.{name}" in self.omitted or f"*.{name}" in self.omitted
+
+
+def _by_preference(value: Any, members: list[Any]) -> list[Any]:
+    """Union members to try, the one naming `value["object"]` first (e.g. Card vs Source)."""
+    if not isinstance(value, dict):
+        return members
+    named = [m for m in members if getattr(m, "OBJECT_NAME", None) == value.get("object")]
+    return named + [m for m in members if m not in named]
+
+
+def _is_string_literal(tp: Any) -> bool:
+    return get_origin(tp) is Literal and all(isinstance(a, str) for a in get_args(tp))
+
+
+def _kind(value: Any) -> str:
+    if value is None:
+        return "null"
+    return {
+        bool: "bool",
+        int: "int",
+        float: "float",
+        str: "string",
+        list: "list",
+        dict: "object",
+    }.get(type(value), type(value).__name__)
+
+
+@functools.cache
+def _hints(cls: type) -> dict[str, Any]:
+    module = sys.modules[cls.__module__]
+    globalns = {**vars(module), **_deferred_imports(module.__name__), "StripeObject": StripeObject}
+    localns: dict[str, Any] = {}
+    scope: Any = module
+    for part in cls.__qualname__.split("."):
+        scope = getattr(scope, part, None)
+        if scope is None:
+            break
+        localns.update(vars(scope))
+    resolved = typing.get_type_hints(cls, globalns=globalns, localns=localns)
+    return {
+        name: tp
+        for name, tp in resolved.items()
+        if not name.startswith("_") and name != "OBJECT_NAME" and get_origin(tp) is not ClassVar
+    }
+
+
+@functools.cache
+def _deferred_imports(module_name: str) -> dict[str, Any]:
+    """Names a generated SDK module imports only under `if TYPE_CHECKING:` (its forward refs)."""
+    tree = ast.parse(inspect.getsource(sys.modules[module_name]))
+    names: dict[str, Any] = {}
+    for node in tree.body:
+        if not (isinstance(node, ast.If) and getattr(node.test, "id", None) == "TYPE_CHECKING"):
+            continue
+        for stmt in node.body:
+            if not isinstance(stmt, ast.ImportFrom) or stmt.module is None:
+                continue
+            if stmt.module.startswith("stripe.params"):
+                continue  # request params: never in response annotations
+            source = importlib.import_module(stmt.module)
+            for alias in stmt.names:
+                names[alias.asname or alias.name] = getattr(source, alias.name)
+    return names
