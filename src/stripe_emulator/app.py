@@ -1,7 +1,9 @@
 """The ASGI application: auth, parsing, idempotency, fault injection and routing.
 
-`create_app()` returns a raw ASGI callable holding one in-memory Stripe account. Every
-answer carries a `Request-Id`; every refusal is Stripe's JSON error shape.
+`create_app()` returns a raw ASGI callable holding one Stripe account, in memory or,
+with `state_dir`, also in a state file (persistence.py) committed after every request
+and before its answer is sent. Every answer carries a `Request-Id`; every refusal is
+Stripe's JSON error shape.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ import binascii
 import logging
 import re
 from collections.abc import Awaitable, Callable, MutableMapping
+from pathlib import Path
 from typing import Any
 
 import orjson
@@ -33,6 +36,7 @@ from stripe_emulator.expand import apply_expand
 from stripe_emulator.faults import Fault, Faults
 from stripe_emulator.form import parse_form
 from stripe_emulator.idempotency import IdempotencyStore, fingerprint
+from stripe_emulator.persistence import open_state
 from stripe_emulator.routing import Ctx, Handler, Router
 from stripe_emulator.store import Store, public, random_token
 
@@ -108,11 +112,15 @@ def check_version(headers: dict[str, str]) -> None:
 
 
 class Emulator:
-    """One in-memory Stripe account served over ASGI."""
+    """One Stripe account served over ASGI."""
 
-    def __init__(self, advance_delay_s: float = 0.5) -> None:
+    def __init__(
+        self, advance_delay_s: float = 0.5, state_dir: Path | None = None, reset: bool = False
+    ) -> None:
         self.store = Store(advance_delay_s)
         self.idempotency = IdempotencyStore()
+        if state_dir is not None:
+            open_state(state_dir, reset=reset).load(self.store, self.idempotency)
         self.faults = Faults()
         self.router = Router()
         for module in (
@@ -126,6 +134,12 @@ class Emulator:
             webhooks,
         ):
             module.register(self.router)
+
+    def close(self) -> None:
+        """Release the state file, if any (its content stays on disk)."""
+        if self.store.backing is not None:
+            self.store.backing.close()
+            self.store.backing = None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":
@@ -148,6 +162,12 @@ class Emulator:
         except Exception:  # pragma: no cover - a bug; still answer in Stripe's shape
             log.exception("unexpected emulator failure")
             status, payload, extra = _error(api_error(500, "An unexpected error occurred."))
+        try:
+            # Durable before acknowledged: a crash after this loses nothing answered.
+            self.store.commit()
+        except Exception:  # pragma: no cover - disk failure; do not acknowledge
+            log.exception("could not write the emulator state")
+            status, payload, extra = _error(api_error(500, "The emulator could not save state."))
         out_headers = [
             (b"content-type", b"application/json"),
             (b"content-length", str(len(payload)).encode()),
@@ -255,9 +275,13 @@ async def _lifespan(receive: Receive, send: Send) -> None:
             return
 
 
-def create_app(*, advance_delay_s: float = 0.5) -> Emulator:
-    """A fresh emulator (its own in-memory state) as an ASGI app.
+def create_app(
+    *, advance_delay_s: float = 0.5, state_dir: Path | None = None, reset: bool = False
+) -> Emulator:
+    """An emulator as an ASGI app: in memory, or kept in `state_dir` across restarts.
 
     `advance_delay_s` is the real time a test clock stays `advancing` after an advance.
+    `reset` deletes the stored state first. Raises `persistence.StateError` when the
+    state directory or file cannot be used.
     """
-    return Emulator(advance_delay_s)
+    return Emulator(advance_delay_s, state_dir, reset)

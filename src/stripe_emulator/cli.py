@@ -1,6 +1,8 @@
 """`stripe-emulator`: serve the offline Stripe on 127.0.0.1 (default port `DEFAULT_PORT`).
 
-Configured by its flags only; it reads no environment variable.
+Configured by its flags only; it reads no environment variable. State lives in memory
+unless `--state-dir DIR` is given: then it is kept in DIR across restarts (and crashes),
+and `--reset` starts empty by deleting it first.
 """
 
 from __future__ import annotations
@@ -9,11 +11,13 @@ import argparse
 import errno
 import socket
 import sys
+from pathlib import Path
 
 import uvicorn
 
 from stripe_emulator import DEFAULT_PORT
 from stripe_emulator.app import create_app
+from stripe_emulator.persistence import StateError
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -30,6 +34,17 @@ def _parser() -> argparse.ArgumentParser:
         type=int,
         default=500,
         help="real time a test clock stays 'advancing' after an advance (default 500)",
+    )
+    parser.add_argument(
+        "--state-dir",
+        type=Path,
+        default=None,
+        help="keep the state in this directory across restarts (default: in memory only)",
+    )
+    parser.add_argument(
+        "--reset",
+        action="store_true",
+        help="with --state-dir: delete the stored state first and start empty",
     )
     return parser
 
@@ -61,11 +76,20 @@ def main(argv: list[str] | None = None) -> int:
     if args.advance_delay_ms < 0:
         print("stripe-emulator: error: --advance-delay-ms must be >= 0", file=sys.stderr)
         return 2
+    if args.reset and args.state_dir is None:
+        print("stripe-emulator: error: --reset needs --state-dir", file=sys.stderr)
+        return 2
     problem = _check_bindable(args.host, args.port)
     if problem is not None:
         print(f"stripe-emulator: error: {problem}", file=sys.stderr)
         return 1
-    app = create_app(advance_delay_s=args.advance_delay_ms / 1000)
+    try:
+        app = create_app(
+            advance_delay_s=args.advance_delay_ms / 1000, state_dir=args.state_dir, reset=args.reset
+        )
+    except StateError as exc:
+        print(f"stripe-emulator: error: {exc}", file=sys.stderr)
+        return 1
     print(
         f"stripe-emulator listening on http://{args.host}:{args.port}", file=sys.stderr, flush=True
     )
@@ -77,6 +101,8 @@ def main(argv: list[str] | None = None) -> int:
         server.run()
     except KeyboardInterrupt:
         return 0
+    finally:
+        app.close()
     return 0 if server.started else 1
 
 

@@ -4,7 +4,8 @@ The first status and body for a key are stored once the endpoint has started exe
 and replayed byte for byte; the same key with another method, path or parameters is a
 400 `idempotency_error`; a key whose first request is still executing is a 409
 `idempotency_key_in_use`. Validation refusals (400/401/404) are not stored, so a
-corrected retry runs. Keys are kept for the life of the instance (Stripe's >= 24 h).
+corrected retry runs. Keys are kept 24 h (Stripe's minimum), across restarts when the
+emulator has a state file: `take_changes` tells persistence.py what to write.
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ class Stored:
     fingerprint: bytes
     status: int
     body: bytes
-    stored_at: float = field(default_factory=time.monotonic)
+    stored_at: float = field(default_factory=time.time)  # wall clock: survives restarts
 
 
 def fingerprint(method: str, path: str, params: object) -> bytes:
@@ -44,11 +45,21 @@ class IdempotencyStore:
         self.done: dict[str, Stored] = {}
         self.in_flight: dict[str, bytes] = {}
         self._since_prune = 0
+        self._added: list[str] = []
+        self._dropped: list[str] = []
 
     def reset(self) -> None:
         """Forget every key."""
         self.done.clear()
         self.in_flight.clear()
+        self._added.clear()
+        self._dropped.clear()
+
+    def take_changes(self) -> tuple[list[str], list[str]]:
+        """Keys stored and keys pruned since the last call (for the state file)."""
+        added, dropped = self._added, self._dropped
+        self._added, self._dropped = [], []
+        return added, dropped
 
     def lookup(self, key: str, fp: bytes) -> Stored | None:
         """The stored response to replay, None to execute; raises on misuse of the key."""
@@ -86,13 +97,14 @@ class IdempotencyStore:
         fp = self.in_flight.pop(key, None)
         if fp is not None and status not in _NOT_STORED:
             self.done[key] = Stored(fp, status, body)
+            self._added.append(key)
             self._since_prune += 1
             if self._since_prune >= _PRUNE_EVERY:
                 self.prune()
 
     def prune(self, now: float | None = None) -> None:
         """Forget keys stored more than 24 h ago (bounded memory for long runs)."""
-        cutoff = (time.monotonic() if now is None else now) - RETENTION_S
+        cutoff = (time.time() if now is None else now) - RETENTION_S
         # Insertion order is storage order, so the old keys form a prefix.
         expired = []
         for key, stored in self.done.items():
@@ -101,6 +113,7 @@ class IdempotencyStore:
             expired.append(key)
         for key in expired:
             del self.done[key]
+        self._dropped.extend(expired)
         self._since_prune = 0
 
     def abandon(self, key: str) -> None:

@@ -4,6 +4,12 @@ Objects are stored as their public JSON dicts; keys starting with `_` are intern
 (sequence numbers, advance schedules, cancellation marks) and are stripped by `public`.
 Ordering for lists is the insertion sequence, so "newest first" is well defined even
 when many objects share a `created` second.
+
+With a state file attached (`backing`, see persistence.py) the store also notes, for the
+next `commit()`, every object it inserted, removed or handed out through `by_type`,
+`index` or `identifiers` (handlers mutate objects in place, so whatever was handed out
+may have changed). Code that mutates a stored object it kept from an earlier request
+must hand it to `touch()`; code that changes state outside a request must `commit()`.
 """
 
 from __future__ import annotations
@@ -12,9 +18,12 @@ import secrets
 import string
 import time
 from collections.abc import Iterable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from stripe_emulator.errors import not_found
+
+if TYPE_CHECKING:
+    from stripe_emulator.persistence import StateFile
 
 Obj = dict[str, Any]
 
@@ -59,6 +68,35 @@ def _strip(value: Any) -> Any:
     return value
 
 
+class _Noting(dict[str, Obj]):
+    """A dict that notes each value it hands out (the store's commit candidates)."""
+
+    __slots__ = ("_noted",)
+
+    def __init__(self, noted: list[Obj]) -> None:
+        super().__init__()
+        self._noted = noted
+
+    def __getitem__(self, key: str) -> Obj:
+        value = super().__getitem__(key)
+        self._noted.append(value)
+        return value
+
+    def get(self, key: str, default: Any = None) -> Any:
+        value = super().get(key, default)
+        if value is not None and value is not default:
+            self._noted.append(value)
+        return value
+
+    def values(self) -> Any:
+        self._noted.extend(super().values())
+        return super().values()
+
+    def items(self) -> Any:
+        self._noted.extend(super().values())
+        return super().items()
+
+
 class Store:
     """All objects of one emulator instance."""
 
@@ -68,16 +106,73 @@ class Store:
         self.index: dict[str, Obj] = {}
         self.identifiers: dict[str, Obj] = {}
         self.usage: dict[tuple[str, str], list[Obj]] = {}
+        self.backing: StateFile | None = None
+        # Persistence bookkeeping: where each stored object lives (by identity), and
+        # what to look at / delete at the next commit.
+        self.where: dict[int, tuple[str, str]] = {}
+        self._touched: list[Obj] = []
+        self._removed: list[tuple[str, str]] = []
         self._seq = 0
-        self.reset()
+        self._clear_memory()
+
+    def _clear_memory(self) -> None:
+        noted = self._touched
+        self.by_type = {t: _Noting(noted) for t in TYPES}
+        self.index = _Noting(noted)
+        self.identifiers = _Noting(noted)
+        self.usage = {}
+        self.where = {}
+        self._removed = []
+        noted.clear()
+        self._seq = 0
 
     def reset(self) -> None:
-        """Forget everything (POST /_emulator/reset)."""
-        self.by_type = {t: {} for t in TYPES}
-        self.index = {}
-        self.identifiers = {}
-        self.usage = {}
-        self._seq = 0
+        """Forget everything, on disk too (POST /_emulator/reset)."""
+        self._clear_memory()
+        if self.backing is not None:
+            self.backing.clear()
+
+    @property
+    def seq(self) -> int:
+        """The last list-order sequence number handed out."""
+        return self._seq
+
+    def commit(self) -> None:
+        """Make every change so far durable (no-op without a state file)."""
+        if self.backing is not None:
+            self.backing.commit(self)
+        else:
+            self._touched.clear()
+            self._removed.clear()
+
+    def touch(self, obj: Obj) -> None:
+        """Note an object mutated without being fetched from the store in this request."""
+        self._touched.append(obj)
+
+    def take_touched(self) -> list[Obj]:
+        """The objects noted since the last call (persistence.py)."""
+        out = list(self._touched)
+        self._touched.clear()
+        return out
+
+    def take_removed(self) -> list[tuple[str, str]]:
+        """(type, key) of the objects removed since the last call (persistence.py)."""
+        out, self._removed = self._removed, []
+        return out
+
+    def restore(self, type_: str, key: str, obj: Obj) -> None:
+        """Put back an object read from disk, in its original list position."""
+        self.by_type.setdefault(type_, _Noting(self._touched))[key] = obj
+        if "id" in obj:
+            self.index[obj["id"]] = obj
+        self.where[id(obj)] = (type_, key)
+        if type_ == "meter_events":
+            self.identifiers[obj["identifier"]] = obj
+            self.usage.setdefault((obj["_meter"], obj["_customer"]), []).append(obj)
+
+    def restore_seq(self, seq: int) -> None:
+        """Put back the sequence counter read from disk."""
+        self._seq = seq
 
     def new_id(self, prefix: str) -> str:
         """A fresh id such as `cus_...`."""
@@ -91,15 +186,23 @@ class Store:
         self._seq += 1
         obj["_seq"] = self._seq
         k = key or obj["id"]
+        old = dict.get(self.by_type[type_], k)
+        if old is not None and old is not obj:
+            self.where.pop(id(old), None)
         self.by_type[type_][k] = obj
         if "id" in obj:
             self.index[obj["id"]] = obj
+        self.where[id(obj)] = (type_, k)
+        self._touched.append(obj)
         return obj
 
     def remove(self, type_: str, obj_id: str) -> None:
         """Delete an object by id (cascades are the caller's job)."""
-        self.by_type[type_].pop(obj_id, None)
+        obj = self.by_type[type_].pop(obj_id, None)
         self.index.pop(obj_id, None)
+        if obj is not None:
+            self.where.pop(id(obj), None)
+            self._removed.append((type_, obj_id))
 
     def get(self, type_: str, obj_id: str, kind: str, param: str = "id") -> Obj:
         """The object or a 404 resource_missing naming it."""
