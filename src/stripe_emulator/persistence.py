@@ -236,10 +236,10 @@ class StateFile:
                 "INSERT INTO objects (type, key, seq, json) VALUES (?, ?, ?, ?) "
                 "ON CONFLICT (type, key) DO UPDATE SET seq = excluded.seq, json = excluded.json",
                 # New rows get ascending ids in insertion order: that is the list order.
-                sorted(
-                    ((t, k, s, text.decode()) for (t, k), (_, s, text) in writes.items()),
-                    key=lambda row: row[2],
-                ),
+                [
+                    (t, k, s, text.decode())
+                    for (t, k), (_, s, text) in sorted(writes.items(), key=lambda w: w[1][1])
+                ],
             )
             self.conn.executemany(
                 "DELETE FROM idempotency WHERE key = ?", [(k,) for k in dropped_keys]
