@@ -21,19 +21,43 @@ Rules:
   `{id, object, deleted}` — Stripe's delete endpoints "return an object with a deleted
   parameter on success" (API reference, e.g. "Delete a customer"), nothing else.
 
-Omitted vs null (the `OMITTED` table). Quoted text is the field's description in the SDK
-(Stripe's OpenAPI text); the omission itself is from Stripe's API reference and facts §5:
+Omitted vs null (the `OMITTED` table). An `Optional` field Stripe may leave out is one its
+OpenAPI spec does not list as `required`; the evidence per row is Stripe's API reference
+(docs corpus), the field's SDK docstring (Stripe's OpenAPI text), and stripe-mock's fixture
+objects, generated from that spec (github:stripe/openapi `openapi/fixtures3.json`, 2026-07-29;
+a field absent there is not `required`). That fixture predates `endive`, so a field new in
+`endive` is kept at the default rule (present, null) unless the reference says otherwise.
 
-| field                               | why it may be absent                                     |
-|-------------------------------------|----------------------------------------------------------|
-| `*.deleted`                         | only on deleted objects ("Always true for a deleted      |
-|                                     | object"); live objects omit it                           |
-| `SubscriptionItem.quantity`         | "The quantity of the plan to which the customer should   |
-|                                     | be subscribed" — omitted on metered (usage-based) items  |
-| `Subscription.BillingMode.updated_at` | "Details on when the current billing_mode was adopted" |
-|                                     | — omitted until the billing mode is changed              |
-| `Invoice.payments`                  | "Payments for this invoice" is an includable list        |
-|                                     | (`expand[]=payments`); omitted by default                |
+| field                                   | why it may be absent                                 |
+|-----------------------------------------|------------------------------------------------------|
+| `*.deleted`                             | only on deleted objects ("Always true for a deleted  |
+|                                         | object")                                             |
+| `SubscriptionItem.quantity`             | omitted on metered items (subscriptions.py)          |
+| `Subscription.BillingMode.updated_at`   | omitted until the billing mode is changed            |
+| `Invoice.payments`                      | includable list: only with `expand[]=payments`       |
+| `Customer.cash_balance`, `.sources`,    | includable ("Expandable" objects in the reference;   |
+| `.subscriptions`, `.tax`, `.tax_ids`,   | the reference's example customer has none of them)   |
+| `.invoice_credit_balance`               |                                                      |
+| `Customer.business_name`,               | omitted unless set (not in the reference's example   |
+| `.individual_name`                      | customer; not `required`)                            |
+| `Price.currency_options`, `Price.tiers`,| includable: only with `expand[]` (the reference's    |
+| `Plan.tiers`                            | example price has neither)                           |
+| `PaymentMethod.<type>`                  | only the hash named by `type` (see below)            |
+| `PaymentMethod.radar_options`           | not `required`; absent from the fixture              |
+| `PaymentMethod.Card.description`,       | "For internal use only and not typically available   |
+| `.iin`, `.issuer`                       | in standard API requests"                            |
+| `Invoice.Issuer.account`,               | "The connected account being referenced when `type`  |
+| `Subscription.InvoiceSettings.Issuer.account` | is `account`" (see below)                      |
+| `Invoice.Parent.SubscriptionDetails.subscription_proration_date` | "Only set for upcoming    |
+|                                         | invoices that preview prorations"                    |
+| `TestClock.StatusDetails.advancing`     | only while advancing (fixture: `status_details: {}`) |
+| `Event.account`, `Event.context`        | Connect / context events only; absent in the fixture |
+| `Event.Data.previous_attributes`        | only on `*.updated` events                           |
+| `WebhookEndpoint.secret`                | "Only returned at creation"                          |
+
+Polymorphic objects name their variant in `type` (`payment_method.type == "card"`,
+`invoice.parent.type == "subscription_details"`, `issuer.type == "account"`): the field
+named by `type` must be present even when `OMITTED` lists it; siblings may be absent.
 
 Everything else `Optional` is present and null when unset.
 """
@@ -41,6 +65,7 @@ Everything else `Optional` is present and null when unset.
 from __future__ import annotations
 
 import ast
+import decimal
 import functools
 import importlib
 import inspect
@@ -51,15 +76,44 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar, Literal, Union, get_args, get_origin
 
-from stripe import ListObject, StripeObject
+from stripe import ListObject, PaymentMethod, StripeObject
 from stripe._stripe_object import UntypedStripeObject
 
+_INCLUDABLE = "includable: returned only when expanded"
 OMITTED: dict[str, str] = {
     "*.deleted": "present only on deleted objects",
     "SubscriptionItem.quantity": "omitted on metered items",
     "Subscription.BillingMode.updated_at": "omitted until the billing mode is changed",
-    "Invoice.payments": "includable list, omitted unless expanded",
-}
+    "Invoice.payments": _INCLUDABLE,
+    **{
+        f"Customer.{name}": _INCLUDABLE
+        for name in (
+            "cash_balance", "sources", "subscriptions", "tax", "tax_ids", "invoice_credit_balance"
+        )
+    },
+    "Customer.business_name": "omitted unless set",
+    "Customer.individual_name": "omitted unless set",
+    "Price.currency_options": _INCLUDABLE,
+    "Price.tiers": _INCLUDABLE,
+    "Plan.tiers": _INCLUDABLE,
+    **{
+        f"PaymentMethod.{name}": "only the hash named by `type`"
+        for name in get_args(get_args(PaymentMethod.__annotations__["type"])[0])
+    },
+    "PaymentMethod.radar_options": "not required; absent from Stripe's fixture",
+    **{
+        f"PaymentMethod.Card.{name}": "internal use only, not in standard API responses"
+        for name in ("description", "iin", "issuer")
+    },
+    "Invoice.Issuer.account": "only when issuer.type is account",
+    "Subscription.InvoiceSettings.Issuer.account": "only when issuer.type is account",
+    "Invoice.Parent.SubscriptionDetails.subscription_proration_date": "proration previews only",
+    "TestClock.StatusDetails.advancing": "only while the clock advances",
+    "Event.account": "Connect events only",
+    "Event.context": "context events only",
+    "Event.Data.previous_attributes": "*.updated events only",
+    "WebhookEndpoint.secret": "returned at creation only",
+}  # fmt: skip
 
 LIST_KEYS = ("object", "data", "has_more", "url")
 DELETED_KEYS = frozenset({"id", "object", "deleted"})
@@ -142,6 +196,10 @@ class _Walker:
         return self.scalar(value, tp, path)
 
     def scalar(self, value: Any, tp: Any, path: str) -> list[str]:
+        if tp is decimal.Decimal:  # the SDK decodes decimal strings (`_field_encodings`)
+            if isinstance(value, str) and _is_decimal(value):
+                return []
+            return [f"{path}: expected a decimal string, got {value!r}"]
         ok = {
             str: isinstance(value, str),
             bool: isinstance(value, bool),
@@ -214,23 +272,40 @@ class _Walker:
             self.tally.fields += 1
             where = f"{path}.{name}"
             if name not in value:
-                if not self.may_omit(cls, name):
+                if not self.may_omit(cls, name, value):
                     problems.append(f"{where}: missing")
                 continue
             problems += self.value(value[name], tp, where)
         problems += [f"{path}.{key}: unexpected" for key in value if key not in hints]
         return problems
 
-    def may_omit(self, cls: type, name: str) -> bool:
+    def may_omit(self, cls: type, name: str, obj: dict[str, Any]) -> bool:
+        if obj.get("type") == name:
+            return False  # the variant hash of a polymorphic object
         return f"{cls.__qualname__}.{name}" in self.omitted or f"*.{name}" in self.omitted
 
 
 def _by_preference(value: Any, members: list[Any]) -> list[Any]:
-    """Union members to try, the one naming `value["object"]` first (e.g. Card vs Source)."""
+    """Union members to try for `value`: for a JSON object only object types (an expanded
+    `ExpandableField` is checked as the object, not as an id), the one naming
+    `value["object"]` first (e.g. Card vs Source)."""
     if not isinstance(value, dict):
         return members
-    named = [m for m in members if getattr(m, "OBJECT_NAME", None) == value.get("object")]
-    return named + [m for m in members if m not in named]
+    shaped = [m for m in members if _is_object_type(m)] or members
+    named = [m for m in shaped if getattr(m, "OBJECT_NAME", None) == value.get("object")]
+    return named + [m for m in shaped if m not in named]
+
+
+def _is_object_type(tp: Any) -> bool:
+    cls = get_origin(tp) or tp
+    return cls is dict or (isinstance(cls, type) and issubclass(cls, StripeObject))
+
+
+def _is_decimal(text: str) -> bool:
+    try:
+        return decimal.Decimal(text).is_finite()
+    except decimal.InvalidOperation:
+        return False
 
 
 def _is_string_literal(tp: Any) -> bool:

@@ -183,3 +183,46 @@ def test_real_list_with_total_count_is_rejected() -> None:
         "total_count": 1,
     }
     assert check(envelope, ListObject[stripe.billing.Meter]) == ["list.total_count: unexpected"]
+
+
+def real_card_pm(**changes: Any) -> dict[str, Any]:
+    pm: dict[str, Any] = {
+        "id": "pm_1",
+        "object": "payment_method",
+        "allow_redisplay": "unspecified",
+        "billing_details": {
+            "address": None,
+            "email": None,
+            "name": None,
+            "phone": None,
+            "tax_id": None,
+        },
+        "card": None,
+        "created": 1,
+        "customer": None,
+        "customer_account": None,
+        "livemode": False,
+        "metadata": {},
+        "type": "card",
+    }
+    pm.update(changes)
+    return pm
+
+
+def test_the_hash_named_by_type_is_required_and_its_siblings_may_be_absent() -> None:
+    pm = real_card_pm()
+    del pm["card"]
+    assert check(pm, stripe.PaymentMethod) == ["payment_method.card: missing"]
+
+
+def test_decimal_fields_must_be_decimal_strings() -> None:
+    price = {"unit_amount_decimal": 5}
+    problems = check(price, stripe.Price)
+    assert "price.unit_amount_decimal: expected a decimal string, got 5" in problems
+    assert not [p for p in check({"unit_amount_decimal": "0.5"}, stripe.Price) if "decimal" in p]
+
+
+def test_an_expanded_field_is_checked_as_the_object_not_as_an_id() -> None:
+    problems = check({"customer": {"object": "customer", "id": "cus_1"}}, stripe.Invoice)
+    assert "invoice.customer.email: missing" in problems
+    assert not [p for p in problems if p.startswith("invoice.customer: expected")]
