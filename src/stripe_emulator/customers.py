@@ -103,6 +103,8 @@ CREATE: dict[str, Spec] = {
     "tax_id_data": u(),
 }
 LIST: dict[str, Spec] = {**PAGING, "email": s(), "test_clock": s(), "created": CREATED}
+ATTACH: dict[str, Spec] = {"customer": s(required=True), "expand": EXPAND, "customer_account": u()}
+RETRIEVE: dict[str, Spec] = {"expand": EXPAND}
 _ONLY_TOP_LEVEL = ("customer", "customer_account")
 PM_LIST: dict[str, Spec] = {
     **PAGING,
@@ -111,6 +113,7 @@ PM_LIST: dict[str, Spec] = {
     "allow_redisplay": e("always", "limited", "unspecified"),
     "customer_account": u(),
 }
+CUSTOMER_PM_LIST = {k: v for k, v in PM_LIST.items() if k not in _ONLY_TOP_LEVEL}
 
 
 def merge_metadata(current: dict[str, str], update: dict[str, str] | None) -> dict[str, str]:
@@ -274,7 +277,7 @@ def _apply_invoice_settings(store: Store, cus: Obj, settings: dict[str, Any] | N
 
 def retrieve(ctx: Ctx) -> Obj:
     """GET /v1/customers/{id}."""
-    ctx.validate({"expand": EXPAND})
+    ctx.validate(RETRIEVE)
     return ctx.store.get("customers", ctx.args[0], KIND)
 
 
@@ -386,7 +389,7 @@ def _from_template(store: Store, template: tuple[str, str, bool], cus_id: str | 
 
 def attach(ctx: Ctx) -> Obj:
     """POST /v1/payment_methods/{id}/attach."""
-    p = ctx.validate({"customer": s(required=True), "expand": EXPAND, "customer_account": u()})
+    p = ctx.validate(ATTACH)
     store = ctx.store
     cus = store.get("customers", p["customer"], KIND, param="customer")
     pm_id = ctx.args[0]
@@ -398,7 +401,7 @@ def attach(ctx: Ctx) -> Obj:
 
 def detach(ctx: Ctx) -> Obj:
     """POST /v1/payment_methods/{id}/detach."""
-    ctx.validate({"expand": EXPAND})
+    ctx.validate(RETRIEVE)
     pm = ctx.store.get("payment_methods", ctx.args[0], PM_KIND)
     if pm["customer"] is None:
         raise invalid(f"The payment method {pm['id']} is not attached to a customer.")
@@ -411,7 +414,7 @@ def detach(ctx: Ctx) -> Obj:
 
 def retrieve_pm(ctx: Ctx) -> Obj:
     """GET /v1/payment_methods/{id} (template ids are not objects: 404)."""
-    ctx.validate({"expand": EXPAND})
+    ctx.validate(RETRIEVE)
     return ctx.store.get("payment_methods", ctx.args[0], PM_KIND)
 
 
@@ -434,7 +437,7 @@ def list_pms(ctx: Ctx) -> Obj:
 
 def list_customer_pms(ctx: Ctx) -> Obj:
     """GET /v1/customers/{id}/payment_methods."""
-    p = ctx.validate({k: v for k, v in PM_LIST.items() if k not in _ONLY_TOP_LEVEL})
+    p = ctx.validate(CUSTOMER_PM_LIST)
     cus = ctx.store.get("customers", ctx.args[0], KIND)
     rows = [pm for pm in ctx.store.all("payment_methods") if pm["customer"] == cus["id"]]
     return paginate(
