@@ -2,6 +2,21 @@
 
 Builders only: they compute lines from items and meter usage and never change state;
 the billing engine decides when an invoice exists and how it moves.
+
+Omitted vs null (checked against the SDK's annotations by tests/stripe_emulator/
+test_conformance.py; the rules and their evidence are in tests/stripe_emulator/sdk_schema.py):
+
+| field                                         | rule                                    |
+|-----------------------------------------------|-----------------------------------------|
+| `invoice.lines.total_count`                   | omitted (embedded list)                 |
+| `invoice.payments`                            | omitted (includable, expand only)       |
+| `invoice.issuer.account`                      | omitted: only when `issuer.type` is     |
+|                                               | `account` (ours is always `self`)       |
+| `invoice.parent.subscription_details.`        | omitted: "Only set for upcoming         |
+| `subscription_proration_date`                 | invoices that preview prorations"       |
+| `invoice.automatic_tax.disabled_reason`,      | null (present in Stripe's spec fixture; |
+| `.provider`                                   | automatic tax is never enabled here)    |
+| every other `Optional` field                  | present, null when unset                |
 """
 
 from __future__ import annotations
@@ -170,7 +185,13 @@ def new_invoice(
         "attempt_count": 0,
         "attempted": False,
         "auto_advance": True,  # [inferred] facts §6.2: subscription invoices auto-advance
-        "automatic_tax": {"enabled": False, "liability": None, "status": None},
+        "automatic_tax": {
+            "disabled_reason": None,
+            "enabled": False,
+            "liability": None,
+            "provider": None,
+            "status": None,
+        },
         "automatically_finalizes_at": None,
         "billing_reason": reason,
         "collection_method": sub["collection_method"],

@@ -19,6 +19,10 @@ Omitted vs null (the SDK's annotations are the schema; `Optional` = present, nul
 | `invoice.lines.total_count`             | omitted (embedded list; see invoice_builder) |
 | `invoice.payments`, `*.deleted`         | omitted (expand-only / deleted objects only) |
 | `subscription_item.current_trial`       | null (set only by trial offers, not modelled)|
+| `subscription.invoice_settings.issuer.account` | omitted unless `issuer.type` is `account` |
+| `subscription.cancellation_details.feedback_option` | null (no feedback options modelled) |
+| `subscription.trial_settings.end_behavior.billing_cycle_anchor` | null ("If not set, the   |
+|                                         | default is `now`")                           |
 | every other `Optional` field            | present, null when unset                     |
 """
 
@@ -365,7 +369,12 @@ def create(ctx: Ctx) -> Obj:
         "cancel_at": cancel_at,
         "cancel_at_period_end": bool(p.get("cancel_at_period_end")),
         "canceled_at": None,
-        "cancellation_details": {"comment": None, "feedback": None, "reason": None},
+        "cancellation_details": {
+            "comment": None,
+            "feedback": None,
+            "feedback_option": None,
+            "reason": None,
+        },
         "collection_method": method,
         "created": now,
         "currency": prices[0]["currency"],
@@ -404,7 +413,12 @@ def create(ctx: Ctx) -> Obj:
         "test_clock": cus.get("test_clock"),
         "transfer_data": None,
         "trial_end": trial_end,
-        "trial_settings": {"end_behavior": {"missing_payment_method": "create_invoice"}},
+        "trial_settings": {
+            "end_behavior": {
+                "billing_cycle_anchor": None,
+                "missing_payment_method": "create_invoice",
+            }
+        },
         "trial_start": now if trial_end else None,
         "_anchor": stub_end or start,
         "_interval": rec["interval"],
@@ -597,6 +611,7 @@ def cancel(ctx: Ctx) -> Obj:
     sub["cancellation_details"] = {
         "comment": details.get("comment"),
         "feedback": details.get("feedback"),
+        "feedback_option": None,
         "reason": "cancellation_requested",
     }
     record(store, "customer.subscription.deleted", sub, now)
