@@ -3,6 +3,7 @@
     invoke demo            up -> migrate -> setup -> send-usage -> advance-clock -> validate
                            -> cleanup (unless --keep); exit 0 on invoice parity
     invoke validate        re-check parity after manual changes (exit 0 parity, 2 drift, 1 error)
+    invoke emulator-reset  empty the emulator's state (it survives `invoke down`/`up`)
     invoke test            the whole test suite (what CI runs)
 
 Every stack/step task takes --runner local|docker|auto (default: STRIPEMETER_RUNNER from
@@ -60,6 +61,12 @@ def up(c: Context, runner: str | None = None) -> None:
 def down(c: Context, runner: str | None = None) -> None:
     """Stop everything `invoke up` started."""
     _guarded(_runner(runner).down)
+
+
+@task(name="emulator-reset", help={"runner": "local | docker | auto"})
+def emulator_reset(c: Context, runner: str | None = None) -> None:
+    """Empty the Stripe emulator's stored state (kept across `invoke down`/`up`)."""
+    _guarded(_runner(runner).emulator_reset)
 
 
 @task(help={"runner": "local | docker | auto"})

@@ -21,11 +21,14 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
+import requests
+
 from stripemeter.errors import ConfigError, StripeConfigError
 from stripemeter.stripe.client import resolve_stripe_target
 from stripemeter_dev.docker_specs import (
     API_PORT,
     DOCKERFILE,
+    EMULATOR_PORT,
     LABEL_PROJECT,
     LABEL_SERVICE,
     STATE_MOUNT,
@@ -248,6 +251,33 @@ class DockerRunner:
             flush=True,
         )
 
+    def emulator_reset(self) -> None:
+        """Empty the emulator: through `/_emulator/reset` when it runs, else its volume.
+
+        `down` keeps the volume (it is not labelled with the project), so the state
+        survives `down` then `up` as it does with the local runner.
+        """
+        from docker.errors import NotFound
+
+        current = self._get("emulator")
+        if current is not None and current.status == "running":
+            url = self.published_url("emulator", EMULATOR_PORT)
+            try:
+                requests.post(f"{url}/_emulator/reset", timeout=10).raise_for_status()
+            except requests.RequestException as exc:
+                raise RunnerError(f"could not reset the emulator at {url}: {exc}") from None
+            print(f"emulator-reset: emptied the running emulator at {url} (and its state)")
+            return
+        if current is not None:
+            current.remove(force=True)
+        name = self.settings.emulator_volume
+        try:
+            self.client.volumes.get(name).remove(force=True)
+        except NotFound:
+            print(f"emulator-reset: no emulator state volume {name}")
+            return
+        print(f"emulator-reset: removed the emulator state volume {name}")
+
     def migrate(self) -> None:
         """Apply migrations in a one-shot container against the stack's PostgreSQL."""
         self._require_running("postgres")
@@ -347,6 +377,8 @@ class DockerRunner:
                 "start_period": 60 * SECOND_NS,
             }
         network = self.settings.network
+        mounts = {name: {"bind": path, "mode": "rw"} for name, path in spec.volumes.items()}
+        mounts.update(extra.pop("volumes", {}))
         try:
             return self.client.containers.create(
                 spec.image,
@@ -357,6 +389,7 @@ class DockerRunner:
                 ports={f"{c}/tcp": ("127.0.0.1", h or None) for c, h in spec.ports.items()},
                 healthcheck=healthcheck,
                 network=network,
+                volumes=mounts or None,
                 networking_config={
                     network: self.client.api.create_endpoint_config(aliases=[spec.name])
                 },

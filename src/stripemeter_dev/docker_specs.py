@@ -26,6 +26,10 @@ LABEL_SERVICE = "io.stripemeter.service"
 DOCKERFILE = "docker/Dockerfile"
 DB_NAME = DB_USER = DB_PASSWORD = "stripemeter"
 STATE_MOUNT = "/state"
+# The emulator's state (a named volume, `<project>-emulator-state`): `down` keeps it,
+# `invoke emulator-reset` empties it. docker/Dockerfile creates the directory for the
+# service user, so a fresh volume starts writable.
+EMULATOR_STATE_MOUNT = "/var/lib/stripe-emulator"
 # The extra (pyproject.toml) the step image installs on top of the service's
 # dependencies: jq for `validate`. The service image installs no extra.
 STEP_IMAGE_EXTRA = "demo"
@@ -110,6 +114,11 @@ class DockerSettings:
         """The container name of a service (`<project>-<service>`)."""
         return f"{self.project}-{service}"
 
+    @property
+    def emulator_volume(self) -> str:
+        """The named volume holding the emulator's state."""
+        return f"{self.project}-emulator-state"
+
 
 def image_builds(settings: DockerSettings) -> list[ImageBuild]:
     """The service image (no extra: no docker, invoke or jq) and the steps' image."""
@@ -132,6 +141,7 @@ class ServiceSpec:
     ports: Mapping[int, int] = field(default_factory=dict)  # container port -> host port
     healthcheck: tuple[str, ...] | None = None
     one_shot: bool = False
+    volumes: Mapping[str, str] = field(default_factory=dict)  # named volume -> container path
 
 
 def _stripe_env(settings: DockerSettings) -> dict[str, str]:
@@ -172,7 +182,15 @@ def service_specs(settings: DockerSettings) -> list[ServiceSpec]:
         )
     ]
     if settings.uses_emulator:
-        command = ["stripe-emulator", "--host", "0.0.0.0", "--port", str(EMULATOR_PORT)]
+        command = [
+            "stripe-emulator",
+            "--host",
+            "0.0.0.0",
+            "--port",
+            str(EMULATOR_PORT),
+            "--state-dir",
+            EMULATOR_STATE_MOUNT,
+        ]
         if settings.emulator_advance_delay_ms is not None:
             command += ["--advance-delay-ms", str(settings.emulator_advance_delay_ms)]
         specs.append(
@@ -182,6 +200,7 @@ def service_specs(settings: DockerSettings) -> list[ServiceSpec]:
                 command=tuple(command),
                 ports={EMULATOR_PORT: settings.emulator_port},
                 healthcheck=("healthcheck", f"http://127.0.0.1:{EMULATOR_PORT}/_emulator/health"),
+                volumes={settings.emulator_volume: EMULATOR_STATE_MOUNT},
             )
         )
     specs += [

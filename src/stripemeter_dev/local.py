@@ -3,7 +3,8 @@
 `up()` starts, each detached in its own session so it outlives the `invoke` process:
 the embedded PostgreSQL (`stripemeter db start`, unless `DATABASE_URL` is set), the
 Stripe emulator on 127.0.0.1 (`STRIPE_EMULATOR_PORT`; skipped when a
-`STRIPE_SECRET_KEY` is set or `STRIPE_API_BASE` names another Stripe), and the API with
+`STRIPE_SECRET_KEY` is set or `STRIPE_API_BASE` names another Stripe; its state is kept
+in `STRIPEMETER_HOME/emulator`, so `down` then `up` finds it again), and the API with
 its workers on the loopback port of `API_HOST`. Logs and pid files live under the demo
 state dir (`logs/<name>.log`, `pids/<name>.pid`), and `runtime.json` records which
 Stripe the stack uses, so a later `invoke validate` runs its step against the same one.
@@ -30,6 +31,8 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, TextIO
 from urllib.parse import urlsplit
+
+import requests
 
 from stripemeter.config import current_environment
 from stripemeter.errors import StripeConfigError
@@ -67,6 +70,7 @@ class LocalRunner:
         self.logs_dir = self.state_dir / "logs"
         self.pids_dir = self.state_dir / "pids"
         self.processes = ProcessSupervisor(self.logs_dir, self.pids_dir, self._say)
+        self.emulator_state_dir = Path(self.settings.STRIPEMETER_HOME).resolve() / "emulator"
 
     # -- the Runner protocol ---------------------------------------------------------
 
@@ -114,6 +118,30 @@ class LocalRunner:
         if not self.settings.DATABASE_URL:
             said = self._cli(["db", "stop"], "stopping the embedded PostgreSQL").strip()
             self._say(f"down: {said.splitlines()[-1] if said else 'embedded PostgreSQL stopped'}")
+
+    def emulator_reset(self) -> None:
+        """Empty the emulator: through `/_emulator/reset` when it runs, else on disk."""
+        port = self.settings.STRIPE_EMULATOR_PORT
+        url = f"http://127.0.0.1:{port}"
+        if self.processes.running("emulator"):
+            try:
+                requests.post(f"{url}/_emulator/reset", timeout=10).raise_for_status()
+            except requests.RequestException as exc:
+                raise RunnerError(f"could not reset the emulator at {url}: {exc}") from None
+            self._say(f"emulator-reset: emptied the running emulator at {url} (and its state)")
+            return
+        from stripe_emulator.persistence import delete_state
+
+        try:
+            found = delete_state(self.emulator_state_dir)
+        except OSError as exc:
+            raise RunnerError(f"could not delete the emulator state: {exc}") from None
+        if found:
+            self._say(
+                f"emulator-reset: deleted the stored emulator state in {self.emulator_state_dir}"
+            )
+        else:
+            self._say(f"emulator-reset: no stored emulator state in {self.emulator_state_dir}")
 
     def migrate(self) -> None:
         """Apply database migrations (what `stripemeter migrate` does, in this process).
@@ -205,7 +233,15 @@ class LocalRunner:
 
     def _emulator_service(self) -> Service:
         port = self.settings.STRIPE_EMULATOR_PORT
-        argv = [*self._command("stripe-emulator"), "--host", "127.0.0.1", "--port", str(port)]
+        argv = [
+            *self._command("stripe-emulator"),
+            "--state-dir",
+            str(self.emulator_state_dir),
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+        ]
         delay = self.settings.STRIPE_EMULATOR_ADVANCE_DELAY_MS
         if delay is not None:
             argv += ["--advance-delay-ms", str(delay)]

@@ -142,6 +142,10 @@ class ProcessSupervisor:
         pid_file.unlink(missing_ok=True)
         self._say(f"down: stopped the {name} (pid {pid})")
 
+    def running(self, name: str) -> bool:
+        """Whether the process `pids/<name>.pid` names is alive and is that service."""
+        return self._live_pid(name, MARKERS.get(name, "stripemeter")) is not None
+
     def _live_pid(self, name: str, marker: str) -> int | None:
         """The pid in `pids/<name>.pid` if that process is alive and is the service."""
         try:

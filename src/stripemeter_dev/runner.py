@@ -34,6 +34,9 @@ class Runner(Protocol):
     def migrate(self) -> None:
         """Apply database migrations."""
 
+    def emulator_reset(self) -> None:
+        """Empty the emulator's state (running or stopped), saying what was done."""
+
     def run_step(self, step: str, args: Sequence[str] = ()) -> int:
         """Run `python -m steps.<step> *args`, streaming its output; return its exit code."""
 
