@@ -489,7 +489,7 @@ def test_bad_endpoint_params_are_4xx_naming_the_param(
 def test_bad_update_and_unknown_endpoint(client: stripe.StripeClient) -> None:
     we = endpoint(client, "http://127.0.0.1:9/h", "*")
     with pytest.raises(stripe.InvalidRequestError) as err:
-        client.v1.webhook_endpoints.update(we.id, {"enabled_events": ["nope.nope"]})  # type: ignore[list-item]
+        client.v1.webhook_endpoints.update(we.id, {"enabled_events": ["nope.nope"]})  # type: ignore[arg-type]
     assert (err.value.http_status, err.value.param) == (400, "enabled_events[0]")
     with pytest.raises(stripe.InvalidRequestError) as err:
         client.v1.webhook_endpoints.update(we.id, {"url": "mailto:x@example.com"})
