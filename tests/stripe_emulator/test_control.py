@@ -66,3 +66,59 @@ def test_identifier_reusable_and_cancel_refused_after_24_hours() -> None:
         assert err.value.param == "cancel[identifier]"
         again = send_event(client, cus.id, now - 30, 2, "day-old")
         assert again.identifier == "day-old"
+
+
+def test_webhook_settings_show_change_and_refuse_bad_values(base_url: str) -> None:
+    url = f"{base_url}/_emulator/webhook_settings"
+    defaults = {"retry_base_s": 1.0, "retry_max_s": 60.0, "max_attempts": 8, "timeout_s": 10.0}
+    assert requests.get(url, timeout=5).json() == defaults
+    try:
+        changed = requests.post(url, json={"max_attempts": 2, "timeout_s": 0.5}, timeout=5)
+        assert changed.json() == {**defaults, "max_attempts": 2, "timeout_s": 0.5}
+        for bad, param in (
+            ({"max_attempts": 0}, "max_attempts"),
+            ({"max_attempts": 1.5}, "max_attempts"),
+            ({"retry_base_s": -1}, "retry_base_s"),
+            ({"timeout_s": "fast"}, "timeout_s"),
+            ({"retry_base_s": True}, "retry_base_s"),
+            ({"jitter": 1}, "jitter"),
+        ):
+            resp = requests.post(url, json=bad, timeout=5)
+            assert (resp.status_code, resp.json()["error"]["param"]) == (400, param)
+        for body in (b"[1]", b"{nope"):
+            resp = requests.post(url, data=body, timeout=5)
+            assert (resp.status_code, resp.json()["error"]["param"]) == (400, "body")
+        assert requests.get(url, timeout=5).json()["max_attempts"] == 2  # nothing half-applied
+    finally:
+        requests.post(url, json=defaults, timeout=5).raise_for_status()
+
+
+def test_webhook_endpoint_shortcut_takes_json_or_form_and_validates_like_v1(
+    base_url: str, client: stripe.StripeClient
+) -> None:
+    url = f"{base_url}/_emulator/webhook_endpoints"
+    form = requests.post(
+        url,
+        data={
+            "url": "http://127.0.0.1:9/a",
+            "enabled_events[]": ["invoice.paid", "invoice.created"],
+        },
+        timeout=5,
+    )
+    assert form.status_code == 200
+    assert form.json()["enabled_events"] == ["invoice.paid", "invoice.created"]
+    assert form.json()["secret"].startswith("whsec_")
+    listed = client.v1.webhook_endpoints.list().data
+    assert [w.id for w in listed] == [form.json()["id"]] and "secret" not in listed[0]
+    for body, param, code in (
+        ({"url": "http://127.0.0.1:9/a"}, "enabled_events", "parameter_missing"),
+        ({"url": "x", "enabled_events": ["*"]}, "url", "url_invalid"),
+        ({"url": "http://127.0.0.1:9/a", "enabled_events": ["*"], "connect": True}, "connect",
+         "emulator_unsupported"),
+    ):  # fmt: skip
+        resp = requests.post(url, json=body, timeout=5)
+        assert resp.status_code == 400
+        assert (resp.json()["error"]["param"], resp.json()["error"].get("code")) == (param, code)
+    assert requests.post(url, data=b"[]", timeout=5).status_code == 400
+    deliveries = requests.get(f"{base_url}/_emulator/webhook_deliveries", timeout=5)
+    assert deliveries.json() == {"deliveries": []}
