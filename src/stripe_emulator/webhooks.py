@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import hmac
+import logging
 import re
 import time
 import weakref
@@ -38,6 +39,7 @@ from stripe_emulator.store import Obj, Store, public, random_token, real_now
 
 KIND = "webhook endpoint"
 USER_AGENT = "Stripe/1.0 (+https://stripe.com/docs/webhooks)"
+log = logging.getLogger("stripe_emulator")
 _VERSION_FORMAT = re.compile(r"^\d{4}-\d{2}-\d{2}(\.[a-z]+)?$")
 
 CREATE = {
@@ -139,6 +141,13 @@ class Deliverer:
             if generation != self.generation:
                 return
             self._note(ep, event, state, url, status, error)
+            # Outside any request, so nothing else would persist this attempt now.
+            store.touch(event)
+            store.touch(ep)
+            try:
+                store.commit()
+            except Exception:  # pragma: no cover - disk failure; the next request retries
+                log.exception("could not save webhook delivery state")
 
     def _note(
         self, ep: Obj, event: Obj, state: Obj, url: str, status: int | None, error: str | None
