@@ -36,8 +36,8 @@ import re
 from decimal import Decimal
 from typing import Any
 
-from stripe_emulator.customers import merge_metadata
-from stripe_emulator.errors import emulator_unsupported, invalid, missing_param
+from stripe_emulator.customers import merge_metadata, refuse_includable
+from stripe_emulator.errors import invalid, missing_param
 from stripe_emulator.lists import in_range, paginate
 from stripe_emulator.params import (
     CREATED,
@@ -425,8 +425,8 @@ def _check_lookup_key(store: Store, p: dict[str, Any], price_id: str | None) -> 
 
 def create_price(ctx: Ctx) -> Obj:
     """POST /v1/prices."""
-    p = ctx.validate(PRICE_CREATE)
     _refuse_currency_options_expand(ctx)
+    p = ctx.validate(PRICE_CREATE)
     store = ctx.store
     _check_currency(p["currency"], "currency")
     if p.get("product") and p.get("product_data"):
@@ -527,8 +527,7 @@ def _expanded(ctx: Ctx, field: str) -> bool:
 
 
 def _refuse_currency_options_expand(ctx: Ctx) -> None:
-    if _expanded(ctx, "currency_options"):
-        raise emulator_unsupported("expand")
+    refuse_includable(ctx, ("currency_options",))
 
 
 def _with_includes(price: Obj, ctx: Ctx) -> Obj:
@@ -540,15 +539,15 @@ def _with_includes(price: Obj, ctx: Ctx) -> Obj:
 
 def retrieve_price(ctx: Ctx) -> Obj:
     """GET /v1/prices/{id}."""
-    ctx.validate({"expand": EXPAND})
     _refuse_currency_options_expand(ctx)
+    ctx.validate({"expand": EXPAND})
     return _with_includes(ctx.store.get("prices", ctx.args[0], PRICE), ctx)
 
 
 def update_price(ctx: Ctx) -> Obj:
     """POST /v1/prices/{id}: nickname, active, metadata, lookup_key, tax_behavior."""
-    p = ctx.validate(PRICE_UPDATE)
     _refuse_currency_options_expand(ctx)
+    p = ctx.validate(PRICE_UPDATE)
     store = ctx.store
     price = store.get("prices", ctx.args[0], PRICE)
     new_tax = p.get("tax_behavior")
@@ -578,8 +577,8 @@ def update_price(ctx: Ctx) -> Obj:
 
 def list_prices(ctx: Ctx) -> Obj:
     """GET /v1/prices (product, active, currency, type, created, lookup_keys, recurring)."""
-    p = ctx.validate(PRICE_LIST)
     _refuse_currency_options_expand(ctx)
+    p = ctx.validate(PRICE_LIST)
     rows = [r for r in ctx.store.all("prices") if in_range(r["created"], p.get("created"))]
     if p.get("currency") is not None:
         p["currency"] = p["currency"].lower()

@@ -324,6 +324,25 @@ def test_customer_params_the_emulator_does_not_model_are_emulator_unsupported(
     _unsupported(err, "customer_account")
 
 
+def test_expanding_includable_fields_not_built_is_emulator_unsupported(
+    client: stripe.StripeClient,
+) -> None:
+    cus = client.v1.customers.create({})
+    with pytest.raises(stripe.InvalidRequestError) as err:
+        client.v1.customers.retrieve(cus.id, {"expand": ["tax"]})
+    _unsupported(err, "expand")
+    with pytest.raises(stripe.InvalidRequestError) as err:
+        client.v1.customers.list({"expand": ["data.subscriptions"]})
+    _unsupported(err, "expand")
+    with pytest.raises(stripe.InvalidRequestError) as err:
+        client.v1.customers.create({"email": "x@example.com", "expand": ["cash_balance"]})
+    _unsupported(err, "expand")
+    assert client.v1.customers.list({"email": "x@example.com"}).data == []
+    with pytest.raises(stripe.InvalidRequestError) as err:
+        client.v1.prices.list({"expand": ["data.currency_options"]})
+    _unsupported(err, "expand")
+
+
 def test_customer_list_filters_created_email_test_clock(client: stripe.StripeClient) -> None:
     a = client.v1.customers.create({"email": "a@example.com"})
     b = client.v1.customers.create({"email": "b@example.com"})
