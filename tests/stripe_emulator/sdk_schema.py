@@ -9,7 +9,9 @@ Rules:
 
 - a non-`Optional` field must be present and non-null;
 - an `Optional` field must be present (null allowed) unless `OMITTED` lists it: Stripe
-  leaves those keys out in some cases, which the annotations cannot express;
+  leaves those keys out in some cases, which the annotations cannot express. Where the
+  case is decidable from the object (an `Omit` with `absent`), the key must be absent in
+  that case and present otherwise; rows marked "either" accept both;
 - no key outside the annotations (SDK internals — `OBJECT_NAME`, `_*` — are not fields);
 - JSON types: `int` is a non-bool integer, `float` any non-bool number, `Literal[...]` one
   of its values; an open enum `Union[Literal[...], str]` (the SDK's room for future values)
@@ -28,32 +30,35 @@ objects, generated from that spec (github:stripe/openapi `openapi/fixtures3.json
 a field absent there is not `required`). That fixture predates `endive`, so a field new in
 `endive` is kept at the default rule (present, null) unless the reference says otherwise.
 
-| field                                   | why it may be absent                                 |
+| field                                   | absent when (evidence)                               |
 |-----------------------------------------|------------------------------------------------------|
-| `*.deleted`                             | only on deleted objects ("Always true for a deleted  |
-|                                         | object")                                             |
-| `SubscriptionItem.quantity`             | omitted on metered items (subscriptions.py)          |
-| `Subscription.BillingMode.updated_at`   | omitted until the billing mode is changed            |
-| `Invoice.payments`                      | includable list: only with `expand[]=payments`       |
-| `Customer.cash_balance`, `.sources`,    | includable ("Expandable" objects in the reference;   |
-| `.subscriptions`, `.tax`, `.tax_ids`,   | the reference's example customer has none of them)   |
+| `*.deleted`                             | always on live objects ("Always true for a deleted   |
+|                                         | object"; deleted objects are checked as above)       |
+| `SubscriptionItem.quantity`             | the item's price is metered (subscriptions.py)       |
+| `Subscription.BillingMode.updated_at`   | either: until the billing mode is changed            |
+| `Invoice.payments`                      | either: includable, only with `expand[]=payments`    |
+| `Customer.cash_balance`, `.sources`,    | either: includable ("Expandable" objects in the      |
+| `.subscriptions`, `.tax`, `.tax_ids`,   | reference; its example customer has none of them)    |
 | `.invoice_credit_balance`               |                                                      |
-| `Customer.business_name`,               | omitted unless set (not in the reference's example   |
-| `.individual_name`                      | customer; not `required`)                            |
-| `Price.currency_options`, `Price.tiers`,| includable: only with `expand[]` (the reference's    |
-| `Plan.tiers`                            | example price has neither)                           |
-| `PaymentMethod.<type>`                  | only the hash named by `type` (see below)            |
-| `PaymentMethod.radar_options`           | not `required`; absent from the fixture              |
-| `PaymentMethod.Card.description`,       | "For internal use only and not typically available   |
-| `.iin`, `.issuer`                       | in standard API requests"                            |
-| `Invoice.Issuer.account`,               | "The connected account being referenced when `type`  |
-| `Subscription.InvoiceSettings.Issuer.account` | is `account`" (see below)                      |
-| `Invoice.Parent.SubscriptionDetails.subscription_proration_date` | "Only set for upcoming    |
-|                                         | invoices that preview prorations"                    |
-| `TestClock.StatusDetails.advancing`     | only while advancing (fixture: `status_details: {}`) |
-| `Event.account`, `Event.context`        | Connect / context events only; absent in the fixture |
-| `Event.Data.previous_attributes`        | only on `*.updated` events                           |
-| `WebhookEndpoint.secret`                | "Only returned at creation"                          |
+| `Customer.business_name`,               | either, never null: omitted unless set (not in the   |
+| `.individual_name`                      | reference's example customer; not `required`)        |
+| `Price.currency_options`, `Price.tiers`,| either: includable, only with `expand[]` (the        |
+| `Plan.tiers`                            | reference's example price has neither)               |
+| `PaymentMethod.<type>`                  | `type` names another variant (see below)             |
+| `PaymentMethod.radar_options`           | either: not `required`; absent from the fixture      |
+| `PaymentMethod.Card.description`,       | always: "For internal use only and not typically     |
+| `.iin`, `.issuer`                       | available in standard API requests"                  |
+| `Invoice.Issuer.account`,               | `type` is not `account`: "The connected account      |
+| `Subscription.InvoiceSettings.Issuer.account` | being referenced when `type` is `account`"     |
+| `Invoice.Parent.SubscriptionDetails.subscription_proration_date` | either: "Only set  |
+|                                         | for upcoming invoices that preview prorations"       |
+| `TestClock.StatusDetails.advancing`     | the clock is not `advancing` (fixture:               |
+|                                         | `status_details: {}` on a ready clock)               |
+| `Event.account`, `Event.context`        | either: Connect / context events only; absent in the |
+|                                         | fixture                                              |
+| `Event.Data.previous_attributes`        | the event type is not `*.updated` ("only included in |
+|                                         | events of type *.updated", the spec's description) |
+| `WebhookEndpoint.secret`                | either: "Only returned at creation"                  |
 
 Polymorphic objects name their variant in `type` (`payment_method.type == "card"`,
 `invoice.parent.type == "subscription_details"`, `issuer.type == "account"`): the field
@@ -72,17 +77,53 @@ import inspect
 import sys
 import types
 import typing
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar, Literal, Union, get_args, get_origin
 
 from stripe import ListObject, PaymentMethod, StripeObject
 from stripe._stripe_object import UntypedStripeObject
 
+Where = Callable[[dict[str, Any], tuple[dict[str, Any], ...]], bool]
+
+
+@dataclass(frozen=True)
+class Omit:
+    """An `Optional` field Stripe leaves out, and when.
+
+    `absent(obj, parents)` (the object holding the field, then its enclosing objects,
+    nearest first) decides: True, the key must be absent; False, it must be present.
+    Without it either is accepted. `nullable=False`: when present, never null.
+    """
+
+    reason: str
+    absent: Where | None = None
+    nullable: bool = True
+
+
+def _always(obj: dict[str, Any], parents: tuple[dict[str, Any], ...]) -> bool:
+    return True
+
+
+def _metered(obj: dict[str, Any], parents: tuple[dict[str, Any], ...]) -> bool:
+    price = obj.get("price")
+    recurring = price.get("recurring") if isinstance(price, dict) else None
+    return isinstance(recurring, dict) and recurring.get("usage_type") == "metered"
+
+
+def _not_type(variant: str) -> Where:
+    return lambda obj, parents: obj.get("type") != variant
+
+
+def _parent_not(key: str, test: Callable[[Any], bool]) -> Where:
+    return lambda obj, parents: not (parents and test(parents[0].get(key)))
+
+
 _INCLUDABLE = "includable: returned only when expanded"
-OMITTED: dict[str, str] = {
-    "*.deleted": "present only on deleted objects",
-    "SubscriptionItem.quantity": "omitted on metered items",
+_PM_TYPES = get_args(get_args(PaymentMethod.__annotations__["type"])[0])
+OMITTED: dict[str, str | Omit] = {
+    "*.deleted": Omit("present only on deleted objects", _always),
+    "SubscriptionItem.quantity": Omit("omitted on metered items", _metered),
     "Subscription.BillingMode.updated_at": "omitted until the billing mode is changed",
     "Invoice.payments": _INCLUDABLE,
     **{
@@ -91,27 +132,34 @@ OMITTED: dict[str, str] = {
             "cash_balance", "sources", "subscriptions", "tax", "tax_ids", "invoice_credit_balance"
         )
     },
-    "Customer.business_name": "omitted unless set",
-    "Customer.individual_name": "omitted unless set",
+    "Customer.business_name": Omit("omitted unless set", nullable=False),
+    "Customer.individual_name": Omit("omitted unless set", nullable=False),
     "Price.currency_options": _INCLUDABLE,
     "Price.tiers": _INCLUDABLE,
     "Plan.tiers": _INCLUDABLE,
     **{
-        f"PaymentMethod.{name}": "only the hash named by `type`"
-        for name in get_args(get_args(PaymentMethod.__annotations__["type"])[0])
+        f"PaymentMethod.{name}": Omit("only the hash named by `type`", _not_type(name))
+        for name in _PM_TYPES
     },
     "PaymentMethod.radar_options": "not required; absent from Stripe's fixture",
     **{
-        f"PaymentMethod.Card.{name}": "internal use only, not in standard API responses"
+        f"PaymentMethod.Card.{name}": Omit("internal use only", _always)
         for name in ("description", "iin", "issuer")
     },
-    "Invoice.Issuer.account": "only when issuer.type is account",
-    "Subscription.InvoiceSettings.Issuer.account": "only when issuer.type is account",
+    "Invoice.Issuer.account": Omit("only when issuer.type is account", _not_type("account")),
+    "Subscription.InvoiceSettings.Issuer.account": Omit(
+        "only when issuer.type is account", _not_type("account")
+    ),
     "Invoice.Parent.SubscriptionDetails.subscription_proration_date": "proration previews only",
-    "TestClock.StatusDetails.advancing": "only while the clock advances",
+    "TestClock.StatusDetails.advancing": Omit(
+        "only while the clock advances", _parent_not("status", lambda s: s == "advancing")
+    ),
     "Event.account": "Connect events only",
     "Event.context": "context events only",
-    "Event.Data.previous_attributes": "*.updated events only",
+    "Event.Data.previous_attributes": Omit(
+        "*.updated events only",
+        _parent_not("type", lambda t: isinstance(t, str) and t.endswith(".updated")),
+    ),
     "WebhookEndpoint.secret": "returned at creation only",
 }  # fmt: skip
 
@@ -137,7 +185,7 @@ def check(
     cls: type,
     *,
     tally: Tally | None = None,
-    omitted: Mapping[str, str] = OMITTED,
+    omitted: Mapping[str, str | Omit] = OMITTED,
     path: str | None = None,
 ) -> list[str]:
     """Problems of `obj` against SDK class `cls` (empty when it conforms), counted in `tally`."""
@@ -159,9 +207,10 @@ def fields(cls: type) -> dict[str, Any]:
 
 
 class _Walker:
-    def __init__(self, omitted: Mapping[str, str], tally: Tally) -> None:
+    def __init__(self, omitted: Mapping[str, str | Omit], tally: Tally) -> None:
         self.omitted = omitted
         self.tally = tally
+        self.parents: list[dict[str, Any]] = []
 
     def value(self, value: Any, tp: Any, path: str) -> list[str]:
         if tp is Any:
@@ -228,6 +277,7 @@ class _Walker:
         best: tuple[list[str], Tally] | None = None
         for member in _by_preference(value, members):
             trial = _Walker(self.omitted, Tally())
+            trial.parents = self.parents
             problems = trial.value(value, member, path)
             if not problems:
                 self.tally.add(trial.tally)
@@ -268,21 +318,41 @@ class _Walker:
                 problems += self.value(value[key], hints[key], f"{path}.{key}")
             return problems
         problems = []
+        parents = tuple(reversed(self.parents))
+        self.parents.append(value)
         for name, tp in hints.items():
             self.tally.fields += 1
-            where = f"{path}.{name}"
-            if name not in value:
-                if not self.may_omit(cls, name, value):
-                    problems.append(f"{where}: missing")
-                continue
-            problems += self.value(value[name], tp, where)
+            problems += self.field(value, cls, name, tp, f"{path}.{name}", parents)
+        self.parents.pop()
         problems += [f"{path}.{key}: unexpected" for key in value if key not in hints]
         return problems
 
-    def may_omit(self, cls: type, name: str, obj: dict[str, Any]) -> bool:
-        if obj.get("type") == name:
-            return False  # the variant hash of a polymorphic object
-        return f"{cls.__qualname__}.{name}" in self.omitted or f"*.{name}" in self.omitted
+    def field(
+        self,
+        obj: dict[str, Any],
+        cls: type,
+        name: str,
+        tp: Any,
+        where: str,
+        parents: tuple[dict[str, Any], ...],
+    ) -> list[str]:
+        rule = self.rule(cls, name)
+        variant = obj.get("type") == name  # the variant hash of a polymorphic object
+        absent = None if rule is None or rule.absent is None else rule.absent(obj, parents)
+        if name not in obj:
+            if rule is None or variant or absent is False:
+                return [f"{where}: missing"]
+            return []
+        if absent and not variant:
+            assert rule is not None
+            return [f"{where}: present, but Stripe omits it here ({rule.reason})"]
+        if rule is not None and not rule.nullable and obj[name] is None:
+            return [f"{where}: null, but Stripe omits it instead ({rule.reason})"]
+        return self.value(obj[name], tp, where)
+
+    def rule(self, cls: type, name: str) -> Omit | None:
+        found = self.omitted.get(f"{cls.__qualname__}.{name}", self.omitted.get(f"*.{name}"))
+        return Omit(found) if isinstance(found, str) else found
 
 
 def _by_preference(value: Any, members: list[Any]) -> list[Any]:

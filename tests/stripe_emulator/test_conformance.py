@@ -17,7 +17,7 @@ import stripe
 from stripe import ListObject, WebhookEndpoint
 from stripe._object_classes import get_object_class
 from stripe.billing import Meter
-from stripe.test_helpers import TestClock
+from stripe.test_helpers import TestClock as Clock
 
 from stripe_emulator.app import API_VERSION, create_app
 from tests.stripe_emulator.sdk_schema import Tally, check
@@ -103,7 +103,7 @@ class Api:
     def wait_ready(self, clock_id: str) -> None:
         end = time.monotonic() + 10
         while time.monotonic() < end:
-            clock = self.get(f"/v1/test_helpers/test_clocks/{clock_id}", TestClock)
+            clock = self.get(f"/v1/test_helpers/test_clocks/{clock_id}", Clock)
             if clock["status"] == "ready":
                 return
             time.sleep(0.01)
@@ -121,9 +121,9 @@ def test_every_endpoint_returns_objects_shaped_as_the_sdk_annotates(base_url: st
     now = int(time.time())
     t0 = now - 7200
 
-    clock = api.post("/v1/test_helpers/test_clocks", TestClock, {"frozen_time": t0, "name": "c"})
-    api.get("/v1/test_helpers/test_clocks", ListObject[TestClock])
-    spare = api.post("/v1/test_helpers/test_clocks", TestClock, {"frozen_time": t0})
+    clock = api.post("/v1/test_helpers/test_clocks", Clock, {"frozen_time": t0, "name": "c"})
+    api.get("/v1/test_helpers/test_clocks", ListObject[Clock])
+    spare = api.post("/v1/test_helpers/test_clocks", Clock, {"frozen_time": t0})
 
     meter = api.post(
         "/v1/billing/meters",
@@ -257,7 +257,7 @@ def test_every_endpoint_returns_objects_shaped_as_the_sdk_annotates(base_url: st
 
     api.post(
         "/v1/test_helpers/test_clocks/{}/advance".format(clock["id"]),
-        TestClock,
+        Clock,
         {"frozen_time": now - 300},
     )
     api.wait_ready(clock["id"])
@@ -301,7 +301,7 @@ def test_every_endpoint_returns_objects_shaped_as_the_sdk_annotates(base_url: st
     end = item["current_period_end"]
     api.post(
         "/v1/test_helpers/test_clocks/{}/advance".format(clock["id"]),
-        TestClock,
+        Clock,
         {"frozen_time": end + 2 * 3600},
     )
     api.wait_ready(clock["id"])
@@ -342,8 +342,8 @@ def test_every_endpoint_returns_objects_shaped_as_the_sdk_annotates(base_url: st
     other = api.post("/v1/customers", stripe.Customer, {"name": "Gone"})
     gone = api.delete(f"/v1/customers/{other['id']}", stripe.Customer)
     assert gone["deleted"] is True
-    api.delete(f"/v1/test_helpers/test_clocks/{spare['id']}", TestClock)
-    api.delete("/v1/test_helpers/test_clocks/{}".format(clock["id"]), TestClock)
+    api.delete(f"/v1/test_helpers/test_clocks/{spare['id']}", Clock)
+    api.delete("/v1/test_helpers/test_clocks/{}".format(clock["id"]), Clock)
 
     assert api.exercised == set(api.routes), sorted(set(api.routes) - api.exercised)
     print(f"\nconformance: {api.tally.objects} objects, {api.tally.fields} fields checked")
@@ -355,7 +355,7 @@ def _trials_and_dunning(api: Api, metered: str, seat: str, now: int) -> None:
     """More shapes through the same routes: a trial stub period, a future anchor,
     cancel_at_period_end, and a declined renewal (open invoice, past_due subscription)."""
     t0 = now - 3 * 3600
-    clock = api.post("/v1/test_helpers/test_clocks", TestClock, {"frozen_time": t0})
+    clock = api.post("/v1/test_helpers/test_clocks", Clock, {"frozen_time": t0})
     cus = api.post("/v1/customers", stripe.Customer, {"test_clock": clock["id"]})
     pm = api.post(
         "/v1/payment_methods/pm_card_chargeCustomerFail/attach",
@@ -390,7 +390,7 @@ def _trials_and_dunning(api: Api, metered: str, seat: str, now: int) -> None:
     )
     api.post(
         f"/v1/test_helpers/test_clocks/{clock['id']}/advance",
-        TestClock,
+        Clock,
         {"frozen_time": t0 + 5 * DAY + 7200},
     )
     api.wait_ready(clock["id"])

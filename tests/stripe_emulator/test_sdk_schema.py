@@ -226,3 +226,53 @@ def test_an_expanded_field_is_checked_as_the_object_not_as_an_id() -> None:
     problems = check({"customer": {"object": "customer", "id": "cus_1"}}, stripe.Invoice)
     assert "invoice.customer.email: missing" in problems
     assert not [p for p in problems if p.startswith("invoice.customer: expected")]
+
+
+def clock(status: str, details: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "id": "clock_1",
+        "object": "test_helpers.test_clock",
+        "created": 1,
+        "deletes_after": 2,
+        "frozen_time": 1,
+        "livemode": False,
+        "name": None,
+        "status": status,
+        "status_details": details,
+    }
+
+
+def test_conditional_omission_is_checked_both_ways_from_the_enclosing_object() -> None:
+    advancing = {"advancing": {"target_frozen_time": 5}}
+    assert check(clock("ready", {}), stripe.test_helpers.TestClock) == []
+    assert check(clock("advancing", advancing), stripe.test_helpers.TestClock) == []
+    assert check(clock("advancing", {}), stripe.test_helpers.TestClock) == [
+        "test_helpers.test_clock.status_details.advancing: missing"
+    ]
+    assert check(clock("ready", advancing), stripe.test_helpers.TestClock) == [
+        "test_helpers.test_clock.status_details.advancing: present, but Stripe omits it here"
+        " (only while the clock advances)"
+    ]
+
+
+def test_sibling_variant_hashes_and_metered_quantity_must_be_absent() -> None:
+    pm = real_card_pm(card=None, sepa_debit=None)
+    assert check(pm, stripe.PaymentMethod) == [
+        "payment_method.sepa_debit: present, but Stripe omits it here"
+        " (only the hash named by `type`)"
+    ]
+    metered = {"price": {"recurring": {"usage_type": "metered"}}, "quantity": 1}
+    licensed = {"price": {"recurring": {"usage_type": "licensed"}}}
+    assert (
+        "subscription_item.quantity: present, but Stripe omits it here (omitted on metered items)"
+        in check(metered, stripe.SubscriptionItem)
+    )
+    assert "subscription_item.quantity: missing" in check(licensed, stripe.SubscriptionItem)
+
+
+def test_omitted_unless_set_fields_are_never_null() -> None:
+    problems = check({"business_name": None}, stripe.Customer)
+    assert (
+        "customer.business_name: null, but Stripe omits it instead (omitted unless set)" in problems
+    )
+    assert "customer.individual_name: missing" not in problems
