@@ -92,7 +92,10 @@ class Api:
         return body
 
     def get(self, path: str, cls: Any, params: dict[str, Any] | None = None) -> dict[str, Any]:
-        return self.expect(self.call("GET", path, params), cls, f"GET {path}")
+        body = self.expect(self.call("GET", path, params), cls, f"GET {path}")
+        if body.get("object") == "list":
+            assert body["url"] == path  # Stripe's list url: the path, without the query
+        return body
 
     def post(self, path: str, cls: Any, params: dict[str, Any] | None = None) -> dict[str, Any]:
         return self.expect(self.call("POST", path, params), cls, f"POST {path}")
@@ -101,10 +104,13 @@ class Api:
         return self.expect(self.call("DELETE", path), cls, f"DELETE {path}")
 
     def wait_ready(self, clock_id: str) -> None:
+        """Poll until ready; only the ready clock is checked, so the totals are stable."""
+        path = f"/v1/test_helpers/test_clocks/{clock_id}"
         end = time.monotonic() + 10
         while time.monotonic() < end:
-            clock = self.get(f"/v1/test_helpers/test_clocks/{clock_id}", Clock)
+            clock = self.call("GET", path)
             if clock["status"] == "ready":
+                self.expect(clock, Clock, f"GET {path}")
                 return
             time.sleep(0.01)
         raise TimeoutError(clock_id)
@@ -246,6 +252,10 @@ def test_every_endpoint_returns_objects_shaped_as_the_sdk_annotates(base_url: st
     )
     api.post(f"/v1/subscriptions/{invoiced['id']}", stripe.Subscription, {"metadata": {"a": "b"}})
     item = sub["items"]["data"][0]
+    assert sub["items"]["url"] == f"/v1/subscription_items?subscription={sub['id']}"
+    assert (
+        sub["latest_invoice"]["lines"]["url"] == f"/v1/invoices/{sub['latest_invoice']['id']}/lines"
+    )
     api.get(
         "/v1/subscription_items", ListObject[stripe.SubscriptionItem], {"subscription": sub["id"]}
     )
