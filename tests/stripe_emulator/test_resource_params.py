@@ -125,26 +125,44 @@ def test_every_sdk_parameter_is_declared_and_nothing_else(
     assert _extra(td, specs, "") == []
 
 
-def _post(base_url: str, path: str, data: dict[str, str]) -> requests.Response:
+def _send(base_url: str, method: str, path: str, data: dict[str, str]) -> requests.Response:
     headers = {"Authorization": f"Bearer {TEST_KEY}"}
-    return requests.post(f"{base_url}{path}", data=data, headers=headers, timeout=5)
+    url = f"{base_url}{path}"
+    if method == "GET":
+        return requests.get(url, params=data, headers=headers, timeout=5)
+    return requests.post(url, data=data, headers=headers, timeout=5)
 
 
-@pytest.mark.parametrize(
-    ("path", "sdk_name"),
-    [
-        ("/v1/customers", "CustomerCreateParams"),
-        ("/v1/products", "ProductCreateParams"),
-        ("/v1/prices", "PriceCreateParams"),
-    ],
-)
-def test_no_top_level_sdk_parameter_is_answered_parameter_unknown(
-    base_url: str, path: str, sdk_name: str
-) -> None:
-    for key in _fields(getattr(sdk_params, sdk_name)):
-        resp = _post(base_url, path, {key: "x"})
-        error = resp.json().get("error", {})
-        assert error.get("code") != "parameter_unknown", (key, error)
+def test_no_top_level_sdk_parameter_is_answered_parameter_unknown(base_url: str) -> None:
+    cus = _send(base_url, "POST", "/v1/customers", {}).json()["id"]
+    prod = _send(base_url, "POST", "/v1/products", {"name": "P"}).json()["id"]
+    price = _send(
+        base_url, "POST", "/v1/prices", {"currency": "usd", "product": prod, "unit_amount": "1"}
+    ).json()["id"]
+    endpoints = [
+        ("POST", "/v1/customers", "CustomerCreateParams"),
+        ("POST", f"/v1/customers/{cus}", "CustomerUpdateParams"),
+        ("GET", "/v1/customers", "CustomerListParams"),
+        ("GET", f"/v1/customers/{cus}/payment_methods", "CustomerListPaymentMethodsParams"),
+        ("GET", "/v1/payment_methods", "PaymentMethodListParams"),
+        ("POST", "/v1/payment_methods/pm_card_visa/attach", "PaymentMethodAttachParams"),
+        ("POST", "/v1/products", "ProductCreateParams"),
+        ("POST", f"/v1/products/{prod}", "ProductUpdateParams"),
+        ("GET", "/v1/products", "ProductListParams"),
+        ("POST", "/v1/prices", "PriceCreateParams"),
+        ("POST", f"/v1/prices/{price}", "PriceUpdateParams"),
+        ("GET", "/v1/prices", "PriceListParams"),
+    ]
+    sent = 0
+    for method, path, sdk_name in endpoints:
+        for key in _fields(getattr(sdk_params, sdk_name)):
+            resp = _send(base_url, method, path, {key: "x"})
+            error = resp.json().get("error", {})
+            assert error.get("code") != "parameter_unknown", (method, path, key, error)
+            sent += 1
+    assert sent == 148  # every top-level parameter of the 12 TypedDicts above
+    resp = _send(base_url, "GET", "/v1/prices", {"colour": "x"})
+    assert resp.json()["error"]["code"] == "parameter_unknown"
 
 
 def test_truly_unknown_parameters_are_parameter_unknown(client: stripe.StripeClient) -> None:
@@ -234,7 +252,9 @@ def test_customer_contact_fields_are_echoed_and_unset(client: stripe.StripeClien
     assert updated.address.line1 is None
 
 
-def test_invoice_prefix_and_sequence_number_the_invoices(client: stripe.StripeClient) -> None:
+def test_invoice_prefix_sequence_and_contact_fields_reach_the_invoice(
+    client: stripe.StripeClient,
+) -> None:
     product = client.v1.products.create({"name": "Seat"})
     seat = client.v1.prices.create(
         {
@@ -248,6 +268,9 @@ def test_invoice_prefix_and_sequence_number_the_invoices(client: stripe.StripeCl
     cus = client.v1.customers.create(
         {
             "test_clock": clock.id,
+            "address": ADDRESS,
+            "shipping": {"name": "Dock", "address": {"city": "Austin"}},
+            "tax_exempt": "exempt",
             "invoice_prefix": "ACME7",
             "next_invoice_sequence": 41,
             "payment_method": "pm_card_visa",
@@ -259,6 +282,9 @@ def test_invoice_prefix_and_sequence_number_the_invoices(client: stripe.StripeCl
     sub = client.v1.subscriptions.create({"customer": cus.id, "items": [{"price": seat.id}]})
     inv = client.v1.invoices.retrieve(str(sub.latest_invoice))
     assert inv.number == "ACME7-0041"
+    assert inv.customer_address.to_dict() == ADDRESS
+    assert (inv.customer_shipping.name, inv.customer_shipping.address.city) == ("Dock", "Austin")
+    assert inv.customer_tax_exempt == "exempt"
     assert client.v1.customers.retrieve(cus.id).next_invoice_sequence == 42
     with pytest.raises(stripe.InvalidRequestError) as err:
         client.v1.customers.update(cus.id, {"invoice_prefix": "lower"})
