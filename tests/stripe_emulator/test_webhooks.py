@@ -12,14 +12,17 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 
 import pytest
 import requests
 import stripe
 
+from stripe_emulator.app import create_app
 from tests.stripe_emulator.helpers import advance, clock_customer, metered_price, send_event
-from tests.support.servers import free_port
+from tests.support.emulator import sdk_client
+from tests.support.servers import free_port, serve_asgi
 
 FAST = {"retry_base_s": 0.05, "retry_max_s": 0.2}
 DEFAULTS = {"retry_base_s": 1.0, "retry_max_s": 60.0, "max_attempts": 8, "timeout_s": 10.0}
@@ -521,3 +524,36 @@ def test_control_shortcut_registers_an_endpoint_with_its_secret(
     clock_ready_event(client)
     got = receiver.wait_for(lambda g: len(g) >= 1)
     assert verified(got[0], body["secret"]).type == "test_helpers.test_clock.ready"
+
+
+def test_queued_delivery_survives_a_restart_on_the_same_state_dir(tmp_path: Path) -> None:
+    recv = Receiver(statuses=(500,) * 1000)
+    try:
+        app = create_app(advance_delay_s=0.02, state_dir=tmp_path)
+        try:
+            with serve_asgi(app) as url:
+                client = sdk_client(url)
+                we = endpoint(client, recv.url, "test_helpers.test_clock.ready")
+                clock_ready_event(client)
+                recv.wait_for(lambda g: len(g) >= 1)
+                wait_deliveries(url, lambda rows: len(rows) >= 1)
+        finally:
+            app.close()
+        with recv.cond:
+            recv.statuses = []  # the receiver is fixed while the emulator is down
+        seen = len(recv.got)
+        app = create_app(advance_delay_s=0.02, state_dir=tmp_path)
+        try:
+            with serve_asgi(app) as url:
+                requests.get(f"{url}/_emulator/health", timeout=5)  # any request resumes
+                got = recv.wait_for(lambda g: len(g) > seen and g[-1].answered == 200)
+                assert verified(got[-1], we.secret).type == "test_helpers.test_clock.ready"
+                rows = wait_deliveries(url, lambda rows: rows[-1]["delivered"])
+                assert [r["status_code"] for r in rows] == [500] * seen + [200]
+                assert [r["attempt"] for r in rows] == list(range(1, seen + 2))
+                event = sdk_client(url).v1.events.retrieve(rows[0]["event"])
+                assert event.pending_webhooks == 0
+        finally:
+            app.close()
+    finally:
+        recv.close()
