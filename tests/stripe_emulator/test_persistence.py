@@ -309,3 +309,85 @@ def test_reset_without_state_dir_is_refused() -> None:
     done = subprocess.run([*CMD, "--reset"], capture_output=True, text=True, timeout=30)
     assert done.returncode == 2
     assert done.stderr.strip() == "stripe-emulator: error: --reset needs --state-dir"
+
+
+def _on_disk(app: Emulator) -> bytes:
+    """`_internal` of a store loaded afresh from what the app has committed so far."""
+    from stripe_emulator.idempotency import IdempotencyStore
+    from stripe_emulator.persistence import StateFile
+    from stripe_emulator.store import Store
+
+    backing = app.store.backing
+    assert backing is not None
+    fresh = Emulator.__new__(Emulator)
+    fresh.store = Store(app.store.advance_delay_s)
+    fresh.idempotency = IdempotencyStore()
+    StateFile(backing.path, backing.conn).load(fresh.store, fresh.idempotency)
+    return _internal(fresh)
+
+
+def test_after_every_kind_of_write_the_disk_holds_exactly_the_memory(tmp_path: Path) -> None:
+    now = int(time.time())
+    with served(tmp_path) as (app, url):
+        client = sdk_client(url)
+        meter, price = metered_price(client)
+        licensed = client.v1.prices.create(
+            {
+                "currency": "usd",
+                "product": price.product,
+                "unit_amount": 900,
+                "recurring": {"interval": "month"},
+            }
+        )
+        clock, cus = clock_customer(client, now - 7200)
+        other, _ = clock_customer(client, now - 7200, card="pm_card_chargeCustomerFail")
+        state: dict[str, Any] = {}
+        steps: list[tuple[str, Any]] = [
+            ("update customer", lambda: client.v1.customers.update(cus.id, {"name": "New"})),
+            ("update product", lambda: client.v1.products.update(price.product, {"name": "P2"})),
+            ("update price", lambda: client.v1.prices.update(price.id, {"nickname": "n2"})),
+            (
+                "update meter",
+                lambda: client.v1.billing.meters.update(meter.id, {"display_name": "M"}),
+            ),
+            (
+                "subscribe",
+                lambda: state.update(
+                    sub=client.v1.subscriptions.create(
+                        {
+                            "customer": cus.id,
+                            "items": [{"price": price.id}, {"price": licensed.id, "quantity": 2}],
+                        }
+                    )
+                ),
+            ),
+            ("advance", lambda: advance(client, clock.id, now - 300)),
+            ("usage", lambda: send_event(client, cus.id, now - 3600, 10, "u1")),
+            ("usage 2", lambda: send_event(client, cus.id, now - 600, 4, "u2")),
+            (
+                "cancel usage",
+                lambda: client.v1.billing.meter_event_adjustments.create(
+                    {"event_name": "api_calls", "cancel": {"identifier": "u2"}, "type": "cancel"}
+                ),
+            ),
+            (
+                "update subscription",
+                lambda: client.v1.subscriptions.update(
+                    state["sub"].id, {"cancel_at_period_end": True, "metadata": {"k": "v"}}
+                ),
+            ),
+            ("renewal", lambda: advance(client, clock.id, now + 40 * 86400)),
+            ("list invoices", lambda: client.v1.invoices.list({"customer": cus.id})),
+            ("deactivate meter", lambda: client.v1.billing.meters.deactivate(meter.id)),
+            (
+                "detach",
+                lambda: client.v1.payment_methods.detach(
+                    client.v1.customers.payment_methods.list(cus.id).data[0].id
+                ),
+            ),
+            ("delete clock", lambda: client.v1.test_helpers.test_clocks.delete(other.id)),
+            ("delete customer", lambda: client.v1.customers.delete(cus.id)),
+        ]
+        for name, step in steps:
+            step()
+            assert _on_disk(app) == _internal(app), f"disk differs from memory after {name}"
