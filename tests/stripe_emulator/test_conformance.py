@@ -326,6 +326,7 @@ def test_every_endpoint_returns_objects_shaped_as_the_sdk_annotates(base_url: st
 
     api.delete(f"/v1/subscriptions/{oob['id']}", stripe.Subscription)
     _trials_and_dunning(api, metered["id"], seat["id"], now)
+    _one_offs_and_endings(api, product["id"], metered["id"], now)
 
     if api.has("POST", "/v1/webhook_endpoints"):
         _webhook_endpoints(api)
@@ -412,6 +413,70 @@ def _trials_and_dunning(api: Api, metered: str, seat: str, now: int) -> None:
         "/v1/invoices", ListObject[stripe.Invoice], {"customer": cus["id"], "status": "open"}
     )
     assert [i["attempted"] for i in invoices["data"]] == [True]
+
+
+def _one_offs_and_endings(api: Api, product: str, metered: str, now: int) -> None:
+    """Invoice-item lines, inline price_data, backdating, cancel_at and cancel-now invoices."""
+    setup = api.post(
+        "/v1/prices", stripe.Price, {"currency": "usd", "product": product, "unit_amount": 900}
+    )
+    cus = api.post("/v1/customers", stripe.Customer, {"email": "one@example.com"})
+    pm = api.post(
+        "/v1/payment_methods/pm_card_amex/attach", stripe.PaymentMethod, {"customer": cus["id"]}
+    )
+    sub = api.post(
+        "/v1/subscriptions",
+        stripe.Subscription,
+        {
+            "customer": cus["id"],
+            "default_payment_method": pm["id"],
+            "items": [
+                {"price": metered, "metadata": {"tier": "usage"}},
+                {
+                    "price_data": {
+                        "currency": "usd",
+                        "product": product,
+                        "recurring": {"interval": "month"},
+                        "unit_amount": 1500,
+                    },
+                    "quantity": 3,
+                },
+            ],
+            "add_invoice_items": [{"price": setup["id"], "quantity": 2}],
+            "expand": ["latest_invoice"],
+        },
+    )
+    lines = sub["latest_invoice"]["lines"]["data"]
+    assert {line["parent"]["type"] for line in lines} == {
+        "invoice_item_details",
+        "subscription_item_details",
+    }
+    ending = api.post(
+        "/v1/subscriptions",
+        stripe.Subscription,
+        {
+            "customer": cus["id"],
+            "items": [{"price": metered}],
+            "backdate_start_date": now - 3 * DAY,
+            "cancel_at": now + 3 * DAY,
+        },
+    )
+    assert ending["cancel_at"] == now + 3 * DAY
+    api.post(
+        "/v1/billing/meter_events",
+        stripe.billing.MeterEvent,
+        {
+            "event_name": "api_calls",
+            "timestamp": now - 60,
+            "payload": {"stripe_customer_id": cus["id"], "value": "4"},
+        },
+    )
+    canceled = api.call(
+        "DELETE", f"/v1/subscriptions/{sub['id']}", {"invoice_now": True, "prorate": False}
+    )
+    api.expect(canceled, stripe.Subscription, "DELETE /v1/subscriptions/{id} invoice_now")
+    assert canceled["status"] == "canceled"
+    api.get("/v1/invoices", ListObject[stripe.Invoice], {"customer": cus["id"], "limit": 100})
 
 
 def _webhook_endpoints(api: Api) -> None:
