@@ -327,6 +327,7 @@ def test_every_endpoint_returns_objects_shaped_as_the_sdk_annotates(base_url: st
     api.delete(f"/v1/subscriptions/{oob['id']}", stripe.Subscription)
     _trials_and_dunning(api, metered["id"], seat["id"], now)
     _one_offs_and_endings(api, product["id"], metered["id"], now)
+    _custom_meter(api, cid, now)
 
     if api.has("POST", "/v1/webhook_endpoints"):
         _webhook_endpoints(api)
@@ -477,6 +478,36 @@ def _one_offs_and_endings(api: Api, product: str, metered: str, now: int) -> Non
     api.expect(canceled, stripe.Subscription, "DELETE /v1/subscriptions/{id} invoice_now")
     assert canceled["status"] == "canceled"
     api.get("/v1/invoices", ListObject[stripe.Invoice], {"customer": cus["id"], "limit": 100})
+
+
+def _custom_meter(api: Api, cid: str, now: int) -> None:
+    """A count meter with its own payload keys and an hourly event window."""
+    meter = api.post(
+        "/v1/billing/meters",
+        Meter,
+        {
+            "display_name": "Jobs",
+            "event_name": "jobs",
+            "default_aggregation": {"formula": "count"},
+            "customer_mapping": {"event_payload_key": "account", "type": "by_id"},
+            "value_settings": {"event_payload_key": "n"},
+            "event_time_window": "hour",
+        },
+    )
+    assert meter["event_time_window"] == "hour"
+    event = api.post(
+        "/v1/billing/meter_events",
+        stripe.billing.MeterEvent,
+        {"event_name": "jobs", "timestamp": now - 120, "payload": {"account": cid, "n": "2"}},
+    )
+    assert event["identifier"]
+    hour = now // 3600 * 3600
+    summaries = api.get(
+        f"/v1/billing/meters/{meter['id']}/event_summaries",
+        ListObject[stripe.billing.MeterEventSummary],
+        {"customer": cid, "start_time": hour - 3600, "end_time": hour + 3600},
+    )
+    assert sum(x["aggregated_value"] for x in summaries["data"]) == 1
 
 
 def _webhook_endpoints(api: Api) -> None:
