@@ -425,7 +425,7 @@ def _check_lookup_key(store: Store, p: dict[str, Any], price_id: str | None) -> 
 
 def create_price(ctx: Ctx) -> Obj:
     """POST /v1/prices."""
-    _refuse_currency_options_expand(ctx)
+    tiers = _take_includes(ctx)
     p = ctx.validate(PRICE_CREATE)
     store = ctx.store
     _check_currency(p["currency"], "currency")
@@ -452,7 +452,7 @@ def create_price(ctx: Ctx) -> Obj:
         product_id = store.insert("products", _product(store, data.get("id"), data))["id"]
     if holder is not None:
         holder["lookup_key"] = None
-    return _with_includes(_make_price(store, p, product_id), ctx)
+    return _with_tiers(_make_price(store, p, product_id), tiers)
 
 
 def _make_price(store: Store, p: dict[str, Any], product_id: str) -> Obj:
@@ -522,31 +522,38 @@ def _dec_str(dec: Decimal | None, whole: int | None) -> str | None:
     return None if whole is None else str(whole)
 
 
-def _expanded(ctx: Ctx, field: str) -> bool:
-    return any(path in (field, f"data.{field}") for path in ctx.params.get("expand") or [])
-
-
-def _refuse_currency_options_expand(ctx: Ctx) -> None:
+def _take_includes(ctx: Ctx) -> bool:
+    """Before validation: refuse `expand[]=currency_options` (not modelled) and take
+    `tiers` / `data.tiers` out of the raw expand list (they are includable fields, not
+    ids to expand); whether tiers were asked for."""
     refuse_includable(ctx, ("currency_options",))
+    raw = ctx.raw.get("expand")
+    if isinstance(raw, str):
+        raw = [raw]
+    if not isinstance(raw, list):
+        return False
+    kept = [path for path in raw if path not in ("tiers", "data.tiers")]
+    if len(kept) == len(raw):
+        return False
+    ctx.raw["expand"] = kept
+    return True
 
 
-def _with_includes(price: Obj, ctx: Ctx) -> Obj:
+def _with_tiers(price: Obj, tiers: bool) -> Obj:
     """The price as answered: `tiers` only when expanded (an includable field)."""
-    if not _expanded(ctx, "tiers"):
-        return price
-    return {**price, "tiers": price["_tiers"]}
+    return {**price, "tiers": price["_tiers"]} if tiers else price
 
 
 def retrieve_price(ctx: Ctx) -> Obj:
     """GET /v1/prices/{id}."""
-    _refuse_currency_options_expand(ctx)
+    tiers = _take_includes(ctx)
     ctx.validate({"expand": EXPAND})
-    return _with_includes(ctx.store.get("prices", ctx.args[0], PRICE), ctx)
+    return _with_tiers(ctx.store.get("prices", ctx.args[0], PRICE), tiers)
 
 
 def update_price(ctx: Ctx) -> Obj:
     """POST /v1/prices/{id}: nickname, active, metadata, lookup_key, tax_behavior."""
-    _refuse_currency_options_expand(ctx)
+    tiers = _take_includes(ctx)
     p = ctx.validate(PRICE_UPDATE)
     store = ctx.store
     price = store.get("prices", ctx.args[0], PRICE)
@@ -572,12 +579,12 @@ def update_price(ctx: Ctx) -> Obj:
         price["active"] = p["active"]
     if "metadata" in p:
         price["metadata"] = merge_metadata(price["metadata"], p["metadata"])
-    return _with_includes(price, ctx)
+    return _with_tiers(price, tiers)
 
 
 def list_prices(ctx: Ctx) -> Obj:
     """GET /v1/prices (product, active, currency, type, created, lookup_keys, recurring)."""
-    _refuse_currency_options_expand(ctx)
+    tiers = _take_includes(ctx)
     p = ctx.validate(PRICE_LIST)
     rows = [r for r in ctx.store.all("prices") if in_range(r["created"], p.get("created"))]
     if p.get("currency") is not None:
@@ -591,7 +598,7 @@ def list_prices(ctx: Ctx) -> Obj:
         if want is not None:
             rows = [r for r in rows if r["recurring"] is not None and r["recurring"][key] == want]
     page = paginate(rows, p, "/v1/prices", kind=PRICE)
-    page["data"] = [_with_includes(r, ctx) for r in page["data"]]
+    page["data"] = [_with_tiers(r, tiers) for r in page["data"]]
     return page
 
 

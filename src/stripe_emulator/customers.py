@@ -66,7 +66,7 @@ INCLUDABLE = (
 ADDRESS = o(
     {"city": s(), "country": s(), "line1": s(), "line2": s(), "postal_code": s(), "state": s()}
 )
-SHIPPING = o({"address": ADDRESS, "name": s(required=True), "phone": s()})
+SHIPPING = o({"address": o(ADDRESS.fields, required=True), "name": s(required=True), "phone": s()})
 INVOICE_SETTINGS = o(
     {
         "custom_fields": lst(o({"name": s(required=True), "value": s(required=True)})),

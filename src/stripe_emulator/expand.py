@@ -17,7 +17,6 @@ _FIELDS = frozenset(
         "payment_method", "meter", "plan", "parent", "pricing", "price_details",
         "subscription_details", "subscription_item_details", "subscription_item", "recurring",
         "default_price", "default_source", "schedule", "pending_setup_intent", "discounts",
-        "tiers",
     }
 )  # fmt: skip
 

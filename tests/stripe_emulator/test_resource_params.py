@@ -369,6 +369,18 @@ def test_expanding_includable_fields_not_built_is_emulator_unsupported(
     _unsupported(err, "expand")
 
 
+def test_tiers_expand_is_only_for_prices_and_refused_before_any_change(
+    client: stripe.StripeClient,
+) -> None:
+    with pytest.raises(stripe.InvalidRequestError) as err:
+        client.v1.customers.create({"email": "t@example.com", "expand": ["tiers"]})
+    assert (err.value.http_status, err.value.param) == (400, "expand")
+    assert client.v1.customers.list({"email": "t@example.com"}).data == []
+    with pytest.raises(stripe.InvalidRequestError) as err:
+        client.v1.customers.create({"shipping": {"name": "Dock"}})
+    assert (err.value.code, err.value.param) == ("parameter_missing", "shipping[address]")
+
+
 def test_customer_list_filters_created_email_test_clock(client: stripe.StripeClient) -> None:
     a = client.v1.customers.create({"email": "a@example.com"})
     b = client.v1.customers.create({"email": "b@example.com"})
