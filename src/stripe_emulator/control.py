@@ -1,13 +1,15 @@
 """Control endpoints for tests, outside `/v1` and without auth.
 
 - `GET /_emulator/health` -> `{"status": "ok"}`
-- `POST /_emulator/reset` forgets all objects, idempotency keys and faults
+- `POST /_emulator/reset` forgets all objects (webhook endpoints and events included),
+  idempotency keys and faults, and stops pending webhook deliveries and retries
 - `POST /_emulator/faults` adds a rule (see faults.py); `GET` lists, `DELETE` clears
 - `GET /_emulator/state` dumps every object keyed by plural type
 - `POST /_emulator/webhook_endpoints` registers an endpoint exactly as `POST
   /v1/webhook_endpoints` (JSON object or form body; the answer carries the `secret`)
 - `GET /_emulator/webhook_deliveries` lists every delivery attempt, oldest first
-- `GET`/`POST /_emulator/webhook_settings` shows/changes retry timing (webhooks.Settings)
+- `GET`/`POST /_emulator/webhook_settings` shows/changes retry timing (webhooks.Settings;
+  configuration, so kept across reset)
 """
 
 from __future__ import annotations

@@ -337,7 +337,7 @@ def test_deleted_endpoint_receives_nothing_more(
         recv.wait_for(lambda g: len(g) >= 2)
         gone = client.v1.webhook_endpoints.delete(we.id)
         assert (gone.id, gone.deleted, gone.object) == (we.id, True, "webhook_endpoint")
-        time.sleep(0.1)
+        time.sleep(0.3)  # an attempt in flight at deletion may still land
         seen = len(recv.got)
         time.sleep(0.5)
         assert len(recv.got) == seen
@@ -357,7 +357,7 @@ def test_reset_forgets_endpoints_events_deliveries_and_stops_retries(
         clock_ready_event(client)
         recv.wait_for(lambda g: len(g) >= 2)
         requests.post(f"{base_url}/_emulator/reset", timeout=5).raise_for_status()
-        time.sleep(0.1)  # an attempt in flight at reset may still land
+        time.sleep(0.3)  # an attempt in flight at reset may still land
         seen = len(recv.got)
         time.sleep(0.6)
         assert len(recv.got) == seen
