@@ -391,3 +391,31 @@ def test_after_every_kind_of_write_the_disk_holds_exactly_the_memory(tmp_path: P
         for name, step in steps:
             step()
             assert _on_disk(app) == _internal(app), f"disk differs from memory after {name}"
+
+
+def test_tuples_shared_objects_and_marker_like_keys_round_trip_exactly(tmp_path: Path) -> None:
+    from stripe_emulator.idempotency import IdempotencyStore
+    from stripe_emulator.store import Store
+
+    store, idem = Store(), IdempotencyStore()
+    open_state(tmp_path).load(store, idem)
+    price = store.insert("prices", {"id": "price_1", "metadata": {"\x00ref": "user", "a": 1}})
+    store.insert(
+        "subscriptions",
+        {"id": "sub_1", "_stub": (10, 20), "items": {"data": [{"price": price}]}, "_k": -1},
+    )
+    store.commit()
+    price["metadata"]["a"] = 2  # changed in place, reached only through the subscription
+    store.by_type["subscriptions"]["sub_1"]["_k"] = 0
+    store.commit()
+    assert store.backing is not None
+    store.backing.close()
+
+    again = Store()
+    open_state(tmp_path).load(again, IdempotencyStore())
+    sub = again.by_type["subscriptions"]["sub_1"]
+    assert sub["_stub"] == (10, 20) and isinstance(sub["_stub"], tuple)
+    assert sub["_k"] == 0
+    assert sub["items"]["data"][0]["price"] is again.by_type["prices"]["price_1"]
+    assert again.by_type["prices"]["price_1"]["metadata"] == {"\x00ref": "user", "a": 2}
+    assert again.seq == 2
