@@ -10,8 +10,9 @@ from typing import Any, ClassVar, Dict, List, Literal, Optional, Union
 
 import stripe
 from stripe import ListObject, StripeObject
+from stripe._object_classes import OBJECT_CLASSES, get_object_class
 
-from tests.stripe_emulator.sdk_schema import OMITTED, Tally, check
+from tests.stripe_emulator.sdk_schema import OMITTED, Tally, check, fields
 
 
 class Widget(StripeObject):
@@ -276,3 +277,22 @@ def test_omitted_unless_set_fields_are_never_null() -> None:
         "customer.business_name: null, but Stripe omits it instead (omitted unless set)" in problems
     )
     assert "customer.individual_name: missing" not in problems
+
+
+def test_every_v1_sdk_class_and_nested_class_resolves_its_annotations() -> None:
+    seen: set[type] = set()
+    todo: list[type] = [get_object_class("V1", name) for name in OBJECT_CLASSES]
+    while todo:
+        cls = todo.pop()
+        if cls in seen:
+            continue
+        seen.add(cls)
+        fields(cls)  # raises NameError on an unresolvable forward reference
+        todo += [
+            inner
+            for inner in vars(cls).values()
+            if isinstance(inner, type)
+            and issubclass(inner, StripeObject)
+            and inner.__qualname__.startswith(cls.__qualname__ + ".")
+        ]
+    assert len(seen) > 1000
