@@ -10,7 +10,9 @@ params is declared. Contact and presentation fields (address, shipping, names, l
 invoice prefix and sequence, invoice settings, tax_exempt) are stored and echoed; those
 whose effect the emulator does not model are `emulator_unsupported` (`balance` other
 than 0 would change invoice totals; `cash_balance`, `source`/`default_source`, `tax`,
-`tax_id_data`, `customer_account` need objects the emulator does not keep).
+`tax_id_data` and the payment methods' `customer_account` need objects the emulator does
+not keep). Retrieving a deleted customer answers 404 here; Stripe answers the deleted
+object (`Customer | DeletedCustomer`), which would need a tombstone in the store.
 
 Omitted vs null (the SDK's annotations are the schema; "present" = sent, maybe null).
 Sources: the Customer and PaymentMethod objects in Stripe's API reference
