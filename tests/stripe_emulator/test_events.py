@@ -11,6 +11,7 @@ import stripe
 from stripe.params._webhook_endpoint_create_params import WebhookEndpointCreateParams
 
 from stripe_emulator.events import EVENT_TYPES
+from tests.stripe_emulator import sdk_schema
 from tests.stripe_emulator.helpers import advance, metered_price
 from tests.stripe_emulator.test_webhooks import Receiver, dead_url, verified
 
@@ -45,6 +46,7 @@ def test_event_shape_matches_the_sdk(client: stripe.StripeClient) -> None:
     keys = _sdk_keys(stripe.Event) - {"account", "context"}
     for event in events:
         assert set(event.to_dict()) == keys
+        assert sdk_schema.check(event.to_dict(), stripe.Event) == []
         assert event.id.startswith("evt_") and event.object == "event"
         assert (event.api_version, event.livemode, event.pending_webhooks) == (
             "2026-10-28.endive",

@@ -20,6 +20,7 @@ import requests
 import stripe
 
 from stripe_emulator.app import create_app
+from tests.stripe_emulator import sdk_schema
 from tests.stripe_emulator.helpers import advance, clock_customer, metered_price, send_event
 from tests.support.emulator import sdk_client
 from tests.support.servers import free_port, serve_asgi
@@ -387,6 +388,7 @@ def test_secret_only_on_create_and_shape_matches_the_sdk(client: stripe.StripeCl
         }
     )
     assert set(we.to_dict()) == keys
+    assert sdk_schema.check(we.to_dict(), stripe.WebhookEndpoint) == []
     assert we.secret is not None and we.secret.startswith("whsec_") and len(we.secret) > 20
     assert (we.url, we.enabled_events, we.status, we.description) == (
         "http://127.0.0.1:9/hooks",
@@ -417,6 +419,7 @@ def test_secret_only_on_create_and_shape_matches_the_sdk(client: stripe.StripeCl
         client.v1.webhook_endpoints.list().data[0],
     ):
         assert set(got.to_dict()) == keys - {"secret"}
+        assert sdk_schema.check(got.to_dict(), stripe.WebhookEndpoint) == []
         assert (got.url, got.enabled_events, got.status, got.description) == (
             "http://127.0.0.1:9/v2",
             ["*"],
