@@ -188,6 +188,7 @@ def test_renewal_invoice_created_then_after_grace_finalized_and_paid_verified(
     assert (paid["status"], paid["amount_paid"]) == ("paid", 60)
     assert all(isinstance(e, stripe.Event) for e in events)
     for r in got:
+        assert sdk_schema.check(r.event, stripe.Event) == []
         assert r.headers["content-type"] == "application/json; charset=utf-8"
         assert r.headers["user-agent"].startswith("Stripe/1.0")
     assert all(r.event["type"].startswith("invoice.") for r in got)
