@@ -25,7 +25,13 @@ import stripe
 
 from stripe_emulator.app import Emulator, create_app
 from stripe_emulator.persistence import FILENAME, StateError, open_state
-from tests.stripe_emulator.helpers import advance, clock_customer, metered_price, send_event
+from tests.stripe_emulator.helpers import (
+    advance,
+    clock_customer,
+    metered_price,
+    send_event,
+    wait_ready,
+)
 from tests.support.emulator import sdk_client
 from tests.support.servers import free_port, serve_asgi
 
@@ -419,3 +425,24 @@ def test_tuples_shared_objects_and_marker_like_keys_round_trip_exactly(tmp_path:
     assert sub["items"]["data"][0]["price"] is again.by_type["prices"]["price_1"]
     assert again.by_type["prices"]["price_1"]["metadata"] == {"\x00ref": "user", "a": 2}
     assert again.seq == 2
+
+
+def test_a_clock_advancing_when_killed_finishes_its_advance_after_the_restart(
+    tmp_path: Path,
+) -> None:
+    proc = Proc(tmp_path, "--advance-delay-ms", "600000")  # the last flag wins: 10 minutes
+    try:
+        client = sdk_client(proc.url)
+        _, price = metered_price(client)
+        clock, cus = clock_customer(client, T0)
+        sub = client.v1.subscriptions.create({"customer": cus.id, "items": [{"price": price.id}]})
+        client.v1.test_helpers.test_clocks.advance(clock.id, {"frozen_time": T0 + 32 * 86400})
+        assert client.v1.test_helpers.test_clocks.retrieve(clock.id).status == "advancing"
+    finally:
+        proc.kill()
+    with emulator_process(tmp_path) as again:  # 20 ms delay
+        client = sdk_client(again.url)
+        ready = wait_ready(client, clock.id, timeout=5)
+        assert ready.frozen_time == T0 + 32 * 86400
+        found = client.v1.invoices.list({"subscription": sub.id}).data
+        assert "subscription_cycle" in {i.billing_reason for i in found}
