@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import sqlite3
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -89,10 +90,12 @@ class _Ref:
         self.loc = loc
 
 
-def _encode(value: Any, top: Obj, where: dict[int, tuple[str, str]], refs: list[Obj]) -> Any:
+def _encode(
+    value: Any, top: Obj, where: Callable[[Obj], tuple[str, str] | None], refs: list[Obj]
+) -> Any:
     if isinstance(value, dict):
         if value is not top:
-            loc = where.get(id(value))
+            loc = where(value)
             if loc is not None:
                 refs.append(value)
                 return {_REF: list(loc)}
@@ -203,7 +206,7 @@ class StateFile:
         """Write what changed since the last commit in one durable transaction."""
         touched = store.take_touched()
         removed = store.take_removed()
-        where = store.where
+        where = store.location
         writes: dict[tuple[str, str], tuple[int, int, bytes]] = {}
         seen: set[int] = set()
         stack = touched
@@ -212,7 +215,7 @@ class StateFile:
             if id(obj) in seen:
                 continue
             seen.add(id(obj))
-            loc = where.get(id(obj))
+            loc = where(obj)
             if loc is None:  # removed meanwhile, or not a stored object
                 continue
             digest = hash(orjson.dumps(obj, option=_RAW))

@@ -9,7 +9,8 @@ With a state file attached (`backing`, see persistence.py) the store also notes,
 next `commit()`, every object it inserted, removed or handed out through `by_type`,
 `index` or `identifiers` (handlers mutate objects in place, so whatever was handed out
 may have changed). Code that mutates a stored object it kept from an earlier request
-must hand it to `touch()`; code that changes state outside a request must `commit()`.
+must hand it to `touch()`; code that changes state outside a request must `commit()`;
+objects enter and leave only through `insert` and `remove`.
 """
 
 from __future__ import annotations
@@ -159,6 +160,16 @@ class Store:
         """(type, key) of the objects removed since the last call (persistence.py)."""
         out, self._removed = self._removed, []
         return out
+
+    def location(self, obj: Obj) -> tuple[str, str] | None:
+        """(type, key) when `obj` itself is a stored object (identity, not equality)."""
+        loc = self.where.get(id(obj))
+        if loc is None:
+            return None
+        objs = self.by_type.get(loc[0])
+        if objs is None or dict.get(objs, loc[1]) is not obj:
+            return None  # left the store without `remove`; its id may be reused
+        return loc
 
     def restore(self, type_: str, key: str, obj: Obj) -> None:
         """Put back an object read from disk, in its original list position."""
