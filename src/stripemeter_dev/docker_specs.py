@@ -30,6 +30,10 @@ STATE_MOUNT = "/state"
 # `invoke emulator-reset` empties it. docker/Dockerfile creates the directory for the
 # service user, so a fresh volume starts writable.
 EMULATOR_STATE_MOUNT = "/var/lib/stripe-emulator"
+# PostgreSQL's data (a named volume, `<project>-pgdata`), kept by `down` for the same
+# reason: the ledger and the emulator's objects must survive a restart together, as the
+# local runner's STRIPEMETER_HOME does. `docker volume rm <project>-pgdata` forgets it.
+POSTGRES_DATA_MOUNT = "/var/lib/postgresql/data"
 # The extra (pyproject.toml) the step image installs on top of the service's
 # dependencies: jq for `validate`. The service image installs no extra.
 STEP_IMAGE_EXTRA = "demo"
@@ -119,6 +123,11 @@ class DockerSettings:
         """The named volume holding the emulator's state."""
         return f"{self.project}-emulator-state"
 
+    @property
+    def postgres_volume(self) -> str:
+        """The named volume holding PostgreSQL's data directory."""
+        return f"{self.project}-pgdata"
+
 
 def image_builds(settings: DockerSettings) -> list[ImageBuild]:
     """The service image (no extra: no docker, invoke or jq) and the steps' image."""
@@ -179,6 +188,7 @@ def service_specs(settings: DockerSettings) -> list[ServiceSpec]:
             },
             ports={POSTGRES_PORT: settings.postgres_port},
             healthcheck=("pg_isready", "-h", "127.0.0.1", "-U", DB_USER, "-d", DB_NAME),
+            volumes={settings.postgres_volume: POSTGRES_DATA_MOUNT},
         )
     ]
     if settings.uses_emulator:

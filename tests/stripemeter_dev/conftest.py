@@ -9,6 +9,7 @@ by silently skipping them.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
 import uuid
@@ -120,3 +121,9 @@ def isolated_runner(
         yield runner
     finally:
         runner.down()
+        # `down` keeps the state volumes on purpose; a test's unique project must not.
+        from docker.errors import NotFound
+
+        for name in (isolated_settings.emulator_volume, isolated_settings.postgres_volume):
+            with contextlib.suppress(NotFound):
+                docker_engine.volumes.get(name).remove(force=True)

@@ -15,7 +15,12 @@ import requests
 import yaml
 
 from stripe_emulator.persistence import FILENAME
-from stripemeter_dev.docker_specs import EMULATOR_STATE_MOUNT, DockerSettings, service_specs
+from stripemeter_dev.docker_specs import (
+    EMULATOR_STATE_MOUNT,
+    POSTGRES_DATA_MOUNT,
+    DockerSettings,
+    service_specs,
+)
 from stripemeter_dev.local import LocalRunner
 from tests.steps.conftest import step_environment
 from tests.support.servers import free_port
@@ -81,16 +86,21 @@ def test_local_emulator_state_survives_a_restart_and_emulator_reset_empties_it(
     )
 
 
-def test_docker_emulator_keeps_its_state_in_a_named_volume(tmp_path: Path) -> None:
+def test_docker_emulator_and_postgres_keep_their_state_in_named_volumes(tmp_path: Path) -> None:
     settings = DockerSettings.from_environment({"DEMO_STATE_DIR": str(tmp_path)})
     spec = {s.name: s for s in service_specs(settings)}["emulator"]
     assert spec.command[-2:] == ("--state-dir", EMULATOR_STATE_MOUNT)
     assert dict(spec.volumes) == {"stripemeter-emulator-state": EMULATOR_STATE_MOUNT}
-    assert all(not s.volumes for s in service_specs(settings) if s.name != "emulator")
+    postgres = {s.name: s for s in service_specs(settings)}["postgres"]
+    assert dict(postgres.volumes) == {"stripemeter-pgdata": POSTGRES_DATA_MOUNT}
+    stateless = [s.name for s in service_specs(settings) if s.volumes]
+    assert sorted(stateless) == ["emulator", "postgres"]
 
 
-def test_compose_emulator_mounts_a_named_volume_at_the_same_path() -> None:
+def test_compose_mounts_the_same_named_volumes_at_the_same_paths() -> None:
     compose: dict[str, Any] = yaml.safe_load(COMPOSE_FILE.read_text())
     volumes = compose["services"]["emulator"]["volumes"]
     assert volumes == [f"emulator-state:{EMULATOR_STATE_MOUNT}"]
     assert "emulator-state" in compose["volumes"]
+    assert compose["services"]["postgres"]["volumes"] == [f"pgdata:{POSTGRES_DATA_MOUNT}"]
+    assert "pgdata" in compose["volumes"]
