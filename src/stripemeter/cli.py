@@ -3,7 +3,7 @@
     stripemeter db start|stop|url
     stripemeter migrate
     stripemeter api [--host 127.0.0.1] [--port 3000] [--no-workers] [--no-migrate]
-                    [--insecure-bypass-auth-anywhere] [--workers-processes N]
+                    [--insecure-bypass-auth-anywhere] [--workers-processes N|auto]
     stripemeter workers
     stripemeter api-keys create --tenant UUID [--name NAME] [--scope ingest|read|admin]...
     stripemeter bindings put --tenant UUID --customer-ref REF --stripe-customer cus_...
@@ -14,8 +14,10 @@ catches `StripemeterError` (bad configuration, database unreachable, embedded se
 broken, schema behind, Stripe refusing...) once; bad arguments are argparse's exit 2.
 Anything else is a bug and keeps its traceback.
 
-`api` serves with a 64 KiB request-header limit; with `--workers-processes N` its N
-server processes stop when the supervisor dies, even by SIGKILL (see `serving`).
+`api` serves with a 64 KiB request-header limit, by default in one server process per
+usable CPU (`--workers-processes auto`; `1` serves in the command's own process); with
+N > 1 the N server processes stop when the supervisor dies, even by SIGKILL (see
+`serving`).
 
 `api` applies pending migrations before serving (they are idempotent and serialised
 by an advisory lock, so several API processes starting together is safe); with
@@ -62,6 +64,24 @@ def _positive(text: str) -> int:
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
     return value
+
+
+def usable_cpus() -> int:
+    """CPUs this process may run on (its affinity mask, which containers and taskset set)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # not on Linux
+        return max(1, os.cpu_count() or 1)
+
+
+def _processes(text: str) -> int:
+    """`auto` (one server process per usable CPU) or a whole number of at least 1."""
+    if text.strip().lower() == "auto":
+        return usable_cpus()
+    try:
+        return _positive(text)
+    except argparse.ArgumentTypeError as exc:
+        raise argparse.ArgumentTypeError(f"{exc}; use a number or 'auto'") from None
 
 
 def _tenant(text: str) -> UUID:
@@ -244,7 +264,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="allow BYPASS_AUTH=1 on a non-loopback address",
     )
     api.add_argument(
-        "--workers-processes", type=_positive, default=1, help="uvicorn server processes"
+        "--workers-processes",
+        type=_processes,
+        default="auto",
+        metavar="N|auto",
+        help="HTTP server processes (default auto: one per usable CPU, "
+        f"{usable_cpus()} here); each has its own pool and ingest group committer",
     )
     api.set_defaults(handler=cmd_api)
 

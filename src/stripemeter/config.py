@@ -159,6 +159,11 @@ class Settings(EnvSettings):
     MAX_EVENT_META_BYTES: Annotated[int, Field(ge=0)] = 4096
     MAX_FUTURE_SKEW_SECONDS: Annotated[int, Field(ge=0)] = 300
     DB_POOL_MAX_SIZE: Annotated[int, Field(ge=1, le=200)] = 10
+    # Group commit (`ingest.group`): a group closes at this many events, or this long
+    # after its first request arrived, and this many threads per API process store groups.
+    INGEST_GROUP_MAX_EVENTS: Annotated[int, Field(ge=1, le=100_000)] = 2000
+    INGEST_GROUP_MAX_WAIT_MS: Annotated[float, Field(ge=0, le=1000)] = 0.0
+    INGEST_WRITER_THREADS: Annotated[int, Field(ge=1, le=32)] = 1
     # Seconds every Stripe HTTP call may take (connect + read) before it fails and the
     # gateway's retry policy decides; a hanging Stripe can then hold nothing forever.
     STRIPE_TIMEOUT_S: Annotated[float, Field(gt=0, le=300)] = 20.0

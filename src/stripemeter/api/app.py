@@ -1,9 +1,10 @@
 """The FastAPI application: routers, error handlers, metrics, pool lifecycle.
 
-`create_app(settings, db_url=...)` builds the app; the pool opens when the app
-starts (lifespan) and closes when it stops. `app.state` carries `settings`, `pool`,
-`key_cache` and `extra_health_checks` (callables other components append to before
-start-up to take part in `/health/ready`).
+`create_app(settings, db_url=...)` builds the app; the pools and the ingest group
+committer start when the app starts (lifespan) and stop when it stops, the committer
+first so that queued requests are stored. `app.state` carries `settings`, `pool`,
+`ingest` (the `GroupCommitter`), `key_cache` and `extra_health_checks` (callables
+other components append to before start-up to take part in `/health/ready`).
 
 Adding a component's routes: append its `router` to `ROUTERS` below.
 """
@@ -33,6 +34,7 @@ from stripemeter.auth import KeyCache
 from stripemeter.config import Settings, load_settings
 from stripemeter.db import database_url
 from stripemeter.db.pool import open_pool
+from stripemeter.ingest.group import GroupCommitter
 
 log = logging.getLogger("stripemeter.api")
 
@@ -105,9 +107,17 @@ def create_app(settings: Settings, *, db_url: str | None = None) -> FastAPI:
         app.state.background_pool = open_pool(
             url, max_size=settings.BACKGROUND_POOL_MAX_SIZE, name="background", min_size=0
         )
+        app.state.ingest = GroupCommitter(
+            app.state.pool,
+            max_events=settings.INGEST_GROUP_MAX_EVENTS,
+            max_wait_s=settings.INGEST_GROUP_MAX_WAIT_MS / 1000,
+            writers=settings.INGEST_WRITER_THREADS,
+        )
+        app.state.ingest.start()
         try:
             yield
         finally:
+            app.state.ingest.close()
             reconciliation.shutdown(app)
             app.state.background_pool.close()
             app.state.pool.close()

@@ -13,6 +13,7 @@ Every `StripemeterError` a route lets through is answered by one handler
     ConflictError           409 `conflict`
     DatabaseUnavailable     503 `database_unavailable`
     StripeUnavailable       503 `stripe_unavailable`
+    ShuttingDown            503 `shutting_down` (nothing stored; retry on another process)
     any other               500 `internal_error` (logged with its traceback)
 
 Outside the root, driver errors keep their own handlers: `psycopg.DataError` (a value
@@ -36,6 +37,7 @@ from stripemeter.errors import (
     ConflictError,
     DatabaseUnavailable,
     InputError,
+    ShuttingDown,
     StripemeterError,
     StripeUnavailable,
 )
@@ -117,6 +119,13 @@ async def _stripemeter_error(request: Request, exc: Exception) -> JsonResponse:
         return error_response(409, "conflict", str(exc))
     if isinstance(exc, DatabaseUnavailable):
         return _database_unavailable(exc)
+    if isinstance(exc, ShuttingDown):
+        return error_response(
+            503,
+            "shutting_down",
+            "this API process is stopping; nothing was stored, retry",
+            **{"Retry-After": "1"},
+        )
     if isinstance(exc, StripeUnavailable):
         log.warning("Stripe unavailable during %s %s: %s", request.method, request.url.path, exc)
         return error_response(503, "stripe_unavailable", "Stripe cannot be reached; retry later")

@@ -18,7 +18,6 @@ from datetime import UTC, datetime
 from typing import Annotated, Any
 from uuid import UUID
 
-import anyio.to_thread
 from fastapi import APIRouter, Query, Request
 from pydantic import AwareDatetime
 
@@ -32,9 +31,9 @@ from stripemeter.api.schemas import (
     error_responses,
 )
 from stripemeter.config import Settings
-from stripemeter.db.pool import Pool as ConnectionPoolType
 from stripemeter.errors import IdempotencyConflict, InputError, JsonBodyError
 from stripemeter.ingest import ledger
+from stripemeter.ingest.group import GroupCommitter
 from stripemeter.ingest.validation import (
     CONTROL_CHARS,
     DERIVED_KEY_PREFIX,
@@ -213,7 +212,6 @@ async def ingest_events(request: Request) -> JsonResponse:
     # The hot path: dependencies resolved by hand, as FastAPI's solver is a
     # measurable share of a one-event request.
     principal = await authorize(request, "ingest")
-    pool: ConnectionPoolType = request.app.state.pool
     settings: Settings = request.app.state.settings
     _check_content_type(request)
     header_value = request.headers.get("idempotency-key")
@@ -245,20 +243,18 @@ async def ingest_events(request: Request) -> JsonResponse:
         record_ingest({(REJECTED_METRIC_LABEL, "rejected"): len(items)})
         raise _all_invalid([item for item in items if isinstance(item, InputError)])
 
-    request_id = next_request_id()
     # Only a request-level key needs the body's fingerprint (to spot a reused key).
     body_sha256 = "" if header_key is None else hashlib.sha256(canonical_bytes(body)).hexdigest()
+    prepared = ledger.prepare(
+        items,
+        request_id=next_request_id(),
+        header_key=header_key,
+        scope=_request_scope(principal, items),
+        body_sha256=body_sha256,
+    )
+    committer: GroupCommitter = request.app.state.ingest
     try:
-        outcome = await anyio.to_thread.run_sync(
-            lambda: ledger.ingest(
-                pool,
-                items,
-                request_id=request_id,
-                header_key=header_key,
-                scope=_request_scope(principal, items),
-                body_sha256=body_sha256,
-            )
-        )
+        inserted = await committer.store(prepared)
     except IdempotencyConflict:
         raise ApiError(
             409,
@@ -267,6 +263,7 @@ async def ingest_events(request: Request) -> JsonResponse:
             "nothing was stored",
             "Idempotency-Key",
         ) from None
+    outcome = ledger.outcome_of(prepared, inserted)
     record_ingest(outcome.by_metric)
     return JsonResponse(outcome.answer())
 

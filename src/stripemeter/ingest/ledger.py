@@ -45,15 +45,15 @@ WITH input AS (
     SELECT * FROM ROWS FROM (
         jsonb_to_recordset(%(batch)s::jsonb) AS (t uuid, k text, m text, c text, r text,
                                                   q numeric, ts timestamptz, s text,
-                                                  meta jsonb)
+                                                  meta jsonb, rq text)
     ) WITH ORDINALITY AS i(tenant_id, idempotency_key, metric, customer_ref, resource_id,
-                           quantity, ts, source, meta, ord)
+                           quantity, ts, source, meta, request_id, ord)
 ),
 inserted AS (
     INSERT INTO events (tenant_id, idempotency_key, metric, customer_ref, resource_id,
                         quantity, ts, source, meta, request_id)
     SELECT tenant_id, idempotency_key, metric, customer_ref, resource_id,
-           quantity, ts, source, meta, %(request_id)s
+           quantity, ts, source, meta, request_id
     FROM input ORDER BY ord
     ON CONFLICT (tenant_id, idempotency_key) DO NOTHING
     RETURNING tenant_id, idempotency_key, metric, customer_ref, quantity, ts, seq
@@ -167,10 +167,77 @@ def effective_key(event: ValidEvent, header_key: str | None, index: int) -> str:
     return content_key(event)
 
 
-def _batch_json(events: list[tuple[str, ValidEvent]]) -> str:
-    """The batch as one JSON array for `jsonb_to_recordset`.
+Key = tuple[UUID, str]
 
-    One text parameter serialized by orjson is far cheaper than nine arrays adapted
+
+@dataclass
+class PreparedRequest:
+    """One ingest request made ready to store: every event keyed, in-request repeats found.
+
+    `unique` holds the first occurrence of each key, the rows the request asks the
+    ledger to insert; `request_key` is `(scope, header key, body fingerprint)` when the
+    request carried an Idempotency-Key header.
+    """
+
+    request_id: str
+    items: list[ValidEvent | InputError]
+    keys: dict[int, Key]
+    first_index: dict[Key, int]
+    unique: list[tuple[str, ValidEvent]]
+    request_key: tuple[str, str, str] | None
+
+
+def prepare(
+    items: list[ValidEvent | InputError],
+    *,
+    request_id: str,
+    header_key: str | None,
+    scope: str,
+    body_sha256: str,
+) -> PreparedRequest:
+    """Key every valid event of a request; within it the first occurrence of a key counts."""
+    keys: dict[int, Key] = {}
+    first_index: dict[Key, int] = {}
+    unique: list[tuple[str, ValidEvent]] = []
+    for index, item in enumerate(items):
+        if isinstance(item, InputError):
+            continue
+        key = effective_key(item, header_key, index)
+        tenant_key = (item.tenant_id, key)
+        keys[index] = tenant_key
+        if tenant_key not in first_index:
+            first_index[tenant_key] = index
+            unique.append((key, item))
+    request_key = None if header_key is None else (scope, header_key, body_sha256)
+    return PreparedRequest(request_id, items, keys, first_index, unique, request_key)
+
+
+def outcome_of(request: PreparedRequest, inserted: set[Key]) -> IngestOutcome:
+    """Each event's fate, given the keys of `request` that the ledger really inserted."""
+    outcome = IngestOutcome(request_id=request.request_id)
+    for index, item in enumerate(request.items):
+        if isinstance(item, InputError):
+            error = {"code": item.code, "message": item.message, "field": item.field}
+            outcome.results.append({"idempotencyKey": None, "status": "error", "error": error})
+            outcome.errors.append({"index": index, "error": error})
+            outcome.by_metric[(REJECTED_METRIC_LABEL, "rejected")] += 1
+            continue
+        tenant_key = request.keys[index]
+        is_first = request.first_index[tenant_key] == index
+        status: Status = "accepted" if is_first and tenant_key in inserted else "duplicate"
+        if status == "accepted":
+            outcome.accepted += 1
+        else:
+            outcome.duplicates += 1
+        outcome.results.append({"idempotencyKey": tenant_key[1], "status": status})
+        outcome.by_metric[(item.metric, status)] += 1
+    return outcome
+
+
+def _batch_json(rows: list[tuple[str, ValidEvent, str]]) -> str:
+    """The rows `(key, event, request id)` as one JSON array for `jsonb_to_recordset`.
+
+    One text parameter serialized by orjson is far cheaper than ten arrays adapted
     element by element; quantities travel as JSON numbers, which jsonb keeps as exact
     numerics, and `meta` is spliced in as the JSON text it already is.
     """
@@ -186,56 +253,107 @@ def _batch_json(events: list[tuple[str, ValidEvent]]) -> str:
                 "ts": e.ts.isoformat(),
                 "s": e.source,
                 "meta": None if e.meta_json is None else orjson.Fragment(e.meta_json),
+                "rq": request_id,
             }
-            for key, e in events
+            for key, e, request_id in rows
         ]
     ).decode()
 
 
-def _register_request(conn: psycopg.Connection, scope: str, key: str, body_sha256: str) -> None:
-    """Record the request's Idempotency-Key; raise if it was used with another body."""
+def _register_request(conn: psycopg.Connection, scope: str, key: str, body_sha256: str) -> bool:
+    """Record the request's Idempotency-Key; False when it was used with another body."""
     row = conn.execute(
         "INSERT INTO ingest_requests (scope, idempotency_key, body_sha256)"
         " VALUES (%s, %s, %s) ON CONFLICT DO NOTHING RETURNING 1",
         (scope, key, body_sha256),
     ).fetchone()
     if row is not None:
-        return
+        return True
     found = conn.execute(
         "SELECT body_sha256 FROM ingest_requests WHERE scope = %s AND idempotency_key = %s",
         (scope, key),
     ).fetchone()
-    if found is not None and found[0] != body_sha256:
-        raise IdempotencyConflict(key)
+    return found is None or found[0] == body_sha256
 
 
-def _store(
-    pool: Pool,
-    events: list[tuple[str, ValidEvent]],
-    request_id: str,
-    request_key: tuple[str, str, str] | None,
-) -> set[tuple[UUID, str]]:
-    """Insert and count `events` (sorted by key) atomically; return the keys inserted."""
-    params = {"batch": _batch_json(events), "request_id": request_id}
+GroupResult = set[Key] | BaseException
+
+
+def _store_together(pool: Pool, group: list[PreparedRequest]) -> list[GroupResult]:
+    """Store a whole group in one transaction, one insert-and-count statement.
+
+    Request-level keys are registered first, in (scope, key) order with ties in group
+    order, so a key reused with another body inside the group conflicts for the later
+    request, exactly as across groups. A key claimed by an earlier request of the group
+    is not sent again: the later request gets `duplicate`, as if it had come next.
+    """
     for attempt in range(1, MAX_ATTEMPTS + 1):
         try:
             with pool.connection() as conn:
-                conn.autocommit = True  # one statement = one transaction = one round trip
+                conn.autocommit = True  # no request key: one statement, one round trip
                 try:
-                    if request_key is None:
-                        rows = conn.execute(INSERT_AND_COUNT, params).fetchall()
-                    else:
-                        with conn.transaction():
-                            _register_request(conn, *request_key)
-                            rows = conn.execute(INSERT_AND_COUNT, params).fetchall()
+                    if all(r.request_key is None for r in group):
+                        return _insert_group(conn, group, set())
+                    with conn.transaction():
+                        keyed = [(i, r.request_key) for i, r in enumerate(group) if r.request_key]
+                        keyed.sort(key=lambda pair: pair[1][:2])  # stable: ties keep group order
+                        refused = {i for i, rk in keyed if not _register_request(conn, *rk)}
+                        return _insert_group(conn, group, refused)
                 finally:
                     conn.autocommit = False
-            return {(row[0], row[1]) for row in rows}
         except (psycopg.errors.DeadlockDetected, psycopg.errors.SerializationFailure):
             if attempt == MAX_ATTEMPTS:
                 raise
             time.sleep(random.uniform(0.001, 0.01) * attempt)
     raise AssertionError("unreachable")
+
+
+def _insert_group(
+    conn: psycopg.Connection, group: list[PreparedRequest], refused: set[int]
+) -> list[GroupResult]:
+    """Run the statement for every unrefused request's unclaimed keys; split the result."""
+    owner: dict[Key, int] = {}
+    rows: list[tuple[str, ValidEvent, str]] = []
+    for i, request in enumerate(group):
+        if i in refused:
+            continue
+        for key, ev in request.unique:
+            tenant_key = (ev.tenant_id, key)
+            if tenant_key not in owner:
+                owner[tenant_key] = i
+                rows.append((key, ev, request.request_id))
+    rows.sort(key=lambda row: (str(row[1].tenant_id), row[0]))  # one global lock order
+    inserted: list[set[Key]] = [set() for _ in group]
+    if rows:
+        params = {"batch": _batch_json(rows)}
+        for tenant_id, key in conn.execute(INSERT_AND_COUNT, params).fetchall():
+            inserted[owner[(tenant_id, key)]].add((tenant_id, key))
+    return [
+        IdempotencyConflict(r.request_key[1]) if i in refused and r.request_key else inserted[i]
+        for i, r in enumerate(group)
+    ]
+
+
+def store_group(pool: Pool, group: list[PreparedRequest]) -> list[GroupResult]:
+    """Store a group of requests; per request, the keys inserted or the error it gets.
+
+    Together when possible (one transaction). When the group as a whole fails with
+    anything but a transient conflict (a value PostgreSQL refuses, a lost connection),
+    each request is stored alone, so the failure reaches only the requests it belongs
+    to and the others are stored as if they had come alone.
+    """
+    try:
+        return _store_together(pool, group)
+    except Exception as exc:
+        if len(group) == 1:
+            return [exc]
+    results: list[GroupResult] = []
+    for request in group:
+        try:
+            results.extend(_store_together(pool, [request]))
+        except Exception as exc:
+            results.append(exc)
+    return results
 
 
 def ingest(
@@ -247,46 +365,21 @@ def ingest(
     scope: str,
     body_sha256: str,
 ) -> IngestOutcome:
-    """Store the valid events of a batch exactly once and report every event's fate.
+    """Store the valid events of one request exactly once and report every event's fate.
 
     `items` holds, per index, either a validated event or the error that rejected it.
     Within one batch the first occurrence of a key counts; later ones are duplicates.
     Raises `IdempotencyConflict` (nothing stored) when `header_key` was used before
-    with a different body.
+    with a different body. The API goes through `group.GroupCommitter` instead, which
+    stores many requests in one statement with the same result per request.
     """
-    outcome = IngestOutcome(request_id=request_id)
-    keyed: list[tuple[int, str, ValidEvent]] = []
-    first_index: dict[tuple[UUID, str], int] = {}
-    for index, item in enumerate(items):
-        if isinstance(item, InputError):
-            continue
-        key = effective_key(item, header_key, index)
-        keyed.append((index, key, item))
-        first_index.setdefault((item.tenant_id, key), index)
-
-    unique = [(key, ev) for index, key, ev in keyed if first_index[(ev.tenant_id, key)] == index]
-    unique.sort(key=lambda pair: (str(pair[1].tenant_id), pair[0]))
-    request_key = None if header_key is None else (scope, header_key, body_sha256)
-    inserted = _store(pool, unique, request_id, request_key) if unique else set()
-
-    by_index = {index: (key, ev) for index, key, ev in keyed}
-    for index, item in enumerate(items):
-        if isinstance(item, InputError):
-            error = {"code": item.code, "message": item.message, "field": item.field}
-            outcome.results.append({"idempotencyKey": None, "status": "error", "error": error})
-            outcome.errors.append({"index": index, "error": error})
-            outcome.by_metric[(REJECTED_METRIC_LABEL, "rejected")] += 1
-            continue
-        key, ev = by_index[index]
-        is_first = first_index[(ev.tenant_id, key)] == index
-        status: Status = "accepted" if is_first and (ev.tenant_id, key) in inserted else "duplicate"
-        if status == "accepted":
-            outcome.accepted += 1
-        else:
-            outcome.duplicates += 1
-        outcome.results.append({"idempotencyKey": key, "status": status})
-        outcome.by_metric[(ev.metric, status)] += 1
-    return outcome
+    request = prepare(
+        items, request_id=request_id, header_key=header_key, scope=scope, body_sha256=body_sha256
+    )
+    result = store_group(pool, [request])[0] if request.unique else set()
+    if isinstance(result, BaseException):
+        raise result
+    return outcome_of(request, result)
 
 
 LIST_EVENTS = """
