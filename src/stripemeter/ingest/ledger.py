@@ -31,7 +31,7 @@ import psycopg
 import psycopg.errors
 
 from stripemeter.db.pool import Pool
-from stripemeter.errors import IdempotencyConflict, InputError
+from stripemeter.errors import DatabaseUnavailable, IdempotencyConflict, InputError
 from stripemeter.ingest.validation import DERIVED_KEY_PREFIX, ValidEvent
 from stripemeter.jsonio import canonical_bytes, iso, parse_json_exact
 from stripemeter.ops.metrics import REJECTED_METRIC_LABEL
@@ -337,13 +337,17 @@ def _insert_group(
 def store_group(pool: Pool, group: list[PreparedRequest]) -> list[GroupResult]:
     """Store a group of requests; per request, the keys inserted or the error it gets.
 
-    Together when possible (one transaction). When the group as a whole fails with
-    anything but a transient conflict (a value PostgreSQL refuses, a lost connection),
-    each request is stored alone, so the failure reaches only the requests it belongs
-    to and the others are stored as if they had come alone.
+    Together when possible (one transaction). When the statement fails for something a
+    request carries (a value PostgreSQL refuses, a trigger), each request is stored
+    alone, so the failure reaches only the requests it belongs to and the others are
+    stored as if they had come alone. When the database itself is the problem (no
+    connection in time, a connection lost), every request of the group gets that error
+    at once: retrying them one by one would only make each wait its own timeout.
     """
     try:
         return _store_together(pool, group)
+    except _DATABASE_DOWN as exc:
+        return [exc] * len(group)
     except Exception as exc:
         if len(group) == 1:
             return [exc]
@@ -354,6 +358,10 @@ def store_group(pool: Pool, group: list[PreparedRequest]) -> list[GroupResult]:
         except Exception as exc:
             results.append(exc)
     return results
+
+
+# Failures of the database rather than of a request's content (see `store_group`).
+_DATABASE_DOWN = (DatabaseUnavailable, psycopg.OperationalError, psycopg.InterfaceError)
 
 
 def ingest(

@@ -19,7 +19,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from stripemeter.db.pool import Pool, open_pool
-from stripemeter.errors import IdempotencyConflict, InputError, ShuttingDown
+from stripemeter.errors import DatabaseUnavailable, IdempotencyConflict, InputError, ShuttingDown
 from stripemeter.ingest import ledger
 from stripemeter.ingest.group import GroupCommitter
 from stripemeter.ingest.ledger import Key, PreparedRequest
@@ -278,3 +278,20 @@ def test_grouped_requests_get_exactly_the_answers_they_get_one_by_one(
             len(stored_alone),
         )
     )
+
+
+def test_an_unreachable_database_fails_the_whole_group_at_once(db_url: str) -> None:
+    from tests.support.servers import free_port
+
+    unreachable = f"postgresql://nobody@127.0.0.1:{free_port()}/nothing?connect_timeout=1"
+    dead_pool = open_pool(unreachable, max_size=1, timeout_s=0.5)
+    try:
+        tenant = uuid.uuid4()
+        requests = [_request([_event(tenant, f"k{i}")], f"r{i}") for i in range(6)]
+        started = time.monotonic()
+        results = _one_group(dead_pool, requests)
+        elapsed = time.monotonic() - started
+    finally:
+        dead_pool.close()
+    assert all(isinstance(r, DatabaseUnavailable) for r in results), results
+    assert elapsed < 3.0  # one pool timeout for the group, not one per request (6 x 0.5 s)
