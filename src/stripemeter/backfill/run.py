@@ -354,8 +354,8 @@ class Run:
         fresh = [k for k in dict.fromkeys(keys) if k not in self.seen]
         stored: set[tuple[Any, str]] = set()
         by_tenant: dict[Any, list[str]] = {}
-        for tenant, key in fresh:
-            by_tenant.setdefault(tenant, []).append(key)
+        for tenant, event_key in fresh:
+            by_tenant.setdefault(tenant, []).append(event_key)
         if by_tenant:
             with self.pool.connection() as conn:
                 for tenant, tenant_keys in by_tenant.items():
