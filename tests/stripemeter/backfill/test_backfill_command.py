@@ -576,3 +576,47 @@ def test_bad_arguments_exit_non_zero_with_one_line(
         assert last.startswith(("stripemeter backfill: error: ", "stripemeter: error: "))
     with psycopg.connect(db_url) as conn:
         assert conn.execute("SELECT count(*) FROM events").fetchone() == (0,)
+
+
+def test_a_batch_the_database_refuses_stops_the_run_in_one_line_and_a_rerun_resumes(
+    db_url: str, home: Path
+) -> None:
+    history = generate(1_000, 0.05, 0.01, seed=17)
+    path = history.write(home / "h.jsonl")
+    victim = history.stored[600]  # an accepted event in the batch of lines 601-800 or so
+    with psycopg.connect(db_url) as conn:
+        conn.execute(
+            "CREATE FUNCTION refuse() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN"
+            f" IF NEW.ts = '{victim['ts']}' THEN RAISE EXCEPTION 'disk full'; END IF;"
+            " RETURN NEW; END $$"
+        )
+        conn.execute(
+            "CREATE TRIGGER refuse BEFORE INSERT ON events FOR EACH ROW EXECUTE FUNCTION refuse()"
+        )
+    stopped = backfill(db_url, home, str(path), "--batch-size", "200")
+    assert stopped.returncode == 1 and stopped.stdout == ""
+    (line,) = stopped.stderr.strip().splitlines()
+    assert line.startswith("error: the batch from line ")
+    assert "could not be stored (nothing of it was): " in line and "disk full" in line
+    assert line.endswith("run the same command again to resume")
+    state = json.loads((home / "h.jsonl.stripemeter-checkpoint").read_text())
+    assert state["records"] % 200 == 0 and 0 < state["records"] < 1_000
+    with psycopg.connect(db_url) as conn:
+        conn.execute("DROP TRIGGER refuse ON events")
+    resumed = summary_of(backfill(db_url, home, str(path), "--json"))
+    assert resumed["resumedAtLine"] == state["records"]
+    assert (resumed["accepted"], resumed["duplicates"], resumed["rejected"]) == history.counts
+    assert_ledger_holds(db_url, history)
+
+
+def test_progress_goes_to_stderr_with_rate_counts_and_eta(db_url: str, home: Path) -> None:
+    history = generate(3_000, 0.0, 0.0, seed=19)
+    path = history.write(home / "h.jsonl")
+    result = backfill(db_url, home, str(path), "--progress", "--batch-size", "100")
+    assert result.returncode == 0
+    assert result.stdout.startswith(f"backfill of {path}: 3,000 lines: 3,000 accepted")
+    first = result.stderr.splitlines()[0]
+    assert " lines/s  accepted " in first and "  duplicates 0  rejected 0  " in first
+    assert "%" in first
+    quiet = backfill(db_url, home, str(path))  # not a terminal, no --progress: summary only
+    assert quiet.stderr == ""
