@@ -284,8 +284,17 @@ def cmd_backfill(args: argparse.Namespace, settings: Settings) -> int:
     with connect(url) as conn:
         require_current_schema(conn)
     pool = open_pool(url, max_size=1, min_size=1, wait=True, name="backfill")
+    run = Run(options, pool)
     try:
-        summary = Run(options, pool).execute()
+        summary = run.execute()
+    except KeyboardInterrupt:
+        where = run.summary.last_line
+        print(
+            f"backfill interrupted after line {where:,}"
+            + ("" if options.dry_run else "; run the same command again to resume"),
+            file=sys.stderr,
+        )
+        return 130
     finally:
         pool.close()
     if args.rejects:

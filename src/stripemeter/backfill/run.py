@@ -400,6 +400,7 @@ class Run:
                     summary.elapsed_s = time.monotonic() - started
                     progress.update(summary, position)
             finally:
+                progress.update(self.summary, position, force=True)
                 progress.finish()
         if not options.dry_run:
             options.checkpoint_path.unlink(missing_ok=True)  # done: nothing to resume

@@ -620,3 +620,31 @@ def test_progress_goes_to_stderr_with_rate_counts_and_eta(db_url: str, home: Pat
     assert "%" in first
     quiet = backfill(db_url, home, str(path))  # not a terminal, no --progress: summary only
     assert quiet.stderr == ""
+
+
+def test_ctrl_c_stops_with_130_and_says_how_to_resume(db_url: str, home: Path) -> None:
+    history = generate(20_000, 0.0, 0.0, seed=23)
+    path = history.write(home / "h.jsonl")
+    checkpoint_path = home / "h.jsonl.stripemeter-checkpoint"
+    process = subprocess.Popen(
+        [*COMMAND, "backfill", str(path), "--batch-size", "200"],
+        cwd=home,
+        env=_env(db_url, home),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        if checkpoint_path.exists() and json.loads(checkpoint_path.read_text())["records"] >= 2_000:
+            break
+        time.sleep(0.01)
+    process.send_signal(signal.SIGINT)
+    out, err = process.communicate(timeout=60)
+    assert process.returncode == 130 and out == ""
+    (line,) = err.strip().splitlines()
+    assert line.startswith("backfill interrupted after line ")
+    assert line.endswith("; run the same command again to resume")
+    resumed = summary_of(backfill(db_url, home, str(path), "--json"))
+    assert (resumed["accepted"], resumed["duplicates"]) == (20_000, 0)
+    assert_ledger_holds(db_url, history)
