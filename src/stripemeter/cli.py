@@ -1,4 +1,4 @@
-"""The `stripemeter` command: database, migrations, API, workers, API keys.
+"""The `stripemeter` command: database, migrations, API, workers, API keys, backfill.
 
     stripemeter db start|stop|url
     stripemeter migrate
@@ -8,6 +8,9 @@
     stripemeter api-keys create --tenant UUID [--name NAME] [--scope ingest|read|admin]...
     stripemeter bindings put --tenant UUID --customer-ref REF --stripe-customer cus_...
                              [--no-verify]
+    stripemeter backfill FILE [--format jsonl|csv] [--batch-size N] [--dry-run]
+                         [--checkpoint PATH] [--restart] [--tenant UUID] [--progress]
+                         [--rejects FILE] [--json]
 
 Expected failures print one `error: ...` line and exit non-zero, no traceback: `main`
 catches `StripemeterError` (bad configuration, database unreachable, embedded server
@@ -239,6 +242,70 @@ def cmd_bindings(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+BACKFILL_EXIT_REJECTED = 3
+
+
+def cmd_backfill(args: argparse.Namespace, settings: Settings) -> int:
+    """`backfill FILE`: load history through the ingest path, exactly once (see `backfill`).
+
+    Exit 0 when every line was accepted or a duplicate, 3 when some were rejected, 1
+    when the run stopped (the checkpoint then says where to resume).
+    """
+    import json
+    from pathlib import Path
+
+    from stripemeter.backfill import readers
+    from stripemeter.backfill.checkpoint import SUFFIX
+    from stripemeter.backfill.run import Options, Run, write_rejects
+    from stripemeter.db.pool import open_pool
+
+    batch_size = args.batch_size or min(1000, settings.MAX_INGEST_BATCH)
+    if batch_size > settings.MAX_INGEST_BATCH:
+        raise CliError(
+            f"--batch-size {batch_size} is over MAX_INGEST_BATCH ({settings.MAX_INGEST_BATCH}); "
+            "pass a smaller one"
+        )
+    path = Path(args.file)
+    if not path.is_file():
+        raise CliError(f"{args.file} is not a file; pass the JSON-lines or CSV file to load")
+    options = Options(
+        path=path,
+        format=args.format or readers.format_of(args.file),
+        batch_size=batch_size,
+        checkpoint_path=Path(args.checkpoint or args.file + SUFFIX),
+        dry_run=args.dry_run,
+        restart=args.restart,
+        tenant=args.tenant,
+        progress=args.progress or sys.stderr.isatty(),
+        max_skew_s=settings.MAX_FUTURE_SKEW_SECONDS,
+        max_meta_bytes=settings.MAX_EVENT_META_BYTES,
+    )
+    url = database_url(settings)
+    with connect(url) as conn:
+        require_current_schema(conn)
+    pool = open_pool(url, max_size=1, min_size=1, wait=True, name="backfill")
+    run = Run(options, pool)
+    try:
+        summary = run.execute()
+    except KeyboardInterrupt:
+        where = run.summary.last_line
+        print(
+            f"backfill interrupted after line {where:,}"
+            + ("" if options.dry_run else "; run the same command again to resume"),
+            file=sys.stderr,
+        )
+        return 130
+    finally:
+        pool.close()
+    if args.rejects:
+        write_rejects(Path(args.rejects), summary)
+    if args.json:
+        print(json.dumps(summary.to_json()))
+    else:
+        print(summary.render(args.rejects))
+    return BACKFILL_EXIT_REJECTED if summary.rejected else 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of every subcommand."""
     parser = argparse.ArgumentParser(prog="stripemeter", description=__doc__.splitlines()[0])
@@ -299,6 +366,52 @@ def build_parser() -> argparse.ArgumentParser:
         "--no-verify", action="store_true", help="do not ask Stripe that the customer exists"
     )
     put.set_defaults(handler=cmd_bindings)
+
+    backfill = sub.add_parser(
+        "backfill",
+        help="load usage history from a JSON-lines or CSV file, exactly once",
+        description="Load usage events from FILE (JSON lines, or CSV whose header names the "
+        "ingest fields) through the same validation and exactly-once ledger as "
+        "POST /v1/events/ingest: a rerun, or a line also sent to the API, is a duplicate. "
+        "A rejected line never stops the others. Exit status: 0 every line accepted or a "
+        f"duplicate; {BACKFILL_EXIT_REJECTED} some lines rejected (listed in the summary); "
+        "1 the run stopped (rerun to resume from the checkpoint); 2 bad arguments.",
+    )
+    backfill.add_argument("file", metavar="FILE", help="the file of events to load")
+    backfill.add_argument(
+        "--format", choices=("jsonl", "csv"), help="file format (default: from the extension)"
+    )
+    backfill.add_argument(
+        "--batch-size",
+        type=_positive,
+        default=None,
+        metavar="N",
+        help="events per stored batch (default 1000, at most MAX_INGEST_BATCH)",
+    )
+    backfill.add_argument(
+        "--dry-run", action="store_true", help="validate and count; write nothing"
+    )
+    backfill.add_argument(
+        "--checkpoint",
+        metavar="PATH",
+        help="where progress is recorded after each batch (default FILE.stripemeter-checkpoint)",
+    )
+    backfill.add_argument(
+        "--restart",
+        action="store_true",
+        help="ignore an existing checkpoint and read the file from its start",
+    )
+    backfill.add_argument(
+        "--tenant", type=_tenant, help="accept only lines of this tenant (others rejected)"
+    )
+    backfill.add_argument(
+        "--progress", action="store_true", help="show progress on stderr even if not a terminal"
+    )
+    backfill.add_argument(
+        "--rejects", metavar="FILE", help="write every rejected line as JSON lines to FILE"
+    )
+    backfill.add_argument("--json", action="store_true", help="print the summary as JSON")
+    backfill.set_defaults(handler=cmd_backfill)
     return parser
 
 

@@ -26,7 +26,8 @@ other exception is a bug and keeps its traceback. The tree:
     ├── ShuttingDown                 the process is stopping; a retry backoff ended early
     ├── ReconciliationError          a reconciliation could not read what it compares
     ├── ApiError                     an HTTP answer other than success (in stripemeter.api.errors)
-    └── CliError                     a `stripemeter` command cannot go on
+    ├── CliError                     a `stripemeter` command cannot go on
+    └── BackfillError                a backfill cannot start or go on (file, checkpoint)
 
 Outside the service package, on the same root: `stripemeter_dev.runner.RunnerError`
 (the dev stack) and `steps._env.StepError` (the demo steps).
@@ -167,3 +168,8 @@ class ReconciliationError(StripemeterError):
 
 class CliError(StripemeterError):
     """A `stripemeter` command cannot go on; the message is printed as one line."""
+
+
+class BackfillError(StripemeterError):
+    """A backfill cannot start or go on: the file or its checkpoint is unusable, or a
+    batch could not be stored; the message says what to do (the checkpoint is kept)."""

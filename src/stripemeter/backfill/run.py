@@ -1,0 +1,418 @@
+"""One backfill run: read the file in batches, validate, store exactly once, report.
+
+Each batch goes through what `POST /v1/events/ingest` uses: `validation.validate_event`
+with the API's limits and clock rule, then `ledger.ingest` without a header key, so an
+event's key is its body `idempotencyKey` or its content hash. A line also sent through
+the API, or read again by a rerun, is therefore a duplicate. A bad line is rejected
+(line number, the API's error code and message) and the run goes on.
+
+After each committed batch the checkpoint is rewritten; a rerun with it skips the
+stored records and continues the counts. Batch request ids are `bf_<run id>_<first
+record>`: after a crash between a batch's commit and its checkpoint, the resumed run
+finds that batch's events by their request id and counts them as the accepted lines
+they were, so the final counts are exact, not merely consistent. A finished run
+removes its checkpoint: a rerun then reads everything again and accepts 0.
+
+`--dry-run` validates and counts without writing anything: it reads the ledger to
+tell new events from stored ones and remembers every key of the file to spot repeats.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import IO, Any
+
+import psycopg
+
+from stripemeter.backfill import checkpoint as checkpoints
+from stripemeter.backfill.checkpoint import Checkpoint, FileIdentity
+from stripemeter.backfill.readers import Position, Record, read_csv, read_jsonl
+from stripemeter.db.pool import Pool
+from stripemeter.errors import BackfillError, InputError
+from stripemeter.ingest import ledger
+from stripemeter.ingest.validation import ValidEvent, validate_event
+
+# Rejected lines kept for the summary, the checkpoint and --rejects; beyond this the
+# counts stay exact but the list is cut (the summary says so).
+MAX_KEPT_REJECTS = 10_000
+TERMINAL_REJECTS = 20
+SCOPE = "backfill"
+
+# One tenant at a time: the tenant parameter takes the column's type, whatever it is.
+EXISTING_KEYS = (
+    "SELECT idempotency_key FROM events WHERE tenant_id = %s AND idempotency_key = ANY(%s)"
+)
+
+
+@dataclass(frozen=True)
+class Options:
+    """What the command line asked for, checked."""
+
+    path: Path
+    format: str
+    batch_size: int
+    checkpoint_path: Path
+    dry_run: bool = False
+    restart: bool = False
+    # Compared with `ValidEvent.tenant_id`, so whatever type validation gives it.
+    tenant: Any = None
+    progress: bool = False
+    max_skew_s: int = 300
+    max_meta_bytes: int = 4096
+
+
+@dataclass
+class Summary:
+    """What a run did; counts include those of the runs it resumed."""
+
+    file: str
+    format: str
+    dry_run: bool
+    accepted: int = 0
+    duplicates: int = 0
+    rejected: int = 0
+    rejects: list[dict[str, Any]] = field(default_factory=list)
+    last_line: int = 0
+    resumed_at_line: int | None = None
+    elapsed_s: float = 0.0
+    lines_this_run: int = 0
+
+    @property
+    def lines(self) -> int:
+        """Records counted (blank lines are not records)."""
+        return self.accepted + self.duplicates + self.rejected
+
+    def to_json(self) -> dict[str, Any]:
+        """The summary as `--json` prints it."""
+        return {
+            "file": self.file,
+            "format": self.format,
+            "dryRun": self.dry_run,
+            "lines": self.lines,
+            "accepted": self.accepted,
+            "duplicates": self.duplicates,
+            "rejected": self.rejected,
+            "rejects": self.rejects,
+            "rejectsComplete": len(self.rejects) == self.rejected,
+            "resumedAtLine": self.resumed_at_line,
+            "elapsedSeconds": round(self.elapsed_s, 3),
+            "linesPerSecond": round(self.rate),
+        }
+
+    @property
+    def rate(self) -> float:
+        """Lines per second in this run."""
+        return self.lines_this_run / self.elapsed_s if self.elapsed_s > 0 else 0.0
+
+    def render(self, rejects_file: str | None) -> str:
+        """The summary for a person: counts, then at most 20 rejected lines."""
+        verb = "would be " if self.dry_run else ""
+        head = (
+            f"{'dry run (nothing was written): ' if self.dry_run else ''}backfill of "
+            f"{self.file}: {self.lines:,} lines: {self.accepted:,} {verb}accepted, "
+            f"{self.duplicates:,} duplicates, {self.rejected:,} rejected "
+            f"({self.elapsed_s:.1f} s, {self.rate:,.0f} lines/s"
+            + (f"; resumed after line {self.resumed_at_line:,}" if self.resumed_at_line else "")
+            + ")"
+        )
+        lines = [head]
+        if self.rejected:
+            lines.append("rejected lines:")
+            for reject in self.rejects[:TERMINAL_REJECTS]:
+                lines.append(f"  line {reject['line']}: {reject['code']}: {reject['message']}")
+            more = self.rejected - min(len(self.rejects), TERMINAL_REJECTS)
+            if more:
+                where = f"{rejects_file} has them" if rejects_file else "--rejects FILE writes them"
+                if len(self.rejects) < self.rejected:
+                    where += f" (the first {len(self.rejects):,})"
+                lines.append(f"  ... and {more:,} more ({where})")
+        return "\n".join(lines)
+
+
+class Progress:
+    """A progress line on stderr: lines/s, counts, and an ETA from the bytes read."""
+
+    def __init__(self, stream: IO[str], enabled: bool, total_bytes: int) -> None:
+        self.stream = stream
+        self.enabled = enabled
+        self.tty = stream.isatty()
+        self.total = total_bytes
+        self.started = time.monotonic()
+        self.last = 0.0
+
+    def update(self, summary: Summary, position: Position, force: bool = False) -> None:
+        """Show the progress, at most 4 times a second on a terminal, once a second else."""
+        if not self.enabled:
+            return
+        now = time.monotonic()
+        if not force and now - self.last < (0.25 if self.tty else 1.0):
+            return
+        self.last = now
+        elapsed = max(now - self.started, 1e-9)
+        rate = summary.lines_this_run / elapsed
+        text = (
+            f"{summary.lines:,} lines  {rate:,.0f} lines/s  accepted {summary.accepted:,}  "
+            f"duplicates {summary.duplicates:,}  rejected {summary.rejected:,}"
+        )
+        if self.total > 0:
+            done = min(position.bytes / self.total, 1.0)
+            text += f"  {done:.0%}"
+            if 0 < done < 1:
+                text += f"  ETA {elapsed * (1 - done) / done:,.0f} s"
+        self.stream.write(f"\r{text}\x1b[K" if self.tty else text + "\n")
+        self.stream.flush()
+
+    def finish(self) -> None:
+        """End the progress line so the summary starts on its own."""
+        if self.enabled and self.tty and self.last:
+            self.stream.write("\n")
+            self.stream.flush()
+
+
+def _records(
+    options: Options, stream: IO[bytes], position: Position, skip: int
+) -> Iterator[tuple[int, Record | None]]:
+    if options.format == "csv":
+        return read_csv(stream, position, str(options.path), skip)
+    return read_jsonl(stream, position, skip)
+
+
+def _batches(
+    records: Iterator[tuple[int, Record | None]], size: int
+) -> Iterator[tuple[int, list[Record]]]:
+    """(records consumed after the batch, the batch's records), skipped records omitted."""
+    batch: list[Record] = []
+    count = 0
+    for count, record in records:
+        if record is None:
+            continue
+        batch.append(record)
+        if len(batch) == size:
+            yield count, batch
+            batch = []
+    if batch:
+        yield count, batch
+
+
+class Run:
+    """The state of one backfill run; `execute` does it."""
+
+    def __init__(self, options: Options, pool: Pool | None) -> None:
+        self.options = options
+        self.pool = pool
+        self.summary = Summary(str(options.path), options.format, options.dry_run)
+        self.checkpoint: Checkpoint | None = None
+        self.lost_batch: set[tuple[Any, str]] = set()
+        self.seen: set[tuple[Any, str]] = set()  # dry run only
+
+    # -- checkpoint --------------------------------------------------------------
+
+    def _start(self, identity: FileIdentity) -> int:
+        """Load or create the checkpoint; the number of records already stored."""
+        options = self.options
+        path = options.checkpoint_path
+        found = checkpoints.load(path)
+        if found is not None and options.restart:
+            path.unlink(missing_ok=True)
+            found = None
+        if found is not None:
+            changed = found.file.difference(identity)
+            if changed is None and found.format != options.format:
+                changed = f"it was read as {found.format}, not {options.format}"
+            if changed is None and found.tenant != _text(options.tenant):
+                changed = f"it was run with --tenant {found.tenant or '(none)'}"
+            if changed:
+                raise BackfillError(
+                    f"checkpoint {path} does not match {options.path}: {changed}; pass "
+                    "--restart to start over (stored lines then count as duplicates) or "
+                    "--checkpoint PATH for another checkpoint"
+                )
+            self.checkpoint = found
+            summary = self.summary
+            summary.accepted, summary.duplicates = found.accepted, found.duplicates
+            summary.rejected, summary.rejects = found.rejected, list(found.rejects)
+            summary.last_line = found.line
+            summary.resumed_at_line = found.line
+            self.lost_batch = self._events_of(self._request_id(found.records))
+            return found.records
+        self.checkpoint = Checkpoint(
+            file=identity,
+            format=options.format,
+            tenant=_text(options.tenant),
+            run_id=os.urandom(6).hex(),
+            batch_size=options.batch_size,
+        )
+        # Written before the first batch, so the run id survives a crash in it.
+        checkpoints.save(path, self.checkpoint)
+        return 0
+
+    def _request_id(self, first_record: int) -> str:
+        assert self.checkpoint is not None
+        return f"bf_{self.checkpoint.run_id}_{first_record}"
+
+    def _events_of(self, request_id: str) -> set[tuple[Any, str]]:
+        """The (tenant, key) of the events a batch with this request id stored."""
+        assert self.pool is not None
+        with self.pool.connection() as conn:
+            rows = conn.execute(
+                "SELECT tenant_id, idempotency_key FROM events WHERE request_id = %s",
+                (request_id,),
+            ).fetchall()
+        return {(row[0], row[1]) for row in rows}
+
+    def _commit_point(self, records: int, line: int) -> None:
+        checkpoint = self.checkpoint
+        assert checkpoint is not None
+        summary = self.summary
+        checkpoint.records, checkpoint.line = records, line
+        checkpoint.accepted, checkpoint.duplicates = summary.accepted, summary.duplicates
+        checkpoint.rejected, checkpoint.rejects = summary.rejected, summary.rejects
+        checkpoint.batch_size = self.options.batch_size
+        checkpoints.save(self.options.checkpoint_path, checkpoint)
+
+    # -- batches -----------------------------------------------------------------
+
+    def _reject(self, line: int, error: InputError) -> None:
+        self.summary.rejected += 1
+        if len(self.summary.rejects) < MAX_KEPT_REJECTS:
+            self.summary.rejects.append(
+                {"line": line, "code": error.code, "field": error.field, "message": error.message}
+            )
+
+    def _validate(self, batch: list[Record]) -> list[tuple[int, ValidEvent]]:
+        """The batch's valid events with their line numbers; the others rejected."""
+        options = self.options
+        now = datetime.now(UTC)
+        valid: list[tuple[int, ValidEvent]] = []
+        for record in batch:
+            value = record.value
+            if isinstance(value, InputError):
+                self._reject(record.line, value)
+                continue
+            try:
+                event = validate_event(
+                    value,
+                    now=now,
+                    max_skew_s=options.max_skew_s,
+                    max_meta_bytes=options.max_meta_bytes,
+                )
+            except InputError as exc:
+                self._reject(record.line, exc)
+                continue
+            if options.tenant is not None and event.tenant_id != options.tenant:
+                self._reject(
+                    record.line,
+                    InputError(
+                        "forbidden_tenant",
+                        f"tenantId: this backfill is restricted to tenant {options.tenant} "
+                        f"(--tenant) and this line is for tenant {event.tenant_id}",
+                        "tenantId",
+                    ),
+                )
+                continue
+            valid.append((record.line, event))
+        return valid
+
+    def _store(self, first_record: int, valid: list[tuple[int, ValidEvent]]) -> None:
+        assert self.pool is not None
+        items: list[ValidEvent | InputError] = [event for _, event in valid]
+        try:
+            outcome = ledger.ingest(
+                self.pool,
+                items,
+                request_id=self._request_id(first_record),
+                header_key=None,
+                scope=SCOPE,
+                body_sha256="",
+            )
+        except psycopg.Error as exc:
+            reason = " ".join(str(exc).split()) or type(exc).__name__
+            raise BackfillError(
+                f"the batch from line {valid[0][0]} to {valid[-1][0]} could not be stored "
+                f"(nothing of it was): {reason}; run the same command again to resume"
+            ) from exc
+        accepted = outcome.accepted
+        for (_, event), result in zip(valid, outcome.results, strict=True):
+            key = (event.tenant_id, result["idempotencyKey"])
+            # Stored by this very batch before a crash lost its checkpoint: accepted.
+            if result["status"] == "duplicate" and key in self.lost_batch:
+                self.lost_batch.discard(key)
+                accepted += 1
+        self.summary.accepted += accepted
+        self.summary.duplicates += len(valid) - accepted
+
+    def _count_dry(self, valid: list[tuple[int, ValidEvent]]) -> None:
+        assert self.pool is not None
+        keys = [(e.tenant_id, ledger.effective_key(e, None, 0)) for _, e in valid]
+        fresh = [k for k in dict.fromkeys(keys) if k not in self.seen]
+        stored: set[tuple[Any, str]] = set()
+        by_tenant: dict[Any, list[str]] = {}
+        for tenant, event_key in fresh:
+            by_tenant.setdefault(tenant, []).append(event_key)
+        if by_tenant:
+            with self.pool.connection() as conn:
+                for tenant, tenant_keys in by_tenant.items():
+                    rows = conn.execute(EXISTING_KEYS, (tenant, tenant_keys)).fetchall()
+                    stored.update((tenant, row[0]) for row in rows)
+        for key in keys:
+            if key in self.seen or key in stored:
+                self.summary.duplicates += 1
+            else:
+                self.summary.accepted += 1
+            self.seen.add(key)
+
+    def execute(self, progress_stream: IO[str] = sys.stderr) -> Summary:
+        """Run the backfill to the end of the file and return its summary."""
+        options = self.options
+        started = time.monotonic()
+        try:
+            identity = FileIdentity.of(options.path)
+            stream = options.path.open("rb")
+        except OSError as exc:
+            raise BackfillError(f"cannot read {options.path}: {exc.strerror}") from None
+        with stream:
+            skip = 0 if options.dry_run else self._start(identity)
+            position = Position()
+            progress = Progress(progress_stream, options.progress, identity.size)
+            summary = self.summary
+            first_record = skip
+            try:
+                for records, batch in _batches(
+                    _records(options, stream, position, skip), options.batch_size
+                ):
+                    valid = self._validate(batch)
+                    if valid and options.dry_run:
+                        self._count_dry(valid)
+                    elif valid:
+                        self._store(first_record, valid)
+                    summary.lines_this_run += len(batch)
+                    summary.last_line = batch[-1].line
+                    if not options.dry_run:
+                        self._commit_point(records, summary.last_line)
+                    first_record = records
+                    summary.elapsed_s = time.monotonic() - started
+                    progress.update(summary, position)
+            finally:
+                progress.update(self.summary, position, force=True)
+                progress.finish()
+        if not options.dry_run:
+            options.checkpoint_path.unlink(missing_ok=True)  # done: nothing to resume
+        summary.elapsed_s = time.monotonic() - started
+        return summary
+
+
+def _text(tenant: Any) -> str | None:
+    return None if tenant is None else str(tenant)
+
+
+def write_rejects(path: Path, summary: Summary) -> None:
+    """The rejected lines as JSON lines (`line`, `code`, `field`, `message`), atomically."""
+    text = "".join(json.dumps(reject) + "\n" for reject in summary.rejects)
+    checkpoints.write_atomically(path, text)
