@@ -1,8 +1,10 @@
 """Stripe webhooks at the seam: signature verification and endpoint registration.
 
-- `verify_event(payload, header, secret)`: `stripe.Webhook.construct_event` on the raw
-  body, so the HMAC, the timestamp tolerance and Stripe's own error messages are the
-  SDK's; the verified body comes back as plain JSON (a dict), never an SDK object.
+- `verify_event(payload, header, secret)`: the SDK's `WebhookSignature.verify_header` on
+  the raw body (what `stripe.Webhook.construct_event` runs before it builds a v1 Event),
+  so the HMAC, the timestamp tolerance and Stripe's error messages are the SDK's. Not
+  `construct_event` itself: it refuses v2 thin events (`object: v2.core.event`), and the
+  meter error report is one. The verified body comes back as plain JSON (a dict).
 - `register_endpoint(gateway, url, events)`: `POST /v1/webhook_endpoints` through the
   gateway's retries, unless an endpoint with the same URL exists (then that one is
   returned and nothing is created: Stripe shows the secret only on creation).
@@ -44,12 +46,13 @@ def verify_event(
     except UnicodeDecodeError:
         raise WebhookPayloadError("the webhook body is not UTF-8 text") from None
     try:
-        stripe.Webhook.construct_event(text, signature, secret, tolerance=tolerance_s)
+        stripe.WebhookSignature.verify_header(text, signature, secret, tolerance_s)
     except stripe.SignatureVerificationError as exc:
         raise WebhookSignatureError(str(exc.user_message or exc)) from None
-    except ValueError:  # the body is not JSON; the SDK parses only after the HMAC matched
+    try:
+        event = json.loads(text)
+    except ValueError:
         raise WebhookPayloadError("the webhook body is not JSON") from None
-    event = json.loads(text)
     if not isinstance(event, dict):
         raise WebhookPayloadError("the webhook body is not a JSON object")
     for key in ("id", "type"):
