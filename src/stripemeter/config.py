@@ -152,7 +152,7 @@ class Settings(EnvSettings):
     STRIPE_API_BASE: str | None = None
     STRIPE_ACCOUNT: str = "default"
     # The `whsec_` secret of the webhook endpoint (`stripemeter webhooks setup` prints it);
-    # unset, POST /v1/stripe/webhooks answers 503 and the polling loops do all the work.
+    # unset, POST /v1/stripe/webhooks answers 404 and the polling loops do all the work.
     STRIPE_WEBHOOK_SECRET: str | None = None
     # How old a webhook's signed timestamp may be (replay window, Stripe's default 300 s).
     STRIPE_WEBHOOK_TOLERANCE_S: Annotated[int, Field(ge=1, le=86_400)] = 300

@@ -5,8 +5,9 @@ against `Stripe-Signature` with `STRIPE_WEBHOOK_SECRET` (`stripemeter.stripe.web
 then recorded with its work item in one transaction (`stripemeter.webhooks.receive`), and
 the answer is 200 at once: the workers do the work when PostgreSQL notifies them. A
 replayed event id answers 200 with `duplicate: true` and does nothing. Without a secret
-the route answers 503 `webhooks_not_configured` (the polling loops do everything); a bad
-signature 400 `signature_verification_failed` with the SDK's message.
+the route answers 404 `webhooks_not_configured` (not a 5xx: nothing is down; the polling
+loops do everything); a bad signature 400 `signature_verification_failed` with the SDK's
+message.
 
 `GET /v1/stripe/meter_errors` (admin: meters and their errors are the whole Stripe
 account's, not one tenant's) lists what `billing.meter.error_report_triggered` reported.
@@ -71,7 +72,7 @@ class MeterErrorPage(WireModel):
         {
             400: "signature_verification_failed (Stripe-Signature missing, stale or wrong), "
             "invalid_event (a signed body that is not a Stripe event)",
-            503: "webhooks_not_configured: STRIPE_WEBHOOK_SECRET is not set",
+            404: "webhooks_not_configured: STRIPE_WEBHOOK_SECRET is not set",
         }
     ),
     openapi_extra={
@@ -86,7 +87,7 @@ async def receive_webhook(request: Request, pool: Pool, settings: AppSettings) -
     secret = settings.STRIPE_WEBHOOK_SECRET
     if secret is None:
         raise ApiError(
-            503,
+            404,
             "webhooks_not_configured",
             "webhooks are not configured: set STRIPE_WEBHOOK_SECRET (`stripemeter webhooks "
             "setup --url URL` prints it); until then the service polls Stripe",
