@@ -12,6 +12,7 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 import psycopg
+import requests
 
 from stripemeter.api.app import create_app
 from stripemeter.workers.loop import start_in_background
@@ -50,6 +51,19 @@ def webhook_rows(db_url: str, kind: str) -> list[dict[str, Any]]:
         )
         names = [c.name for c in cur.description or ()]
         return [dict(zip(names, row, strict=True)) for row in cur.fetchall()]
+
+
+def http_seconds(api: str, route: str) -> float:
+    """Mean answer time of POST `route` from the API's own histogram (/metrics)."""
+    text = requests.get(f"{api}/metrics", timeout=10).text
+    labels = f'{{method="POST",route="{route}"}}'
+    values = {
+        name: float(line.rsplit(" ", 1)[1])
+        for line in text.splitlines()
+        for name in ("_sum", "_count")
+        if line.startswith(f"stripemeter_http_request_duration_seconds{name}{labels}")
+    }
+    return values["_sum"] / values["_count"]
 
 
 def first_sent_at(db_url: str) -> Any:
@@ -151,6 +165,17 @@ def test_invoice_created_flushes_and_finalized_reconciles_without_waiting_for_po
                 ]
             assert len(meter_events_in_stripe(emulator_url)) == 2
             assert len(final_reports(db_url, end)) == 1
+
+            # Stripe's side: every delivery acknowledged at its first attempt, quickly.
+            deliveries = requests.get(f"{emulator_url}/_emulator/webhook_deliveries", timeout=10)
+            ours = [d for d in deliveries.json()["deliveries"] if d["endpoint"] == endpoint.id]
+            assert {(d["type"], d["attempt"], d["status_code"]) for d in ours} == {
+                ("invoice.created", 1, 200),
+                ("invoice.finalized", 1, 200),
+            }
+            answer_s = http_seconds(api, "/v1/stripe/webhooks")
+            print(f"webhook answers: {answer_s * 1000:.1f} ms on average")
+            assert answer_s < 0.5
         finally:
             workers.stop()
             world.client.v1.webhook_endpoints.delete(endpoint.id)
