@@ -15,8 +15,10 @@ leaves it pending for the next sweep) and runs it on the workers' pool:
     reconcile  `reconciler.engine.reconcile` for the tenant
 
 Both are idempotent, so at-least-once here is exactly-once at Stripe (the outbox) and one
-report per period and run. A failure marks the row `failed` with the error; the polling
-loops still cover its work.
+report per period and run. A failed attempt keeps the row pending with its error and a
+`not_before` of `RETRY_BASE_S * 2**(attempts-1)` (at most `RETRY_MAX_S`), and the listener
+wakes for it then; after `MAX_ATTEMPTS` the row is `failed` (the polling loops still
+cover its work, and `stripemeter_stripe_webhook_work_total` counts every outcome).
 """
 
 from __future__ import annotations
@@ -29,16 +31,35 @@ from dataclasses import dataclass
 from uuid import UUID
 
 import psycopg
+from prometheus_client import Counter
 
 from stripemeter.config import Settings
 from stripemeter.db.pool import Pool
 from stripemeter.errors import ShuttingDown, StripemeterError
+from stripemeter.ops.metrics import REGISTRY
 from stripemeter.reconciler.engine import reconcile
 from stripemeter.stripe.gateway import StripeGateway
 from stripemeter.webhooks.receive import NOTIFY_CHANNEL
 from stripemeter.writer.passes import push_customer_now
 
 log = logging.getLogger("stripemeter.webhooks.work")
+
+MAX_ATTEMPTS = 5
+RETRY_BASE_S = 2.0
+RETRY_MAX_S = 60.0
+
+WEBHOOK_WORK = Counter(
+    "stripemeter_stripe_webhook_work",
+    "Webhook work items run by the workers, by action (flush, reconcile) and outcome "
+    "(done, retry, failed).",
+    ["action", "outcome"],
+    registry=REGISTRY,
+)
+
+
+def retry_delay_s(attempts: int) -> float:
+    """Seconds before the next try of an item that failed `attempts` times."""
+    return float(min(RETRY_BASE_S * 2 ** min(attempts - 1, 20), RETRY_MAX_S))
 
 
 @dataclass(frozen=True)
@@ -47,7 +68,12 @@ class Done:
 
     event_id: str
     action: str
-    ok: bool
+    outcome: str  # done, retry, failed
+
+    @property
+    def ok(self) -> bool:
+        """Whether the item's work succeeded."""
+        return self.outcome == "done"
 
 
 def _run_one(
@@ -85,18 +111,19 @@ class _ItemFailed(Exception):
 def run_pending(
     claim: psycopg.Connection, pool: Pool, gateway: StripeGateway, settings: Settings
 ) -> list[Done]:
-    """Run every pending item, oldest first, one claimed row at a time; what ran."""
+    """Run every pending item that is due, oldest first, one claimed row at a time; what ran."""
     done: list[Done] = []
     while True:
         with claim.transaction():
             row = claim.execute(
-                "SELECT event_id, action, tenant_id, customer_ref FROM stripe_webhook_events"
-                " WHERE status = 'pending' ORDER BY received_at, event_id"
-                " LIMIT 1 FOR UPDATE SKIP LOCKED"
+                "SELECT event_id, action, tenant_id, customer_ref, attempts"
+                " FROM stripe_webhook_events WHERE status = 'pending'"
+                " AND (not_before IS NULL OR not_before <= clock_timestamp())"
+                " ORDER BY received_at, event_id LIMIT 1 FOR UPDATE SKIP LOCKED"
             ).fetchone()
             if row is None:
                 return done
-            event_id, action, tenant_id, customer_ref = row
+            event_id, action, tenant_id, customer_ref, attempts = row
             error: str | None = None
             try:
                 _run_one(action, tenant_id, customer_ref, pool, gateway, settings)
@@ -105,35 +132,59 @@ def run_pending(
             except (StripemeterError, _ItemFailed, psycopg.OperationalError) as exc:
                 error = str(exc)[:2000] or type(exc).__name__
                 log.warning("webhook %s (%s) failed: %s", event_id, action, error)
+            attempts += 1
+            if error is None:
+                outcome, status, delay = "done", "done", None
+            elif attempts < MAX_ATTEMPTS:
+                outcome, status, delay = "retry", "pending", retry_delay_s(attempts)
+            else:
+                outcome, status, delay = "failed", "failed", None
             claim.execute(
-                "UPDATE stripe_webhook_events SET status = %s, attempts = attempts + 1,"
-                " processed_at = clock_timestamp(), error = %s WHERE event_id = %s",
-                ("failed" if error else "done", error, event_id),
+                "UPDATE stripe_webhook_events SET status = %s, attempts = %s, error = %s,"
+                " processed_at = CASE WHEN %s = 'pending' THEN NULL ELSE clock_timestamp() END,"
+                " not_before = clock_timestamp() + make_interval(secs => %s)"
+                " WHERE event_id = %s",
+                (status, attempts, error, status, delay or 0.0, event_id),
             )
-        done.append(Done(event_id, action, error is None))
+        WEBHOOK_WORK.labels(action=action, outcome=outcome).inc()
+        done.append(Done(event_id, action, outcome))
+
+
+def next_due_s(conn: psycopg.Connection) -> float | None:
+    """Seconds until the earliest pending retry is due (0 if one is), None if none waits."""
+    row = conn.execute(
+        "SELECT extract(epoch FROM min(not_before) - clock_timestamp())"
+        " FROM stripe_webhook_events WHERE status = 'pending'"
+    ).fetchone()
+    conn.commit()
+    if row is None or row[0] is None:
+        return None
+    return max(0.0, float(row[0]))
 
 
 def listen_forever(
     db_url: str,
     stop: threading.Event,
-    run: Callable[[], object],
+    run: Callable[[], float | None],
     *,
     fallback_s: float = 60.0,
     poll_s: float = 0.5,
 ) -> None:
-    """Call `run()` on every notification (and every `fallback_s`) until `stop` is set."""
+    """Call `run()` on every notification, every `fallback_s`, and when the seconds the
+    last `run()` returned (the next retry due) have passed, until `stop` is set."""
     while not stop.is_set():
         try:
             with psycopg.connect(db_url, autocommit=True) as listen:
                 listen.execute(f"LISTEN {NOTIFY_CHANNEL}")
-                last = float("-inf")
+                due = float("-inf")
                 while not stop.is_set():
-                    woke = time.monotonic() - last >= fallback_s
+                    woke = time.monotonic() >= due
                     if not woke:
                         woke = any(True for _ in listen.notifies(timeout=poll_s, stop_after=1))
                     if woke:
-                        last = time.monotonic()
-                        _guarded(run)
+                        retry_in = _guarded(run)
+                        wait = fallback_s if retry_in is None else min(fallback_s, retry_in)
+                        due = time.monotonic() + wait
         except psycopg.OperationalError as exc:
             log.warning("webhook listener: database connection lost (%s); reconnecting", exc)
             stop.wait(1.0)
@@ -141,12 +192,13 @@ def listen_forever(
             return
 
 
-def _guarded(run: Callable[[], object]) -> None:
+def _guarded(run: Callable[[], float | None]) -> float | None:
     try:
-        run()
+        return run()
     except (ShuttingDown, psycopg.OperationalError):
         raise
     except StripemeterError as exc:
         log.warning("webhook work failed: %s", exc)
     except Exception:
         log.exception("webhook work failed")
+    return None

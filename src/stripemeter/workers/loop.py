@@ -47,7 +47,7 @@ from stripemeter.errors import ShuttingDown, StripemeterError
 from stripemeter.ops.logthrottle import ThrottledLog
 from stripemeter.reconciler.engine import reconcile
 from stripemeter.stripe.client import gateway_from_settings, resolve_stripe_target
-from stripemeter.webhooks.work import listen_forever, run_pending
+from stripemeter.webhooks.work import listen_forever, next_due_s, run_pending
 from stripemeter.writer.passes import drain, push_pending
 
 log = logging.getLogger("stripemeter.workers.loop")
@@ -136,16 +136,18 @@ def start_in_background(settings: Settings, db_url: str) -> WorkerHandle:
 
     claim: list[psycopg.Connection] = []  # the listener's claim connection, reopened if lost
 
-    def webhook_work() -> None:
+    def webhook_work() -> float | None:
         if not claim or claim[0].closed:
             claim[:] = [psycopg.connect(db_url)]
         try:
             done = run_pending(claim[0], pool, gateway, settings)
+            retry_in = next_due_s(claim[0])
         except psycopg.OperationalError:
             claim[0].close()
             raise
         if done:
             log.info("webhooks: %d item(s) run", len(done))
+        return retry_in
 
     def listen() -> None:
         log.info("webhook listener started")

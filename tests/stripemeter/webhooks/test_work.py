@@ -17,7 +17,14 @@ import requests
 
 from stripemeter.db.pool import Pool, open_pool
 from stripemeter.webhooks.receive import NOTIFY_CHANNEL, record
-from stripemeter.webhooks.work import Done, listen_forever, run_pending
+from stripemeter.webhooks.work import (
+    MAX_ATTEMPTS,
+    Done,
+    listen_forever,
+    next_due_s,
+    retry_delay_s,
+    run_pending,
+)
 from stripemeter.writer.passes import push_pending
 from tests.support.stripe_world import (
     HOUR,
@@ -81,10 +88,11 @@ def test_the_listener_runs_on_connect_on_each_notify_and_on_its_fallback(db_url:
     runs: list[float] = []
     ran = threading.Condition()
 
-    def run() -> None:
+    def run() -> float | None:
         with ran:
             runs.append(time.monotonic())
             ran.notify_all()
+        return None
 
     def wait_runs(n: int, timeout: float) -> float:
         with ran:
@@ -138,32 +146,72 @@ def test_two_racing_sweeps_run_each_item_once(emulator_url: str, db_url: str, po
     assert len(meter_events_in_stripe(emulator_url)) == 2  # one bucket per customer
 
 
-def test_a_flush_stripe_keeps_failing_is_marked_failed_and_polling_still_pushes(
+def test_a_failing_flush_is_retried_after_a_backoff_then_given_up_to_polling(
     emulator_url: str, db_url: str, pool: Pool
 ) -> None:
-    world = with_usage(emulator_url, db_url)
+    world = with_usage(emulator_url, db_url, customers=2)
     settings = settings_for(emulator_url, db_url)
-    event = invoice_event("invoice.created", world.customers[0])
-    queue(db_url, event)
-    fault(emulator_url, method="POST", path="/v1/billing/meter_events", status=500, count=100)
+    first, second = (invoice_event("invoice.created", c) for c in world.customers)
+    queue(db_url, first)
+    queue(db_url, second)
+    fault(emulator_url, method="POST", path="/v1/billing/meter_events", status=500, count=1000)
     with psycopg.connect(db_url) as claim:
         done = run_pending(claim, pool, world.gateway(), settings)
-    assert [(d.event_id, d.ok) for d in done] == [(event["id"], False)]
-    status, attempts, error = statuses(db_url)[event["id"]]
-    assert (status, attempts) == ("failed", 1)
-    assert error is not None and "Stripe kept failing" in error
-    with psycopg.connect(db_url) as claim:  # a failed item is not retried by the sweep
-        assert run_pending(claim, pool, world.gateway(), settings) == []
+        assert [(d.event_id, d.outcome) for d in done] == [
+            (first["id"], "retry"),
+            (second["id"], "retry"),
+        ]
+        status, attempts, error = statuses(db_url)[first["id"]]
+        assert (status, attempts) == ("pending", 1)
+        assert error is not None and "Stripe kept failing" in error
+        assert run_pending(claim, pool, world.gateway(), settings) == []  # not due yet
+        due = next_due_s(claim)
+        assert due is not None and 0 < due <= retry_delay_s(1)
 
-    cleared = requests.delete(f"{emulator_url}/_emulator/faults", timeout=10)
-    assert cleared.status_code == 200, cleared.text
-    result = push_pending(pool, world.gateway(), settings)  # the polling fallback
-    assert result.errors == [] and result.events_sent + result.duplicates >= 1
-    assert (
-        world.stripe_total(
-            world.customers[0],
-            world.period_start - world.period_start % 60,
-            world.frozen_time() // 60 * 60 + 60,
+        # The last allowed attempt of the second item fails too: given up, `failed`.
+        claim.execute(
+            "UPDATE stripe_webhook_events SET attempts = %s, not_before = NULL WHERE event_id = %s",
+            (MAX_ATTEMPTS - 1, second["id"]),
         )
-        == 4
+        claim.commit()
+        done = run_pending(claim, pool, world.gateway(), settings)
+        assert [(d.event_id, d.outcome) for d in done] == [(second["id"], "failed")]
+        assert statuses(db_url)[second["id"]][:2] == ("failed", MAX_ATTEMPTS)
+
+        cleared = requests.delete(f"{emulator_url}/_emulator/faults", timeout=10)
+        assert cleared.status_code == 200, cleared.text
+        time.sleep(due + 0.1)
+        done = run_pending(claim, pool, world.gateway(), settings)
+        assert [(d.event_id, d.outcome) for d in done] == [(first["id"], "done")]
+        assert statuses(db_url)[first["id"]] == ("done", 2, None)
+
+    result = push_pending(pool, world.gateway(), settings)  # the polling fallback
+    assert result.errors == []
+    start, now = world.period_start, world.frozen_time()
+    for customer in world.customers:
+        assert world.stripe_total(customer, start - start % 60, now - now % 60 + 60) == 4
+
+
+def test_the_listener_wakes_when_the_retry_its_run_announced_is_due(db_url: str) -> None:
+    runs: list[float] = []
+    stop = threading.Event()
+
+    def run() -> float | None:
+        runs.append(time.monotonic())
+        return 0.3 if len(runs) == 1 else None
+
+    thread = threading.Thread(
+        target=listen_forever, args=(db_url, stop, run), kwargs={"fallback_s": 30.0}, daemon=True
     )
+    thread.start()
+    try:
+        deadline = time.monotonic() + 10
+        while len(runs) < 2 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert len(runs) == 2
+        assert 0.25 < runs[1] - runs[0] < 1.0, runs
+        time.sleep(0.5)
+        assert len(runs) == 2  # then quiet until a notify or the 30 s fallback
+    finally:
+        stop.set()
+        thread.join(timeout=5)

@@ -20,6 +20,8 @@ CREATE TABLE stripe_webhook_events (
     period_end          timestamptz,
     note                text,
     attempts            integer     NOT NULL DEFAULT 0,
+    -- a failed attempt is retried after a backoff (stripemeter.webhooks.work) from here
+    not_before          timestamptz,
     processed_at        timestamptz,
     error               text
 );
