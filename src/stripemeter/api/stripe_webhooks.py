@@ -9,19 +9,22 @@ the route answers 404 `webhooks_not_configured` (not a 5xx: nothing is down; the
 loops do everything); a bad signature 400 `signature_verification_failed` with the SDK's
 message.
 
-`GET /v1/stripe/meter_errors` (admin: meters and their errors are the whole Stripe
-account's, not one tenant's) lists what `billing.meter.error_report_triggered` reported.
+`GET /v1/stripe/meter_errors` (admin) lists what `billing.meter.error_report_triggered`
+reported for the tenant's meters (those its mappings resolved to or its pushes went to):
+all tenants share one Stripe account, so the errors of another tenant's meter, which may
+name its customers, are not shown.
 """
 
 from __future__ import annotations
 
 from typing import Annotated, Literal
+from uuid import UUID
 
 from fastapi import APIRouter, Query, Request
 from pydantic import Field
 from starlette.concurrency import run_in_threadpool
 
-from stripemeter.api.deps import AdminPrincipal, AppSettings, Pool
+from stripemeter.api.deps import AdminPrincipal, AppSettings, Pool, TenantIdQuery
 from stripemeter.api.errors import ApiError
 from stripemeter.api.schemas import AUTH_ERRORS, INVALID_QUERY, Instant, WireModel, error_responses
 from stripemeter.jsonio import JsonResponse, iso
@@ -60,8 +63,9 @@ class MeterErrorReport(WireModel):
 
 
 class MeterErrorPage(WireModel):
-    """`GET /v1/stripe/meter_errors`: the latest reported meter errors, newest first."""
+    """`GET /v1/stripe/meter_errors`: the latest errors of the tenant's meters, newest first."""
 
+    tenantId: UUID
     errors: list[MeterErrorReport]
 
 
@@ -126,13 +130,14 @@ async def receive_webhook(request: Request, pool: Pool, settings: AppSettings) -
 def list_meter_errors(
     principal: AdminPrincipal,
     pool: Pool,
+    tenant_id: TenantIdQuery = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
 ) -> JsonResponse:
-    """The meter errors Stripe reported (`billing.meter.error_report_triggered`)."""
-    del principal
+    """The errors Stripe reported for the tenant's meters (meter error reports)."""
+    tenant = principal.tenant_or(tenant_id)
     with pool.connection() as conn:
-        rows = meter_error_reports(conn, limit)
+        rows = meter_error_reports(conn, tenant, limit)
     for row in rows:
         for key in ("validationStart", "validationEnd", "receivedAt"):
             row[key] = iso(row[key]) if row[key] is not None else None
-    return JsonResponse({"errors": rows})
+    return JsonResponse({"tenantId": str(tenant), "errors": rows})

@@ -17,7 +17,8 @@ What each type asks (`classify`):
                                                  Stripe inside the draft's grace window
     invoice.finalized                            reconcile: the tenant's periods now
     billing.meter.error_report_triggered         meter_errors: stored here, on /metrics and
-    (also v1.billing.meter.error_report_...)     GET /v1/stripe/meter_errors
+    (also v1.billing.meter.error_report_...)     GET /v1/stripe/meter_errors (the tenants
+                                                 whose meter it is) and a warning line
     anything else, or no tenant bound to the     none: recorded as ignored, with why
     invoice's Stripe customer
 
@@ -27,6 +28,7 @@ tenant), never from the event itself.
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Literal
@@ -37,6 +39,8 @@ from prometheus_client import Counter
 
 from stripemeter.errors import WebhookPayloadError
 from stripemeter.ops.metrics import OTHER_LABEL, REGISTRY
+
+log = logging.getLogger("stripemeter.webhooks.receive")
 
 NOTIFY_CHANNEL = "stripemeter_work"
 METER_ERROR_TYPES = frozenset(
@@ -272,19 +276,32 @@ def record(conn: psycopg.Connection, event: dict[str, Any]) -> Recorded:
             )
         if status == "pending":
             conn.execute("SELECT pg_notify(%s, %s)", (NOTIFY_CHANNEL, event_id))
+    if found.meter_errors:
+        log.warning(
+            "Stripe reported meter errors for meter %s (event %s): %s",
+            found.meter_id,
+            event_id,
+            ", ".join(f"{e.code} x{e.count}" for e in found.meter_errors),
+        )
     outcome = {"pending": "queued", "done": "recorded"}.get(status, "ignored")
     WEBHOOK_EVENTS.labels(type=_type_label(kind), outcome=outcome).inc()
     METER_ERRORS.inc(sum(e.count for e in found.meter_errors))
     return Recorded(event_id, kind, found.action, status, False, found.note)
 
 
-def meter_error_reports(conn: psycopg.Connection, limit: int) -> list[dict[str, Any]]:
-    """The latest stored meter errors, newest first."""
+def meter_error_reports(
+    conn: psycopg.Connection, tenant_id: UUID, limit: int
+) -> list[dict[str, Any]]:
+    """The latest stored errors of the tenant's meters (those its mappings resolved to or
+    its pushes went to), newest first. Errors of a meter no tenant uses are on /metrics
+    and in the log only."""
     rows = conn.execute(
         "SELECT event_id, meter_id, error_code, error_count, sample_message, validation_start,"
-        " validation_end, received_at FROM meter_error_reports"
-        " ORDER BY received_at DESC, event_id, error_code LIMIT %s",
-        (limit,),
+        " validation_end, received_at FROM meter_error_reports WHERE meter_id IN ("
+        " SELECT meter_id FROM price_mappings WHERE tenant_id = %(t)s AND meter_id IS NOT NULL"
+        " UNION SELECT DISTINCT meter_id FROM meter_pushes WHERE tenant_id = %(t)s)"
+        " ORDER BY received_at DESC, event_id, error_code LIMIT %(limit)s",
+        {"t": tenant_id, "limit": limit},
     ).fetchall()
     conn.commit()
     keys = (

@@ -410,7 +410,8 @@ def test_stripe_webhook_answers_conform(served: Served) -> None:
     assert (answer["status"], answer["duplicate"]) == ("ignored", False)
     served.call("POST", route, 400, key=None, data=body, headers={"Stripe-Signature": "t=1,v1=0"})
     errors = "/v1/stripe/meter_errors"
-    assert served.call("GET", errors, 200).json() == {"errors": []}
+    assert served.call("GET", errors, 200).json() == {"tenantId": served.tenant, "errors": []}
+    served.call("GET", errors, 403, params={"tenantId": OTHER_TENANT})
     served.call("GET", errors, 400, params={"limit": "many"})
     served.call("GET", errors, 401, key=None)
     served.call("GET", errors, 403, key="read")

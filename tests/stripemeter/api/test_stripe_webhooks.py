@@ -227,7 +227,26 @@ def test_events_with_nothing_to_do_are_200_and_recorded_as_ignored_with_why(hook
     assert hooks.scalar("SELECT count(*) FROM stripe_webhook_events WHERE status = 'pending'") == 0
 
 
-def test_meter_error_report_is_stored_once_listed_for_admins_and_counted(hooks: Api) -> None:
+def map_meter(api: Api, tenant: str, meter_id: str) -> None:
+    with psycopg.connect(api.db_url) as conn:
+        conn.execute(
+            "INSERT INTO price_mappings (tenant_id, metric, aggregation, price_id, meter_id)"
+            " VALUES (%s, 'api_calls', 'sum', 'price_x', %s)",
+            (tenant, meter_id),
+        )
+
+
+def test_meter_error_report_is_stored_once_listed_for_its_tenant_and_counted(
+    hooks: Api,
+) -> None:
+    map_meter(hooks, hooks.tenant, "mtr_123")
+    other = str(uuid.uuid4())
+    map_meter(hooks, other, "mtr_other")
+    signed_post(
+        hooks.base,
+        SECRET,
+        {**meter_error_event("evt_other"), "related_object": {"id": "mtr_other"}},
+    )
     event = meter_error_event("evt_meter_errors_1")
     for duplicate in (False, True):
         answer = signed_post(hooks.base, SECRET, event)
@@ -241,6 +260,7 @@ def test_meter_error_report_is_stored_once_listed_for_admins_and_counted(hooks: 
         assert body["note"] == "2 meter events could not be processed"
     listed = hooks.get("/v1/stripe/meter_errors")
     assert listed.status_code == 200, listed.text
+    assert listed.json()["tenantId"] == hooks.tenant
     errors = sorted(listed.json()["errors"], key=lambda e: e["errorCode"])
     assert [
         (e["eventId"], e["meterId"], e["errorCode"], e["errorCount"], e["sampleMessage"])
@@ -265,6 +285,11 @@ def test_meter_error_report_is_stored_once_listed_for_admins_and_counted(hooks: 
     ) in metrics
     assert requests.get(hooks.url("/v1/stripe/meter_errors"), timeout=30).status_code == 401
     assert hooks.get("/v1/stripe/meter_errors", params={"limit": 0}).status_code == 400
+    refused = hooks.get("/v1/stripe/meter_errors", params={"tenantId": other})
+    assert (refused.status_code, refused.json()["error"]["code"]) == (403, "forbidden_tenant")
+    assert (
+        hooks.scalar("SELECT count(*) FROM meter_error_reports WHERE meter_id = 'mtr_other'") == 2
+    )
 
 
 def test_meter_error_report_without_error_types_is_refused_whole(hooks: Api) -> None:
