@@ -207,7 +207,10 @@ def _type_label(kind: str) -> str:
 
 def record(conn: psycopg.Connection, event: dict[str, Any]) -> Recorded:
     """Record the event and its work item in one transaction (module docstring); commits."""
-    event_id, kind = str(event["id"])[:255], str(event["type"])[:255]
+    event_id, kind = str(event["id"]), str(event["type"])
+    for name, value in (("id", event_id), ("type", kind)):
+        if len(value) > 255:
+            raise WebhookPayloadError(f"the event's {name!r} is over 255 characters")
     found = classify(event)
     tenant_id: UUID | None = None
     customer_ref: str | None = None

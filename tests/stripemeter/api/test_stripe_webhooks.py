@@ -152,6 +152,9 @@ def test_a_signed_body_that_is_not_an_event_is_400_invalid_event(hooks: Api) -> 
         )
         assert answer.status_code == 400, (body, answer.text)
         assert answer.json()["error"]["code"] == "invalid_event"
+    too_long = signed_post(hooks.base, SECRET, {"id": "evt_" + "x" * 300, "type": "a.b"})
+    assert too_long.status_code == 400
+    assert too_long.json()["error"]["message"] == "the event's 'id' is over 255 characters"
     no_customer = invoice_event("invoice.created", "cus_1")
     del no_customer["data"]["object"]["customer"]
     answer = signed_post(hooks.base, SECRET, no_customer)
