@@ -7,8 +7,13 @@ PostgreSQL; the latencies are printed (run with -s to see them).
 from __future__ import annotations
 
 import json
+import os
+import signal
+import subprocess
+import sys
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any, TypeVar
 
 import psycopg
@@ -17,6 +22,7 @@ import requests
 from stripemeter.api.app import create_app
 from stripemeter.workers.loop import start_in_background
 from tests.stripemeter.webhooks.signing import signed_post
+from tests.stripemeter.workers.test_workers import REPO, writer_env
 from tests.support.servers import free_port, serve_asgi
 from tests.support.stripe_world import (
     HOUR,
@@ -179,3 +185,71 @@ def test_invoice_created_flushes_and_finalized_reconciles_without_waiting_for_po
         finally:
             workers.stop()
             world.client.v1.webhook_endpoints.delete(endpoint.id)
+
+
+def test_workers_in_a_separate_process_are_woken_by_the_apis_notify(
+    emulator_url: str, db_url: str, tmp_path: Path
+) -> None:
+    world = build_world(emulator_url, db_url, customers=1)
+    customer = world.customers[0]
+    secret = "whsec_separate_processes"
+    settings = settings_for(emulator_url, db_url, STRIPE_WEBHOOK_SECRET=secret)
+    env = writer_env(
+        emulator_url,
+        db_url,
+        STRIPE_WRITER_INTERVAL_MS=str(TEN_MINUTES_MS),
+        RECONCILIATION_INTERVAL_MS=str(TEN_MINUTES_MS),
+    )
+    # This checkout's code, whatever the environment's editable install points at.
+    env["PYTHONPATH"] = os.pathsep.join((str(REPO / "src"), str(REPO)))
+    workers = subprocess.Popen(
+        [sys.executable, "-m", "stripemeter.workers.loop"],
+        env=env,
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        with serve_asgi(create_app(settings, db_url=db_url)) as api:
+            time.sleep(2.0)  # the workers' first passes, on nothing
+            frozen = world.frozen_time()
+            ingest(api, [usage_event(world, customer, frozen - HOUR, 9, "sep-1")])
+            time.sleep(0.5)
+            assert meter_events_in_stripe(emulator_url) == []
+            event = {
+                "id": "evt_separate_1",
+                "type": "invoice.created",
+                "data": {
+                    "object": {
+                        "id": "in_sep",
+                        "customer": customer,
+                        "status": "draft",
+                        "parent": {"subscription_details": {"subscription": "sub_sep"}},
+                    }
+                },
+            }
+            sent = time.monotonic()
+            answer = signed_post(api, secret, event)
+            assert (answer.status_code, answer.json()["status"]) == (200, "pending"), answer.text
+            wait_for(
+                "pushed by the other process", lambda: meter_events_in_stripe(emulator_url) or None
+            )
+            latency = time.monotonic() - sent
+            print(f"\nseparate workers process: webhook answered -> pushed {latency * 1000:.0f} ms")
+            assert latency < 10
+            rows = webhook_rows(db_url, "invoice.created")
+            wait_for(
+                "row done",
+                lambda: webhook_rows(db_url, "invoice.created")[0]["status"] == "done" or None,
+            )
+            assert [r["event_id"] for r in rows] == ["evt_separate_1"]
+            now = world.frozen_time()
+            assert (
+                world.stripe_total(customer, world.period_start // 60 * 60, now // 60 * 60 + 60)
+                == 9
+            )
+    finally:
+        workers.send_signal(signal.SIGTERM)
+        _out, err = workers.communicate(timeout=60)
+    assert workers.returncode == 0, err[-2000:]
