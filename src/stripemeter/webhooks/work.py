@@ -36,6 +36,7 @@ from prometheus_client import Counter
 from stripemeter.config import Settings
 from stripemeter.db.pool import Pool
 from stripemeter.errors import ShuttingDown, StripemeterError
+from stripemeter.ops.logthrottle import ThrottledLog
 from stripemeter.ops.metrics import REGISTRY
 from stripemeter.reconciler.engine import reconcile
 from stripemeter.stripe.gateway import StripeGateway
@@ -43,6 +44,7 @@ from stripemeter.webhooks.receive import NOTIFY_CHANNEL
 from stripemeter.writer.passes import push_customer_now
 
 log = logging.getLogger("stripemeter.webhooks.work")
+throttled = ThrottledLog(log, interval_s=60)  # a database down for an hour: 60 lines, not 3600
 
 MAX_ATTEMPTS = 5
 RETRY_BASE_S = 2.0
@@ -186,7 +188,9 @@ def listen_forever(
                         wait = fallback_s if retry_in is None else min(fallback_s, retry_in)
                         due = time.monotonic() + wait
         except psycopg.OperationalError as exc:
-            log.warning("webhook listener: database connection lost (%s); reconnecting", exc)
+            throttled.warning(
+                "listener:db", "webhook listener: database connection lost (%s); reconnecting", exc
+            )
             stop.wait(1.0)
         except ShuttingDown:
             return
