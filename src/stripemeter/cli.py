@@ -11,6 +11,7 @@
     stripemeter backfill FILE [--format jsonl|csv] [--batch-size N] [--dry-run]
                          [--checkpoint PATH] [--restart] [--tenant UUID] [--progress]
                          [--rejects FILE] [--json]
+    stripemeter webhooks setup --url URL
 
 Expected failures print one `error: ...` line and exit non-zero, no traceback: `main`
 catches `StripemeterError` (bad configuration, database unreachable, embedded server
@@ -306,6 +307,42 @@ def cmd_backfill(args: argparse.Namespace, settings: Settings) -> int:
     return BACKFILL_EXIT_REJECTED if summary.rejected else 0
 
 
+def cmd_webhooks(args: argparse.Namespace, settings: Settings) -> int:
+    """`webhooks setup`: register `--url` on the configured Stripe for the events the
+    service handles; print the `whsec_` secret once, as the `.env` line to add. An
+    endpoint already registered for the URL is reported, not duplicated."""
+    from urllib.parse import urlsplit
+
+    from stripemeter.stripe.client import gateway_from_settings
+    from stripemeter.stripe.gateway import RetryPolicy
+    from stripemeter.stripe.webhooks import register_endpoint
+
+    parts = urlsplit(args.url)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise CliError(
+            f"--url must be an http(s) URL such as https://host/v1/stripe/webhooks, "
+            f"got {args.url!r}"
+        )
+    gateway = gateway_from_settings(settings, retry=RetryPolicy(attempts=2))
+    endpoint, created = register_endpoint(gateway, args.url)
+    events = ", ".join(endpoint.enabled_events)
+    if not created:
+        print(
+            f"webhook endpoint {endpoint.id} already exists for {endpoint.url} "
+            f"({endpoint.status}; events: {events}); nothing created. Stripe shows its "
+            "secret only on creation: delete it in Stripe to get a new one",
+            file=sys.stderr,
+        )
+        return 0
+    print(
+        f"created webhook endpoint {endpoint.id} for {endpoint.url} (events: {events}); "
+        "put the line below in .env (the secret is shown only once)",
+        file=sys.stderr,
+    )
+    print(f"STRIPE_WEBHOOK_SECRET={endpoint.secret}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of every subcommand."""
     parser = argparse.ArgumentParser(prog="stripemeter", description=__doc__.splitlines()[0])
@@ -412,6 +449,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     backfill.add_argument("--json", action="store_true", help="print the summary as JSON")
     backfill.set_defaults(handler=cmd_backfill)
+    hooks = sub.add_parser("webhooks", help="Stripe webhook endpoint")
+    hooks_sub = hooks.add_subparsers(dest="webhooks_command", required=True, metavar="ACTION")
+    setup = hooks_sub.add_parser("setup", help="register the webhook endpoint with Stripe")
+    setup.add_argument("--url", required=True, help="the public URL of POST /v1/stripe/webhooks")
+    setup.set_defaults(handler=cmd_webhooks)
     return parser
 
 

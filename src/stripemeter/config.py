@@ -37,7 +37,7 @@ from stripemeter.errors import ConfigError
 
 PositiveMs = Annotated[int, Field(gt=0)]
 # Values never echoed in an error message: they may hold a password or a key.
-SECRET_VARIABLES = frozenset({"DATABASE_URL", "STRIPE_SECRET_KEY"})
+SECRET_VARIABLES = frozenset({"DATABASE_URL", "STRIPE_SECRET_KEY", "STRIPE_WEBHOOK_SECRET"})
 
 # The environment `EnvSettings.load` reads instead of os.environ, when it is given one.
 _explicit_environ: contextvars.ContextVar[Mapping[str, str] | None] = contextvars.ContextVar(
@@ -151,6 +151,11 @@ class Settings(EnvSettings):
     STRIPE_SECRET_KEY: str | None = None
     STRIPE_API_BASE: str | None = None
     STRIPE_ACCOUNT: str = "default"
+    # The `whsec_` secret of the webhook endpoint (`stripemeter webhooks setup` prints it);
+    # unset, POST /v1/stripe/webhooks answers 404 and the polling loops do all the work.
+    STRIPE_WEBHOOK_SECRET: str | None = None
+    # How old a webhook's signed timestamp may be (replay window, Stripe's default 300 s).
+    STRIPE_WEBHOOK_TOLERANCE_S: Annotated[int, Field(ge=1, le=86_400)] = 300
     STRIPE_MAX_CONCURRENCY: Annotated[int, Field(ge=1, le=100)] = 4
     RECONCILIATION_INTERVAL_MS: PositiveMs = 60_000
     STRIPE_WRITER_INTERVAL_MS: PositiveMs = 5_000
@@ -199,6 +204,16 @@ class Settings(EnvSettings):
             if port and not (port.isdigit() and 1 <= int(port) <= 65535):
                 raise ValueError(f"port {port!r} is not a number 1-65535; {hint}")
         return value
+
+    @field_validator("STRIPE_WEBHOOK_SECRET")
+    @classmethod
+    def _webhook_secret(cls, value: str | None) -> str | None:
+        if value is not None and not value.strip().startswith("whsec_"):
+            raise ValueError(
+                "not a webhook signing secret (expected whsec_...; "
+                "`stripemeter webhooks setup --url URL` prints one)"
+            )
+        return None if value is None else value.strip()
 
     @property
     def api_base_url(self) -> str:

@@ -9,7 +9,9 @@ other exception is a bug and keeps its traceback. The tree:
     │   └── StripeConfigError        live or non-test Stripe key, refused before any call
     ├── InputError (ValueError)      one field of a request or event is wrong (code, field)
     │   ├── JsonBodyError            the body is not JSON we accept
-    │   └── UnknownScope             an API-key scope that does not exist
+    │   ├── UnknownScope             an API-key scope that does not exist
+    │   ├── WebhookSignatureError    a webhook whose Stripe-Signature does not verify (400)
+    │   └── WebhookPayloadError      a verified webhook body that is not a Stripe event (400)
     ├── ConflictError                the request contradicts what is stored
     │   ├── IdempotencyConflict      an Idempotency-Key reused with another body
     │   └── BindingConflict          a Stripe customer already bound elsewhere
@@ -72,6 +74,20 @@ class UnknownScope(InputError):
 
     def __init__(self, message: str) -> None:
         super().__init__("unknown_scope", message, "scopes")
+
+
+class WebhookSignatureError(InputError):
+    """The webhook's `Stripe-Signature` is missing, malformed, stale or wrong."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__("signature_verification_failed", message, "Stripe-Signature")
+
+
+class WebhookPayloadError(InputError):
+    """The signed body is not a Stripe event we can read (no id or type, not JSON)."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__("invalid_event", message, None)
 
 
 class ConflictError(StripemeterError):

@@ -25,6 +25,7 @@ from stripemeter.api import (
     mappings,
     metrics,
     reconciliation,
+    stripe_webhooks,
     usage,
     writer_status,
 )
@@ -48,6 +49,7 @@ ROUTERS: list[APIRouter] = [
     bindings.router,
     writer_status.router,
     reconciliation.router,
+    stripe_webhooks.router,
     health.router,
     metrics.router,
 ]

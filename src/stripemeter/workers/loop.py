@@ -1,5 +1,8 @@
 """The background loops: the writer every STRIPE_WRITER_INTERVAL_MS, the reconciler every
-RECONCILIATION_INTERVAL_MS.
+RECONCILIATION_INTERVAL_MS, and the webhook listener, which runs the work Stripe's
+webhooks queued (a flush on `invoice.created`, a reconciliation on `invoice.finalized`)
+as soon as PostgreSQL notifies it (`stripemeter.webhooks.work`), without waiting for
+those intervals; they stay the fallback.
 
 - `run_forever(settings)`: `stripemeter workers` — blocks until SIGTERM/SIGINT, then
   finishes the current step and returns.
@@ -44,6 +47,7 @@ from stripemeter.errors import ShuttingDown, StripemeterError
 from stripemeter.ops.logthrottle import ThrottledLog
 from stripemeter.reconciler.engine import reconcile
 from stripemeter.stripe.client import gateway_from_settings, resolve_stripe_target
+from stripemeter.webhooks.work import listen_forever, next_due_s, run_pending
 from stripemeter.writer.passes import drain, push_pending
 
 log = logging.getLogger("stripemeter.workers.loop")
@@ -130,6 +134,32 @@ def start_in_background(settings: Settings, db_url: str) -> WorkerHandle:
     def reconcile_all() -> None:
         reconcile(pool, gateway, settings)
 
+    claim: list[psycopg.Connection] = []  # the listener's claim connection, reopened if lost
+
+    def webhook_work() -> float | None:
+        if not claim or claim[0].closed:
+            claim[:] = [psycopg.connect(db_url)]
+        try:
+            done = run_pending(claim[0], pool, gateway, settings)
+            retry_in = next_due_s(claim[0])
+        except psycopg.OperationalError:
+            claim[0].close()
+            raise
+        if done:
+            log.info("webhooks: %d item(s) run", len(done))
+        return retry_in
+
+    def listen() -> None:
+        log.info("webhook listener started")
+        try:
+            listen_forever(
+                db_url, stop, webhook_work, fallback_s=settings.STRIPE_WRITER_INTERVAL_MS / 1000
+            )
+        finally:
+            for conn in claim:
+                conn.close()
+        log.info("webhook listener stopped")
+
     for name, interval_ms, step in (
         ("writer", settings.STRIPE_WRITER_INTERVAL_MS, write),
         ("reconciler", settings.RECONCILIATION_INTERVAL_MS, reconcile_all),
@@ -142,6 +172,9 @@ def start_in_background(settings: Settings, db_url: str) -> WorkerHandle:
         )
         thread.start()
         handle.threads.append(thread)
+    listener = threading.Thread(target=listen, name="stripemeter-webhooks", daemon=True)
+    listener.start()
+    handle.threads.append(listener)
     return handle
 
 

@@ -73,6 +73,7 @@ __all__ = [
     "borrow",
     "drain",
     "floor_units",
+    "push_customer_now",
     "push_pending",
 ]
 
@@ -131,6 +132,45 @@ def push_pending(
                 worker_state.record_success(conn, "writer", tenant)
         conn.commit()
     return result
+
+
+def push_customer_now(
+    conn_or_pool: ConnOrPool,
+    client: ClientOrGateway,
+    settings: Settings,
+    tenant_id: UUID,
+    customer_ref: str,
+    *,
+    lock_wait_s: float = 10.0,
+) -> PushResult:
+    """One customer's pass now (its pending outbox rows, then every active mapping of the
+    tenant): what `invoice.created` asks, so the closing period's usage reaches Stripe
+    before the draft is finalized. Waits up to `lock_wait_s` while another writer holds
+    the customer (that writer re-reads the state, but its pass may have begun earlier).
+    Records nothing in `worker_state`: the regular passes own the tenant's health.
+    """
+    gateway = gateway_for(client, settings)
+    deadline = time.monotonic() + lock_wait_s
+    while True:
+        result = PushResult()
+        with borrow(conn_or_pool) as conn:
+            resend = functools.partial(_resend, gateway, tenant_id, customer_ref)
+            result.merge(_locked_customer(conn, tenant_id, customer_ref, resend))
+            mappings = active_mappings(conn, tenant_id)
+            conn.commit()
+        for mapping in mappings:
+            if result.locked_elsewhere or result.stripe_failing:
+                break
+            try:
+                meter = ensure_meter(conn_or_pool, gateway, mapping)
+            except GatewayError as exc:
+                note_error(result, exc)
+                break
+            with borrow(conn_or_pool) as conn:
+                result.merge(_push_locked_customer(conn, gateway, mapping, meter, customer_ref))
+        if not result.locked_elsewhere or time.monotonic() >= deadline:
+            return result
+        time.sleep(0.05)
 
 
 def drain(

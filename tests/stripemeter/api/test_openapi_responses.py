@@ -14,6 +14,7 @@ operation of the document was driven with both kinds of answer.
 
 from __future__ import annotations
 
+import json
 import time
 import uuid
 from collections.abc import Iterator
@@ -32,6 +33,7 @@ from stripemeter.api.app import create_app
 from stripemeter.auth import ALL_SCOPES, create_api_key
 from stripemeter.config import load_settings
 from stripemeter.ingest.validation import METRIC_PATTERN, METRIC_TEXT
+from tests.stripemeter.webhooks.signing import signature
 from tests.support.databases import fresh_database
 from tests.support.emulator import TEST_KEY, running_emulator
 from tests.support.servers import serve_asgi
@@ -39,6 +41,7 @@ from tests.support.stripe_world import StripeWorld, build_world
 
 HTTP_METHODS = ("get", "post", "put", "patch", "delete")
 OTHER_TENANT = "00000000-0000-4000-8000-00000000000b"
+WHSEC = "whsec_conformance"
 
 
 @dataclass
@@ -112,7 +115,9 @@ def served(pg_server_url: str) -> Iterator[Served]:
                 "read": create_api_key(conn, world.tenant_id, "reader", scopes=["read"]).secret,
                 "other": create_api_key(conn, other_tenant, "other", scopes=ALL_SCOPES).secret,
             }
-        settings = load_settings(STRIPE_API_BASE=emulator, STRIPE_SECRET_KEY=TEST_KEY)
+        settings = load_settings(
+            STRIPE_API_BASE=emulator, STRIPE_SECRET_KEY=TEST_KEY, STRIPE_WEBHOOK_SECRET=WHSEC
+        )
         with serve_asgi(create_app(settings, db_url=db_url)) as base:
             document = requests.get(base + "/openapi.json", timeout=30).json()
             schema = schemathesis.openapi.from_dict(document)
@@ -395,6 +400,21 @@ def test_reconciliation_answers_conform(served: Served) -> None:
 
 
 # --- operations -------------------------------------------------------------------------
+
+
+def test_stripe_webhook_answers_conform(served: Served) -> None:
+    route = "/v1/stripe/webhooks"
+    body = json.dumps({"id": "evt_conformance", "type": "customer.updated", "data": {}}).encode()
+    headers = {"Stripe-Signature": signature(WHSEC, body), "Content-Type": "application/json"}
+    answer = served.call("POST", route, 200, key=None, data=body, headers=headers).json()
+    assert (answer["status"], answer["duplicate"]) == ("ignored", False)
+    served.call("POST", route, 400, key=None, data=body, headers={"Stripe-Signature": "t=1,v1=0"})
+    errors = "/v1/stripe/meter_errors"
+    assert served.call("GET", errors, 200).json() == {"tenantId": served.tenant, "errors": []}
+    served.call("GET", errors, 403, params={"tenantId": OTHER_TENANT})
+    served.call("GET", errors, 400, params={"limit": "many"})
+    served.call("GET", errors, 401, key=None)
+    served.call("GET", errors, 403, key="read")
 
 
 def test_health_and_metrics_answers_conform(served: Served) -> None:
