@@ -280,6 +280,20 @@ def _request_scope(principal: Principal, items: list[ValidEvent | InputError]) -
     return "bypass:" + ",".join(tenants)
 
 
+def _one_bound(
+    name: str, value: datetime | None, alias: str, aliased: datetime | None
+) -> datetime | None:
+    """A window bound given as `name` or as its StripeMeter alias; 400 for both at once."""
+    if value is not None and aliased is not None:
+        raise ApiError(
+            400,
+            "conflicting_parameters",
+            f"{name} and {alias} are the same bound; give only one of them",
+            alias,
+        )
+    return value if value is not None else aliased
+
+
 def _encode_cursor(ts: str, seq: int) -> str:
     return base64.urlsafe_b64encode(f"{ts}|{seq}".encode()).decode().rstrip("=")
 
@@ -298,7 +312,13 @@ def _decode_cursor(cursor: str) -> tuple[datetime, int]:
 @router.get(
     "/v1/events",
     response_model=EventPage,
-    responses=error_responses({400: f"{INVALID_QUERY}; invalid_cursor", **AUTH_ERRORS}),
+    responses=error_responses(
+        {
+            400: f"{INVALID_QUERY}; invalid_cursor; conflicting_parameters (from with "
+            "startTime, or to with endTime)",
+            **AUTH_ERRORS,
+        }
+    ),
 )
 def list_events(
     principal: ReadPrincipal,
@@ -310,11 +330,25 @@ def list_events(
     ] = None,
     from_: Annotated[AwareDatetime | None, Query(alias="from")] = None,
     to: Annotated[AwareDatetime | None, Query()] = None,
+    start_time: Annotated[
+        AwareDatetime | None,
+        Query(alias="startTime", description="alias of `from` (StripeMeter's name)"),
+    ] = None,
+    end_time: Annotated[
+        AwareDatetime | None,
+        Query(alias="endTime", description="alias of `to` (StripeMeter's name)"),
+    ] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
     cursor: Annotated[str | None, Query(max_length=200)] = None,
 ) -> JsonResponse:
-    """Stored events, newest first (event time, then arrival); page with `nextCursor`."""
+    """Stored events, newest first (event time, then arrival); page with `nextCursor`.
+
+    `from` (inclusive) and `to` (exclusive) bound the event time; `startTime` and
+    `endTime` are the same bounds under StripeMeter's names (one spelling per bound).
+    """
     tenant = principal.tenant_or(tenant_id)
+    from_ = _one_bound("from", from_, "startTime", start_time)
+    to = _one_bound("to", to, "endTime", end_time)
     after_ts, after_seq = _decode_cursor(cursor) if cursor else (None, None)
     filters = {
         "tenant_id": tenant,
