@@ -5,6 +5,9 @@ Route functions declare `principal: ReadPrincipal` (or `IngestPrincipal`,
 `settings: AppSettings`; FastAPI fills them from `app.state`. A key without the
 scope a route needs gets 403 `forbidden_scope` with `requiredScope` naming it.
 
+The key comes as `Authorization: Bearer <secret>` or (StripeMeter's header) `x-api-key:
+<secret>`; both headers with different keys are refused with 400.
+
 FastAPI reads and parses a route's JSON body before it runs any dependency, so a
 malformed body from a caller without a key would answer 400 and tell a stranger about
 the route's schema. Routers with body routes use `route_class=AuthFirstRoute`: their
@@ -118,12 +121,26 @@ def verification_gateway(request: Request) -> StripeGateway:
 
 
 def _bearer_secret(request: Request) -> str:
+    """The API key the request carries: `Authorization: Bearer <secret>` or `x-api-key`.
+
+    `x-api-key` is StripeMeter's header, accepted as is; the same secret in both is
+    fine, two different secrets are refused (400: which one did the caller mean?).
+    """
     header = request.headers.get("authorization")
+    api_key = request.headers.get("x-api-key")
+    if api_key is not None:
+        api_key = api_key.strip()
+        if not api_key:
+            raise ApiError(
+                401, "unauthorized", "empty x-api-key header: send the key's secret", "x-api-key"
+            )
     if not header:
+        if api_key is not None:
+            return api_key
         raise ApiError(
             401,
             "unauthorized",
-            "missing API key: send 'Authorization: Bearer <secret>'",
+            "missing API key: send 'Authorization: Bearer <secret>' or 'x-api-key: <secret>'",
             "Authorization",
         )
     scheme, _, secret = header.partition(" ")
@@ -135,7 +152,20 @@ def _bearer_secret(request: Request) -> str:
             "malformed Authorization header: expected 'Bearer <secret>'",
             "Authorization",
         )
+    if api_key is not None and api_key != secret:
+        raise ApiError(
+            400,
+            "conflicting_api_keys",
+            "the Authorization and x-api-key headers carry different keys; send one of them",
+            "x-api-key",
+        )
     return secret
+
+
+def has_api_key(request: Request) -> bool:
+    """Whether the request carries a key in either accepted header."""
+    headers = request.headers
+    return headers.get("authorization") is not None or headers.get("x-api-key") is not None
 
 
 _PRINCIPAL_STATE = "stripemeter_principal"

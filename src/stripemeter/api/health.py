@@ -1,9 +1,10 @@
 """Liveness and readiness.
 
-`/health/live` answers as long as the process serves HTTP. `/health/ready` runs the
-database check (a real `SELECT 1` with a short timeout) plus every callable in
-`app.state.extra_health_checks` (added by the writer and reconciler), and reports the
-worst status: 503 when the database is unreachable or any check is unhealthy.
+`/health` (StripeMeter's name, with the server's time) and `/health/live` answer as
+long as the process serves HTTP. `/health/ready` runs the database check (a real
+`SELECT 1` with a short timeout) plus every callable in `app.state.extra_health_checks`
+(added by the writer and reconciler), and reports the worst status: 503 when the
+database is unreachable or any check is unhealthy.
 
 The answer says nothing about tenants: a failing writer is "Stripe failing for 2
 tenant(s)". Callers allowed tenant detail (see `api.metrics.disclosure_for`) also get
@@ -15,6 +16,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from datetime import UTC, datetime
 from typing import Any
 from uuid import UUID
 
@@ -22,9 +24,9 @@ import anyio.to_thread
 from fastapi import APIRouter, Request
 
 from stripemeter.api.metrics import Disclosure, disclosure_for
-from stripemeter.api.schemas import AUTH_ERRORS, Liveness, Readiness, error_responses
+from stripemeter.api.schemas import AUTH_ERRORS, Health, Liveness, Readiness, error_responses
 from stripemeter.db.pool import Pool
-from stripemeter.jsonio import JsonResponse
+from stripemeter.jsonio import JsonResponse, iso
 
 router = APIRouter(tags=["operations"])
 log = logging.getLogger("stripemeter.api.health")
@@ -84,6 +86,12 @@ def run_checks(
             if name in checks:
                 checks[name].update(fields)
     return _OVERALL[worst], checks
+
+
+@router.get("/health", response_model=Health)
+async def health() -> JsonResponse:
+    """StripeMeter's health call: the process is up, and its clock (liveness, no checks)."""
+    return JsonResponse({"status": "ok", "timestamp": iso(datetime.now(UTC))})
 
 
 @router.get("/health/live", response_model=Liveness)

@@ -362,6 +362,13 @@ class MonthReports(WireModel):
 # --- operations -----------------------------------------------------------------------
 
 
+class Health(WireModel):
+    """`GET /health`: StripeMeter's liveness answer."""
+
+    status: Literal["ok"]
+    timestamp: datetime = Field(description="the server's time, UTC")
+
+
 class Liveness(WireModel):
     """`GET /health/live`."""
 

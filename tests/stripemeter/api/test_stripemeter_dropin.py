@@ -6,6 +6,13 @@ every such call)."""
 
 from __future__ import annotations
 
+import uuid
+from datetime import UTC, datetime, timedelta
+
+import psycopg
+import requests
+
+from stripemeter.auth import create_api_key
 from tests.stripemeter.conftest import Api, event
 
 
@@ -55,3 +62,62 @@ def test_events_refuse_a_bound_given_under_both_names(api: Api) -> None:
         "message": "from and startTime are the same bound; give only one of them",
         "field": "startTime",
     }
+
+
+def test_health_answers_status_and_timestamp(api: Api) -> None:
+    before = datetime.now(UTC)
+    answer = requests.get(api.url("/health"), timeout=10)
+    assert answer.status_code == 200
+    body = answer.json()
+    assert set(body) == {"status", "timestamp"} and body["status"] == "ok"
+    stamp = datetime.fromisoformat(body["timestamp"].replace("Z", "+00:00"))
+    assert before - timedelta(seconds=1) <= stamp <= datetime.now(UTC) + timedelta(seconds=1)
+
+
+def _key(api: Api, scopes: tuple[str, ...] = ("ingest", "read")) -> str:
+    with psycopg.connect(api.db_url) as conn:
+        return create_api_key(conn, uuid.UUID(api.tenant), "x", scopes=scopes).secret
+
+
+def test_x_api_key_header_authenticates_like_bearer(api: Api) -> None:
+    secret = _key(api)
+    batch = {"events": [event(api.tenant)]}
+    answer = requests.post(
+        api.url("/v1/events/ingest"), json=batch, headers={"x-api-key": secret}, timeout=10
+    )
+    assert answer.status_code == 200, answer.text
+    listed = requests.get(
+        api.url("/v1/events"), params={"limit": 10}, headers={"x-api-key": secret}, timeout=10
+    )
+    assert listed.status_code == 200 and len(listed.json()["events"]) == 1
+
+
+def test_x_api_key_gets_the_same_refusals_as_bearer(api: Api) -> None:
+    unknown = requests.get(api.url("/v1/events"), headers={"x-api-key": "smk_nope"}, timeout=10)
+    assert unknown.status_code == 401
+    assert unknown.json()["error"]["message"] == "unknown or revoked API key"
+    ingest_only = _key(api, ("ingest",))
+    forbidden = requests.get(api.url("/v1/events"), headers={"x-api-key": ingest_only}, timeout=10)
+    assert forbidden.status_code == 403
+    assert forbidden.json()["error"]["code"] == "forbidden_scope"
+    empty = requests.get(api.url("/v1/events"), headers={"x-api-key": ""}, timeout=10)
+    assert empty.status_code == 401 and empty.json()["error"]["field"] == "x-api-key"
+
+
+def test_the_same_key_in_both_headers_is_accepted(api: Api) -> None:
+    secret = _key(api)
+    headers = {"x-api-key": secret, "Authorization": f"Bearer {secret}"}
+    assert requests.get(api.url("/v1/events"), headers=headers, timeout=10).status_code == 200
+
+
+def test_different_keys_in_the_two_headers_are_refused(api: Api) -> None:
+    headers = {"x-api-key": _key(api), "Authorization": f"Bearer {_key(api)}"}
+    batch = {"events": [event(api.tenant)]}
+    answer = requests.post(api.url("/v1/events/ingest"), json=batch, headers=headers, timeout=10)
+    assert answer.status_code == 400
+    assert answer.json()["error"] == {
+        "code": "conflicting_api_keys",
+        "message": "the Authorization and x-api-key headers carry different keys; send one of them",
+        "field": "x-api-key",
+    }
+    assert api.scalar("SELECT count(*) FROM events") == 0
