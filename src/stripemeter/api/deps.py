@@ -20,12 +20,12 @@ from __future__ import annotations
 from collections.abc import Callable, Coroutine, Iterator
 from dataclasses import dataclass
 from typing import Annotated, Any
-from uuid import UUID
 
 import anyio.to_thread
 from fastapi import Depends, Query, Request
 from fastapi.dependencies.models import Dependant
 from fastapi.routing import APIRoute
+from pydantic import AfterValidator, Field
 from starlette.responses import Response
 
 from stripemeter import auth
@@ -37,6 +37,7 @@ from stripemeter.db.pool import Pool as ConnectionPoolType
 from stripemeter.errors import StripeConfigError
 from stripemeter.stripe.client import gateway_from_settings
 from stripemeter.stripe.gateway import RetryPolicy, StripeGateway
+from stripemeter.tenants import MAX_TENANT_CHARS, TENANT_PATTERN, check_tenant_id
 
 
 @dataclass(frozen=True)
@@ -46,8 +47,9 @@ class Principal:
     `scopes` are the key's (module `stripemeter.auth`); BYPASS_AUTH has them all.
     """
 
-    tenant_id: UUID | None
+    tenant_id: str | None
     scopes: frozenset[str] = ALL_SCOPES
+    strict_uuid: bool = False  # STRICT_TENANT_ID_UUID: tenant ids it names must be UUIDs
 
     def require_scope(self, scope: KeyScope) -> None:
         """Refuse (403, naming the scope) a request this key's scopes do not cover."""
@@ -67,8 +69,14 @@ class Principal:
         """Namespace for request-level idempotency keys: the tenant, or `bypass`."""
         return "bypass" if self.tenant_id is None else str(self.tenant_id)
 
-    def require_tenant(self, tenant_id: UUID) -> None:
-        """Refuse (403, naming the tenant) access to a tenant this caller does not own."""
+    def require_tenant(self, tenant_id: str) -> None:
+        """Refuse (403, naming the tenant) access to a tenant this caller does not own.
+
+        `tenant_id` is canonical (`stripemeter.tenants`); under STRICT_TENANT_ID_UUID a
+        non-UUID is refused with 400 first.
+        """
+        if self.strict_uuid:
+            check_tenant_id(tenant_id, strict_uuid=True)
         if self.tenant_id is not None and tenant_id != self.tenant_id:
             raise ApiError(
                 403,
@@ -78,9 +86,10 @@ class Principal:
                 "tenantId",
             )
 
-    def tenant_or(self, tenant_id: UUID | None) -> UUID:
-        """The tenant a read is about: the given one (checked) or the caller's own."""
+    def tenant_or(self, tenant_id: str | None) -> str:
+        """The tenant a read is about: the given one (checked, canonical) or the caller's own."""
         if tenant_id is not None:
+            tenant_id = check_tenant_id(tenant_id, strict_uuid=self.strict_uuid)
             self.require_tenant(tenant_id)
             return tenant_id
         if self.tenant_id is None:
@@ -178,14 +187,14 @@ async def get_principal(request: Request) -> Principal:
         return known
     settings: Settings = request.app.state.settings
     if settings.BYPASS_AUTH:
-        principal = Principal(tenant_id=None)
+        principal = Principal(tenant_id=None, strict_uuid=settings.STRICT_TENANT_ID_UUID)
     else:
-        principal = await _authenticate(request)
+        principal = await _authenticate(request, settings.STRICT_TENANT_ID_UUID)
     setattr(request.state, _PRINCIPAL_STATE, principal)
     return principal
 
 
-async def _authenticate(request: Request) -> Principal:
+async def _authenticate(request: Request, strict_uuid: bool) -> Principal:
     secret = _bearer_secret(request)
     cache: auth.KeyCache = request.app.state.key_cache
     digest = auth.hash_secret(secret)
@@ -201,7 +210,7 @@ async def _authenticate(request: Request) -> Principal:
         cache.put(digest, key)
     if key is None:
         raise ApiError(401, "unauthorized", "unknown or revoked API key", "Authorization")
-    return Principal(tenant_id=key.tenant_id, scopes=key.scopes)
+    return Principal(tenant_id=key.tenant_id, scopes=key.scopes, strict_uuid=strict_uuid)
 
 
 async def authorize(request: Request, scope: KeyScope) -> Principal:
@@ -226,7 +235,22 @@ IngestPrincipal = Annotated[Principal, Depends(ScopeGuard("ingest"))]
 ReadPrincipal = Annotated[Principal, Depends(ScopeGuard("read"))]
 AdminPrincipal = Annotated[Principal, Depends(ScopeGuard("admin"))]
 # `?tenantId=`: optional; `Principal.tenant_or` defaults it to the key's tenant.
-TenantIdQuery = Annotated[UUID | None, Query(alias="tenantId")]
+# A tenant id in a request body: checked and made canonical (`stripemeter.tenants`).
+TenantIdBody = Annotated[
+    str,
+    AfterValidator(check_tenant_id),
+    Field(
+        description="a tenant id: a name or a UUID",
+        json_schema_extra={
+            "minLength": 1,
+            "maxLength": MAX_TENANT_CHARS,
+            "pattern": TENANT_PATTERN,
+        },
+    ),
+]
+TenantIdQuery = Annotated[
+    str | None, Query(alias="tenantId", description="a tenant id: a name or a UUID")
+]
 
 
 def _auth_calls(dependant: Dependant) -> Iterator[object]:

@@ -16,7 +16,6 @@ import itertools
 import os
 from datetime import UTC, datetime
 from typing import Annotated, Any
-from uuid import UUID
 
 from fastapi import APIRouter, Query, Request
 from pydantic import AwareDatetime
@@ -45,7 +44,6 @@ from stripemeter.ingest.validation import (
     METRIC_PATTERN,
     PRINTABLE_PATTERN,
     STRIPE_MAX_DIGITS,
-    UUID_TEXT,
     ValidEvent,
     check_header_key,
     parse_batch,
@@ -53,6 +51,7 @@ from stripemeter.ingest.validation import (
 )
 from stripemeter.jsonio import JsonResponse, canonical_bytes, parse_json_exact
 from stripemeter.ops.metrics import REJECTED_METRIC_LABEL, record_ingest
+from stripemeter.tenants import MAX_TENANT_CHARS, TENANT_PATTERN, canonical_or_none
 
 router = APIRouter(tags=["events"])
 
@@ -73,7 +72,13 @@ _EVENT_SCHEMA: dict[str, Any] = {
     "required": ["tenantId", "metric", "customerRef", "quantity", "ts"],
     "additionalProperties": False,
     "properties": {
-        "tenantId": {"type": "string", "format": "uuid"},
+        "tenantId": {
+            "type": "string",
+            "minLength": 1,
+            "maxLength": MAX_TENANT_CHARS,
+            "pattern": TENANT_PATTERN,
+            "description": "a name or a UUID (UUIDs only under STRICT_TENANT_ID_UUID)",
+        },
         "metric": {"type": "string", "pattern": METRIC_PATTERN},
         "customerRef": {
             "type": "string",
@@ -155,22 +160,21 @@ def _check_content_type(request: Request) -> None:
         )
 
 
-def _check_tenants(raw_events: list[Any], principal_tenant: UUID | None) -> None:
+def _check_tenants(raw_events: list[Any], principal_tenant: str | None) -> None:
     """403 for the first event addressed to a tenant other than the key's."""
     if principal_tenant is None:
         return
     for index, raw in enumerate(raw_events):
         tenant = raw.get("tenantId") if isinstance(raw, dict) else None
-        if (
-            isinstance(tenant, str)
-            and UUID_TEXT.fullmatch(tenant)
-            and UUID(tenant) != principal_tenant
-        ):
+        if tenant == principal_tenant or not isinstance(tenant, str):
+            continue
+        canonical = canonical_or_none(tenant)  # an invalid id is that event's own 400
+        if canonical is not None and canonical != principal_tenant:
             raise ApiError(
                 403,
                 "forbidden_tenant",
                 f"events[{index}].tenantId: this API key belongs to tenant {principal_tenant} "
-                f"and may not write usage for tenant {tenant.lower()}",
+                f"and may not write usage for tenant {canonical}",
                 f"events[{index}].tenantId",
             )
 
@@ -235,6 +239,7 @@ async def ingest_events(request: Request) -> JsonResponse:
                     now=now,
                     max_skew_s=settings.MAX_FUTURE_SKEW_SECONDS,
                     max_meta_bytes=settings.MAX_EVENT_META_BYTES,
+                    strict_tenant_uuid=settings.STRICT_TENANT_ID_UUID,
                 )
             )
         except InputError as exc:

@@ -18,7 +18,6 @@ import logging
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
-from uuid import UUID
 
 import anyio.to_thread
 from fastapi import APIRouter, Request
@@ -33,7 +32,7 @@ log = logging.getLogger("stripemeter.api.health")
 
 HealthCheck = Callable[[], tuple[str, str, str]]
 # (tenant or None for every tenant) -> (check name, fields to add to that check)
-HealthDetail = Callable[[UUID | None], tuple[str, dict[str, Any]]]
+HealthDetail = Callable[[str | None], tuple[str, dict[str, Any]]]
 _RANK = {"ok": 0, "degraded": 1, "unhealthy": 2}
 _OVERALL = {0: "healthy", 1: "degraded", 2: "unhealthy"}
 DB_CHECK_TIMEOUT_S = 2.0

@@ -25,6 +25,7 @@ from stripemeter.api.deps import (
     AuthFirstRoute,
     Pool,
     ReadPrincipal,
+    TenantIdBody,
     TenantIdQuery,
     verification_gateway,
 )
@@ -53,7 +54,7 @@ class MappingIn(BaseModel):
 
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
 
-    tenant_id: UUID = Field(alias="tenantId")
+    tenant_id: TenantIdBody = Field(alias="tenantId")
     metric: Annotated[str, Field(pattern=METRIC_PATTERN)]
     aggregation: AggregationName
     stripe_account: Label | None = Field(default=None, alias="stripeAccount")
@@ -178,7 +179,7 @@ def delete_mapping(mapping_id: UUID, principal: AdminPrincipal, pool: Pool) -> J
     with pool.connection() as conn:
         found = mappings.get_mapping(conn, mapping_id)
         if found is not None:
-            principal.require_tenant(UUID(found["tenantId"]))
+            principal.require_tenant(found["tenantId"])
             mappings.delete_mapping(conn, mapping_id)
     if found is None:
         raise ApiError(404, "not_found", f"no mapping with id {mapping_id}", "id")

@@ -21,7 +21,6 @@ from __future__ import annotations
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
-from uuid import UUID
 
 import anyio.to_thread
 from fastapi import APIRouter, Request
@@ -48,7 +47,7 @@ class Disclosure:
 
     tenant_detail: bool
     # With detail: only this tenant's series; None means every tenant.
-    tenant_id: UUID | None = None
+    tenant_id: str | None = None
 
 
 PUBLIC = Disclosure(tenant_detail=False)

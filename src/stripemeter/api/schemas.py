@@ -139,7 +139,7 @@ class StoredEvent(WireModel):
     """One event of the ledger."""
 
     seq: int = Field(description="arrival order")
-    tenantId: UUID
+    tenantId: str
     idempotencyKey: str
     metric: str
     customerRef: str
@@ -170,7 +170,7 @@ class UsageAnswer(WireModel):
     max: DecimalText | None = Field(description="null when there was no usage")
     last: DecimalText | None = Field(description="the latest value; null when there was no usage")
     events: int = Field(ge=0)
-    tenantId: UUID
+    tenantId: str
     metric: str
     customerRef: str | None
     from_: Instant = Field(alias="from")
@@ -184,7 +184,7 @@ class Mapping(WireModel):
     """A price mapping: which Stripe price (and meter) a tenant's metric bills through."""
 
     id: UUID
-    tenantId: UUID
+    tenantId: str
     metric: str
     aggregation: AggregationName
     stripeAccount: str
@@ -215,7 +215,7 @@ class MappingDeleted(WireModel):
 class Binding(WireModel):
     """Which Stripe customer a tenant's customerRef is billed as."""
 
-    tenantId: UUID
+    tenantId: str
     customerRef: str
     stripeCustomerId: str
     createdAt: Instant
@@ -225,14 +225,14 @@ class Binding(WireModel):
 class BindingList(WireModel):
     """`GET /v1/customers/bindings`: the tenant's bindings, by customerRef."""
 
-    tenantId: UUID
+    tenantId: str
     bindings: list[Binding]
 
 
 class BindingDeleted(WireModel):
     """`DELETE /v1/customers/{customerRef}/binding`."""
 
-    tenantId: UUID
+    tenantId: str
     customerRef: str
     deleted: Literal[True]
 
@@ -243,7 +243,7 @@ class BindingDeleted(WireModel):
 class WriterStatus(WireModel):
     """`GET /v1/writer/status`: usage Stripe does not hold yet, and the writer's last error."""
 
-    tenantId: UUID
+    tenantId: str
     pendingBuckets: int = Field(ge=0)
     pendingUnits: DecimalText
     quarantinedPushes: int = Field(
@@ -259,7 +259,7 @@ class Report(WireModel):
     """A reconciliation report of one (mapping, customer, period)."""
 
     id: UUID
-    tenantId: UUID
+    tenantId: str
     mappingId: UUID | None = Field(description="null once the mapping was deleted")
     metric: str
     customerRef: str
@@ -295,7 +295,7 @@ class Run(WireModel):
     """A reconciliation run: status, timings, outcome."""
 
     runId: UUID
-    tenantId: UUID
+    tenantId: str
     status: RunStatus
     statusUrl: str = Field(description="where to follow the run")
     requestedAt: Instant
@@ -342,7 +342,7 @@ class OverallDrift(WireModel):
 class Summary(WireModel):
     """`GET /v1/reconciliation/summary` (JSON): drift per metric and overall."""
 
-    tenantId: UUID
+    tenantId: str
     periodStart: str = Field(description="the window's start as asked: YYYY-MM, or an instant")
     periodEnd: str = Field(description="the window's end as asked: YYYY-MM, or an instant")
     perMetric: list[MetricDrift]
@@ -354,7 +354,7 @@ class Summary(WireModel):
 class MonthReports(WireModel):
     """`GET /v1/reconciliation/{month}`: the latest report of each item of the month."""
 
-    tenantId: UUID
+    tenantId: str
     month: str = Field(description="YYYY-MM, as asked")
     reports: list[Report]
 
@@ -378,7 +378,7 @@ class Liveness(WireModel):
 class FailingTenant(WireModel):
     """A tenant the writer keeps failing for (tenant detail only)."""
 
-    tenantId: UUID
+    tenantId: str
     consecutiveFailures: int
     lastError: str | None
     lastErrorAt: Instant | None

@@ -89,7 +89,7 @@ def to_json(row: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def bound_stripe_customers(conn: psycopg.Connection, tenant_id: UUID) -> set[str]:
+def bound_stripe_customers(conn: psycopg.Connection, tenant_id: str) -> set[str]:
     """The Stripe customer ids bound to the tenant."""
     return set(bound_customers(conn, tenant_id).values())
 
@@ -201,7 +201,7 @@ def upsert_mapping(conn: psycopg.Connection, values: dict[str, Any]) -> tuple[di
 
 
 def list_mappings(
-    conn: psycopg.Connection, tenant_id: UUID, *, active: bool | None = None
+    conn: psycopg.Connection, tenant_id: str, *, active: bool | None = None
 ) -> list[dict[str, Any]]:
     """Every mapping of a tenant (or only its active / inactive ones), active first."""
     with conn.cursor(row_factory=dict_row) as cur:

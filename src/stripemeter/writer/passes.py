@@ -42,7 +42,6 @@ import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from uuid import UUID
 
 import psycopg
 
@@ -83,7 +82,7 @@ def push_pending(
     conn_or_pool: ConnOrPool,
     client: ClientOrGateway,
     settings: Settings,
-    tenant_id: UUID | None = None,
+    tenant_id: str | None = None,
 ) -> PushResult:
     """Push every pending bucket once (one pass); return what happened.
 
@@ -93,7 +92,7 @@ def push_pending(
     """
     gateway = gateway_for(client, settings)
     result = PushResult()
-    failed_tenants: dict[UUID, PushFailure] = {}
+    failed_tenants: dict[str, PushFailure] = {}
     with borrow(conn_or_pool) as conn:
         outstanding = customers_with_pending(conn, tenant_id)
         conn.commit()
@@ -137,7 +136,7 @@ def drain(
     conn_or_pool: ConnOrPool,
     client: ClientOrGateway,
     settings: Settings,
-    tenant_id: UUID | None = None,
+    tenant_id: str | None = None,
     *,
     max_passes: int = 50,
 ) -> PushResult:
@@ -202,7 +201,7 @@ def _push_mapping(
 
 def _resend(
     gateway: StripeGateway,
-    tenant_id: UUID,
+    tenant_id: str,
     customer_ref: str,
     conn: psycopg.Connection,
     result: PushResult,
@@ -228,7 +227,7 @@ def _push_locked_customer(
 
 def _locked_customer(
     conn: psycopg.Connection,
-    tenant_id: UUID,
+    tenant_id: str,
     customer_ref: str,
     work: Callable[[psycopg.Connection, PushResult], None],
 ) -> PushResult:

@@ -65,7 +65,18 @@ def bad_event(**changes: Any) -> Callable[[str], dict[str, Any]]:
 
 EVENT_CASES: dict[str, tuple[Callable[[str], Any], str, str, str]] = {
     # name: (event builder, error code, message fragment, field)
-    "tenant_not_uuid": (bad_event(tenantId="acme"), "invalid_value", "must be a UUID", "tenantId"),
+    "tenant_too_long": (
+        bad_event(tenantId="t" * 65),
+        "invalid_value",
+        "must be 1 to 64 printable characters",
+        "tenantId",
+    ),
+    "tenant_with_control_character": (
+        bad_event(tenantId="acme\tcorp"),
+        "invalid_value",
+        "printable characters",
+        "tenantId",
+    ),
     "tenant_missing": (
         bad_event(tenantId=...),
         "missing_field",

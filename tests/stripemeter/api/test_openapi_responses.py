@@ -105,7 +105,7 @@ def assert_conforms(served: Served, method: str, template: str, answer: requests
 def served(pg_server_url: str) -> Iterator[Served]:
     with running_emulator() as emulator, fresh_database(pg_server_url) as db_url:
         world = build_world(emulator, db_url, customers=2)
-        other_tenant = uuid.uuid4()
+        other_tenant = str(uuid.uuid4())
         with psycopg.connect(db_url) as conn:
             keys = {
                 "admin": create_api_key(conn, world.tenant_id, "admin", scopes=ALL_SCOPES).secret,
@@ -282,7 +282,7 @@ def test_mapping_answers_conform(served: Served) -> None:
     route = "/v1/mappings"
     listed = served.call("GET", route, 200).json()["mappings"]
     assert [m["metric"] for m in listed] == [served.world.metric]
-    served.call("GET", route, 400, params={"tenantId": "acme"})
+    served.call("GET", route, 400, params={"tenantId": "acme\tcorp"})
     served.call("GET", route, 401, key=None)
 
     item = served.world.items[served.world.customers[0]]
@@ -336,7 +336,7 @@ def test_writer_status_answers_conform(served: Served) -> None:
     route = "/v1/writer/status"
     status = served.call("GET", route, 200).json()
     assert status["pendingBuckets"] > 0 and status["lastPushAt"] is None
-    served.call("GET", route, 400, params={"tenantId": "acme"})
+    served.call("GET", route, 400, params={"tenantId": "acme\tcorp"})
     served.call("GET", route, 401, key=None)
 
 

@@ -6,14 +6,16 @@ every such call)."""
 
 from __future__ import annotations
 
-import uuid
 from datetime import UTC, datetime, timedelta
 
 import psycopg
 import requests
 
+from stripemeter.api.app import create_app
 from stripemeter.auth import create_api_key
-from tests.stripemeter.conftest import Api, event
+from stripemeter.config import load_settings
+from tests.stripemeter.conftest import Api, event, start_api
+from tests.support.servers import serve_asgi
 
 
 def _ingest(api: Api, *timestamps: str) -> None:
@@ -76,7 +78,7 @@ def test_health_answers_status_and_timestamp(api: Api) -> None:
 
 def _key(api: Api, scopes: tuple[str, ...] = ("ingest", "read")) -> str:
     with psycopg.connect(api.db_url) as conn:
-        return create_api_key(conn, uuid.UUID(api.tenant), "x", scopes=scopes).secret
+        return create_api_key(conn, api.tenant, "x", scopes=scopes).secret
 
 
 def test_x_api_key_header_authenticates_like_bearer(api: Api) -> None:
@@ -121,3 +123,76 @@ def test_different_keys_in_the_two_headers_are_refused(api: Api) -> None:
         "field": "x-api-key",
     }
     assert api.scalar("SELECT count(*) FROM events") == 0
+
+
+# StripeMeter's README "REST API" example, byte for byte (its curl sends no key: here the
+# key rides along as x-api-key, StripeMeter's header).
+README_INGEST = """{
+    "events": [{
+      "tenantId": "your-tenant-id",
+      "metric": "api_calls",
+      "customerRef": "cus_ABC123",
+      "quantity": 100,
+      "ts": "2025-01-16T14:30:00Z"
+    }]
+  }"""
+
+
+def test_stripemeter_readme_ingest_example_works_as_written(db_url: str) -> None:
+    with psycopg.connect(db_url) as conn:
+        secret = create_api_key(conn, "your-tenant-id", "readme", scopes=("ingest", "read")).secret
+    app = create_app(load_settings(), db_url=db_url)
+    with serve_asgi(app) as base:
+        headers = {"Content-Type": "application/json", "x-api-key": secret}
+        answer = requests.post(
+            base + "/v1/events/ingest", data=README_INGEST, headers=headers, timeout=10
+        )
+        assert answer.status_code == 200, answer.text
+        assert answer.json()["accepted"] == 1
+        listed = requests.get(
+            base + "/v1/events",
+            params={"tenantId": "your-tenant-id", "limit": 10},
+            headers=headers,
+            timeout=10,
+        )
+        assert listed.status_code == 200
+        [stored] = listed.json()["events"]
+        assert (stored["tenantId"], stored["customerRef"], stored["quantity"]) == (
+            "your-tenant-id",
+            "cus_ABC123",
+            "100",
+        )
+        usage = requests.get(
+            base + "/v1/usage",
+            params={
+                "tenantId": "your-tenant-id",
+                "metric": "api_calls",
+                "from": "2025-01-16T14:00:00Z",
+                "to": "2025-01-16T15:00:00Z",
+            },
+            headers=headers,
+            timeout=10,
+        )
+        assert usage.status_code == 200 and usage.json()["total"] == "100"
+
+
+def test_bypass_auth_takes_a_name_as_tenant_and_strict_mode_refuses_it(db_url: str) -> None:
+    body = {"events": [event("demo")]}
+    with start_api(db_url, bypass=True) as open_api:
+        assert open_api.post("/v1/events/ingest", json=body).status_code == 200
+    with start_api(db_url, bypass=True, STRICT_TENANT_ID_UUID=True) as strict:
+        refused = strict.post("/v1/events/ingest", json=body)
+        assert refused.status_code == 400
+        assert refused.json()["error"]["message"] == (
+            "events[0].tenantId: tenantId must be a UUID (STRICT_TENANT_ID_UUID is on), got 'demo'"
+        )
+        read = strict.get("/v1/events", params={"tenantId": "demo"})
+        assert read.status_code == 400 and read.json()["error"]["field"] == "tenantId"
+        assert strict.post("/v1/events/ingest", json={"events": [event(strict.tenant)]}).ok
+
+
+def test_an_upper_case_uuid_is_the_same_tenant_as_its_lower_case_form(api: Api) -> None:
+    answer = api.post("/v1/events/ingest", json={"events": [event(api.tenant.upper())]})
+    assert answer.status_code == 200, answer.text
+    listed = api.get("/v1/events", params={"tenantId": api.tenant.upper()}).json()["events"]
+    assert [e["tenantId"] for e in listed] == [api.tenant]

@@ -397,7 +397,8 @@ def test_no_key_and_a_malformed_body_is_401_not_400(
     assert answer.json() == {
         "error": {
             "code": "unauthorized",
-            "message": "missing API key: send 'Authorization: Bearer <secret>'",
+            "message": "missing API key: send 'Authorization: Bearer <secret>' or "
+            "'x-api-key: <secret>'",
             "field": "Authorization",
         }
     }
