@@ -177,6 +177,57 @@ class UsageAnswer(WireModel):
     to: Instant
 
 
+class PeriodOut(WireModel):
+    """A Stripe billing period `[start, end)`."""
+
+    start: Instant
+    end: Instant
+
+
+class CurrentMetric(WireModel):
+    """One active mapping's usage in the customer's current Stripe period."""
+
+    name: str = Field(description="the metric")
+    aggregation: AggregationName
+    current: DecimalText = Field(description="the local aggregate over the period so far")
+    period: PeriodOut
+    subscriptionItemId: str
+
+
+class CurrentUsage(WireModel):
+    """`GET /v1/usage/current`: usage per metric in the customer's current Stripe period."""
+
+    tenantId: str
+    customerRef: str
+    stripeCustomerId: str
+    metrics: list[CurrentMetric]
+
+
+class ProjectedMetric(WireModel):
+    """One metric's end-of-period estimate."""
+
+    name: str
+    aggregation: AggregationName
+    current: DecimalText
+    projected: DecimalText
+    method: Literal["linear", "current"] = Field(
+        description="linear: current x period length / elapsed (sum, count); current: a "
+        "max or last value is projected as it stands"
+    )
+    period: PeriodOut
+    elapsedFraction: DecimalText = Field(description="share of the period elapsed, 0..1")
+
+
+class Projection(WireModel):
+    """`POST /v1/usage/projection`: end-of-period estimates, with the method stated."""
+
+    tenantId: str
+    customerRef: str
+    method: Literal["linear"]
+    asOf: Instant = Field(description="the instant projected from (a test clock's time)")
+    metrics: list[ProjectedMetric]
+
+
 # --- mappings and bindings ------------------------------------------------------------
 
 

@@ -322,12 +322,12 @@ REQUEST_CASES: dict[str, Case] = {
     ),
     "events_bad_tenant_param": Case(
         400,
-        "invalid_request",
-        "tenantId",
+        "invalid_value",
+        "tenantId must be 1 to 64 printable characters",
         "tenantId",
         method="GET",
         path="/v1/events",
-        params={"tenantId": "nope"},
+        params={"tenantId": "t" * 65},
     ),
     "mapping_bad_aggregation": Case(
         400,

@@ -275,6 +275,20 @@ def test_usage_answers_conform(served: Served) -> None:
     served.call("GET", route, 403, key="other", params={**window, "tenantId": served.tenant})
 
 
+def test_current_usage_and_projection_answers_conform(served: Served) -> None:
+    customer = {"customerRef": served.world.customers[0]}
+    metrics = served.call("GET", "/v1/usage/current", 200, params=customer).json()["metrics"]
+    assert [m["name"] for m in metrics] == [served.world.metric]
+    served.call("GET", "/v1/usage/current", 404, params={"customerRef": "nobody"})
+    served.call("GET", "/v1/usage/current", 400, params={})
+    served.call("GET", "/v1/usage/current", 401, key=None, params=customer)
+    projection = served.call("POST", "/v1/usage/projection", 200, json=customer).json()
+    assert projection["method"] == "linear"
+    served.call("POST", "/v1/usage/projection", 404, json={"customerRef": "nobody"})
+    served.call("POST", "/v1/usage/projection", 400, json={**customer, "periodEnd": "x"})
+    served.call("POST", "/v1/usage/projection", 401, key=None, json=customer)
+
+
 # --- mappings and bindings --------------------------------------------------------------
 
 
