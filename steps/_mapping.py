@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from uuid import UUID
-
 import psycopg
 
 from steps._env import StepError
@@ -46,9 +44,7 @@ def upsert_mapping(settings: Settings, state: DemoState) -> None:
     try:
         with connect(database_url(settings)) as conn:
             conn.execute(UPSERT_MAPPING, params)
-            bindings.bind(
-                conn, UUID(state.tenantId), state.customerId, state.customerId, verified=True
-            )
+            bindings.bind(conn, state.tenantId, state.customerId, state.customerId, verified=True)
     except psycopg.errors.UndefinedTable:
         raise StepError(NOT_MIGRATED) from None
     except BindingConflict as exc:

@@ -55,7 +55,7 @@ def check_scopes(scopes: Collection[str]) -> frozenset[str]:
 class KeyInfo:
     """What an active key grants: its tenant and scopes."""
 
-    tenant_id: UUID
+    tenant_id: str
     scopes: frozenset[str]
 
 
@@ -64,7 +64,7 @@ class CreatedKey:
     """A new API key: its id, tenant, scopes, and the secret (shown once, never stored)."""
 
     id: UUID
-    tenant_id: UUID
+    tenant_id: str
     secret: str
     scopes: frozenset[str] = frozenset(DEFAULT_SCOPES)
 
@@ -76,7 +76,7 @@ def hash_secret(secret: str) -> str:
 
 def create_api_key(
     conn: psycopg.Connection,
-    tenant_id: UUID,
+    tenant_id: str,
     name: str | None,
     *,
     scopes: Collection[str] = DEFAULT_SCOPES,

@@ -5,8 +5,8 @@
     stripemeter api [--host 127.0.0.1] [--port 3000] [--no-workers] [--no-migrate]
                     [--insecure-bypass-auth-anywhere] [--workers-processes N|auto]
     stripemeter workers
-    stripemeter api-keys create --tenant UUID [--name NAME] [--scope ingest|read|admin]...
-    stripemeter bindings put --tenant UUID --customer-ref REF --stripe-customer cus_...
+    stripemeter api-keys create --tenant ID [--name NAME] [--scope ingest|read|admin]...
+    stripemeter bindings put --tenant ID --customer-ref REF --stripe-customer cus_...
                              [--no-verify]
     stripemeter backfill FILE [--format jsonl|csv] [--batch-size N] [--dry-run]
                          [--checkpoint PATH] [--restart] [--tenant UUID] [--progress]
@@ -38,14 +38,14 @@ import sys
 import warnings
 from collections.abc import Callable, Sequence
 from typing import Any
-from uuid import UUID
 
 from stripemeter.auth import DEFAULT_SCOPES, check_bypass_allowed, create_api_key
 from stripemeter.config import Settings, load_settings
 from stripemeter.db import connect, database_url, embedded
 from stripemeter.db.migrate import apply_migrations, require_current_schema
-from stripemeter.errors import CliError, StripemeterError
+from stripemeter.errors import CliError, InputError, StripemeterError
 from stripemeter.stripe.client import resolve_stripe_target
+from stripemeter.tenants import check_tenant_id
 
 log = logging.getLogger("stripemeter.cli")
 
@@ -88,11 +88,23 @@ def _processes(text: str) -> int:
         raise argparse.ArgumentTypeError(f"{exc}; use a number or 'auto'") from None
 
 
-def _tenant(text: str) -> UUID:
+def _tenant(text: str) -> str:
+    """`--tenant`: a tenant id in canonical form (`stripemeter.tenants`).
+
+    STRICT_TENANT_ID_UUID is checked where the settings are known (`_strict_tenant`).
+    """
     try:
-        return UUID(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a UUID: {text!r}") from None
+        return check_tenant_id(text, field="--tenant")
+    except InputError as exc:
+        raise argparse.ArgumentTypeError(exc.message) from None
+
+
+def _strict_tenant(tenant: str, settings: Settings) -> str:
+    """`tenant`, refused with CliError when STRICT_TENANT_ID_UUID wants a UUID."""
+    try:
+        return check_tenant_id(tenant, strict_uuid=settings.STRICT_TENANT_ID_UUID, field="--tenant")
+    except InputError as exc:
+        raise CliError(exc.message) from None
 
 
 def cmd_db(args: argparse.Namespace, settings: Settings) -> int:
@@ -191,9 +203,10 @@ def cmd_api_keys(args: argparse.Namespace, settings: Settings) -> int:
     only when asked for with `--scope admin`.
     """
     scopes = args.scope or list(DEFAULT_SCOPES)
+    tenant = _strict_tenant(args.tenant, settings)
     with connect(database_url(settings)) as conn:
         require_current_schema(conn)
-        created = create_api_key(conn, args.tenant, args.name, scopes=scopes)
+        created = create_api_key(conn, tenant, args.name, scopes=scopes)
     print(
         f"created API key {created.id} for tenant {created.tenant_id} with scopes "
         f"{', '.join(sorted(created.scopes))}; the secret below is shown only once",
@@ -213,6 +226,7 @@ def cmd_bindings(args: argparse.Namespace, settings: Settings) -> int:
     from stripemeter.stripe.client import gateway_from_settings
     from stripemeter.stripe.gateway import RetryPolicy
 
+    tenant = _strict_tenant(args.tenant, settings)
     if not re.fullmatch(r"cus_[A-Za-z0-9_]{1,251}", args.stripe_customer):
         raise CliError(
             "--stripe-customer must be a Stripe customer id (cus_...), "
@@ -228,7 +242,7 @@ def cmd_bindings(args: argparse.Namespace, settings: Settings) -> int:
         require_current_schema(conn)
         created = bindings.bind(
             conn,
-            args.tenant,
+            tenant,
             args.customer_ref,
             args.stripe_customer,
             verified=not args.no_verify,
@@ -236,7 +250,7 @@ def cmd_bindings(args: argparse.Namespace, settings: Settings) -> int:
         conn.commit()
     print(
         f"{'bound' if created else 'rebound'} customerRef {args.customer_ref!r} of tenant "
-        f"{args.tenant} to {args.stripe_customer}"
+        f"{tenant} to {args.stripe_customer}"
         + ("" if not args.no_verify else " (not verified with Stripe)"),
         file=sys.stderr,
     )
@@ -383,7 +397,9 @@ def build_parser() -> argparse.ArgumentParser:
     keys = sub.add_parser("api-keys", help="manage API keys")
     keys_sub = keys.add_subparsers(dest="keys_command", required=True, metavar="ACTION")
     create = keys_sub.add_parser("create", help="create a key for a tenant")
-    create.add_argument("--tenant", type=_tenant, required=True, help="tenant UUID")
+    create.add_argument(
+        "--tenant", type=_tenant, required=True, help="tenant id (a name or a UUID)"
+    )
     create.add_argument("--name", default=None, help="label for the key")
     create.add_argument(
         "--scope",
@@ -396,7 +412,7 @@ def build_parser() -> argparse.ArgumentParser:
     binds = sub.add_parser("bindings", help="bind customerRefs to Stripe customers")
     binds_sub = binds.add_subparsers(dest="bindings_command", required=True, metavar="ACTION")
     put = binds_sub.add_parser("put", help="bind a tenant's customerRef to a Stripe customer")
-    put.add_argument("--tenant", type=_tenant, required=True, help="tenant UUID")
+    put.add_argument("--tenant", type=_tenant, required=True, help="tenant id (a name or a UUID)")
     put.add_argument("--customer-ref", required=True, help="the customerRef events carry")
     put.add_argument("--stripe-customer", required=True, help="Stripe customer id (cus_...)")
     put.add_argument(

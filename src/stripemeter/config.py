@@ -145,6 +145,9 @@ class Settings(EnvSettings):
     STRIPEMETER_HOME: Path = Path(".stripemeter")
     API_HOST: str = "localhost:3000"
     BYPASS_AUTH: bool = False
+    # Tenant ids: any printable name of up to 64 characters, or only UUIDs when true
+    # (stripemeter.tenants).
+    STRICT_TENANT_ID_UUID: bool = False
     # Show per-tenant series on /metrics and /health/ready without an admin key
     # (for a scraper on a private network); off, they need an admin key.
     METRICS_TENANT_DETAIL: bool = False

@@ -14,7 +14,8 @@ other exception is a bug and keeps its traceback. The tree:
     │   └── WebhookPayloadError      a verified webhook body that is not a Stripe event (400)
     ├── ConflictError                the request contradicts what is stored
     │   ├── IdempotencyConflict      an Idempotency-Key reused with another body
-    │   └── BindingConflict          a Stripe customer already bound elsewhere
+    │   ├── BindingConflict          a Stripe customer already bound elsewhere
+    │   └── MappingConflict          a metric's mapping cannot be switched off as asked
     ├── DatabaseUnavailable          PostgreSQL cannot be reached
     │   ├── EmbeddedDatabaseError    the embedded server would not start or stop
     │   └── DatabaseTimeout          no pooled connection in time (also psycopg's PoolTimeout)
@@ -100,6 +101,10 @@ class IdempotencyConflict(ConflictError):
 
 class BindingConflict(ConflictError):
     """The Stripe customer is already bound elsewhere."""
+
+
+class MappingConflict(ConflictError):
+    """A metric has an active and an older inactive mapping; switching off needs one."""
 
 
 class DatabaseUnavailable(StripemeterError):

@@ -27,6 +27,7 @@ class Api:
     tenant: str
     session: requests.Session
     db_url: str
+    app: Any = None  # the FastAPI app being served
 
     def url(self, path: str) -> str:
         return self.base + path
@@ -53,11 +54,11 @@ def start_api(db_url: str, *, bypass: bool = False, **settings: Any) -> Iterator
     session = requests.Session()
     if not bypass:
         with psycopg.connect(db_url) as conn:
-            key = create_api_key(conn, uuid.UUID(tenant), "tests", scopes=ALL_SCOPES)
+            key = create_api_key(conn, tenant, "tests", scopes=ALL_SCOPES)
         session.headers["Authorization"] = f"Bearer {key.secret}"
     app = create_app(load_settings(BYPASS_AUTH=bypass, **settings), db_url=db_url)
     with serve_asgi(app) as base:
-        yield Api(base=base, tenant=tenant, session=session, db_url=db_url)
+        yield Api(base=base, tenant=tenant, session=session, db_url=db_url, app=app)
     session.close()
 
 

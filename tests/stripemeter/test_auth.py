@@ -69,7 +69,7 @@ def test_reads_default_to_the_keys_tenant(api: Api) -> None:
 
 
 def test_only_the_hash_of_a_secret_is_stored(db_url: str) -> None:
-    tenant = uuid.uuid4()
+    tenant = str(uuid.uuid4())
     with psycopg.connect(db_url) as conn:
         created = create_api_key(conn, tenant, "ci")
         stored = conn.execute("SELECT prefix, secret_sha256, name FROM api_keys").fetchall()
@@ -116,7 +116,7 @@ def test_bypass_on_other_addresses_is_refused_unless_forced(host: str) -> None:
 
 
 def test_new_keys_default_to_ingest_and_read(db_url: str) -> None:
-    tenant = uuid.uuid4()
+    tenant = str(uuid.uuid4())
     with psycopg.connect(db_url) as conn:
         plain = create_api_key(conn, tenant, "plain")
         admin = create_api_key(conn, tenant, "ops", scopes=["admin"])
@@ -139,7 +139,7 @@ def test_unknown_or_no_scope_is_refused_and_nothing_stored(
 ) -> None:
     with psycopg.connect(db_url) as conn:
         with pytest.raises(UnknownScope) as refused:
-            create_api_key(conn, uuid.uuid4(), "x", scopes=scopes)
+            create_api_key(conn, str(uuid.uuid4()), "x", scopes=scopes)
         assert str(refused.value) == message
         assert conn.execute("SELECT count(*) FROM api_keys").fetchone() == (0,)
 

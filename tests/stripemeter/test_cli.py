@@ -117,7 +117,12 @@ def test_api_keys_create_prints_the_secret_once_and_stores_its_hash(
             1,
             "error: invalid configuration: MAX_INGEST_BATCH",
         ),
-        (["api-keys", "create", "--tenant", "acme"], {}, 2, "not a UUID: 'acme'"),
+        (
+            ["api-keys", "create", "--tenant", "acme\tcorp"],
+            {},
+            2,
+            "--tenant must be 1 to 64 printable characters",
+        ),
         (["api", "--port", "70000"], {}, 2, "port must be 1-65535"),
         (["db", "restart"], {}, 2, "invalid choice: 'restart'"),
         (

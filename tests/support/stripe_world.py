@@ -67,7 +67,7 @@ class StripeWorld:
 
     url: str
     client: stripe.StripeClient
-    tenant_id: uuid.UUID
+    tenant_id: str
     metric: str
     meter_id: str
     event_name: str
@@ -138,7 +138,7 @@ def build_world(
     world = StripeWorld(
         url=emulator_url,
         client=client,
-        tenant_id=uuid.uuid4(),
+        tenant_id=str(uuid.uuid4()),
         metric="api_calls",
         meter_id=meter.id,
         event_name=event_name,

@@ -6,7 +6,9 @@ first so that queued requests are stored. `app.state` carries `settings`, `pool`
 `ingest` (the `GroupCommitter`), `key_cache` and `extra_health_checks` (callables
 other components append to before start-up to take part in `/health/ready`).
 
-Adding a component's routes: append its `router` to `ROUTERS` below.
+Adding a component's routes: append its `router` to `ROUTERS` below. Every API route
+refuses query parameters it does not declare (`api.query_guard`), routes added later
+included.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from stripemeter.api import (
     health,
     mappings,
     metrics,
+    query_guard,
     reconciliation,
     stripe_webhooks,
     usage,
@@ -138,6 +141,8 @@ def create_app(settings: Settings, *, db_url: str | None = None) -> FastAPI:
     install_error_handlers(app)
     for router in ROUTERS:
         app.include_router(router)
+    query_guard.document(app)
+    app.add_middleware(query_guard.QueryGuardMiddleware, fastapi_app=app)
     app.add_middleware(BodyLimitMiddleware)
     app.add_middleware(metrics.MetricsMiddleware)
     return app

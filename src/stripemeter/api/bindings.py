@@ -15,7 +15,6 @@ no pooled connection.
 from __future__ import annotations
 
 from typing import Annotated
-from uuid import UUID
 
 import anyio.to_thread
 from fastapi import APIRouter, Path, Request
@@ -26,6 +25,7 @@ from stripemeter.api.deps import (
     AuthFirstRoute,
     Pool,
     ReadPrincipal,
+    TenantIdBody,
     TenantIdQuery,
     verification_gateway,
 )
@@ -68,7 +68,7 @@ class BindingIn(BaseModel):
 
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
 
-    tenant_id: UUID | None = Field(
+    tenant_id: TenantIdBody | None = Field(
         default=None, alias="tenantId", description="defaults to the key's tenant"
     )
     stripe_customer_id: str = Field(

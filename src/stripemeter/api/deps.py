@@ -5,6 +5,9 @@ Route functions declare `principal: ReadPrincipal` (or `IngestPrincipal`,
 `settings: AppSettings`; FastAPI fills them from `app.state`. A key without the
 scope a route needs gets 403 `forbidden_scope` with `requiredScope` naming it.
 
+The key comes as `Authorization: Bearer <secret>` or (StripeMeter's header) `x-api-key:
+<secret>`; both headers with different keys are refused with 400.
+
 FastAPI reads and parses a route's JSON body before it runs any dependency, so a
 malformed body from a caller without a key would answer 400 and tell a stranger about
 the route's schema. Routers with body routes use `route_class=AuthFirstRoute`: their
@@ -17,12 +20,12 @@ from __future__ import annotations
 from collections.abc import Callable, Coroutine, Iterator
 from dataclasses import dataclass
 from typing import Annotated, Any
-from uuid import UUID
 
 import anyio.to_thread
 from fastapi import Depends, Query, Request
 from fastapi.dependencies.models import Dependant
 from fastapi.routing import APIRoute
+from pydantic import AfterValidator, Field
 from starlette.responses import Response
 
 from stripemeter import auth
@@ -34,6 +37,7 @@ from stripemeter.db.pool import Pool as ConnectionPoolType
 from stripemeter.errors import StripeConfigError
 from stripemeter.stripe.client import gateway_from_settings
 from stripemeter.stripe.gateway import RetryPolicy, StripeGateway
+from stripemeter.tenants import MAX_TENANT_CHARS, TENANT_PATTERN, check_tenant_id
 
 
 @dataclass(frozen=True)
@@ -43,8 +47,9 @@ class Principal:
     `scopes` are the key's (module `stripemeter.auth`); BYPASS_AUTH has them all.
     """
 
-    tenant_id: UUID | None
+    tenant_id: str | None
     scopes: frozenset[str] = ALL_SCOPES
+    strict_uuid: bool = False  # STRICT_TENANT_ID_UUID: tenant ids it names must be UUIDs
 
     def require_scope(self, scope: KeyScope) -> None:
         """Refuse (403, naming the scope) a request this key's scopes do not cover."""
@@ -64,8 +69,14 @@ class Principal:
         """Namespace for request-level idempotency keys: the tenant, or `bypass`."""
         return "bypass" if self.tenant_id is None else str(self.tenant_id)
 
-    def require_tenant(self, tenant_id: UUID) -> None:
-        """Refuse (403, naming the tenant) access to a tenant this caller does not own."""
+    def require_tenant(self, tenant_id: str) -> None:
+        """Refuse (403, naming the tenant) access to a tenant this caller does not own.
+
+        `tenant_id` is canonical (`stripemeter.tenants`); under STRICT_TENANT_ID_UUID a
+        non-UUID is refused with 400 first.
+        """
+        if self.strict_uuid:
+            check_tenant_id(tenant_id, strict_uuid=True)
         if self.tenant_id is not None and tenant_id != self.tenant_id:
             raise ApiError(
                 403,
@@ -75,9 +86,10 @@ class Principal:
                 "tenantId",
             )
 
-    def tenant_or(self, tenant_id: UUID | None) -> UUID:
-        """The tenant a read is about: the given one (checked) or the caller's own."""
+    def tenant_or(self, tenant_id: str | None) -> str:
+        """The tenant a read is about: the given one (checked, canonical) or the caller's own."""
         if tenant_id is not None:
+            tenant_id = check_tenant_id(tenant_id, strict_uuid=self.strict_uuid)
             self.require_tenant(tenant_id)
             return tenant_id
         if self.tenant_id is None:
@@ -118,12 +130,26 @@ def verification_gateway(request: Request) -> StripeGateway:
 
 
 def _bearer_secret(request: Request) -> str:
+    """The API key the request carries: `Authorization: Bearer <secret>` or `x-api-key`.
+
+    `x-api-key` is StripeMeter's header, accepted as is; the same secret in both is
+    fine, two different secrets are refused (400: which one did the caller mean?).
+    """
     header = request.headers.get("authorization")
+    api_key = request.headers.get("x-api-key")
+    if api_key is not None:
+        api_key = api_key.strip()
+        if not api_key:
+            raise ApiError(
+                401, "unauthorized", "empty x-api-key header: send the key's secret", "x-api-key"
+            )
     if not header:
+        if api_key is not None:
+            return api_key
         raise ApiError(
             401,
             "unauthorized",
-            "missing API key: send 'Authorization: Bearer <secret>'",
+            "missing API key: send 'Authorization: Bearer <secret>' or 'x-api-key: <secret>'",
             "Authorization",
         )
     scheme, _, secret = header.partition(" ")
@@ -135,7 +161,20 @@ def _bearer_secret(request: Request) -> str:
             "malformed Authorization header: expected 'Bearer <secret>'",
             "Authorization",
         )
+    if api_key is not None and api_key != secret:
+        raise ApiError(
+            400,
+            "conflicting_api_keys",
+            "the Authorization and x-api-key headers carry different keys; send one of them",
+            "x-api-key",
+        )
     return secret
+
+
+def has_api_key(request: Request) -> bool:
+    """Whether the request carries a key in either accepted header."""
+    headers = request.headers
+    return headers.get("authorization") is not None or headers.get("x-api-key") is not None
 
 
 _PRINCIPAL_STATE = "stripemeter_principal"
@@ -148,14 +187,14 @@ async def get_principal(request: Request) -> Principal:
         return known
     settings: Settings = request.app.state.settings
     if settings.BYPASS_AUTH:
-        principal = Principal(tenant_id=None)
+        principal = Principal(tenant_id=None, strict_uuid=settings.STRICT_TENANT_ID_UUID)
     else:
-        principal = await _authenticate(request)
+        principal = await _authenticate(request, settings.STRICT_TENANT_ID_UUID)
     setattr(request.state, _PRINCIPAL_STATE, principal)
     return principal
 
 
-async def _authenticate(request: Request) -> Principal:
+async def _authenticate(request: Request, strict_uuid: bool) -> Principal:
     secret = _bearer_secret(request)
     cache: auth.KeyCache = request.app.state.key_cache
     digest = auth.hash_secret(secret)
@@ -171,7 +210,7 @@ async def _authenticate(request: Request) -> Principal:
         cache.put(digest, key)
     if key is None:
         raise ApiError(401, "unauthorized", "unknown or revoked API key", "Authorization")
-    return Principal(tenant_id=key.tenant_id, scopes=key.scopes)
+    return Principal(tenant_id=key.tenant_id, scopes=key.scopes, strict_uuid=strict_uuid)
 
 
 async def authorize(request: Request, scope: KeyScope) -> Principal:
@@ -196,7 +235,22 @@ IngestPrincipal = Annotated[Principal, Depends(ScopeGuard("ingest"))]
 ReadPrincipal = Annotated[Principal, Depends(ScopeGuard("read"))]
 AdminPrincipal = Annotated[Principal, Depends(ScopeGuard("admin"))]
 # `?tenantId=`: optional; `Principal.tenant_or` defaults it to the key's tenant.
-TenantIdQuery = Annotated[UUID | None, Query(alias="tenantId")]
+# A tenant id in a request body: checked and made canonical (`stripemeter.tenants`).
+TenantIdBody = Annotated[
+    str,
+    AfterValidator(check_tenant_id),
+    Field(
+        description="a tenant id: a name or a UUID",
+        json_schema_extra={
+            "minLength": 1,
+            "maxLength": MAX_TENANT_CHARS,
+            "pattern": TENANT_PATTERN,
+        },
+    ),
+]
+TenantIdQuery = Annotated[
+    str | None, Query(alias="tenantId", description="a tenant id: a name or a UUID")
+]
 
 
 def _auth_calls(dependant: Dependant) -> Iterator[object]:

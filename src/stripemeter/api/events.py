@@ -16,7 +16,6 @@ import itertools
 import os
 from datetime import UTC, datetime
 from typing import Annotated, Any
-from uuid import UUID
 
 from fastapi import APIRouter, Query, Request
 from pydantic import AwareDatetime
@@ -45,7 +44,6 @@ from stripemeter.ingest.validation import (
     METRIC_PATTERN,
     PRINTABLE_PATTERN,
     STRIPE_MAX_DIGITS,
-    UUID_TEXT,
     ValidEvent,
     check_header_key,
     parse_batch,
@@ -53,6 +51,7 @@ from stripemeter.ingest.validation import (
 )
 from stripemeter.jsonio import JsonResponse, canonical_bytes, parse_json_exact
 from stripemeter.ops.metrics import REJECTED_METRIC_LABEL, record_ingest
+from stripemeter.tenants import MAX_TENANT_CHARS, TENANT_PATTERN, canonical_or_none
 
 router = APIRouter(tags=["events"])
 
@@ -73,7 +72,13 @@ _EVENT_SCHEMA: dict[str, Any] = {
     "required": ["tenantId", "metric", "customerRef", "quantity", "ts"],
     "additionalProperties": False,
     "properties": {
-        "tenantId": {"type": "string", "format": "uuid"},
+        "tenantId": {
+            "type": "string",
+            "minLength": 1,
+            "maxLength": MAX_TENANT_CHARS,
+            "pattern": TENANT_PATTERN,
+            "description": "a name or a UUID (UUIDs only under STRICT_TENANT_ID_UUID)",
+        },
         "metric": {"type": "string", "pattern": METRIC_PATTERN},
         "customerRef": {
             "type": "string",
@@ -155,22 +160,21 @@ def _check_content_type(request: Request) -> None:
         )
 
 
-def _check_tenants(raw_events: list[Any], principal_tenant: UUID | None) -> None:
+def _check_tenants(raw_events: list[Any], principal_tenant: str | None) -> None:
     """403 for the first event addressed to a tenant other than the key's."""
     if principal_tenant is None:
         return
     for index, raw in enumerate(raw_events):
         tenant = raw.get("tenantId") if isinstance(raw, dict) else None
-        if (
-            isinstance(tenant, str)
-            and UUID_TEXT.fullmatch(tenant)
-            and UUID(tenant) != principal_tenant
-        ):
+        if tenant == principal_tenant or not isinstance(tenant, str):
+            continue
+        canonical = canonical_or_none(tenant)  # an invalid id is that event's own 400
+        if canonical is not None and canonical != principal_tenant:
             raise ApiError(
                 403,
                 "forbidden_tenant",
                 f"events[{index}].tenantId: this API key belongs to tenant {principal_tenant} "
-                f"and may not write usage for tenant {tenant.lower()}",
+                f"and may not write usage for tenant {canonical}",
                 f"events[{index}].tenantId",
             )
 
@@ -235,6 +239,7 @@ async def ingest_events(request: Request) -> JsonResponse:
                     now=now,
                     max_skew_s=settings.MAX_FUTURE_SKEW_SECONDS,
                     max_meta_bytes=settings.MAX_EVENT_META_BYTES,
+                    strict_tenant_uuid=settings.STRICT_TENANT_ID_UUID,
                 )
             )
         except InputError as exc:
@@ -280,6 +285,20 @@ def _request_scope(principal: Principal, items: list[ValidEvent | InputError]) -
     return "bypass:" + ",".join(tenants)
 
 
+def _one_bound(
+    name: str, value: datetime | None, alias: str, aliased: datetime | None
+) -> datetime | None:
+    """A window bound given as `name` or as its StripeMeter alias; 400 for both at once."""
+    if value is not None and aliased is not None:
+        raise ApiError(
+            400,
+            "conflicting_parameters",
+            f"{name} and {alias} are the same bound; give only one of them",
+            alias,
+        )
+    return value if value is not None else aliased
+
+
 def _encode_cursor(ts: str, seq: int) -> str:
     return base64.urlsafe_b64encode(f"{ts}|{seq}".encode()).decode().rstrip("=")
 
@@ -298,7 +317,13 @@ def _decode_cursor(cursor: str) -> tuple[datetime, int]:
 @router.get(
     "/v1/events",
     response_model=EventPage,
-    responses=error_responses({400: f"{INVALID_QUERY}; invalid_cursor", **AUTH_ERRORS}),
+    responses=error_responses(
+        {
+            400: f"{INVALID_QUERY}; invalid_cursor; conflicting_parameters (from with "
+            "startTime, or to with endTime)",
+            **AUTH_ERRORS,
+        }
+    ),
 )
 def list_events(
     principal: ReadPrincipal,
@@ -310,11 +335,25 @@ def list_events(
     ] = None,
     from_: Annotated[AwareDatetime | None, Query(alias="from")] = None,
     to: Annotated[AwareDatetime | None, Query()] = None,
+    start_time: Annotated[
+        AwareDatetime | None,
+        Query(alias="startTime", description="alias of `from` (StripeMeter's name)"),
+    ] = None,
+    end_time: Annotated[
+        AwareDatetime | None,
+        Query(alias="endTime", description="alias of `to` (StripeMeter's name)"),
+    ] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
     cursor: Annotated[str | None, Query(max_length=200)] = None,
 ) -> JsonResponse:
-    """Stored events, newest first (event time, then arrival); page with `nextCursor`."""
+    """Stored events, newest first (event time, then arrival); page with `nextCursor`.
+
+    `from` (inclusive) and `to` (exclusive) bound the event time; `startTime` and
+    `endTime` are the same bounds under StripeMeter's names (one spelling per bound).
+    """
     tenant = principal.tenant_or(tenant_id)
+    from_ = _one_bound("from", from_, "startTime", start_time)
+    to = _one_bound("to", to, "endTime", end_time)
     after_ts, after_seq = _decode_cursor(cursor) if cursor else (None, None)
     filters = {
         "tenant_id": tenant,

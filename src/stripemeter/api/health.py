@@ -1,9 +1,10 @@
 """Liveness and readiness.
 
-`/health/live` answers as long as the process serves HTTP. `/health/ready` runs the
-database check (a real `SELECT 1` with a short timeout) plus every callable in
-`app.state.extra_health_checks` (added by the writer and reconciler), and reports the
-worst status: 503 when the database is unreachable or any check is unhealthy.
+`/health` (StripeMeter's name, with the server's time) and `/health/live` answer as
+long as the process serves HTTP. `/health/ready` runs the database check (a real
+`SELECT 1` with a short timeout) plus every callable in `app.state.extra_health_checks`
+(added by the writer and reconciler), and reports the worst status: 503 when the
+database is unreachable or any check is unhealthy.
 
 The answer says nothing about tenants: a failing writer is "Stripe failing for 2
 tenant(s)". Callers allowed tenant detail (see `api.metrics.disclosure_for`) also get
@@ -15,23 +16,23 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from datetime import UTC, datetime
 from typing import Any
-from uuid import UUID
 
 import anyio.to_thread
 from fastapi import APIRouter, Request
 
 from stripemeter.api.metrics import Disclosure, disclosure_for
-from stripemeter.api.schemas import AUTH_ERRORS, Liveness, Readiness, error_responses
+from stripemeter.api.schemas import AUTH_ERRORS, Health, Liveness, Readiness, error_responses
 from stripemeter.db.pool import Pool
-from stripemeter.jsonio import JsonResponse
+from stripemeter.jsonio import JsonResponse, iso
 
 router = APIRouter(tags=["operations"])
 log = logging.getLogger("stripemeter.api.health")
 
 HealthCheck = Callable[[], tuple[str, str, str]]
 # (tenant or None for every tenant) -> (check name, fields to add to that check)
-HealthDetail = Callable[[UUID | None], tuple[str, dict[str, Any]]]
+HealthDetail = Callable[[str | None], tuple[str, dict[str, Any]]]
 _RANK = {"ok": 0, "degraded": 1, "unhealthy": 2}
 _OVERALL = {0: "healthy", 1: "degraded", 2: "unhealthy"}
 DB_CHECK_TIMEOUT_S = 2.0
@@ -84,6 +85,12 @@ def run_checks(
             if name in checks:
                 checks[name].update(fields)
     return _OVERALL[worst], checks
+
+
+@router.get("/health", response_model=Health)
+async def health() -> JsonResponse:
+    """StripeMeter's health call: the process is up, and its clock (liveness, no checks)."""
+    return JsonResponse({"status": "ok", "timestamp": iso(datetime.now(UTC))})
 
 
 @router.get("/health/live", response_model=Liveness)

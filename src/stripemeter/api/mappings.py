@@ -1,5 +1,8 @@
 """`GET/POST /v1/mappings` and `DELETE /v1/mappings/{id}`.
 
+A metric has one mapping, switched on (`active`, the default) or off (`active: false`:
+kept, but the writer and the reconciler ignore it); see `mappings.store`.
+
 Changing mappings needs an admin key (they decide which Stripe price a tenant bills);
 listing them needs read. A mapping naming a `subscriptionItemId` is checked with Stripe
 before it is stored (`mappings.verify_item`): the item must exist, belong to a Stripe
@@ -12,7 +15,7 @@ from typing import Annotated
 from uuid import UUID
 
 import anyio.to_thread
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Query, Request
 from pydantic import BaseModel, ConfigDict, Field
 
 from stripemeter.aggregations import AggregationName
@@ -22,6 +25,7 @@ from stripemeter.api.deps import (
     AuthFirstRoute,
     Pool,
     ReadPrincipal,
+    TenantIdBody,
     TenantIdQuery,
     verification_gateway,
 )
@@ -50,7 +54,7 @@ class MappingIn(BaseModel):
 
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
 
-    tenant_id: UUID = Field(alias="tenantId")
+    tenant_id: TenantIdBody = Field(alias="tenantId")
     metric: Annotated[str, Field(pattern=METRIC_PATTERN)]
     aggregation: AggregationName
     stripe_account: Label | None = Field(default=None, alias="stripeAccount")
@@ -61,6 +65,11 @@ class MappingIn(BaseModel):
     meter_event_name: Label | None = Field(default=None, alias="meterEventName")
     meter_customer_key: Label | None = Field(default=None, alias="meterCustomerKey")
     meter_value_key: Label | None = Field(default=None, alias="meterValueKey")
+    active: bool = Field(
+        default=True,
+        description="false stores the mapping switched off: nothing is pushed to Stripe "
+        "or reconciled for the metric until it is posted again with true",
+    )
 
 
 @router.get(
@@ -72,11 +81,14 @@ def list_mappings(
     principal: ReadPrincipal,
     pool: Pool,
     tenant_id: TenantIdQuery = None,
+    active: Annotated[
+        bool | None, Query(description="only the active (true) or switched-off (false) ones")
+    ] = None,
 ) -> JsonResponse:
     """The tenant's mappings (active first)."""
     tenant = principal.tenant_or(tenant_id)
     with pool.connection() as conn:
-        rows = mappings.list_mappings(conn, tenant)
+        rows = mappings.list_mappings(conn, tenant, active=active)
     return JsonResponse({"mappings": rows})
 
 
@@ -91,6 +103,8 @@ def list_mappings(
                 "subscription_item_not_bound, subscription_item_price_mismatch "
                 "(field subscriptionItemId)",
                 **AUTH_ERRORS,
+                409: "conflict: switching off a metric that has both an active and an "
+                "older inactive mapping (delete the inactive one first)",
                 503: "stripe_unavailable, stripe_not_configured: the subscription item "
                 "could not be checked; nothing was changed",
             }
@@ -104,7 +118,11 @@ async def upsert_mapping(
     pool: Pool,
     settings: AppSettings,
 ) -> JsonResponse:
-    """Create the active mapping of (tenant, metric), or replace its target (201 / 200)."""
+    """Create the mapping of (tenant, metric), or replace its target and flag (201 / 200).
+
+    `active: false` (StripeMeter's field) keeps the mapping but switches the metric's
+    billing off; posting again with `active` true or omitted switches it back on.
+    """
     principal.require_tenant(body.tenant_id)
     values = body.model_dump()
     values["stripe_account"] = body.stripe_account or settings.STRIPE_ACCOUNT
@@ -161,7 +179,7 @@ def delete_mapping(mapping_id: UUID, principal: AdminPrincipal, pool: Pool) -> J
     with pool.connection() as conn:
         found = mappings.get_mapping(conn, mapping_id)
         if found is not None:
-            principal.require_tenant(UUID(found["tenantId"]))
+            principal.require_tenant(found["tenantId"])
             mappings.delete_mapping(conn, mapping_id)
     if found is None:
         raise ApiError(404, "not_found", f"no mapping with id {mapping_id}", "id")

@@ -4,7 +4,7 @@ Without a key, `/metrics` (and `/health/ready`) show only totals: no tenant id, 
 name, price id, customer or Stripe error text. Tenant detail (`tenant_id` / `metric`
 labels, which tenants fail and why) is shown:
 
-- to an admin key (`Authorization: Bearer <secret>`), limited to that key's tenant;
+- to an admin key (`Authorization: Bearer <secret>` or `x-api-key`), limited to that key's tenant;
 - to everyone when `METRICS_TENANT_DETAIL=1` (a scraper on a private network);
 - under `BYPASS_AUTH` (loopback only), which opens every route to every tenant anyway.
 
@@ -21,7 +21,6 @@ from __future__ import annotations
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
-from uuid import UUID
 
 import anyio.to_thread
 from fastapi import APIRouter, Request
@@ -31,7 +30,7 @@ from prometheus_client.registry import Collector
 from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from stripemeter.api.deps import get_principal
+from stripemeter.api.deps import get_principal, has_api_key
 from stripemeter.api.schemas import AUTH_ERRORS, error_responses
 from stripemeter.config import Settings
 from stripemeter.ops.gauges import STATE_COLLECTOR
@@ -48,7 +47,7 @@ class Disclosure:
 
     tenant_detail: bool
     # With detail: only this tenant's series; None means every tenant.
-    tenant_id: UUID | None = None
+    tenant_id: str | None = None
 
 
 PUBLIC = Disclosure(tenant_detail=False)
@@ -59,7 +58,7 @@ async def disclosure_for(request: Request) -> Disclosure:
     settings: Settings = request.app.state.settings
     if settings.BYPASS_AUTH:
         return Disclosure(tenant_detail=True)
-    if request.headers.get("authorization") is None:
+    if not has_api_key(request):
         return Disclosure(tenant_detail=True) if settings.METRICS_TENANT_DETAIL else PUBLIC
     principal = await get_principal(request)  # 401 for an unknown or revoked key
     principal.require_scope("admin")  # 403 naming the scope; totals need no key

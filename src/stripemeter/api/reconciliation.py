@@ -43,6 +43,7 @@ from stripemeter.api.deps import (
     AuthFirstRoute,
     Pool,
     ReadPrincipal,
+    TenantIdBody,
     TenantIdQuery,
 )
 from stripemeter.api.errors import ApiError
@@ -80,7 +81,7 @@ class RunRequest(BaseModel):
     """Body of `POST /v1/reconciliation/run`."""
 
     model_config = ConfigDict(extra="forbid")
-    tenantId: UUID = Field(description="the tenant whose mappings to reconcile")
+    tenantId: TenantIdBody = Field(description="the tenant whose mappings to reconcile")
 
 
 def run_executor(request: Request, settings: Settings) -> RunExecutor:

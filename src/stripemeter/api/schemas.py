@@ -139,7 +139,7 @@ class StoredEvent(WireModel):
     """One event of the ledger."""
 
     seq: int = Field(description="arrival order")
-    tenantId: UUID
+    tenantId: str
     idempotencyKey: str
     metric: str
     customerRef: str
@@ -170,11 +170,62 @@ class UsageAnswer(WireModel):
     max: DecimalText | None = Field(description="null when there was no usage")
     last: DecimalText | None = Field(description="the latest value; null when there was no usage")
     events: int = Field(ge=0)
-    tenantId: UUID
+    tenantId: str
     metric: str
     customerRef: str | None
     from_: Instant = Field(alias="from")
     to: Instant
+
+
+class PeriodOut(WireModel):
+    """A Stripe billing period `[start, end)`."""
+
+    start: Instant
+    end: Instant
+
+
+class CurrentMetric(WireModel):
+    """One active mapping's usage in the customer's current Stripe period."""
+
+    name: str = Field(description="the metric")
+    aggregation: AggregationName
+    current: DecimalText = Field(description="the local aggregate over the period so far")
+    period: PeriodOut
+    subscriptionItemId: str
+
+
+class CurrentUsage(WireModel):
+    """`GET /v1/usage/current`: usage per metric in the customer's current Stripe period."""
+
+    tenantId: str
+    customerRef: str
+    stripeCustomerId: str
+    metrics: list[CurrentMetric]
+
+
+class ProjectedMetric(WireModel):
+    """One metric's end-of-period estimate."""
+
+    name: str
+    aggregation: AggregationName
+    current: DecimalText
+    projected: DecimalText
+    method: Literal["linear", "current"] = Field(
+        description="linear: current x period length / elapsed (sum, count); current: a "
+        "max or last value is projected as it stands"
+    )
+    period: PeriodOut
+    elapsedFraction: DecimalText = Field(description="share of the period elapsed, 0..1")
+
+
+class Projection(WireModel):
+    """`POST /v1/usage/projection`: end-of-period estimates, with the method stated."""
+
+    tenantId: str
+    customerRef: str
+    method: Literal["linear"]
+    asOf: Instant = Field(description="the instant projected from (a test clock's time)")
+    metrics: list[ProjectedMetric]
 
 
 # --- mappings and bindings ------------------------------------------------------------
@@ -184,7 +235,7 @@ class Mapping(WireModel):
     """A price mapping: which Stripe price (and meter) a tenant's metric bills through."""
 
     id: UUID
-    tenantId: UUID
+    tenantId: str
     metric: str
     aggregation: AggregationName
     stripeAccount: str
@@ -215,7 +266,7 @@ class MappingDeleted(WireModel):
 class Binding(WireModel):
     """Which Stripe customer a tenant's customerRef is billed as."""
 
-    tenantId: UUID
+    tenantId: str
     customerRef: str
     stripeCustomerId: str
     createdAt: Instant
@@ -225,14 +276,14 @@ class Binding(WireModel):
 class BindingList(WireModel):
     """`GET /v1/customers/bindings`: the tenant's bindings, by customerRef."""
 
-    tenantId: UUID
+    tenantId: str
     bindings: list[Binding]
 
 
 class BindingDeleted(WireModel):
     """`DELETE /v1/customers/{customerRef}/binding`."""
 
-    tenantId: UUID
+    tenantId: str
     customerRef: str
     deleted: Literal[True]
 
@@ -243,7 +294,7 @@ class BindingDeleted(WireModel):
 class WriterStatus(WireModel):
     """`GET /v1/writer/status`: usage Stripe does not hold yet, and the writer's last error."""
 
-    tenantId: UUID
+    tenantId: str
     pendingBuckets: int = Field(ge=0)
     pendingUnits: DecimalText
     quarantinedPushes: int = Field(
@@ -259,7 +310,7 @@ class Report(WireModel):
     """A reconciliation report of one (mapping, customer, period)."""
 
     id: UUID
-    tenantId: UUID
+    tenantId: str
     mappingId: UUID | None = Field(description="null once the mapping was deleted")
     metric: str
     customerRef: str
@@ -295,7 +346,7 @@ class Run(WireModel):
     """A reconciliation run: status, timings, outcome."""
 
     runId: UUID
-    tenantId: UUID
+    tenantId: str
     status: RunStatus
     statusUrl: str = Field(description="where to follow the run")
     requestedAt: Instant
@@ -342,7 +393,7 @@ class OverallDrift(WireModel):
 class Summary(WireModel):
     """`GET /v1/reconciliation/summary` (JSON): drift per metric and overall."""
 
-    tenantId: UUID
+    tenantId: str
     periodStart: str = Field(description="the window's start as asked: YYYY-MM, or an instant")
     periodEnd: str = Field(description="the window's end as asked: YYYY-MM, or an instant")
     perMetric: list[MetricDrift]
@@ -354,12 +405,19 @@ class Summary(WireModel):
 class MonthReports(WireModel):
     """`GET /v1/reconciliation/{month}`: the latest report of each item of the month."""
 
-    tenantId: UUID
+    tenantId: str
     month: str = Field(description="YYYY-MM, as asked")
     reports: list[Report]
 
 
 # --- operations -----------------------------------------------------------------------
+
+
+class Health(WireModel):
+    """`GET /health`: StripeMeter's liveness answer."""
+
+    status: Literal["ok"]
+    timestamp: datetime = Field(description="the server's time, UTC")
 
 
 class Liveness(WireModel):
@@ -371,7 +429,7 @@ class Liveness(WireModel):
 class FailingTenant(WireModel):
     """A tenant the writer keeps failing for (tenant detail only)."""
 
-    tenantId: UUID
+    tenantId: str
     consecutiveFailures: int
     lastError: str | None
     lastErrorAt: Instant | None

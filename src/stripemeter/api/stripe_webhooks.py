@@ -18,7 +18,6 @@ name its customers, are not shown.
 from __future__ import annotations
 
 from typing import Annotated, Literal
-from uuid import UUID
 
 from fastapi import APIRouter, Query, Request
 from pydantic import Field
@@ -65,7 +64,7 @@ class MeterErrorReport(WireModel):
 class MeterErrorPage(WireModel):
     """`GET /v1/stripe/meter_errors`: the latest errors of the tenant's meters, newest first."""
 
-    tenantId: UUID
+    tenantId: str
     errors: list[MeterErrorReport]
 
 

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 from decimal import Decimal
 from typing import Any
-from uuid import UUID
 
 from fastapi import APIRouter, FastAPI
 
@@ -29,7 +28,7 @@ from stripemeter.writer.status import writer_health, writer_health_detail
 router = APIRouter(tags=["writer"])
 
 
-def pending(conn: Any, tenant_id: UUID) -> tuple[int, Decimal]:
+def pending(conn: Any, tenant_id: str) -> tuple[int, Decimal]:
     """(buckets Stripe does not hold yet, their units) for one tenant."""
     row = conn.execute(PENDING_SQL, {"t": tenant_id}).fetchone()
     if row is None:
@@ -74,7 +73,7 @@ def install(app: FastAPI) -> None:
     def stripe_writer() -> tuple[str, str, str]:
         return writer_health(app.state.pool)
 
-    def stripe_writer_detail(tenant_id: UUID | None) -> tuple[str, dict[str, Any]]:
+    def stripe_writer_detail(tenant_id: str | None) -> tuple[str, dict[str, Any]]:
         return writer_health_detail(app.state.pool, tenant_id)
 
     app.state.extra_health_checks.append(stripe_writer)

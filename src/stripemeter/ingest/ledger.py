@@ -24,7 +24,6 @@ import time
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any, Literal
-from uuid import UUID
 
 import orjson
 import psycopg
@@ -43,7 +42,7 @@ CONTENT_KEY_PREFIX = DERIVED_KEY_PREFIX + "sha256:"
 INSERT_AND_COUNT = """
 WITH input AS (
     SELECT * FROM ROWS FROM (
-        jsonb_to_recordset(%(batch)s::jsonb) AS (t uuid, k text, m text, c text, r text,
+        jsonb_to_recordset(%(batch)s::jsonb) AS (t text, k text, m text, c text, r text,
                                                   q numeric, ts timestamptz, s text,
                                                   meta jsonb, rq text)
     ) WITH ORDINALITY AS i(tenant_id, idempotency_key, metric, customer_ref, resource_id,
@@ -124,7 +123,7 @@ def content_key(event: ValidEvent) -> str:
       and `1e0` are one number, while `1` and `"1"` stay different;
     - `meta` objects by content: key order does not matter, array order does;
     - `ts` as its UTC instant: `11:15:00+01:00` is `10:15:00Z`, `.000` is no fraction;
-    - `tenantId` as the lower-case UUID.
+    - `tenantId` in its canonical form (`stripemeter.tenants`: a UUID in lower case).
 
     The `~` prefix puts it outside every key a client can send in the body.
     """
@@ -167,7 +166,7 @@ def effective_key(event: ValidEvent, header_key: str | None, index: int) -> str:
     return content_key(event)
 
 
-Key = tuple[UUID, str]
+Key = tuple[str, str]
 
 
 @dataclass

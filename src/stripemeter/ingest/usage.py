@@ -11,7 +11,6 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
-from uuid import UUID
 
 import psycopg
 
@@ -53,7 +52,7 @@ def is_hour_aligned(ts: datetime) -> bool:
 def usage_totals(
     conn: psycopg.Connection,
     *,
-    tenant_id: UUID,
+    tenant_id: str,
     metric: str,
     customer_ref: str | None,
     start: datetime,

@@ -12,17 +12,13 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
-from uuid import UUID
 
 from stripemeter.errors import InputError
 from stripemeter.jsonio import EXACT, meta_to_json
+from stripemeter.tenants import check_tenant_id
 
 # Python patterns are anchored with \A...\Z and used with fullmatch: `$` would also match
-# before a trailing newline, so "calls\n" would pass and a tenant id with one would reach
-# UUID() and answer 500.
-UUID_TEXT = re.compile(
-    r"\A[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}\Z"
-)
+# before a trailing newline, so "calls\n" would pass.
 # The metric rule, defined once: 1-128 letters, digits and `_ . : -`.
 METRIC_CHARS = r"[A-Za-z0-9_.:-]{1,128}"
 METRIC_TEXT = re.compile(rf"\A{METRIC_CHARS}\Z")
@@ -62,15 +58,11 @@ EVENT_FIELDS = frozenset(
 )
 
 
-# Parsing the same tenant UUID for every event of every batch is measurable; remember them.
-_TENANTS: dict[str, UUID] = {}
-
-
 @dataclass(frozen=True)
 class ValidEvent:
     """An event that passed every check, in storage types."""
 
-    tenant_id: UUID
+    tenant_id: str
     metric: str
     customer_ref: str
     quantity: Decimal
@@ -227,25 +219,23 @@ def _timestamp(event: dict[str, Any], now: datetime, max_skew_s: int) -> datetim
 
 
 def validate_event(
-    event: object, *, now: datetime, max_skew_s: int, max_meta_bytes: int
+    event: object,
+    *,
+    now: datetime,
+    max_skew_s: int,
+    max_meta_bytes: int,
+    strict_tenant_uuid: bool = False,
 ) -> ValidEvent:
-    """One event in storage types, or `InputError` naming the first bad field."""
+    """One event in storage types, or `InputError` naming the first bad field.
+
+    `tenantId` follows `stripemeter.tenants` (UUIDs only when `strict_tenant_uuid`).
+    """
     if not isinstance(event, dict):
         raise InputError("invalid_type", f"event must be a JSON object, got {_kind(event)}", None)
     if not event.keys() <= EVENT_FIELDS:
         unknown = sorted(event.keys() - EVENT_FIELDS)[0]
         raise InputError("unknown_field", f"unknown field {unknown!r}", unknown)
-    tenant_text = _required_text(event, "tenantId")
-    tenant_id = _TENANTS.get(tenant_text)
-    if tenant_id is None:
-        if not UUID_TEXT.fullmatch(tenant_text):
-            raise InputError(
-                "invalid_value", f"tenantId must be a UUID, got {tenant_text[:64]!r}", "tenantId"
-            )
-        tenant_id = UUID(tenant_text)
-        if len(_TENANTS) > 10_000:
-            _TENANTS.clear()
-        _TENANTS[tenant_text] = tenant_id
+    tenant_id = check_tenant_id(_required_text(event, "tenantId"), strict_uuid=strict_tenant_uuid)
     metric = _required_text(event, "metric")
     if not METRIC_TEXT.fullmatch(metric):
         raise InputError(

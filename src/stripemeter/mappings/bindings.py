@@ -16,7 +16,6 @@ from __future__ import annotations
 
 from datetime import datetime
 from typing import Any
-from uuid import UUID
 
 import psycopg
 from psycopg.rows import dict_row
@@ -26,7 +25,7 @@ from stripemeter.jsonio import iso
 from stripemeter.stripe.gateway import StripeGateway
 
 
-def stripe_customer_for(conn: psycopg.Connection, tenant_id: UUID, customer_ref: str) -> str | None:
+def stripe_customer_for(conn: psycopg.Connection, tenant_id: str, customer_ref: str) -> str | None:
     """The Stripe customer id bound to the tenant's customerRef, or None (do not push)."""
     row = conn.execute(
         "SELECT stripe_customer_id FROM customer_bindings"
@@ -36,7 +35,7 @@ def stripe_customer_for(conn: psycopg.Connection, tenant_id: UUID, customer_ref:
     return str(row[0]) if row else None
 
 
-def bound_customers(conn: psycopg.Connection, tenant_id: UUID) -> dict[str, str]:
+def bound_customers(conn: psycopg.Connection, tenant_id: str) -> dict[str, str]:
     """The tenant's bindings, customerRef -> Stripe customer id."""
     rows = conn.execute(
         "SELECT customer_ref, stripe_customer_id FROM customer_bindings WHERE tenant_id = %s"
@@ -48,7 +47,7 @@ def bound_customers(conn: psycopg.Connection, tenant_id: UUID) -> dict[str, str]
 
 def bind(
     conn: psycopg.Connection,
-    tenant_id: UUID,
+    tenant_id: str,
     customer_ref: str,
     stripe_customer_id: str,
     *,
@@ -89,7 +88,7 @@ def bind(
     return bool(row[0]) if row else False
 
 
-def unbind(conn: psycopg.Connection, tenant_id: UUID, customer_ref: str) -> bool:
+def unbind(conn: psycopg.Connection, tenant_id: str, customer_ref: str) -> bool:
     """Remove the tenant's binding of customerRef (not committed); False when there was none.
 
     Usage already pushed stays in Stripe; later usage of the customerRef is kept in the
@@ -102,7 +101,7 @@ def unbind(conn: psycopg.Connection, tenant_id: UUID, customer_ref: str) -> bool
     return deleted > 0
 
 
-def list_bindings(conn: psycopg.Connection, tenant_id: UUID) -> list[dict[str, Any]]:
+def list_bindings(conn: psycopg.Connection, tenant_id: str) -> list[dict[str, Any]]:
     """The tenant's bindings in the API's camelCase shape, by customerRef."""
     with conn.cursor(row_factory=dict_row) as cur:
         rows = cur.execute(
@@ -114,7 +113,7 @@ def list_bindings(conn: psycopg.Connection, tenant_id: UUID) -> list[dict[str, A
 
 
 def get_binding(
-    conn: psycopg.Connection, tenant_id: UUID, customer_ref: str
+    conn: psycopg.Connection, tenant_id: str, customer_ref: str
 ) -> dict[str, Any] | None:
     """One binding in the API's shape, or None."""
     with conn.cursor(row_factory=dict_row) as cur:

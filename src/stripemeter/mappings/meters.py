@@ -29,7 +29,7 @@ class Mapping:
     """One active row of `price_mappings`."""
 
     id: UUID
-    tenant_id: UUID
+    tenant_id: str
     metric: str
     aggregation: AggregationName
     stripe_account: str
@@ -69,14 +69,14 @@ class Mapping:
         )
 
 
-def active_mappings(conn: psycopg.Connection, tenant_id: UUID | None = None) -> list[Mapping]:
+def active_mappings(conn: psycopg.Connection, tenant_id: str | None = None) -> list[Mapping]:
     """The active mappings, of one tenant or of all, in a stable order."""
     with conn.cursor(row_factory=dict_row) as cur:
         cur.execute(
             "SELECT id, tenant_id, metric, aggregation, stripe_account, price_id,"
             " subscription_item_id, meter_id, meter_event_name, meter_customer_key,"
             " meter_value_key, meter_resolved_for FROM price_mappings"
-            " WHERE active AND (%(t)s::uuid IS NULL OR tenant_id = %(t)s::uuid)"
+            " WHERE active AND (%(t)s::text IS NULL OR tenant_id = %(t)s::text)"
             " ORDER BY tenant_id, metric",
             {"t": tenant_id},
         )

@@ -1,7 +1,14 @@
 """Price mappings: which Stripe price (and meter) a tenant's metric is billed through.
 
-The upsert uses the same constraint as the seed's SQL (`unique_active_mapping`), so
-posting a mapping for a metric that already has an active one replaces its target.
+The table keeps at most one active and one inactive mapping per (tenant, metric)
+(`unique_active_mapping`). Only active mappings bill: the writer and the reconciler
+read `WHERE active`. `upsert_mapping` treats a metric as having one mapping, its
+active one if any, else its inactive one: posting replaces that mapping's target and
+sets its `active` flag (`false` switches the metric's billing off, keeping the row and
+its id; `true`, the default, switches it on again). Only when the metric has both rows
+(left by an older version) and the active one is switched off does it refuse
+(`MappingConflict`): the older inactive row must be deleted first, nothing is deleted
+implicitly.
 
 `verify_item` is the ownership check of a mapping's optional subscription item: all
 tenants share one Stripe account, so an item id alone could name another tenant's
@@ -16,7 +23,7 @@ from uuid import UUID
 import psycopg
 from psycopg.rows import dict_row
 
-from stripemeter.errors import ItemRefused
+from stripemeter.errors import ItemRefused, MappingConflict
 from stripemeter.jsonio import iso
 from stripemeter.mappings.bindings import bound_customers
 from stripemeter.stripe.gateway import StripeGateway
@@ -82,7 +89,7 @@ def to_json(row: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def bound_stripe_customers(conn: psycopg.Connection, tenant_id: UUID) -> set[str]:
+def bound_stripe_customers(conn: psycopg.Connection, tenant_id: str) -> set[str]:
     """The Stripe customer ids bound to the tenant."""
     return set(bound_customers(conn, tenant_id).values())
 
@@ -116,22 +123,93 @@ def verify_item(
         )
 
 
+_TARGET_COLUMNS = (
+    "aggregation",
+    "stripe_account",
+    "price_id",
+    "subscription_item_id",
+    "currency",
+)
+# Meter fields posted as null keep what was resolved before (as in UPSERT).
+_METER_COLUMNS = ("meter_id", "meter_event_name", "meter_customer_key", "meter_value_key")
+
+UPDATE_ONE = f"""
+UPDATE price_mappings SET
+    {", ".join(f"{c} = %({c})s" for c in _TARGET_COLUMNS)},
+    {", ".join(f"{c} = coalesce(%({c})s, {c})" for c in _METER_COLUMNS)},
+    active = %(active)s,
+    updated_at = now()
+WHERE id = %(id)s
+RETURNING {COLUMNS}
+"""
+
+INSERT_INACTIVE = f"""
+INSERT INTO price_mappings (tenant_id, metric, aggregation, stripe_account, price_id,
+                            subscription_item_id, currency, active, meter_id,
+                            meter_event_name, meter_customer_key, meter_value_key)
+VALUES (%(tenant_id)s, %(metric)s, %(aggregation)s, %(stripe_account)s, %(price_id)s,
+        %(subscription_item_id)s, %(currency)s, false, %(meter_id)s, %(meter_event_name)s,
+        %(meter_customer_key)s, %(meter_value_key)s)
+RETURNING {COLUMNS}
+"""
+
+
 def upsert_mapping(conn: psycopg.Connection, values: dict[str, Any]) -> tuple[dict[str, Any], bool]:
-    """Create or replace the active mapping of (tenant, metric); return (row, created)."""
+    """Create or replace the mapping of (tenant, metric) with `values["active"]` (default
+    true) as its flag (module doc); return (row, created).
+
+    Raises MappingConflict (nothing changed) when switching off a metric that has both
+    an active and an older inactive mapping.
+    """
+    active = bool(values.get("active", True))
+    params = {**values, "active": active}
     with conn.cursor(row_factory=dict_row) as cur:
-        row = cur.execute(UPSERT, values).fetchone()
+        # One writer per (tenant, metric): the choice below reads, then writes.
+        cur.execute(
+            "SELECT pg_advisory_xact_lock(hashtext('price_mappings:' || %s || ':' || %s))",
+            (str(values["tenant_id"]), values["metric"]),
+        )
+        rows = cur.execute(
+            "SELECT id, active FROM price_mappings WHERE tenant_id = %s AND metric = %s",
+            (values["tenant_id"], values["metric"]),
+        ).fetchall()
+        ids = {bool(r["active"]): r["id"] for r in rows}
+        if active and True in ids:
+            row = cur.execute(UPDATE_ONE, {**params, "id": ids[True]}).fetchone()
+            created = False
+        elif True in ids or False in ids:
+            if not active and True in ids and False in ids:
+                conn.rollback()
+                raise MappingConflict(
+                    f"metric {values['metric']!r} already has an inactive mapping "
+                    f"{ids[False]} beside its active one {ids[True]}; delete the inactive "
+                    f"one (DELETE /v1/mappings/{ids[False]}) before switching this one off"
+                )
+            row = cur.execute(
+                UPDATE_ONE, {**params, "id": ids.get(True, ids.get(False))}
+            ).fetchone()
+            created = False
+        elif active:
+            row = cur.execute(UPSERT, params).fetchone()
+            created = bool(row is not None and row["created"])
+        else:
+            row = cur.execute(INSERT_INACTIVE, params).fetchone()
+            created = True
     conn.commit()
     assert row is not None
-    return to_json(row), bool(row["created"])
+    return to_json(row), created
 
 
-def list_mappings(conn: psycopg.Connection, tenant_id: UUID) -> list[dict[str, Any]]:
-    """Every mapping of a tenant, active first, by metric."""
+def list_mappings(
+    conn: psycopg.Connection, tenant_id: str, *, active: bool | None = None
+) -> list[dict[str, Any]]:
+    """Every mapping of a tenant (or only its active / inactive ones), active first."""
     with conn.cursor(row_factory=dict_row) as cur:
         rows = cur.execute(
             f"SELECT {COLUMNS} FROM price_mappings WHERE tenant_id = %s"
+            " AND (%s::boolean IS NULL OR active = %s::boolean)"
             " ORDER BY active DESC, metric, created_at",
-            (tenant_id,),
+            (tenant_id, active, active),
         ).fetchall()
     return [to_json(row) for row in rows]
 

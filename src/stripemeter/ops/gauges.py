@@ -21,7 +21,6 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
-from uuid import UUID
 
 from prometheus_client.core import GaugeMetricFamily
 from psycopg.rows import dict_row
@@ -39,7 +38,7 @@ _throttled = ThrottledLog(log, interval_s=60)
 # The latest report of each item, with what `compared_figure` needs.
 LATEST_REPORTS_SQL = latest_per_item_sql(
     "tenant_id, metric, status, drift_abs, final, invoice_quantity, stripe_total",
-    "%(t)s::uuid IS NULL OR tenant_id = %(t)s::uuid",
+    "%(t)s::text IS NULL OR tenant_id = %(t)s::text",
 )
 
 ConnectionSource = Callable[[], Any]
@@ -63,7 +62,7 @@ class StateCollector:
         self.pool_source: ConnectionSource | None = None
 
     def collect(
-        self, *, tenant_detail: bool = False, tenant_id: UUID | None = None
+        self, *, tenant_detail: bool = False, tenant_id: str | None = None
     ) -> list[GaugeMetricFamily]:
         """The writer and reconciliation gauges; only `..._state_up 0` if unreadable."""
         up = GaugeMetricFamily(
@@ -94,7 +93,7 @@ class _State:
     items: dict[tuple[str, str, str], int] = field(default_factory=dict)
 
 
-def _read_state(pool: Any, tenant_id: UUID | None) -> _State:
+def _read_state(pool: Any, tenant_id: str | None) -> _State:
     state = _State()
     cutoff = datetime.now(UTC) - FAILURE_RELEVANCE
     with pool.connection(timeout=2.0) as conn:
@@ -103,7 +102,7 @@ def _read_state(pool: Any, tenant_id: UUID | None) -> _State:
             state.pending.append((str(tenant), float(buckets), float(units)))
         for component, tenant, failures, error_at in conn.execute(
             "SELECT component, tenant_id, consecutive_failures, last_error_at FROM worker_state"
-            " WHERE %(t)s::uuid IS NULL OR tenant_id = %(t)s::uuid",
+            " WHERE %(t)s::text IS NULL OR tenant_id = %(t)s::text",
             {"t": tenant_id},
         ):
             failing = failures > 0 and error_at is not None and error_at >= cutoff

@@ -34,7 +34,6 @@ import time
 from datetime import datetime
 from decimal import Decimal
 from typing import Any
-from uuid import UUID
 
 import psycopg
 from psycopg.rows import dict_row
@@ -63,7 +62,7 @@ def reconcile(
     conn_or_pool: ConnOrPool,
     client: ClientOrGateway,
     settings: Settings,
-    tenant_id: UUID | None = None,
+    tenant_id: str | None = None,
 ) -> list[dict[str, Any]]:
     """Reconcile every active mapping (of one tenant or all); return the new reports.
 

@@ -16,7 +16,6 @@ from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
 from typing import Any
-from uuid import UUID
 
 import psycopg
 from psycopg.rows import dict_row
@@ -69,7 +68,7 @@ def latest_per_item_sql(columns: str, where: str) -> str:
 
 def latest_reports(
     conn: psycopg.Connection,
-    tenant_id: UUID,
+    tenant_id: str,
     start: datetime,
     end: datetime,
     *,

@@ -64,7 +64,7 @@ class Run:
     """One row of `reconciliation_runs`."""
 
     id: UUID
-    tenant_id: UUID
+    tenant_id: str
     status: RunStatus
     requested_at: datetime
     started_at: datetime | None
@@ -93,7 +93,7 @@ def get_run(conn: psycopg.Connection, run_id: UUID) -> Run | None:
     return None if row is None else _run(row)
 
 
-def enqueue(conn: psycopg.Connection, tenant_id: UUID) -> tuple[Run, bool]:
+def enqueue(conn: psycopg.Connection, tenant_id: str) -> tuple[Run, bool]:
     """(the tenant's queued or running run, whether this call created it).
 
     A run abandoned by a dead process (stale heartbeat) is failed first, so it cannot
@@ -151,7 +151,7 @@ class RunExecutor:
         self.gateway = gateway
         self.settings = settings
         self.stop_event = stop or threading.Event()
-        self._queue: queue.Queue[tuple[UUID, UUID] | None] = queue.Queue()
+        self._queue: queue.Queue[tuple[UUID, str] | None] = queue.Queue()
         self._local: set[UUID] = set()  # runs this process has queued or running
         self._lock = threading.Lock()
         self._threads = [
@@ -166,7 +166,7 @@ class RunExecutor:
 
     # -- requests ---------------------------------------------------------------
 
-    def submit(self, conn: psycopg.Connection, tenant_id: UUID) -> tuple[Run, bool]:
+    def submit(self, conn: psycopg.Connection, tenant_id: str) -> tuple[Run, bool]:
         """Queue a run for the tenant, or return its queued/running one (coalesced)."""
         run, created = enqueue(conn, tenant_id)
         if created:
@@ -208,7 +208,7 @@ class RunExecutor:
                 with self._lock:
                     self._local.discard(run_id)
 
-    def _execute(self, run_id: UUID, tenant_id: UUID) -> None:
+    def _execute(self, run_id: UUID, tenant_id: str) -> None:
         with self.pool.connection() as conn:
             conn.execute(
                 "UPDATE reconciliation_runs SET status = 'running', started_at = now(),"

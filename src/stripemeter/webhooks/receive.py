@@ -32,7 +32,6 @@ import logging
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Literal
-from uuid import UUID
 
 import psycopg
 from prometheus_client import Counter
@@ -212,7 +211,7 @@ def record(conn: psycopg.Connection, event: dict[str, Any]) -> Recorded:
         if len(value) > 255:
             raise WebhookPayloadError(f"the event's {name!r} is over 255 characters")
     found = classify(event)
-    tenant_id: UUID | None = None
+    tenant_id: str | None = None
     customer_ref: str | None = None
     with conn.transaction():
         if found.stripe_customer_id is not None and found.action != "none":
@@ -293,7 +292,7 @@ def record(conn: psycopg.Connection, event: dict[str, Any]) -> Recorded:
 
 
 def meter_error_reports(
-    conn: psycopg.Connection, tenant_id: UUID, limit: int
+    conn: psycopg.Connection, tenant_id: str, limit: int
 ) -> list[dict[str, Any]]:
     """The latest stored errors of the tenant's meters (those its mappings resolved to or
     its pushes went to), newest first. Errors of a meter no tenant uses are on /metrics

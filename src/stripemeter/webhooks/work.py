@@ -28,7 +28,6 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from uuid import UUID
 
 import psycopg
 from prometheus_client import Counter
@@ -80,7 +79,7 @@ class Done:
 
 def _run_one(
     action: str,
-    tenant_id: UUID,
+    tenant_id: str,
     customer_ref: str | None,
     pool: Pool,
     gateway: StripeGateway,

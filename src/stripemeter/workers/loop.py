@@ -8,7 +8,7 @@ those intervals; they stay the fallback.
   finishes the current step and returns.
 - `start_in_background(settings, db_url)`: `stripemeter api` without `--no-workers` —
   the same loops in daemon threads; `handle.stop()` ends them.
-- `python -m stripemeter.workers.loop --drain [--tenant UUID]`: push until nothing is
+- `python -m stripemeter.workers.loop --drain [--tenant ID]`: push until nothing is
   pending, then exit (tests and the demo start writer processes this way).
 
 A failing step is logged and recorded (`worker_state`); the loop goes on. Several
@@ -34,7 +34,6 @@ import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from types import FrameType
-from uuid import UUID
 
 import psycopg
 
@@ -43,10 +42,11 @@ from stripemeter.config import Settings, load_settings
 from stripemeter.db import connect, database_url
 from stripemeter.db.migrate import require_current_schema
 from stripemeter.db.pool import Pool, open_pool
-from stripemeter.errors import ShuttingDown, StripemeterError
+from stripemeter.errors import InputError, ShuttingDown, StripemeterError
 from stripemeter.ops.logthrottle import ThrottledLog
 from stripemeter.reconciler.engine import reconcile
 from stripemeter.stripe.client import gateway_from_settings, resolve_stripe_target
+from stripemeter.tenants import check_tenant_id
 from stripemeter.webhooks.work import listen_forever, next_due_s, run_pending
 from stripemeter.writer.passes import drain, push_pending
 
@@ -205,11 +205,20 @@ def run_forever(settings: Settings) -> None:
             signal.signal(signum, handler)
 
 
+def _tenant(text: str) -> str:
+    try:
+        return check_tenant_id(text, field="--tenant")
+    except InputError as exc:
+        raise argparse.ArgumentTypeError(exc.message) from None
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """`python -m stripemeter.workers.loop`: run the loops, or drain the writer once."""
     parser = argparse.ArgumentParser(prog="python -m stripemeter.workers.loop")
     parser.add_argument("--drain", action="store_true", help="push until nothing is pending")
-    parser.add_argument("--tenant", type=UUID, default=None, help="only this tenant (--drain)")
+    parser.add_argument(
+        "--tenant", type=_tenant, default=None, help="only this tenant id (--drain)"
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     try:

@@ -9,7 +9,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Literal
-from uuid import UUID
 
 import psycopg
 from psycopg.rows import dict_row
@@ -23,7 +22,7 @@ class WorkerState:
     """One row of `worker_state`."""
 
     component: str
-    tenant_id: UUID
+    tenant_id: str
     last_push_at: datetime | None
     last_success_at: datetime | None
     last_error: str | None
@@ -31,7 +30,7 @@ class WorkerState:
     consecutive_failures: int
 
 
-def record_push(conn: psycopg.Connection, tenant_id: UUID) -> None:
+def record_push(conn: psycopg.Connection, tenant_id: str) -> None:
     """Note that Stripe accepted a meter event for the tenant just now."""
     conn.execute(
         "INSERT INTO worker_state (component, tenant_id, last_push_at)"
@@ -41,7 +40,7 @@ def record_push(conn: psycopg.Connection, tenant_id: UUID) -> None:
     )
 
 
-def record_success(conn: psycopg.Connection, component: Component, tenant_id: UUID) -> None:
+def record_success(conn: psycopg.Connection, component: Component, tenant_id: str) -> None:
     """A full pass for the tenant succeeded: clear the error streak and the last error."""
     conn.execute(
         "INSERT INTO worker_state (component, tenant_id, last_success_at) VALUES (%s, %s, now())"
@@ -54,7 +53,7 @@ def record_success(conn: psycopg.Connection, component: Component, tenant_id: UU
 def record_failure(
     conn: psycopg.Connection,
     component: Component,
-    tenant_id: UUID,
+    tenant_id: str,
     error: str,
     *,
     outage: bool = True,
@@ -75,7 +74,7 @@ def record_failure(
 
 
 def read_state(
-    conn: psycopg.Connection, component: Component, tenant_id: UUID
+    conn: psycopg.Connection, component: Component, tenant_id: str
 ) -> WorkerState | None:
     """The tenant's row for one component, if any."""
     with conn.cursor(row_factory=dict_row) as cur:

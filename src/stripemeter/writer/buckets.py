@@ -30,7 +30,6 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import ROUND_FLOOR, Decimal
 from enum import Enum
-from uuid import UUID
 
 import psycopg
 from psycopg.rows import dict_row
@@ -367,7 +366,7 @@ def push_customer(
 def send_pending(
     conn: psycopg.Connection,
     gateway: StripeGateway,
-    tenant_id: UUID,
+    tenant_id: str,
     customer_ref: str,
     result: PushResult,
 ) -> None:

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import hashlib
 from datetime import datetime
-from uuid import UUID
 
 IDENTIFIER_PREFIX = "smp_"
 IDEMPOTENCY_PREFIX = "smk_"
@@ -29,7 +28,7 @@ def _digest(*parts: str) -> str:
 
 
 def outbox_identifier(
-    tenant_id: UUID,
+    tenant_id: str,
     metric: str,
     event_name: str,
     customer_ref: str,

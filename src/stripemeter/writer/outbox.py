@@ -40,7 +40,7 @@ _MAX_ERROR_CHARS = 500
 class Series:
     """A source bucket and the meter it is pushed to."""
 
-    tenant_id: UUID
+    tenant_id: str
     metric: str
     customer_ref: str
     hour_start: datetime
@@ -116,18 +116,18 @@ def _row(record: dict[str, object]) -> OutboxRow:
 
 
 def customers_with_pending(
-    conn: psycopg.Connection, tenant_id: UUID | None = None
-) -> list[tuple[UUID, str]]:
+    conn: psycopg.Connection, tenant_id: str | None = None
+) -> list[tuple[str, str]]:
     """(tenant, customerRef) pairs that have outbox rows not yet sent, in a stable order."""
     rows = conn.execute(
         "SELECT DISTINCT tenant_id, customer_ref FROM meter_pushes WHERE status = 'pending'"
-        " AND (%(t)s::uuid IS NULL OR tenant_id = %(t)s::uuid) ORDER BY 1, 2",
+        " AND (%(t)s::text IS NULL OR tenant_id = %(t)s::text) ORDER BY 1, 2",
         {"t": tenant_id},
     ).fetchall()
     return [(r[0], str(r[1])) for r in rows]
 
 
-def pending_rows(conn: psycopg.Connection, tenant_id: UUID, customer_ref: str) -> list[OutboxRow]:
+def pending_rows(conn: psycopg.Connection, tenant_id: str, customer_ref: str) -> list[OutboxRow]:
     """The customer's unsent outbox rows, oldest first (the order they must go in)."""
     with conn.cursor(row_factory=dict_row) as cur:
         cur.execute(
@@ -288,11 +288,11 @@ def sent_units_in_hour(conn: psycopg.Connection, row: OutboxRow) -> Decimal:
     return Decimal(found[0]) if found else Decimal(0)
 
 
-def quarantined_summary(conn: psycopg.Connection, tenant_id: UUID | None) -> tuple[int, Decimal]:
+def quarantined_summary(conn: psycopg.Connection, tenant_id: str | None) -> tuple[int, Decimal]:
     """(rows, units) Stripe refused for good, for one tenant or all (`/v1/writer/status`)."""
     found = conn.execute(
         "SELECT count(*), coalesce(sum(value), 0) FROM meter_pushes"
-        " WHERE status = 'quarantined' AND (%(t)s::uuid IS NULL OR tenant_id = %(t)s::uuid)",
+        " WHERE status = 'quarantined' AND (%(t)s::text IS NULL OR tenant_id = %(t)s::text)",
         {"t": tenant_id},
     ).fetchone()
     assert found is not None

@@ -42,7 +42,6 @@ import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from uuid import UUID
 
 import psycopg
 
@@ -84,7 +83,7 @@ def push_pending(
     conn_or_pool: ConnOrPool,
     client: ClientOrGateway,
     settings: Settings,
-    tenant_id: UUID | None = None,
+    tenant_id: str | None = None,
 ) -> PushResult:
     """Push every pending bucket once (one pass); return what happened.
 
@@ -94,7 +93,7 @@ def push_pending(
     """
     gateway = gateway_for(client, settings)
     result = PushResult()
-    failed_tenants: dict[UUID, PushFailure] = {}
+    failed_tenants: dict[str, PushFailure] = {}
     with borrow(conn_or_pool) as conn:
         outstanding = customers_with_pending(conn, tenant_id)
         conn.commit()
@@ -138,7 +137,7 @@ def push_customer_now(
     conn_or_pool: ConnOrPool,
     client: ClientOrGateway,
     settings: Settings,
-    tenant_id: UUID,
+    tenant_id: str,
     customer_ref: str,
     *,
     lock_wait_s: float = 10.0,
@@ -177,7 +176,7 @@ def drain(
     conn_or_pool: ConnOrPool,
     client: ClientOrGateway,
     settings: Settings,
-    tenant_id: UUID | None = None,
+    tenant_id: str | None = None,
     *,
     max_passes: int = 50,
 ) -> PushResult:
@@ -242,7 +241,7 @@ def _push_mapping(
 
 def _resend(
     gateway: StripeGateway,
-    tenant_id: UUID,
+    tenant_id: str,
     customer_ref: str,
     conn: psycopg.Connection,
     result: PushResult,
@@ -268,7 +267,7 @@ def _push_locked_customer(
 
 def _locked_customer(
     conn: psycopg.Connection,
-    tenant_id: UUID,
+    tenant_id: str,
     customer_ref: str,
     work: Callable[[psycopg.Connection, PushResult], None],
 ) -> PushResult:

@@ -39,7 +39,7 @@ WITH uncovered AS (
     FROM price_mappings m
     JOIN usage_buckets b ON b.tenant_id = m.tenant_id AND b.metric = m.metric
    {state_join("m.meter_event_name")}
-    WHERE m.active AND (%(t)s::uuid IS NULL OR m.tenant_id = %(t)s::uuid)
+    WHERE m.active AND (%(t)s::text IS NULL OR m.tenant_id = %(t)s::text)
       AND {uncovered_condition(per_kind_sql("m.aggregation", Aggregation.bucket_value))}
     GROUP BY m.tenant_id
 ), unsent AS (
@@ -47,7 +47,7 @@ WITH uncovered AS (
            count(DISTINCT (metric, customer_ref, hour_start, event_name)) AS buckets,
            coalesce(sum(value), 0) AS units
     FROM meter_pushes
-    WHERE status = 'pending' AND (%(t)s::uuid IS NULL OR tenant_id = %(t)s::uuid)
+    WHERE status = 'pending' AND (%(t)s::text IS NULL OR tenant_id = %(t)s::text)
     GROUP BY tenant_id
 )
 SELECT tenant_id, sum(buckets)::bigint AS buckets, sum(units) AS units

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 from datetime import timedelta
 from typing import Any
-from uuid import UUID
 
 from prometheus_client import Counter
 
@@ -56,13 +55,13 @@ def writer_health(pool: Any) -> tuple[str, str, str]:
     return "stripe_writer", "degraded", f"Stripe failing for {failing} tenant(s)"
 
 
-def writer_health_detail(pool: Any, tenant_id: UUID | None) -> tuple[str, dict[str, Any]]:
+def writer_health_detail(pool: Any, tenant_id: str | None) -> tuple[str, dict[str, Any]]:
     """Which tenants (all, or just `tenant_id`) the writer keeps failing for, and why."""
     with pool.connection(timeout=2.0) as conn:
         rows = conn.execute(
             "SELECT tenant_id, consecutive_failures, last_error, last_error_at"
             " FROM worker_state WHERE component = 'writer' AND consecutive_failures > 0"
-            " AND last_error_at >= now() - %s AND (%s::uuid IS NULL OR tenant_id = %s::uuid)"
+            " AND last_error_at >= now() - %s AND (%s::text IS NULL OR tenant_id = %s::text)"
             " ORDER BY last_error_at DESC",
             (FAILURE_RELEVANCE, tenant_id, tenant_id),
         ).fetchall()

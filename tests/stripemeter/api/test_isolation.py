@@ -116,8 +116,8 @@ def test_a_flood_of_runs_under_hanging_stripe_leaves_other_tenants_served(
     emulator_url: str, db_url: str
 ) -> None:
     world = build_world(emulator_url, db_url, customers=1)
-    tenant_a, tenant_b = world.tenant_id, uuid.uuid4()
-    others = [uuid.uuid4() for _ in range(6)]
+    tenant_a, tenant_b = world.tenant_id, str(uuid.uuid4())
+    others = [str(uuid.uuid4()) for _ in range(6)]
     for other in others:
         add_mapping(db_url, other, world.price_id)
     a_admin = key(db_url, tenant_a, "ingest", "read", "admin")
@@ -271,7 +271,7 @@ def test_wait_returns_the_reports_and_the_run_keeps_them(emulator_url: str, db_u
 def test_a_run_stripe_refuses_is_422_naming_the_refusal_not_an_outage(
     emulator_url: str, db_url: str
 ) -> None:
-    tenant = uuid.uuid4()
+    tenant = str(uuid.uuid4())
     admin = key(db_url, tenant, "read", "admin")
     add_mapping(db_url, tenant, "price_that_does_not_exist")
     with serve(_settings(emulator_url, db_url, RECONCILIATION_WAIT_S=30), db_url) as api:

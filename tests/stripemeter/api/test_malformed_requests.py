@@ -65,7 +65,18 @@ def bad_event(**changes: Any) -> Callable[[str], dict[str, Any]]:
 
 EVENT_CASES: dict[str, tuple[Callable[[str], Any], str, str, str]] = {
     # name: (event builder, error code, message fragment, field)
-    "tenant_not_uuid": (bad_event(tenantId="acme"), "invalid_value", "must be a UUID", "tenantId"),
+    "tenant_too_long": (
+        bad_event(tenantId="t" * 65),
+        "invalid_value",
+        "must be 1 to 64 printable characters",
+        "tenantId",
+    ),
+    "tenant_with_control_character": (
+        bad_event(tenantId="acme\tcorp"),
+        "invalid_value",
+        "printable characters",
+        "tenantId",
+    ),
     "tenant_missing": (
         bad_event(tenantId=...),
         "missing_field",
@@ -311,12 +322,12 @@ REQUEST_CASES: dict[str, Case] = {
     ),
     "events_bad_tenant_param": Case(
         400,
-        "invalid_request",
-        "tenantId",
+        "invalid_value",
+        "tenantId must be 1 to 64 printable characters",
         "tenantId",
         method="GET",
         path="/v1/events",
-        params={"tenantId": "nope"},
+        params={"tenantId": "t" * 65},
     ),
     "mapping_bad_aggregation": Case(
         400,

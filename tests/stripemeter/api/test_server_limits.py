@@ -49,7 +49,7 @@ def served(pg_server_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iter
     home = tmp_path_factory.mktemp("serve")
     with fresh_database(pg_server_url) as url:
         with psycopg.connect(url) as conn:
-            key = create_api_key(conn, uuid.uuid4(), "limits")
+            key = create_api_key(conn, str(uuid.uuid4()), "limits")
         port = free_port()
         log_path = home / "api.log"
         with log_path.open("w") as log:

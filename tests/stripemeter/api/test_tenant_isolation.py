@@ -368,6 +368,7 @@ def test_every_json_body_route_authenticates_before_parsing() -> None:
     assert sorted(body_routes) == [
         ("POST", "/v1/mappings"),
         ("POST", "/v1/reconciliation/run"),
+        ("POST", "/v1/usage/projection"),
         ("PUT", "/v1/customers/{customerRef}/binding"),
     ]
     for router in ROUTERS:
@@ -380,6 +381,7 @@ BODY_ROUTES = [
     ("POST", "/v1/events/ingest"),
     ("POST", "/v1/mappings"),
     ("POST", "/v1/reconciliation/run"),
+    ("POST", "/v1/usage/projection"),
     ("PUT", "/v1/customers/ref-1/binding"),
 ]
 BAD_BODIES = {"truncated": "{", "not-json": "tenantId=x", "wrong-shape": '{"nope": [1]}'}
@@ -397,7 +399,8 @@ def test_no_key_and_a_malformed_body_is_401_not_400(
     assert answer.json() == {
         "error": {
             "code": "unauthorized",
-            "message": "missing API key: send 'Authorization: Bearer <secret>'",
+            "message": "missing API key: send 'Authorization: Bearer <secret>' or "
+            "'x-api-key: <secret>'",
             "field": "Authorization",
         }
     }

@@ -95,7 +95,7 @@ def _ledger(db_url: str, tenant: uuid.UUID) -> tuple[dict[str, str], Decimal, in
 def test_a_key_in_two_requests_of_one_group_is_accepted_for_the_earlier_only(
     pool: Pool, db_url: str
 ) -> None:
-    tenant = uuid.uuid4()
+    tenant = str(uuid.uuid4())
     first = _request([_event(tenant, "k1"), _event(tenant, "k2", quantity=2)], "req_a")
     second = _request([_event(tenant, "k2", quantity=2), _event(tenant, "k3", quantity=4)], "req_b")
     results = _one_group(pool, [first, second])
@@ -122,7 +122,7 @@ def test_a_statement_failing_for_one_request_fails_only_that_request(
             "CREATE TRIGGER refuse BEFORE INSERT ON events"
             " FOR EACH ROW EXECUTE FUNCTION refuse_cus_9()"
         )
-    tenant = uuid.uuid4()
+    tenant = str(uuid.uuid4())
     good = _request([_event(tenant, "a")], "req_good", header=("h-good", "x"))
     bad = _request([_event(tenant, "b"), _event(tenant, "z", "cus_9")], "req_bad", ("h-bad", "y"))
     also_good = _request([_event(tenant, "c", quantity=5)], "req_also")
@@ -142,7 +142,7 @@ def test_a_statement_failing_for_one_request_fails_only_that_request(
 def test_an_idempotency_key_reused_with_another_body_in_one_group_conflicts_for_the_later(
     pool: Pool, db_url: str
 ) -> None:
-    tenant = uuid.uuid4()
+    tenant = str(uuid.uuid4())
     original = _request([_event(tenant, "k1")], "req_1", header=("batch-7", "body-x"))
     other_body = _request([_event(tenant, "k9")], "req_2", header=("batch-7", "body-y"))
     replay = _request([_event(tenant, "k1")], "req_3", header=("batch-7", "body-x"))
@@ -157,7 +157,7 @@ def test_an_idempotency_key_reused_with_another_body_in_one_group_conflicts_for_
 
 
 def test_a_group_closes_at_max_events(pool: Pool) -> None:
-    tenant = uuid.uuid4()
+    tenant = str(uuid.uuid4())
     committer = GroupCommitter(pool, max_events=2)
     futures = [committer.submit(_request([_event(tenant, f"k{i}")], f"r{i}")) for i in range(5)]
     committer.start()
@@ -167,7 +167,7 @@ def test_a_group_closes_at_max_events(pool: Pool) -> None:
 
 
 def test_max_wait_holds_a_group_open_for_requests_that_follow(pool: Pool) -> None:
-    tenant = uuid.uuid4()
+    tenant = str(uuid.uuid4())
     committer = GroupCommitter(pool, max_events=1000, max_wait_s=0.5)
     committer.start()
     try:
@@ -182,7 +182,7 @@ def test_max_wait_holds_a_group_open_for_requests_that_follow(pool: Pool) -> Non
 
 
 def test_close_stores_what_is_queued_and_refuses_what_comes_after(pool: Pool, db_url: str) -> None:
-    tenant = uuid.uuid4()
+    tenant = str(uuid.uuid4())
     committer = GroupCommitter(pool)
     queued = committer.submit(_request([_event(tenant, "q")], "r1"))
     committer.start()
@@ -194,7 +194,7 @@ def test_close_stores_what_is_queued_and_refuses_what_comes_after(pool: Pool, db
 
 
 def test_a_request_cancelled_before_its_group_forms_stores_nothing(pool: Pool, db_url: str) -> None:
-    tenant = uuid.uuid4()
+    tenant = str(uuid.uuid4())
     committer = GroupCommitter(pool)
     gone = committer.submit(_request([_event(tenant, "gone")], "r1"))
     kept = committer.submit(_request([_event(tenant, "kept")], "r2"))
@@ -229,7 +229,7 @@ def test_grouped_requests_get_exactly_the_answers_they_get_one_by_one(
     requests: list[tuple[list[str], tuple[str, str] | None]],
     cuts: list[int],
 ) -> None:
-    alone, grouped = uuid.uuid4(), uuid.uuid4()
+    alone, grouped = str(uuid.uuid4()), str(uuid.uuid4())
 
     def build(tenant: uuid.UUID) -> list[PreparedRequest]:
         return [

@@ -32,7 +32,7 @@ COMMAND = [str(SCRIPT)] if SCRIPT.exists() else [sys.executable, "-m", "stripeme
 def test_concurrent_requests_are_stored_in_fewer_statements_and_each_answered_exactly(
     db_url: str,
 ) -> None:
-    tenant = uuid.uuid4()
+    tenant = str(uuid.uuid4())
     with psycopg.connect(db_url) as conn:
         secret = create_api_key(conn, tenant, "tests", scopes=["ingest"]).secret
     app = create_app(load_settings(), db_url=db_url)
@@ -98,7 +98,7 @@ def test_a_client_gone_while_its_group_commits_learns_on_retry_that_it_was_store
 
 def test_kill_9_of_the_api_under_load_loses_no_answered_event(db_url: str) -> None:
     home = Path(tempfile.mkdtemp(prefix="smgc", dir="/tmp"))
-    tenant = uuid.uuid4()
+    tenant = str(uuid.uuid4())
     with psycopg.connect(db_url) as conn:
         secret = create_api_key(conn, tenant, "kill-test", scopes=["ingest"]).secret
     env = {

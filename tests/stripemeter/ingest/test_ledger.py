@@ -4,7 +4,6 @@ trigger standing in for a crash at the worst moment)."""
 
 from __future__ import annotations
 
-import uuid
 from datetime import UTC, datetime
 from decimal import Decimal
 
@@ -16,7 +15,7 @@ from stripemeter.errors import InputError
 from stripemeter.ingest import ledger
 from stripemeter.ingest.validation import ValidEvent
 
-TENANT = uuid.UUID("8f2c7b1e-0000-4000-8000-000000000001")
+TENANT = "8f2c7b1e-0000-4000-8000-000000000001"
 
 
 def _event(key: str, customer: str = "cus_1", quantity: int = 5) -> ValidEvent:

@@ -13,6 +13,7 @@ import requests
 
 from stripemeter.aggregations import AGGREGATIONS
 from stripemeter.auth import create_api_key
+from stripemeter.mappings.meters import active_mappings
 from tests.stripemeter.conftest import Api, start_api
 from tests.support.emulator import TEST_KEY
 from tests.support.servers import free_port
@@ -190,7 +191,7 @@ def test_stripe_unreachable_is_503_and_nothing_is_stored(api: Api, db_url: str) 
     dead = f"http://127.0.0.1:{free_port()}"
     with start_api(db_url, STRIPE_API_BASE=dead, STRIPE_SECRET_KEY=TEST_KEY) as served:
         with psycopg.connect(db_url) as conn:
-            secret = create_api_key(conn, uuid.UUID(served.tenant), "a", scopes=["admin"]).secret
+            secret = create_api_key(conn, served.tenant, "a", scopes=["admin"]).secret
         body = _mapping(served.tenant, subscriptionItemId="si_x")
         answer = requests.post(
             served.url("/v1/mappings"),
@@ -231,3 +232,62 @@ def test_every_aggregation_kind_is_accepted_and_stored(api: Api) -> None:
             }
         },
     )
+
+
+def test_active_false_stores_the_mapping_switched_off_and_unbilled(api: Api) -> None:
+    created = api.post("/v1/mappings", json=_mapping(api.tenant, active=False))
+    assert created.status_code == 201, created.text
+    assert created.json()["active"] is False
+    assert [m["id"] for m in api.get("/v1/mappings", params={"active": "false"}).json()[
+        "mappings"
+    ]] == [created.json()["id"]]  # fmt: skip
+    assert api.get("/v1/mappings", params={"active": "true"}).json()["mappings"] == []
+    # What the writer and the reconciler bill through: nothing for this tenant.
+    with psycopg.connect(api.db_url) as conn:
+        assert active_mappings(conn, api.tenant) == []
+
+
+def test_active_false_then_true_switches_the_same_mapping_off_and_on(api: Api) -> None:
+    on = api.post("/v1/mappings", json=_mapping(api.tenant)).json()
+    off = api.post("/v1/mappings", json=_mapping(api.tenant, active=False, priceId="price_B"))
+    assert off.status_code == 200
+    assert (off.json()["id"], off.json()["active"], off.json()["priceId"]) == (
+        on["id"],
+        False,
+        "price_B",
+    )
+    again = api.post("/v1/mappings", json=_mapping(api.tenant, priceId="price_B"))
+    assert again.status_code == 200
+    assert (again.json()["id"], again.json()["active"]) == (on["id"], True)
+    with psycopg.connect(api.db_url) as conn:
+        billed = active_mappings(conn, api.tenant)
+    assert [(str(m.id), m.price_id) for m in billed] == [(on["id"], "price_B")]
+    assert len(api.get("/v1/mappings").json()["mappings"]) == 1
+
+
+def test_switching_off_beside_an_older_inactive_mapping_is_409_and_changes_nothing(
+    api: Api,
+) -> None:
+    active = api.post("/v1/mappings", json=_mapping(api.tenant)).json()
+    with psycopg.connect(api.db_url) as conn:  # as an older version could leave it
+        conn.execute(
+            "INSERT INTO price_mappings (tenant_id, metric, aggregation, price_id, active)"
+            " VALUES (%s, 'api_calls', 'sum', 'price_old', false)",
+            (api.tenant,),
+        )
+    answer = api.post("/v1/mappings", json=_mapping(api.tenant, active=False))
+    assert answer.status_code == 409
+    error = answer.json()["error"]
+    assert error["code"] == "conflict" and "delete the inactive one" in error["message"]
+    listed = api.get("/v1/mappings").json()["mappings"]
+    assert [(m["priceId"], m["active"]) for m in listed] == [
+        ("price_A", True),
+        ("price_old", False),
+    ]
+    assert listed[0]["id"] == active["id"]
+
+
+def test_active_must_be_a_boolean(api: Api) -> None:
+    answer = api.post("/v1/mappings", json=_mapping(api.tenant, active="maybe"))
+    assert answer.status_code == 400
+    assert answer.json()["error"]["field"] == "active"

@@ -19,8 +19,8 @@ import requests
 from tests.stripemeter.conftest import start_api
 
 EXPECTED = Path(__file__).parent / "exposition"
-TENANT_A = uuid.UUID("00000000-0000-4000-8000-00000000000a")
-TENANT_B = uuid.UUID("00000000-0000-4000-8000-00000000000b")
+TENANT_A = "00000000-0000-4000-8000-00000000000a"
+TENANT_B = "00000000-0000-4000-8000-00000000000b"
 GAUGE_PREFIXES = (
     "stripemeter_writer_pending_",
     "stripemeter_writer_stripe_failing",

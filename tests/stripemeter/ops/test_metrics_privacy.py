@@ -32,7 +32,7 @@ def admin_key(
 ) -> str:
     """A key for `tenant` with `scopes` (every scope by default)."""
     with psycopg.connect(db_url) as conn:
-        key = create_api_key(conn, uuid.UUID(tenant), "metrics", scopes=scopes)
+        key = create_api_key(conn, tenant, "metrics", scopes=scopes)
     return key.secret
 
 
@@ -65,7 +65,7 @@ def seed_tenant_b(api: Api) -> World:
             " VALUES (%s, %s, 'sum', %s)",
             (tenant_b, METRIC_B, PRICE_B),
         )
-        worker_state.record_failure(conn, "writer", uuid.UUID(tenant_b), STRIPE_ERROR_B)
+        worker_state.record_failure(conn, "writer", tenant_b, STRIPE_ERROR_B)
         conn.execute(
             "INSERT INTO reconciliation_reports (tenant_id, metric, customer_ref,"
             " subscription_item_id, period_start, period_end, local_total, stripe_total,"

@@ -255,7 +255,7 @@ def test_bad_run_bodies_and_months_are_refused(db_url: str) -> None:
     with running_api(settings, db_url) as api:
         no_tenant = requests.post(f"{api}/v1/reconciliation/run", json={}, timeout=10)
         bad_tenant = requests.post(
-            f"{api}/v1/reconciliation/run", json={"tenantId": "nope"}, timeout=10
+            f"{api}/v1/reconciliation/run", json={"tenantId": "t" * 65}, timeout=10
         )
         bad_month = requests.get(
             f"{api}/v1/reconciliation/2026-1",

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import uuid
 from datetime import UTC, datetime
 from decimal import Decimal
 
@@ -20,7 +19,7 @@ from stripemeter.reconciler.reports import number, summarize, to_csv
 from stripemeter.writer.identifiers import idempotency_key, outbox_identifier
 from stripemeter.writer.passes import floor_units
 
-TENANT = uuid.UUID("7b0d4a35-4d7e-4b8a-9d36-8f3f8f0f9c11")
+TENANT = "7b0d4a35-4d7e-4b8a-9d36-8f3f8f0f9c11"
 HOUR_START = datetime(2026, 11, 23, 10, tzinfo=UTC)
 
 
