@@ -3,8 +3,8 @@
     stripemeter db start|stop|url
     stripemeter migrate
     stripemeter api [--host 127.0.0.1] [--port 3000] [--no-workers] [--no-migrate]
-                    [--insecure-bypass-auth-anywhere] [--workers-processes N|auto]
-    stripemeter workers
+                    [--insecure-bypass-auth-anywhere] [--workers-processes N|auto] [--live]
+    stripemeter workers [--live]
     stripemeter api-keys create --tenant UUID [--name NAME] [--scope ingest|read|admin]...
     stripemeter bindings put --tenant UUID --customer-ref REF --stripe-customer cus_...
                              [--no-verify]
@@ -18,6 +18,10 @@ Anything else is a bug and keeps its traceback.
 usable CPU (`--workers-processes auto`; `1` serves in the command's own process); with
 N > 1 the N server processes stop when the supervisor dies, even by SIGKILL (see
 `serving`).
+
+Live mode: `--live` (or `STRIPEMETER_LIVE=1`) is the only way the service accepts a
+live Stripe key (`sk_live_`/`rk_live_`), and then only a live key; `api` and `workers`
+log the mode they run in at start-up (see `stripemeter.stripe.client`).
 
 `api` applies pending migrations before serving (they are idempotent and serialised
 by an advisory lock, so several API processes starting together is safe); with
@@ -40,8 +44,8 @@ from stripemeter.auth import DEFAULT_SCOPES, check_bypass_allowed, create_api_ke
 from stripemeter.config import Settings, load_settings
 from stripemeter.db import connect, database_url, embedded
 from stripemeter.db.migrate import apply_migrations, require_current_schema
-from stripemeter.errors import CliError, StripemeterError
-from stripemeter.stripe.client import resolve_stripe_target
+from stripemeter.errors import CliError, StripeConfigError, StripemeterError
+from stripemeter.stripe.client import StripeTarget, service_target
 
 log = logging.getLogger("stripemeter.cli")
 
@@ -122,6 +126,14 @@ def _start_workers(settings: Settings, url: str) -> Any:
     return workers.start_in_background(settings, url)
 
 
+def announce_stripe(target: StripeTarget) -> None:
+    """Say at start-up which Stripe the service uses, loudly when live keys leave for
+    an address other than Stripe's."""
+    log.info("%s", target.describe())
+    if target.warning:
+        log.warning("%s", target.warning)
+
+
 def cmd_api(args: argparse.Namespace, settings: Settings) -> int:
     """`api`: serve the HTTP API (and, unless --no-workers, the background workers)."""
     import uvicorn
@@ -132,9 +144,10 @@ def cmd_api(args: argparse.Namespace, settings: Settings) -> int:
     check_bypass_allowed(
         settings.BYPASS_AUTH, args.host, insecure_anywhere=args.insecure_bypass_auth_anywhere
     )
+    target = None
     if not args.no_workers:
-        # Refuse a live or malformed key before starting anything (the workers need it).
-        resolve_stripe_target(settings.STRIPE_SECRET_KEY, settings.STRIPE_API_BASE)
+        # Refuse a key the mode does not allow before starting anything (the workers need it).
+        target = service_target(settings)
     url = database_url(settings)
     with connect(url) as conn:
         if args.no_migrate:
@@ -143,6 +156,13 @@ def cmd_api(args: argparse.Namespace, settings: Settings) -> int:
             applied = apply_migrations(conn)
             if applied:
                 log.info("applied migrations: %s", ", ".join(applied))
+    if target is not None:
+        announce_stripe(target)
+    else:
+        try:
+            announce_stripe(service_target(settings))
+        except StripeConfigError as exc:  # --no-workers: only Stripe-backed routes need it
+            log.warning("Stripe: refused (%s)", exc)
     if settings.BYPASS_AUTH:
         log.warning("BYPASS_AUTH is on: no API key is needed (listening on %s)", args.host)
     background = None if args.no_workers else _start_workers(settings, url)
@@ -154,7 +174,11 @@ def cmd_api(args: argparse.Namespace, settings: Settings) -> int:
             # Each server process reads its settings anew; the children watch this pid
             # and stop when it is gone (kill -9 included).
             export_to_child_processes(
-                {"DATABASE_URL": url, serving.SUPERVISOR_PID_ENV: str(os.getpid())}
+                {
+                    "DATABASE_URL": url,
+                    serving.SUPERVISOR_PID_ENV: str(os.getpid()),
+                    "STRIPEMETER_LIVE": "1" if settings.STRIPEMETER_LIVE else "0",
+                }
             )
             uvicorn.run(
                 "stripemeter.api.serving:create_child_app",
@@ -239,6 +263,15 @@ def cmd_bindings(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def _live_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--live",
+        action="store_true",
+        help="live mode: accept only a live Stripe key (sk_live_/rk_live_); "
+        "the same as STRIPEMETER_LIVE=1",
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of every subcommand."""
     parser = argparse.ArgumentParser(prog="stripemeter", description=__doc__.splitlines()[0])
@@ -271,9 +304,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="HTTP server processes (default auto: one per usable CPU, "
         f"{usable_cpus()} here); each has its own pool and ingest group committer",
     )
+    _live_option(api)
     api.set_defaults(handler=cmd_api)
 
     workers = sub.add_parser("workers", help="run the writer and reconciler loops")
+    _live_option(workers)
     workers.set_defaults(handler=cmd_workers)
 
     keys = sub.add_parser("api-keys", help="manage API keys")
@@ -315,7 +350,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     handler: Callable[[argparse.Namespace, Settings], int] = args.handler
     try:
-        settings = load_settings()
+        live = {"STRIPEMETER_LIVE": True} if getattr(args, "live", False) else {}
+        settings = load_settings(**live)
         return handler(args, settings)
     except StripemeterError as exc:
         print(error_line(exc), file=sys.stderr)

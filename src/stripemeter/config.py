@@ -150,6 +150,9 @@ class Settings(EnvSettings):
     METRICS_TENANT_DETAIL: bool = False
     STRIPE_SECRET_KEY: str | None = None
     STRIPE_API_BASE: str | None = None
+    # The explicit opt-in to live mode (or `--live`): only then are sk_live_/rk_live_
+    # keys accepted, and only they (see `stripemeter.stripe.client`).
+    STRIPEMETER_LIVE: bool = False
     STRIPE_ACCOUNT: str = "default"
     STRIPE_MAX_CONCURRENCY: Annotated[int, Field(ge=1, le=100)] = 4
     RECONCILIATION_INTERVAL_MS: PositiveMs = 60_000

@@ -36,7 +36,12 @@ import psycopg
 from psycopg.rows import dict_row
 
 from stripemeter.aggregations import Aggregation, PushMode
-from stripemeter.errors import GatewayError, StripeRefused, StripeUnavailable
+from stripemeter.errors import (
+    GatewayError,
+    StripePermissionMissing,
+    StripeRefused,
+    StripeUnavailable,
+)
 from stripemeter.mappings.bindings import stripe_customer_for
 from stripemeter.mappings.meters import Mapping
 from stripemeter.ops.logthrottle import ThrottledLog
@@ -414,6 +419,12 @@ def send_row(
         )
     except StripeUnavailable as exc:
         _stage("unanswered", row)
+        mark_attempt_failed(conn, row, str(exc))
+        conn.commit()
+        raise
+    except StripePermissionMissing as exc:
+        # The key, not the event, is wrong: the row stays pending for when the
+        # permission is granted (quarantining it would lose it from every pass).
         mark_attempt_failed(conn, row, str(exc))
         conn.commit()
         raise
