@@ -8,6 +8,8 @@
     stripemeter api-keys create --tenant UUID [--name NAME] [--scope ingest|read|admin]...
     stripemeter bindings put --tenant UUID --customer-ref REF --stripe-customer cus_...
                              [--no-verify]
+    stripemeter reconcile --tenant UUID [--period YYYY-MM] [--live]
+    stripemeter summary --tenant UUID [--json]
 
 Expected failures print one `error: ...` line and exit non-zero, no traceback: `main`
 catches `StripemeterError` (bad configuration, database unreachable, embedded server
@@ -23,6 +25,10 @@ Live mode: `--live` (or `STRIPEMETER_LIVE=1`) is the only way the service accept
 live Stripe key (`sk_live_`/`rk_live_`), and then only a live key; `api` and `workers`
 log the mode they run in at start-up (see `stripemeter.stripe.client`).
 
+`reconcile` runs a reconciliation of one tenant now and prints one line per report:
+exit 0 on parity, 2 on drift, 1 on error (nothing to compare included). `summary`
+prints the tenant's month so far: usage per metric, pending pushes, the last verdict.
+
 `api` applies pending migrations before serving (they are idempotent and serialised
 by an advisory lock, so several API processes starting together is safe); with
 `--no-migrate` it refuses to start while migrations are pending instead.
@@ -37,6 +43,7 @@ import re
 import sys
 import warnings
 from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
 from typing import Any
 from uuid import UUID
 
@@ -45,6 +52,7 @@ from stripemeter.config import Settings, load_settings
 from stripemeter.db import connect, database_url, embedded
 from stripemeter.db.migrate import apply_migrations, require_current_schema
 from stripemeter.errors import CliError, StripeConfigError, StripemeterError
+from stripemeter.periods import parse_month
 from stripemeter.stripe.client import StripeTarget, service_target
 
 log = logging.getLogger("stripemeter.cli")
@@ -272,6 +280,59 @@ def _live_option(parser: argparse.ArgumentParser) -> None:
     )
 
 
+EXIT_DRIFT = 2
+
+
+def _month(text: str) -> str:
+    """A month as YYYY-MM (checked here, turned into its instants by the command)."""
+    try:
+        parse_month(text, "--period")
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    return text.strip()
+
+
+def cmd_reconcile(args: argparse.Namespace, settings: Settings) -> int:
+    """`reconcile`: reconcile one tenant now; one line per report; 0 parity, 2 drift."""
+    from stripemeter.ops import operator
+    from stripemeter.stripe.client import gateway_from_settings
+    from stripemeter.stripe.gateway import RetryPolicy
+
+    # An operator waits: a few retries, then Stripe's failure as `main`'s one line.
+    gateway = gateway_from_settings(settings, retry=RetryPolicy(attempts=3))
+    period = parse_month(args.period, "--period") if args.period else None
+    with connect(database_url(settings)) as conn:
+        require_current_schema(conn)
+        reports = operator.reconcile_tenant(conn, gateway, settings, args.tenant, period)
+    where = f" with a period starting in {args.period}" if args.period else ""
+    if not reports:
+        raise CliError(
+            f"no reconciliation report for tenant {args.tenant}{where}: it has no active "
+            "mapping with a bound, subscribed customer there (see GET /v1/mappings)"
+        )
+    for report in reports:
+        print(operator.report_line(report))
+    judged = operator.verdict(reports)
+    print(f"{judged}: {len(reports)} report(s) for tenant {args.tenant}{where}", file=sys.stderr)
+    return 0 if judged == "parity" else EXIT_DRIFT
+
+
+def cmd_summary(args: argparse.Namespace, settings: Settings) -> int:
+    """`summary`: the tenant's month so far (usage, pending pushes, last verdict)."""
+    import json
+
+    from stripemeter.ops import operator
+
+    with connect(database_url(settings)) as conn:
+        require_current_schema(conn)
+        summary = operator.tenant_summary(conn, args.tenant, datetime.now(UTC))
+    if args.json:
+        print(json.dumps(summary, sort_keys=True))
+    else:
+        print("\n".join(operator.summary_lines(summary)))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of every subcommand."""
     parser = argparse.ArgumentParser(prog="stripemeter", description=__doc__.splitlines()[0])
@@ -334,6 +395,23 @@ def build_parser() -> argparse.ArgumentParser:
         "--no-verify", action="store_true", help="do not ask Stripe that the customer exists"
     )
     put.set_defaults(handler=cmd_bindings)
+
+    rec = sub.add_parser("reconcile", help="reconcile one tenant now (exit 0 parity, 2 drift)")
+    rec.add_argument("--tenant", type=_tenant, required=True, help="tenant UUID")
+    rec.add_argument(
+        "--period",
+        type=_month,
+        default=None,
+        metavar="YYYY-MM",
+        help="only the reports of periods starting in this month",
+    )
+    _live_option(rec)
+    rec.set_defaults(handler=cmd_reconcile)
+
+    summary = sub.add_parser("summary", help="a tenant's usage, pending pushes, last verdict")
+    summary.add_argument("--tenant", type=_tenant, required=True, help="tenant UUID")
+    summary.add_argument("--json", action="store_true", help="one JSON object instead of text")
+    summary.set_defaults(handler=cmd_summary)
     return parser
 
 
