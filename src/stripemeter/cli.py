@@ -13,7 +13,8 @@
 
 Expected failures print one `error: ...` line and exit non-zero, no traceback: `main`
 catches `StripemeterError` (bad configuration, database unreachable, embedded server
-broken, schema behind, Stripe refusing...) once; bad arguments are argparse's exit 2.
+broken, schema behind, Stripe refusing...) once; bad arguments are argparse's exit 2
+(exit 1 for `reconcile`, whose 2 means drift).
 Anything else is a bug and keeps its traceback.
 
 `api` serves with a 64 KiB request-header limit, by default in one server process per
@@ -425,7 +426,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     logging.getLogger("stripemeter").setLevel(logging.INFO)
     warnings.filterwarnings("ignore", message=".*XDG_RUNTIME_DIR.*")
-    args = build_parser().parse_args(argv)
+    try:
+        args = build_parser().parse_args(argv)
+    except SystemExit as exc:
+        # `reconcile` exits 2 on drift: its usage errors exit 1, so that a script
+        # alerting on drift never mistakes a typo for one.
+        words = list(sys.argv[1:] if argv is None else argv)
+        if exc.code == 2 and "reconcile" in words[:1]:
+            raise SystemExit(1) from None
+        raise
     handler: Callable[[argparse.Namespace, Settings], int] = args.handler
     try:
         live = {"STRIPEMETER_LIVE": True} if getattr(args, "live", False) else {}

@@ -132,8 +132,10 @@ def test_reconcile_with_stripe_unreachable_exits_1_with_one_line(
 def test_operator_commands_refuse_bad_arguments(home: Path, db_url: str) -> None:
     tenant = str(uuid.uuid4())
     bad_month = run(home, "reconcile", "--tenant", tenant, "--period", "2026-13")
-    assert bad_month.returncode == 2
+    assert bad_month.returncode == 1  # not 2: that is drift
     assert "--period must be a month as YYYY-MM (got '2026-13')" in bad_month.stderr
+    extra = run(home, "reconcile", "--tenant", tenant, "--verbose")
+    assert extra.returncode == 1 and "unrecognized arguments: --verbose" in extra.stderr
     unknown = run(home, "summary", "--tenant", tenant, "--format", "csv")
     assert unknown.returncode == 2 and "unrecognized arguments: --format csv" in unknown.stderr
     nobody = run(home, "summary", "--tenant", tenant, DATABASE_URL=db_url)
