@@ -20,7 +20,8 @@ other exception is a bug and keeps its traceback. The tree:
     ├── GatewayError                 a Stripe call did not succeed
     │   ├── StripeUnavailable        Stripe could not be reached or kept failing (retryable)
     │   └── StripeRefused            Stripe answered no (not retryable)
-    │       └── StripePermissionMissing  a restricted key lacks a permission (names it)
+    │       └── StripeKeyRefused     the key itself was refused (401), not the request
+    │           └── StripePermissionMissing  a restricted key lacks a permission (names it)
     ├── OwnershipError               a Stripe object is not the tenant's to use (code says why)
     │   ├── UnknownStripeCustomer    the customer does not exist in Stripe
     │   └── ItemRefused              a subscription item failed its ownership check
@@ -127,7 +128,12 @@ class StripeRefused(GatewayError):
         self.param = param
 
 
-class StripePermissionMissing(StripeRefused):
+class StripeKeyRefused(StripeRefused):
+    """Stripe refused the key (401: invalid, revoked; or a missing permission), not the
+    request: the same request succeeds once the key is fixed, so nothing is given up."""
+
+
+class StripePermissionMissing(StripeKeyRefused):
     """Stripe answered 403: the (restricted) key lacks `permission` for the call, e.g.
     `rak_billing_meter_event_write`; None when Stripe named none."""
 

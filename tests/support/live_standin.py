@@ -47,6 +47,7 @@ class LiveStandIn:
     def __init__(self, app: Any, withheld: Mapping[tuple[str, str], str | None] | None = None):
         self.app = app
         self.withheld = dict(withheld or {})
+        self.revoked = False  # True: every live key gets Stripe's 401, as once revoked
         self.requests: list[tuple[str, str, str]] = []
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
@@ -59,6 +60,12 @@ class LiveStandIn:
         method, path = scope["method"], scope["path"]
         self.requests.append((method, path, key[:8]))
         if key.startswith(LIVE_PREFIXES):
+            if self.revoked:
+                shown = key[:8] + "*" * max(len(key) - 12, 0) + key[-4:]
+                message = f"Invalid API Key provided: {shown}"
+                error = {"message": message, "type": "invalid_request_error"}
+                await _answer(send, 401, {"error": error})
+                return
             if key.startswith("rk_live_") and (method, path) in self.withheld:
                 permission = self.withheld[(method, path)]
                 await _answer(

@@ -16,7 +16,8 @@ Exceptions::
     GatewayError
      ├── StripeUnavailable   Stripe kept failing (429/5xx/connection) after the retries
      └── StripeRefused       Stripe refused the request (4xx); retrying will not help
-          └── StripePermissionMissing  a restricted key lacks a permission (403), named
+          └── StripeKeyRefused         Stripe refused the key (401), not the request
+               └── StripePermissionMissing  a restricted key lacks a permission (403), named
     ShuttingDown             the gateway's `stop` event cut a retry backoff short
 
 `ShuttingDown` is on purpose no `GatewayError`: code that records Stripe failures
@@ -39,6 +40,7 @@ import stripe
 
 from stripemeter.errors import (
     ShuttingDown,
+    StripeKeyRefused,
     StripePermissionMissing,
     StripeRefused,
     StripeUnavailable,
@@ -205,6 +207,10 @@ class StripeGateway:
             except stripe.StripeError as exc:
                 if isinstance(exc, stripe.PermissionError):
                     raise _permission_missing(what, exc) from exc
+                if isinstance(exc, stripe.AuthenticationError):
+                    raise StripeKeyRefused(
+                        f"{what}: {_describe(exc)}", code="api_key_refused"
+                    ) from exc
                 if not _retryable(exc):
                     error = exc.error
                     raise StripeRefused(

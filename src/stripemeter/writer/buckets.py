@@ -38,7 +38,7 @@ from psycopg.rows import dict_row
 from stripemeter.aggregations import Aggregation, PushMode
 from stripemeter.errors import (
     GatewayError,
-    StripePermissionMissing,
+    StripeKeyRefused,
     StripeRefused,
     StripeUnavailable,
 )
@@ -422,9 +422,9 @@ def send_row(
         mark_attempt_failed(conn, row, str(exc))
         conn.commit()
         raise
-    except StripePermissionMissing as exc:
-        # The key, not the event, is wrong: the row stays pending for when the
-        # permission is granted (quarantining it would lose it from every pass).
+    except StripeKeyRefused as exc:
+        # The key (revoked, or lacking a permission), not the event, is wrong: the row
+        # stays pending for when it is fixed (quarantining would drop it from every pass).
         mark_attempt_failed(conn, row, str(exc))
         conn.commit()
         raise

@@ -13,7 +13,7 @@ import pytest
 import stripe
 
 from stripemeter.config import load_settings
-from stripemeter.errors import StripeConfigError, StripePermissionMissing, StripeRefused
+from stripemeter.errors import StripeConfigError, StripeKeyRefused, StripePermissionMissing
 from stripemeter.stripe.client import (
     DEFAULT_EMULATOR_BASE,
     EMULATOR_KEY,
@@ -118,8 +118,9 @@ def test_a_live_key_sent_to_the_emulator_is_refused_by_the_emulator(emulator_url
         STRIPE_API_BASE=emulator_url,
     )
     gateway = gateway_from_settings(settings, retry=RetryPolicy(attempts=3))
-    with pytest.raises(StripeRefused) as refused:
+    with pytest.raises(StripeKeyRefused) as refused:
         gateway.clock_time("cus_any")
+    assert refused.value.code == "api_key_refused"
     assert "AuthenticationError (401)" in str(refused.value)
     assert "accepts only test-mode secret keys" in str(refused.value)
     assert LIVE not in str(refused.value)

@@ -9,6 +9,7 @@ import psycopg
 from stripemeter.config import Settings, load_settings
 from stripemeter.stripe.client import gateway_from_settings
 from stripemeter.writer.passes import push_pending
+from stripemeter.writer.pending import PENDING_SQL
 from tests.support.live_standin import running_live_standin
 from tests.support.stripe_world import HOUR, build_world, ingest, running_api, usage_event
 
@@ -76,3 +77,34 @@ def test_a_restricted_key_without_the_permission_leaves_usage_pending_until_gran
         assert (granted.events_sent, granted.errors) == (1, [])
         assert statuses(db_url) == ["sent"]
         assert world.stripe_total(customer, hour, hour + HOUR) == 5
+
+
+def test_a_revoked_key_leaves_usage_pending_instead_of_quarantining_it(db_url: str) -> None:
+    with running_live_standin() as (base, standin):
+        world = build_world(base, db_url, customers=1)
+        (customer,) = world.customers
+        settings = live_settings(base, db_url, "sk_live_revokedlater77")
+        hour = world.frozen_time() - 2 * HOUR
+        hour -= hour % HOUR
+        gateway = gateway_from_settings(settings)
+        with running_api(settings, db_url) as api:
+            ingest(api, [usage_event(world, customer, hour + 60, 2, "v-1")])
+            with psycopg.connect(db_url) as conn:
+                assert push_pending(conn, gateway, settings).events_sent == 1
+            ingest(api, [usage_event(world, customer, hour + 3 * 60, 4, "v-2")])
+        standin.revoked = True
+        with psycopg.connect(db_url) as conn:
+            refused = push_pending(conn, gateway, settings)
+        (error,) = refused.errors
+        assert "AuthenticationError (401): Invalid API Key provided: sk_live_" in error
+        assert "sk_live_revokedlater77" not in error
+        assert "quarantined" not in statuses(db_url)  # pending: in the outbox or the buckets
+        with psycopg.connect(db_url) as conn:
+            waiting = conn.execute(PENDING_SQL, {"t": world.tenant_id}).fetchone()
+        assert waiting is not None and waiting[2] == 4
+
+        standin.revoked = False  # a valid key again
+        with psycopg.connect(db_url) as conn:
+            assert push_pending(conn, gateway, settings).errors == []
+        assert statuses(db_url) == ["sent", "sent"]
+        assert world.stripe_total(customer, hour, hour + HOUR) == 6
