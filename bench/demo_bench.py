@@ -27,6 +27,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from _testmode import refuse_live_keys
+
 REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))
 
@@ -152,6 +154,7 @@ def print_table(runs: list[dict[str, Any]], startup: float, whole: float) -> Non
 
 
 def main() -> int:
+    refuse_live_keys("demo_bench")
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=2, help="demo runs (the first is cold)")
     parser.add_argument("--json", type=Path, help="also write the JSON to this file")

@@ -26,6 +26,7 @@ from typing import Any
 
 import requests
 import stripe
+from _testmode import refuse_live_keys
 
 
 def _free_port() -> int:
@@ -152,6 +153,7 @@ def _pct(values: list[float], q: float) -> float:
 
 def main() -> None:
     """Run the benchmark and print its table and JSON."""
+    refuse_live_keys("emulator_bench")
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--calls", type=int, default=300)
     args = parser.parse_args()

@@ -38,6 +38,7 @@ from typing import Any
 
 import psycopg
 import requests
+from _testmode import refuse_live_keys
 
 from stripemeter.ingest.ledger import INSERT_AND_COUNT
 
@@ -390,6 +391,7 @@ def measure(
 
 
 def main() -> int:
+    refuse_live_keys("ingest_bench")
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--shapes", default="1x16,100x16,1x64,100x64")

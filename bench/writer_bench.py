@@ -27,6 +27,7 @@ from typing import Any
 
 import psycopg
 import requests
+from _testmode import refuse_live_keys
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
@@ -147,6 +148,7 @@ def run(args: argparse.Namespace, db_url: str) -> dict[str, Any]:
 
 
 def main() -> int:
+    refuse_live_keys("writer_bench")
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--events", type=int, default=10_000)
     parser.add_argument("--customers", type=int, default=3, choices=(1, 2, 3))

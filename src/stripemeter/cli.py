@@ -3,25 +3,36 @@
     stripemeter db start|stop|url
     stripemeter migrate
     stripemeter api [--host 127.0.0.1] [--port 3000] [--no-workers] [--no-migrate]
-                    [--insecure-bypass-auth-anywhere] [--workers-processes N|auto]
-    stripemeter workers
+                    [--insecure-bypass-auth-anywhere] [--workers-processes N|auto] [--live]
+    stripemeter workers [--live]
     stripemeter api-keys create --tenant ID [--name NAME] [--scope ingest|read|admin]...
     stripemeter bindings put --tenant ID --customer-ref REF --stripe-customer cus_...
                              [--no-verify]
+    stripemeter reconcile --tenant ID [--period YYYY-MM] [--live]
+    stripemeter summary --tenant ID [--json]
     stripemeter backfill FILE [--format jsonl|csv] [--batch-size N] [--dry-run]
-                         [--checkpoint PATH] [--restart] [--tenant UUID] [--progress]
+                         [--checkpoint PATH] [--restart] [--tenant ID] [--progress]
                          [--rejects FILE] [--json]
     stripemeter webhooks setup --url URL
 
 Expected failures print one `error: ...` line and exit non-zero, no traceback: `main`
 catches `StripemeterError` (bad configuration, database unreachable, embedded server
-broken, schema behind, Stripe refusing...) once; bad arguments are argparse's exit 2.
+broken, schema behind, Stripe refusing...) once; bad arguments are argparse's exit 2
+(exit 1 for `reconcile`, whose 2 means drift).
 Anything else is a bug and keeps its traceback.
 
 `api` serves with a 64 KiB request-header limit, by default in one server process per
 usable CPU (`--workers-processes auto`; `1` serves in the command's own process); with
 N > 1 the N server processes stop when the supervisor dies, even by SIGKILL (see
 `serving`).
+
+Live mode: `--live` (or `STRIPEMETER_LIVE=1`) is the only way the service accepts a
+live Stripe key (`sk_live_`/`rk_live_`), and then only a live key; `api` and `workers`
+log the mode they run in at start-up (see `stripemeter.stripe.client`).
+
+`reconcile` runs a reconciliation of one tenant now and prints one line per report:
+exit 0 on parity, 2 on drift, 1 on error (nothing to compare included). `summary`
+prints the tenant's month so far: usage per metric, pending pushes, the last verdict.
 
 `api` applies pending migrations before serving (they are idempotent and serialised
 by an advisory lock, so several API processes starting together is safe); with
@@ -37,14 +48,16 @@ import re
 import sys
 import warnings
 from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
 from typing import Any
 
 from stripemeter.auth import DEFAULT_SCOPES, check_bypass_allowed, create_api_key
 from stripemeter.config import Settings, load_settings
 from stripemeter.db import connect, database_url, embedded
 from stripemeter.db.migrate import apply_migrations, require_current_schema
-from stripemeter.errors import CliError, InputError, StripemeterError
-from stripemeter.stripe.client import resolve_stripe_target
+from stripemeter.errors import CliError, InputError, StripeConfigError, StripemeterError
+from stripemeter.periods import parse_month
+from stripemeter.stripe.client import StripeTarget, service_target
 from stripemeter.tenants import check_tenant_id
 
 log = logging.getLogger("stripemeter.cli")
@@ -138,6 +151,14 @@ def _start_workers(settings: Settings, url: str) -> Any:
     return workers.start_in_background(settings, url)
 
 
+def announce_stripe(target: StripeTarget) -> None:
+    """Say at start-up which Stripe the service uses, loudly when live keys leave for
+    an address other than Stripe's."""
+    log.info("%s", target.describe())
+    if target.warning:
+        log.warning("%s", target.warning)
+
+
 def cmd_api(args: argparse.Namespace, settings: Settings) -> int:
     """`api`: serve the HTTP API (and, unless --no-workers, the background workers)."""
     import uvicorn
@@ -148,9 +169,10 @@ def cmd_api(args: argparse.Namespace, settings: Settings) -> int:
     check_bypass_allowed(
         settings.BYPASS_AUTH, args.host, insecure_anywhere=args.insecure_bypass_auth_anywhere
     )
+    target = None
     if not args.no_workers:
-        # Refuse a live or malformed key before starting anything (the workers need it).
-        resolve_stripe_target(settings.STRIPE_SECRET_KEY, settings.STRIPE_API_BASE)
+        # Refuse a key the mode does not allow before starting anything (the workers need it).
+        target = service_target(settings)
     url = database_url(settings)
     with connect(url) as conn:
         if args.no_migrate:
@@ -159,6 +181,13 @@ def cmd_api(args: argparse.Namespace, settings: Settings) -> int:
             applied = apply_migrations(conn)
             if applied:
                 log.info("applied migrations: %s", ", ".join(applied))
+    if target is not None:
+        announce_stripe(target)
+    else:
+        try:
+            announce_stripe(service_target(settings))
+        except StripeConfigError as exc:  # --no-workers: only Stripe-backed routes need it
+            log.warning("Stripe: refused (%s)", exc)
     if settings.BYPASS_AUTH:
         log.warning("BYPASS_AUTH is on: no API key is needed (listening on %s)", args.host)
     background = None if args.no_workers else _start_workers(settings, url)
@@ -170,7 +199,11 @@ def cmd_api(args: argparse.Namespace, settings: Settings) -> int:
             # Each server process reads its settings anew; the children watch this pid
             # and stop when it is gone (kill -9 included).
             export_to_child_processes(
-                {"DATABASE_URL": url, serving.SUPERVISOR_PID_ENV: str(os.getpid())}
+                {
+                    "DATABASE_URL": url,
+                    serving.SUPERVISOR_PID_ENV: str(os.getpid()),
+                    "STRIPEMETER_LIVE": "1" if settings.STRIPEMETER_LIVE else "0",
+                }
             )
             uvicorn.run(
                 "stripemeter.api.serving:create_child_app",
@@ -357,6 +390,68 @@ def cmd_webhooks(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def _live_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--live",
+        action="store_true",
+        help="live mode: accept only a live Stripe key (sk_live_/rk_live_); "
+        "the same as STRIPEMETER_LIVE=1",
+    )
+
+
+EXIT_DRIFT = 2
+
+
+def _month(text: str) -> str:
+    """A month as YYYY-MM (checked here, turned into its instants by the command)."""
+    try:
+        parse_month(text, "--period")
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    return text.strip()
+
+
+def cmd_reconcile(args: argparse.Namespace, settings: Settings) -> int:
+    """`reconcile`: reconcile one tenant now; one line per report; 0 parity, 2 drift."""
+    from stripemeter.ops import operator
+    from stripemeter.stripe.client import gateway_from_settings
+    from stripemeter.stripe.gateway import RetryPolicy
+
+    # An operator waits: a few retries, then Stripe's failure as `main`'s one line.
+    gateway = gateway_from_settings(settings, retry=RetryPolicy(attempts=3))
+    period = parse_month(args.period, "--period") if args.period else None
+    with connect(database_url(settings)) as conn:
+        require_current_schema(conn)
+        reports = operator.reconcile_tenant(conn, gateway, settings, args.tenant, period)
+    where = f" with a period starting in {args.period}" if args.period else ""
+    if not reports:
+        raise CliError(
+            f"no reconciliation report for tenant {args.tenant}{where}: it has no active "
+            "mapping with a bound, subscribed customer there (see GET /v1/mappings)"
+        )
+    for report in reports:
+        print(operator.report_line(report))
+    judged = operator.verdict(reports)
+    print(f"{judged}: {len(reports)} report(s) for tenant {args.tenant}{where}", file=sys.stderr)
+    return 0 if judged == "parity" else EXIT_DRIFT
+
+
+def cmd_summary(args: argparse.Namespace, settings: Settings) -> int:
+    """`summary`: the tenant's month so far (usage, pending pushes, last verdict)."""
+    import json
+
+    from stripemeter.ops import operator
+
+    with connect(database_url(settings)) as conn:
+        require_current_schema(conn)
+        summary = operator.tenant_summary(conn, args.tenant, datetime.now(UTC))
+    if args.json:
+        print(json.dumps(summary, sort_keys=True))
+    else:
+        print("\n".join(operator.summary_lines(summary)))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of every subcommand."""
     parser = argparse.ArgumentParser(prog="stripemeter", description=__doc__.splitlines()[0])
@@ -389,9 +484,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="HTTP server processes (default auto: one per usable CPU, "
         f"{usable_cpus()} here); each has its own pool and ingest group committer",
     )
+    _live_option(api)
     api.set_defaults(handler=cmd_api)
 
     workers = sub.add_parser("workers", help="run the writer and reconciler loops")
+    _live_option(workers)
     workers.set_defaults(handler=cmd_workers)
 
     keys = sub.add_parser("api-keys", help="manage API keys")
@@ -470,6 +567,25 @@ def build_parser() -> argparse.ArgumentParser:
     setup = hooks_sub.add_parser("setup", help="register the webhook endpoint with Stripe")
     setup.add_argument("--url", required=True, help="the public URL of POST /v1/stripe/webhooks")
     setup.set_defaults(handler=cmd_webhooks)
+
+    rec = sub.add_parser("reconcile", help="reconcile one tenant now (exit 0 parity, 2 drift)")
+    rec.add_argument("--tenant", type=_tenant, required=True, help="tenant id (a name or a UUID)")
+    rec.add_argument(
+        "--period",
+        type=_month,
+        default=None,
+        metavar="YYYY-MM",
+        help="only the reports of periods starting in this month",
+    )
+    _live_option(rec)
+    rec.set_defaults(handler=cmd_reconcile)
+
+    summary = sub.add_parser("summary", help="a tenant's usage, pending pushes, last verdict")
+    summary.add_argument(
+        "--tenant", type=_tenant, required=True, help="tenant id (a name or a UUID)"
+    )
+    summary.add_argument("--json", action="store_true", help="one JSON object instead of text")
+    summary.set_defaults(handler=cmd_summary)
     return parser
 
 
@@ -483,10 +599,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     logging.getLogger("stripemeter").setLevel(logging.INFO)
     warnings.filterwarnings("ignore", message=".*XDG_RUNTIME_DIR.*")
-    args = build_parser().parse_args(argv)
+    try:
+        args = build_parser().parse_args(argv)
+    except SystemExit as exc:
+        # `reconcile` exits 2 on drift: its usage errors exit 1, so that a script
+        # alerting on drift never mistakes a typo for one.
+        words = list(sys.argv[1:] if argv is None else argv)
+        if exc.code == 2 and "reconcile" in words[:1]:
+            raise SystemExit(1) from None
+        raise
     handler: Callable[[argparse.Namespace, Settings], int] = args.handler
     try:
-        settings = load_settings()
+        live = {"STRIPEMETER_LIVE": True} if getattr(args, "live", False) else {}
+        settings = load_settings(**live)
         return handler(args, settings)
     except StripemeterError as exc:
         print(error_line(exc), file=sys.stderr)

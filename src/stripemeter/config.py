@@ -153,6 +153,9 @@ class Settings(EnvSettings):
     METRICS_TENANT_DETAIL: bool = False
     STRIPE_SECRET_KEY: str | None = None
     STRIPE_API_BASE: str | None = None
+    # The explicit opt-in to live mode (or `--live`): only then are sk_live_/rk_live_
+    # keys accepted, and only they (see `stripemeter.stripe.client`).
+    STRIPEMETER_LIVE: bool = False
     STRIPE_ACCOUNT: str = "default"
     # The `whsec_` secret of the webhook endpoint (`stripemeter webhooks setup` prints it);
     # unset, POST /v1/stripe/webhooks answers 404 and the polling loops do all the work.

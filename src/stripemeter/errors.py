@@ -23,6 +23,8 @@ other exception is a bug and keeps its traceback. The tree:
     ├── GatewayError                 a Stripe call did not succeed
     │   ├── StripeUnavailable        Stripe could not be reached or kept failing (retryable)
     │   └── StripeRefused            Stripe answered no (not retryable)
+    │       └── StripeKeyRefused     the key itself was refused (401), not the request
+    │           └── StripePermissionMissing  a restricted key lacks a permission (names it)
     ├── OwnershipError               a Stripe object is not the tenant's to use (code says why)
     │   ├── UnknownStripeCustomer    the customer does not exist in Stripe
     │   └── ItemRefused              a subscription item failed its ownership check
@@ -146,6 +148,20 @@ class StripeRefused(GatewayError):
         super().__init__(message)
         self.code = code
         self.param = param
+
+
+class StripeKeyRefused(StripeRefused):
+    """Stripe refused the key (401: invalid, revoked; or a missing permission), not the
+    request: the same request succeeds once the key is fixed, so nothing is given up."""
+
+
+class StripePermissionMissing(StripeKeyRefused):
+    """Stripe answered 403: the (restricted) key lacks `permission` for the call, e.g.
+    `rak_billing_meter_event_write`; None when Stripe named none."""
+
+    def __init__(self, message: str, *, permission: str | None) -> None:
+        super().__init__(message, code="permission_missing")
+        self.permission = permission
 
 
 class OwnershipError(StripemeterError):

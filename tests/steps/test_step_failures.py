@@ -108,12 +108,13 @@ def test_setup_with_stripe_unreachable_says_so(call_step: StepRunner, tmp_path: 
     assert not (tmp_path / "s" / ".state.json").exists()
 
 
+@pytest.mark.parametrize("live_opt_in", ["0", "1"])
 @pytest.mark.parametrize(
     ("step", "key"),
     [(step, "sk_live_abc123") for step in STEP_NAMES] + [("setup", "rk_live_abc123")],
 )
-def test_live_key_is_refused_before_any_call(
-    call_step: StepRunner, recorder: Recorder, tmp_path: Path, step: str, key: str
+def test_live_key_is_refused_before_any_call_even_with_the_service_live_opt_in(
+    call_step: StepRunner, recorder: Recorder, tmp_path: Path, step: str, key: str, live_opt_in: str
 ) -> None:
     complete_state(tmp_path, recorder.url)
     result = call_step(
@@ -124,10 +125,31 @@ def test_live_key_is_refused_before_any_call(
             "STRIPE_API_BASE": recorder.url,
             "API_HOST": recorder.url,
             "DATABASE_URL": "postgresql://nobody@127.0.0.1:1/none",
+            "STRIPEMETER_LIVE": live_opt_in,
         },
     )
-    assert_one_line_failure(result, step, "refused", "live-mode key")
+    assert_one_line_failure(
+        result, step, "refused", "live-mode key", "whatever STRIPEMETER_LIVE says"
+    )
     assert recorder.requests == []
+
+
+@pytest.mark.parametrize("step", STEP_NAMES)
+def test_a_live_key_aimed_at_the_emulator_with_the_opt_in_is_refused(
+    call_step: StepRunner, tmp_path: Path, step: str
+) -> None:
+    with running_emulator() as emulator:
+        complete_state(tmp_path, emulator)
+        result = call_step(
+            step,
+            env={
+                "DEMO_STATE_DIR": str(tmp_path),
+                "STRIPE_SECRET_KEY": "sk_live_abc123",
+                "STRIPE_API_BASE": emulator,
+                "STRIPEMETER_LIVE": "1",
+            },
+        )
+    assert_one_line_failure(result, step, "refused", "live-mode key")
 
 
 def test_non_test_key_is_refused(call_step: StepRunner, recorder: Recorder, tmp_path: Path) -> None:
@@ -227,6 +249,7 @@ def test_step_processes_fail_in_one_line_too(
             "DEMO_STATE_DIR": str(tmp_path),
             "STRIPE_SECRET_KEY": "sk_live_abc123",
             "STRIPE_API_BASE": recorder.url,
+            "STRIPEMETER_LIVE": "1",
         },
     )
     assert_one_line_failure(live, "setup", "refused", "live-mode key")

@@ -3,8 +3,9 @@
 `create_app(settings, db_url=...)` builds the app; the pools and the ingest group
 committer start when the app starts (lifespan) and stop when it stops, the committer
 first so that queued requests are stored. `app.state` carries `settings`, `pool`,
-`ingest` (the `GroupCommitter`), `key_cache` and `extra_health_checks` (callables
-other components append to before start-up to take part in `/health/ready`).
+`ingest` (the `GroupCommitter`), `stripe_mode` (see `api.health`), `key_cache` and
+`extra_health_checks` (callables other components append to before start-up to take
+part in `/health/ready`).
 
 Adding a component's routes: append its `router` to `ROUTERS` below. Every API route
 refuses query parameters it does not declare (`api.query_guard`), routes added later
@@ -39,6 +40,8 @@ from stripemeter.config import Settings, load_settings
 from stripemeter.db import database_url
 from stripemeter.db.pool import open_pool
 from stripemeter.ingest.group import GroupCommitter
+from stripemeter.ops.metrics import record_stripe_mode
+from stripemeter.stripe.client import service_mode
 
 log = logging.getLogger("stripemeter.api")
 
@@ -134,6 +137,8 @@ def create_app(settings: Settings, *, db_url: str | None = None) -> FastAPI:
         lifespan=lifespan,
     )
     app.state.settings = settings
+    app.state.stripe_mode = service_mode(settings)
+    record_stripe_mode(app.state.stripe_mode)
     app.state.key_cache = KeyCache()
     extra_checks: list[HealthCheck] = []
     app.state.extra_health_checks = extra_checks

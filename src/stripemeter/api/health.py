@@ -4,7 +4,9 @@
 long as the process serves HTTP. `/health/ready` runs the database check (a real
 `SELECT 1` with a short timeout) plus every callable in `app.state.extra_health_checks`
 (added by the writer and reconciler), and reports the worst status: 503 when the
-database is unreachable or any check is unhealthy.
+database is unreachable or any check is unhealthy. Its `stripe.mode` says which Stripe
+the instance uses (`live`, `test`, `emulator`, or `refused`; `app.state.stripe_mode`,
+set by `create_app`).
 
 The answer says nothing about tenants: a failing writer is "Stripe failing for 2
 tenant(s)". Callers allowed tenant detail (see `api.metrics.disclosure_for`) also get
@@ -115,4 +117,7 @@ async def ready(request: Request) -> JsonResponse:
     details: list[HealthDetail] = getattr(request.app.state, "health_details", [])
     overall, checks = await anyio.to_thread.run_sync(run_checks, pool, extra, details, disclosure)
     status = 503 if overall == "unhealthy" else 200
-    return JsonResponse({"status": overall, "checks": checks}, status_code=status)
+    mode = getattr(request.app.state, "stripe_mode", "refused")
+    return JsonResponse(
+        {"status": overall, "stripe": {"mode": mode}, "checks": checks}, status_code=status
+    )

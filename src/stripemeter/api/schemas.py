@@ -445,8 +445,16 @@ class CheckResult(WireModel):
     )
 
 
+class StripeModeInfo(WireModel):
+    """Which Stripe this instance uses: `live` (opted in with STRIPEMETER_LIVE or
+    --live), `test` (a test key), `emulator` (no key), `refused` (unusable settings)."""
+
+    mode: Literal["live", "test", "emulator", "refused"]
+
+
 class Readiness(WireModel):
     """`GET /health/ready`: the worst status and every check, by name."""
 
     status: Literal["healthy", "degraded", "unhealthy"]
+    stripe: StripeModeInfo
     checks: dict[str, CheckResult] = Field(description="database, stripe_writer, ...")

@@ -7,7 +7,8 @@ each one answers `/metrics` with its share.
 Everything on `REGISTRY` is readable without a key, so no label value here may come
 from a client or name a tenant: metric names are not a label (20,000 client-chosen
 names once grew /metrics to 7.6 MB, for good), HTTP methods outside the standard set
-are counted as `OTHER_LABEL`, routes are templates. Per-tenant figures are read from
+are counted as `OTHER_LABEL`, routes are templates, `stripemeter_stripe_mode`'s `mode`
+is one of four fixed words. Per-tenant figures are read from
 Postgres at scrape time and shown only to an admin (see `stripemeter.ops.gauges`).
 """
 
@@ -15,7 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 REGISTRY = CollectorRegistry(auto_describe=True)
 
@@ -71,3 +72,18 @@ def record_ingest(outcomes: Mapping[tuple[str, str], int]) -> None:
 def method_label(method: str) -> str:
     """The `method` label of a request: the method if standard, else `OTHER_LABEL`."""
     return method if method in HTTP_METHODS else OTHER_LABEL
+
+
+STRIPE_MODES = ("live", "test", "emulator", "refused")
+STRIPE_MODE = Gauge(
+    "stripemeter_stripe_mode",
+    "1 for the Stripe mode this process runs in (live, test, emulator, refused), 0 for the others.",
+    ["mode"],
+    registry=REGISTRY,
+)
+
+
+def record_stripe_mode(mode: str) -> None:
+    """Set `stripemeter_stripe_mode`: 1 for `mode`, 0 for every other mode."""
+    for each in STRIPE_MODES:
+        STRIPE_MODE.labels(mode=each).set(1 if each == mode else 0)

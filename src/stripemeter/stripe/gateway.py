@@ -16,6 +16,8 @@ Exceptions::
     GatewayError
      ├── StripeUnavailable   Stripe kept failing (429/5xx/connection) after the retries
      └── StripeRefused       Stripe refused the request (4xx); retrying will not help
+          └── StripeKeyRefused         Stripe refused the key (401), not the request
+               └── StripePermissionMissing  a restricted key lacks a permission (403), named
     ShuttingDown             the gateway's `stop` event cut a retry backoff short
 
 `ShuttingDown` is on purpose no `GatewayError`: code that records Stripe failures
@@ -26,6 +28,7 @@ Exceptions::
 from __future__ import annotations
 
 import random
+import re
 import threading
 import time
 from collections.abc import Callable
@@ -35,7 +38,13 @@ from typing import Literal, TypeVar
 
 import stripe
 
-from stripemeter.errors import ShuttingDown, StripeRefused, StripeUnavailable
+from stripemeter.errors import (
+    ShuttingDown,
+    StripeKeyRefused,
+    StripePermissionMissing,
+    StripeRefused,
+    StripeUnavailable,
+)
 
 T = TypeVar("T")
 
@@ -116,6 +125,33 @@ def _retryable(exc: stripe.StripeError) -> bool:
     return status is None or status == 409 or status >= 500
 
 
+# Stripe's 403 for a restricted key: "The provided key 'rk_live_***abcd' does not have
+# the required permissions for this endpoint on account 'acct_...'. Having the
+# 'rak_billing_meter_event_write' permission would allow this request to continue."
+# (type invalid_request_error, no code; the SDK raises `stripe.PermissionError`).
+# Without a permission to name it ends "...the required permissions are not available
+# for use by restricted keys."
+_PERMISSION_NAMED = re.compile(r"Having the '([A-Za-z0-9_]+)' permission")
+
+
+def _permission_missing(what: str, exc: stripe.StripeError) -> StripePermissionMissing:
+    """One line naming the call and the permission the key lacks (never the key)."""
+    text = str(exc.user_message or exc)
+    found = _PERMISSION_NAMED.search(text)
+    if found:
+        permission = found.group(1)
+        return StripePermissionMissing(
+            f"{what}: the Stripe key lacks the '{permission}' permission (403); grant it "
+            "to the restricted key in the Stripe Dashboard (Developers > API keys)",
+            permission=permission,
+        )
+    return StripePermissionMissing(
+        f"{what}: the Stripe key may not make this call (403; Stripe names no permission "
+        "a restricted key could be given); use a key with access to it",
+        permission=None,
+    )
+
+
 def _describe(exc: stripe.StripeError) -> str:
     status = exc.http_status if exc.http_status is not None else "no answer"
     message = exc.user_message or str(exc) or type(exc).__name__
@@ -169,6 +205,12 @@ class StripeGateway:
                 with self._semaphore:
                     return fn(attempt, after_5xx)
             except stripe.StripeError as exc:
+                if isinstance(exc, stripe.PermissionError):
+                    raise _permission_missing(what, exc) from exc
+                if isinstance(exc, stripe.AuthenticationError):
+                    raise StripeKeyRefused(
+                        f"{what}: {_describe(exc)}", code="api_key_refused"
+                    ) from exc
                 if not _retryable(exc):
                     error = exc.error
                     raise StripeRefused(

@@ -45,7 +45,7 @@ from stripemeter.db.pool import Pool, open_pool
 from stripemeter.errors import InputError, ShuttingDown, StripemeterError
 from stripemeter.ops.logthrottle import ThrottledLog
 from stripemeter.reconciler.engine import reconcile
-from stripemeter.stripe.client import gateway_from_settings, resolve_stripe_target
+from stripemeter.stripe.client import gateway_from_settings, service_target
 from stripemeter.tenants import check_tenant_id
 from stripemeter.webhooks.work import listen_forever, next_due_s, run_pending
 from stripemeter.writer.passes import drain, push_pending
@@ -180,8 +180,8 @@ def start_in_background(settings: Settings, db_url: str) -> WorkerHandle:
 
 def run_forever(settings: Settings) -> None:
     """Run the loops until SIGTERM or SIGINT, then stop cleanly."""
-    # Refuse a live or malformed key before the database is started on our behalf.
-    resolve_stripe_target(settings.STRIPE_SECRET_KEY, settings.STRIPE_API_BASE)
+    # Refuse a key the mode does not allow before the database is started on our behalf.
+    target = service_target(settings)
     stop = threading.Event()
 
     def on_signal(signum: int, _frame: FrameType | None) -> None:
@@ -193,6 +193,9 @@ def run_forever(settings: Settings) -> None:
     try:
         url = database_url(settings)
         check_database(url)
+        log.info("%s", target.describe())  # once the start can no longer fail in one line
+        if target.warning:
+            log.warning("%s", target.warning)
         handle = start_in_background(settings, url)
         try:
             while not stop.wait(0.5):

@@ -35,7 +35,12 @@ import psycopg
 from psycopg.rows import dict_row
 
 from stripemeter.aggregations import Aggregation, PushMode
-from stripemeter.errors import GatewayError, StripeRefused, StripeUnavailable
+from stripemeter.errors import (
+    GatewayError,
+    StripeKeyRefused,
+    StripeRefused,
+    StripeUnavailable,
+)
 from stripemeter.mappings.bindings import stripe_customer_for
 from stripemeter.mappings.meters import Mapping
 from stripemeter.ops.logthrottle import ThrottledLog
@@ -413,6 +418,12 @@ def send_row(
         )
     except StripeUnavailable as exc:
         _stage("unanswered", row)
+        mark_attempt_failed(conn, row, str(exc))
+        conn.commit()
+        raise
+    except StripeKeyRefused as exc:
+        # The key (revoked, or lacking a permission), not the event, is wrong: the row
+        # stays pending for when it is fixed (quarantining would drop it from every pass).
         mark_attempt_failed(conn, row, str(exc))
         conn.commit()
         raise

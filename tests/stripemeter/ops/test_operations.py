@@ -7,7 +7,7 @@ import requests
 
 from stripemeter.api.app import create_app
 from stripemeter.config import load_settings
-from tests.stripemeter.conftest import Api, event
+from tests.stripemeter.conftest import Api, event, start_api
 from tests.support.servers import free_port, serve_asgi
 
 
@@ -17,11 +17,25 @@ def test_live_and_ready_when_the_database_answers(api: Api) -> None:
     assert ready.status_code == 200
     assert ready.json() == {
         "status": "healthy",
+        "stripe": {"mode": "emulator"},
         "checks": {
             "database": {"status": "ok", "detail": "SELECT 1 answered"},
             "stripe_writer": {"status": "ok", "detail": "no recent Stripe failures"},
         },
     }
+
+
+def test_ready_and_metrics_state_the_stripe_mode(db_url: str) -> None:
+    for key, mode in (("sk_test_mode1234", "test"), ("sk_live_mode1234", "refused")):
+        with start_api(db_url, STRIPE_SECRET_KEY=key) as served:
+            ready = requests.get(served.url("/health/ready"), timeout=10).json()
+            metrics = requests.get(served.url("/metrics"), timeout=10).text
+        assert ready["stripe"] == {"mode": mode}
+        shown = [line for line in metrics.splitlines() if line.startswith("stripemeter_stripe_")]
+        assert sorted(shown) == sorted(
+            f'stripemeter_stripe_mode{{mode="{m}"}} {1.0 if m == mode else 0.0}'
+            for m in ("live", "test", "emulator", "refused")
+        )
 
 
 def test_ready_is_503_when_the_database_is_unreachable() -> None:

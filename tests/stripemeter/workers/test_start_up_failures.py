@@ -30,7 +30,9 @@ def test_drain_against_a_closed_port_exits_2_with_one_error_line(tmp_path: Path)
     assert result.stdout == ""
 
 
-def test_drain_with_a_live_key_is_refused_before_the_database(tmp_path: Path) -> None:
+def test_drain_with_a_live_key_and_no_opt_in_is_refused_before_the_database(
+    tmp_path: Path,
+) -> None:
     closed = f"postgresql://nobody@127.0.0.1:{free_port()}/none"
     result = subprocess.run(
         [sys.executable, "-m", "stripemeter.workers.loop", "--drain"],
@@ -42,6 +44,6 @@ def test_drain_with_a_live_key_is_refused_before_the_database(tmp_path: Path) ->
     )
     assert result.returncode == 2
     assert result.stderr.strip().splitlines() == [
-        "error: STRIPE_SECRET_KEY is a live-mode key; stripemeter's demo and tests only run "
-        "against test mode (use an sk_test_ key, or unset it to use the emulator)"
+        "error: STRIPE_SECRET_KEY is a live-mode key but the service is in test mode; set "
+        "STRIPEMETER_LIVE=1 (or pass --live) to meter real billing, or use an sk_test_ key"
     ]

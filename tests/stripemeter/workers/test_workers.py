@@ -37,7 +37,8 @@ def writer_env(emulator_url: str, db_url: str, **extra: str) -> dict[str, str]:
         DATABASE_URL=db_url,
         STRIPE_API_BASE=emulator_url,
         STRIPE_SECRET_KEY=TEST_KEY,
-        PYTHONPATH=str(REPO),
+        # src first: in a worktree the editable install points at another checkout.
+        PYTHONPATH=os.pathsep.join([str(REPO / "src"), str(REPO)]),
         **extra,
     )
     return env
