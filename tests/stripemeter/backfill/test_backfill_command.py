@@ -536,7 +536,11 @@ def test_a_changed_file_is_refused_against_its_checkpoint_unless_restarted(
     [
         (["--format", "xml", "f.jsonl"], 2, "argument --format: invalid choice: 'xml'"),
         (["--batch-size", "0", "f.jsonl"], 2, "argument --batch-size: must be at least 1, got 0"),
-        (["--tenant", "acme", "f.jsonl"], 2, "argument --tenant: not a UUID: 'acme'"),
+        (
+            ["--tenant", "x" * 65, "f.jsonl"],
+            2,
+            "argument --tenant: --tenant must be 1 to 64 printable characters",
+        ),
         (["--frobnicate", "f.jsonl"], 2, "unrecognized arguments: --frobnicate"),
         ([], 2, "the following arguments are required: FILE"),
         (["missing.jsonl"], 1, "error: missing.jsonl is not a file; pass the JSON-lines or CSV"),

@@ -31,7 +31,9 @@ def test_ready_and_metrics_state_the_stripe_mode(db_url: str) -> None:
             ready = requests.get(served.url("/health/ready"), timeout=10).json()
             metrics = requests.get(served.url("/metrics"), timeout=10).text
         assert ready["stripe"] == {"mode": mode}
-        shown = [line for line in metrics.splitlines() if line.startswith("stripemeter_stripe_")]
+        shown = [
+            line for line in metrics.splitlines() if line.startswith("stripemeter_stripe_mode")
+        ]
         assert sorted(shown) == sorted(
             f'stripemeter_stripe_mode{{mode="{m}"}} {1.0 if m == mode else 0.0}'
             for m in ("live", "test", "emulator", "refused")
