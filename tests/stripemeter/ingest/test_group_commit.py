@@ -10,7 +10,6 @@ import concurrent.futures
 import time
 import uuid
 from collections.abc import Iterator
-from datetime import UTC, datetime
 from decimal import Decimal
 
 import psycopg
@@ -24,20 +23,7 @@ from stripemeter.ingest import ledger
 from stripemeter.ingest.group import GroupCommitter
 from stripemeter.ingest.ledger import Key, PreparedRequest
 from stripemeter.ingest.validation import ValidEvent
-
-
-def _event(tenant: uuid.UUID, key: str, customer: str = "cus_1", quantity: int = 1) -> ValidEvent:
-    return ValidEvent(
-        tenant_id=tenant,
-        metric="api_calls",
-        customer_ref=customer,
-        quantity=Decimal(quantity),
-        ts=datetime(2026, 11, 20, 10, 30, tzinfo=UTC),
-        idempotency_key=key,
-        resource_id=None,
-        source=None,
-        meta_json=None,
-    )
+from tests.stripemeter.ingest.support import valid_event as _event
 
 
 def _request(
@@ -78,7 +64,7 @@ def _one_group(pool: Pool, requests: list[PreparedRequest]) -> list[set[Key] | B
     return results
 
 
-def _ledger(db_url: str, tenant: uuid.UUID) -> tuple[dict[str, str], Decimal, int]:
+def _ledger(db_url: str, tenant: str) -> tuple[dict[str, str], Decimal, int]:
     """Stored key -> request id, the buckets' total and their event count, for `tenant`."""
     with psycopg.connect(db_url) as conn:
         rows = conn.execute(

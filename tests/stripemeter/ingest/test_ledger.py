@@ -4,7 +4,6 @@ trigger standing in for a crash at the worst moment)."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
 from decimal import Decimal
 
 import psycopg
@@ -14,22 +13,13 @@ from stripemeter.db.pool import open_pool
 from stripemeter.errors import InputError
 from stripemeter.ingest import ledger
 from stripemeter.ingest.validation import ValidEvent
+from tests.stripemeter.ingest.support import valid_event
 
 TENANT = "8f2c7b1e-0000-4000-8000-000000000001"
 
 
 def _event(key: str, customer: str = "cus_1", quantity: int = 5) -> ValidEvent:
-    return ValidEvent(
-        tenant_id=TENANT,
-        metric="api_calls",
-        customer_ref=customer,
-        quantity=Decimal(quantity),
-        ts=datetime(2026, 11, 20, 10, 30, tzinfo=UTC),
-        idempotency_key=key,
-        resource_id=None,
-        source=None,
-        meta_json=None,
-    )
+    return valid_event(TENANT, key, customer, quantity)
 
 
 def _counts(db_url: str) -> tuple[int, int, Decimal]:

@@ -1,0 +1,23 @@
+"""Validated events built directly, for tests that drive the ledger without HTTP."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from decimal import Decimal
+
+from stripemeter.ingest.validation import ValidEvent
+
+
+def valid_event(tenant: str, key: str, customer: str = "cus_1", quantity: int = 1) -> ValidEvent:
+    """An `api_calls` event of `tenant` keyed `key`, at a fixed time in one hour bucket."""
+    return ValidEvent(
+        tenant_id=tenant,
+        metric="api_calls",
+        customer_ref=customer,
+        quantity=Decimal(quantity),
+        ts=datetime(2026, 11, 20, 10, 30, tzinfo=UTC),
+        idempotency_key=key,
+        resource_id=None,
+        source=None,
+        meta_json=None,
+    )
