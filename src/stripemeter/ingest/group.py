@@ -136,8 +136,9 @@ class GroupCommitter:
         except BaseException as exc:  # a bug or an interrupt: every waiter must hear it
             log.exception("ingest group of %d requests failed", len(group))
             results = [exc] * len(group)
-        self.groups += 1
-        self.grouped_requests += len(group)
+        with self._lock:  # several writer threads may finish groups at once
+            self.groups += 1
+            self.grouped_requests += len(group)
         for waiting, result in zip(group, results, strict=True):
             # Running futures cannot be cancelled: every waiter hears its group's outcome.
             if isinstance(result, BaseException):
