@@ -630,25 +630,51 @@ def test_ctrl_c_stops_with_130_and_says_how_to_resume(db_url: str, home: Path) -
     history = generate(20_000, 0.0, 0.0, seed=23)
     path = history.write(home / "h.jsonl")
     checkpoint_path = home / "h.jsonl.stripemeter-checkpoint"
-    process = subprocess.Popen(
-        [*COMMAND, "backfill", str(path), "--batch-size", "200"],
-        cwd=home,
-        env=_env(db_url, home),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
+    # Once 2,000 events are stored, every further insert waits on an advisory lock the test
+    # holds: the run is parked mid-file however fast or slow this machine is, so the signal
+    # cannot arrive after the run has finished (a race that once let it exit 0 under load).
+    gate = psycopg.connect(db_url, autocommit=True)
+    gate.execute("SELECT pg_advisory_lock(7714)")
+    gate.execute(
+        "CREATE FUNCTION park() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN"
+        " IF (SELECT count(*) FROM events) >= 2000 THEN"
+        " PERFORM pg_advisory_lock_shared(7714); PERFORM pg_advisory_unlock_shared(7714);"
+        " END IF; RETURN NULL; END $$"
     )
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        if checkpoint_path.exists() and json.loads(checkpoint_path.read_text())["records"] >= 2_000:
-            break
-        time.sleep(0.01)
-    process.send_signal(signal.SIGINT)
-    out, err = process.communicate(timeout=60)
+    gate.execute(
+        "CREATE TRIGGER park BEFORE INSERT ON events FOR EACH STATEMENT EXECUTE FUNCTION park()"
+    )
+    try:
+        process = subprocess.Popen(
+            [*COMMAND, "backfill", str(path), "--batch-size", "200"],
+            cwd=home,
+            env=_env(db_url, home),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        deadline = time.monotonic() + 120
+        parked = False
+        while not parked and time.monotonic() < deadline and process.poll() is None:
+            parked = bool(
+                gate.execute(
+                    "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory'"
+                    " AND objid = 7714 AND NOT granted"
+                ).fetchone()[0]  # type: ignore[index]
+            )
+            time.sleep(0.01)
+        assert parked, "the backfill never reached the parked insert"
+        assert json.loads(checkpoint_path.read_text())["records"] == 2_000
+        process.send_signal(signal.SIGINT)
+        out, err = process.communicate(timeout=60)
+    finally:
+        gate.execute("SELECT pg_advisory_unlock(7714)")
+        gate.execute("DROP TRIGGER IF EXISTS park ON events")
+        gate.close()
     assert process.returncode == 130 and out == ""
     (line,) = err.strip().splitlines()
-    assert line.startswith("backfill interrupted after line ")
-    assert line.endswith("; run the same command again to resume")
+    assert line == "backfill interrupted after line 2,000; run the same command again to resume"
     resumed = summary_of(backfill(db_url, home, str(path), "--json"))
+    assert resumed["resumedAtLine"] == 2_000
     assert (resumed["accepted"], resumed["duplicates"]) == (20_000, 0)
     assert_ledger_holds(db_url, history)
