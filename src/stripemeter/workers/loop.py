@@ -2,8 +2,8 @@
 RECONCILIATION_INTERVAL_MS, the ledger's partition upkeep every
 LEDGER_MAINTENANCE_INTERVAL_MS (`stripemeter.db.partitions.maintain`), and the webhook
 listener, which runs the work Stripe's webhooks queued (a flush on `invoice.created`, a
-reconciliation on `invoice.finalized`) as soon as PostgreSQL notifies it (`stripemeter.webhooks.work`), without waiting for
-those intervals; they stay the fallback.
+reconciliation on `invoice.finalized`) as soon as PostgreSQL notifies it
+(`stripemeter.webhooks.work`), without waiting for those intervals; they stay the fallback.
 
 - `run_forever(settings)`: `stripemeter workers` — blocks until SIGTERM/SIGINT, then
   finishes the current step and returns.
