@@ -186,6 +186,12 @@ class Settings(EnvSettings):
     # How long `POST /v1/reconciliation/run?wait=true` waits for the run before it
     # answers 202 with the run id (poll `GET /v1/reconciliation/runs/{id}`).
     RECONCILIATION_WAIT_S: Annotated[float, Field(ge=0, le=300)] = 25.0
+    # The ledger's monthly partitions (stripemeter.db.partitions): the workers keep this
+    # month and this many ahead created, every LEDGER_MAINTENANCE_INTERVAL_MS; with a
+    # retention > 0 they detach (never drop) partitions older than that many months.
+    LEDGER_PARTITIONS_AHEAD: Annotated[int, Field(ge=0, le=36)] = 3
+    LEDGER_RETENTION_MONTHS: Annotated[int, Field(ge=0, le=1200)] = 0
+    LEDGER_MAINTENANCE_INTERVAL_MS: PositiveMs = 3_600_000
     # Set by `stripemeter api --workers-processes N` for its children: the pid they watch.
     STRIPEMETER_SUPERVISOR_PID: Annotated[int, Field(gt=0)] | None = None
     # Test seam: the writer exits right after Stripe accepted this many meter events.

@@ -46,8 +46,9 @@ TERMINAL_REJECTS = 20
 SCOPE = "backfill"
 
 # One tenant at a time: the tenant parameter takes the column's type, whatever it is.
+# `event_keys` holds every key ever accepted (also those of detached ledger months).
 EXISTING_KEYS = (
-    "SELECT idempotency_key FROM events WHERE tenant_id = %s AND idempotency_key = ANY(%s)"
+    "SELECT idempotency_key FROM event_keys WHERE tenant_id = %s AND idempotency_key = ANY(%s)"
 )
 
 

@@ -1,12 +1,16 @@
 """The immutable ledger: store each usage event exactly once and count it in the same breath.
 
-One SQL statement per batch does everything: it unnests the batch, inserts the events
-with `ON CONFLICT DO NOTHING` on `(tenant_id, idempotency_key)`, folds only the rows
-that were really inserted into their hour buckets (`usage_buckets`), and returns the
-keys it inserted. A statement is atomic, so after any crash an event is either stored
-and counted, or neither. Why synchronous and not an aggregator: see bench/README.md.
+One SQL statement per batch does everything: it unnests the batch, claims each key in
+`event_keys` with `ON CONFLICT DO NOTHING` on `(tenant_id, idempotency_key)`, inserts
+the events of the claimed keys into `events` (partitioned by month on `ts`, which is why
+key uniqueness lives in its own table: migration 0018), folds only those rows into
+their hour buckets (`usage_buckets`), and returns the keys it inserted. The batch holds
+each key once (`prepare`, `_insert_group`), so the join on the claimed keys is 1:1. Before
+it, `partitions.ensure_months` gives any month the process has not seen its partition.
+A statement is atomic, so after any crash an event is either stored and counted, or
+neither. Why synchronous and not an aggregator: see bench/README.md.
 
-Deadlocks are avoided by taking row locks in one global order: events are inserted
+Deadlocks are avoided by taking row locks in one global order: keys are claimed
 sorted by (tenant, key) and buckets upserted sorted by their primary key. Deadlock and
 serialization failures are retried anyway, since other writers may lock differently.
 
@@ -29,6 +33,7 @@ import orjson
 import psycopg
 import psycopg.errors
 
+from stripemeter.db import partitions
 from stripemeter.db.pool import Pool
 from stripemeter.errors import DatabaseUnavailable, IdempotencyConflict, InputError
 from stripemeter.ingest.validation import DERIVED_KEY_PREFIX, ValidEvent
@@ -48,13 +53,19 @@ WITH input AS (
     ) WITH ORDINALITY AS i(tenant_id, idempotency_key, metric, customer_ref, resource_id,
                            quantity, ts, source, meta, request_id, ord)
 ),
+claimed AS (
+    INSERT INTO event_keys (tenant_id, idempotency_key, ts)
+    SELECT tenant_id, idempotency_key, ts FROM input ORDER BY ord
+    ON CONFLICT (tenant_id, idempotency_key) DO NOTHING
+    RETURNING tenant_id, idempotency_key
+),
 inserted AS (
     INSERT INTO events (tenant_id, idempotency_key, metric, customer_ref, resource_id,
                         quantity, ts, source, meta, request_id)
-    SELECT tenant_id, idempotency_key, metric, customer_ref, resource_id,
-           quantity, ts, source, meta, request_id
-    FROM input ORDER BY ord
-    ON CONFLICT (tenant_id, idempotency_key) DO NOTHING
+    SELECT i.tenant_id, i.idempotency_key, i.metric, i.customer_ref, i.resource_id,
+           i.quantity, i.ts, i.source, i.meta, i.request_id
+    FROM input i JOIN claimed c USING (tenant_id, idempotency_key)
+    ORDER BY i.ord
     RETURNING tenant_id, idempotency_key, metric, customer_ref, quantity, ts, seq
 ),
 per_hour AS (
@@ -286,11 +297,13 @@ def _store_together(pool: Pool, group: list[PreparedRequest]) -> list[GroupResul
     request, exactly as across groups. A key claimed by an earlier request of the group
     is not sent again: the later request gets `duplicate`, as if it had come next.
     """
+    months = {partitions.month_of(ev.ts) for request in group for _, ev in request.unique}
     for attempt in range(1, MAX_ATTEMPTS + 1):
         try:
             with pool.connection() as conn:
                 conn.autocommit = True  # no request key: one statement, one round trip
                 try:
+                    partitions.ensure_months(conn, months)  # a no-op once a month exists
                     if all(r.request_key is None for r in group):
                         return _insert_group(conn, group, set())
                     with conn.transaction():

@@ -1,8 +1,9 @@
 """The background loops: the writer every STRIPE_WRITER_INTERVAL_MS, the reconciler every
-RECONCILIATION_INTERVAL_MS, and the webhook listener, which runs the work Stripe's
-webhooks queued (a flush on `invoice.created`, a reconciliation on `invoice.finalized`)
-as soon as PostgreSQL notifies it (`stripemeter.webhooks.work`), without waiting for
-those intervals; they stay the fallback.
+RECONCILIATION_INTERVAL_MS, the ledger's partition upkeep every
+LEDGER_MAINTENANCE_INTERVAL_MS (`stripemeter.db.partitions.maintain`), and the webhook
+listener, which runs the work Stripe's webhooks queued (a flush on `invoice.created`, a
+reconciliation on `invoice.finalized`) as soon as PostgreSQL notifies it
+(`stripemeter.webhooks.work`), without waiting for those intervals; they stay the fallback.
 
 - `run_forever(settings)`: `stripemeter workers` — blocks until SIGTERM/SIGINT, then
   finishes the current step and returns.
@@ -39,7 +40,7 @@ import psycopg
 
 from stripemeter.cli import error_line
 from stripemeter.config import Settings, load_settings
-from stripemeter.db import connect, database_url
+from stripemeter.db import connect, database_url, partitions
 from stripemeter.db.migrate import require_current_schema
 from stripemeter.db.pool import Pool, open_pool
 from stripemeter.errors import InputError, ShuttingDown, StripemeterError
@@ -160,9 +161,22 @@ def start_in_background(settings: Settings, db_url: str) -> WorkerHandle:
                 conn.close()
         log.info("webhook listener stopped")
 
+    def maintain_ledger() -> None:
+        with pool.connection() as conn:
+            conn.autocommit = True
+            try:
+                partitions.maintain(
+                    conn,
+                    months_ahead=settings.LEDGER_PARTITIONS_AHEAD,
+                    retention_months=settings.LEDGER_RETENTION_MONTHS,
+                )
+            finally:
+                conn.autocommit = False
+
     for name, interval_ms, step in (
         ("writer", settings.STRIPE_WRITER_INTERVAL_MS, write),
         ("reconciler", settings.RECONCILIATION_INTERVAL_MS, reconcile_all),
+        ("ledger", settings.LEDGER_MAINTENANCE_INTERVAL_MS, maintain_ledger),
     ):
         thread = threading.Thread(
             target=_loop,
