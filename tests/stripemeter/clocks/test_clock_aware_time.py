@@ -176,7 +176,7 @@ def test_frozen_time_follows_the_ready_webhook_and_never_moves_back(
         assert frozen_known(db_url, customer) == target
 
 
-def test_the_reconciler_closes_a_clock_customers_period_on_clock_time(
+def test_the_reconciler_closes_and_measures_a_clock_customers_periods_on_clock_time(
     emulator_url: str, db_url: str
 ) -> None:
     # The clock starts 2 h ago: on the wall clock the first period is open for a month.
@@ -190,8 +190,15 @@ def test_the_reconciler_closes_a_clock_customers_period_on_clock_time(
         assert ok.status_code == 200, ok.text
         with psycopg.connect(db_url) as conn:
             assert drain(conn, world.gateway(), settings).errors == []
-        world.advance(first_end + 2 * HOUR)  # past the period end and the grace hour
+        now_on_clock = first_end + 5 * HOUR  # past the period end and the grace hour
+        world.advance(now_on_clock)
         assert first_end > time.time() + 20 * DAY  # the wall clock is still inside it
+        # Usage of the second period, 3 h into it on the clock (days ahead of real time).
+        second = post_events(api, [usage_event(world, customer, now_on_clock - HOUR, 7, "p-2")])
+        assert second.status_code == 200, second.text
+        with psycopg.connect(db_url) as conn:
+            pushed = drain(conn, world.gateway(), settings)
+        assert pushed.errors == [] and pushed.events_sent == 1 and pushed.deferred == 0
         answer = requests.post(
             f"{api}/v1/reconciliation/run",
             params={"wait": "true"},
@@ -199,8 +206,15 @@ def test_the_reconciler_closes_a_clock_customers_period_on_clock_time(
             timeout=60,
         )
         assert answer.status_code == 200, answer.text
-        start_iso = datetime.fromtimestamp(first_start, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-        reports = [r for r in answer.json()["reports"] if r["periodStart"] == start_iso]
-        assert len(reports) == 1, answer.json()["reports"]
-        assert reports[0]["final"] is True
-        assert frozen_known(db_url, customer) == first_end + 2 * HOUR
+        reports = {r["periodStart"]: r for r in answer.json()["reports"]}
+
+        def at(ts: int) -> str:
+            return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+        closed, open_now = reports[at(first_start)], reports[at(first_end)]
+        assert (closed["final"], closed["local"], closed["invoiceQuantity"]) == (True, "3", "3")
+        assert closed["status"] == "ok"
+        # Measured up to the clock's now, not the wall clock's: Stripe's 7 units are seen.
+        assert (open_now["final"], open_now["local"], open_now["stripe"]) == (False, "7", "7")
+        assert open_now["status"] == "ok"
+        assert frozen_known(db_url, customer) == now_on_clock
