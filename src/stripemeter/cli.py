@@ -267,10 +267,11 @@ def cmd_bindings(args: argparse.Namespace, settings: Settings) -> int:
         )
     if not 1 <= len(args.customer_ref) <= 255 or not args.customer_ref.isprintable():
         raise CliError("--customer-ref must be 1-255 printable characters")
+    clock = None
     if not args.no_verify:
         # An operator waits: few retries. Unknown customer or Stripe down: `main`'s line.
         gateway = gateway_from_settings(settings, retry=RetryPolicy(attempts=2))
-        bindings.verify_customer(gateway, args.stripe_customer)
+        clock = bindings.verify_customer(gateway, args.stripe_customer)
     with connect(database_url(settings)) as conn:
         require_current_schema(conn)
         created = bindings.bind(
@@ -279,6 +280,7 @@ def cmd_bindings(args: argparse.Namespace, settings: Settings) -> int:
             args.customer_ref,
             args.stripe_customer,
             verified=not args.no_verify,
+            clock=clock,
         )
         conn.commit()
     print(

@@ -169,6 +169,9 @@ class Settings(EnvSettings):
     MAX_INGEST_BATCH: Annotated[int, Field(ge=1, le=100_000)] = 1000
     MAX_EVENT_META_BYTES: Annotated[int, Field(ge=0)] = 4096
     MAX_FUTURE_SKEW_SECONDS: Annotated[int, Field(ge=0)] = 300
+    # An event beyond its test-clock customer's known frozen_time + skew makes ingest re-read
+    # that clock from Stripe before refusing it; at most once per customer this often.
+    CLOCK_REREAD_INTERVAL_S: Annotated[float, Field(ge=0, le=3600)] = 5.0
     DB_POOL_MAX_SIZE: Annotated[int, Field(ge=1, le=200)] = 10
     # Group commit (`ingest.group`): a group closes at this many events, or this long
     # after its first request arrived, and this many threads per API process store groups.

@@ -62,14 +62,14 @@ def meter_event_timestamp(
 
     The event sits at `hour_start + offset` (inside the bucket), moved back to the
     customer's test-clock time when that is earlier but still inside the bucket.
-    None means "not yet": the whole bucket is after the clock's frozen time (or
-    more than five minutes ahead of real time). Buckets too old for Stripe are
-    detected with `too_old` before this is called.
+    None means "not yet": the whole bucket is after the clock's frozen time (for a
+    customer without a clock: more than five minutes ahead of real time). Buckets too
+    old for Stripe are detected with `too_old` before this is called.
     """
     ts = hour_start + min(max(offset, 0), HOUR - 1)
-    limit = real_now + METER_EVENT_MAX_FUTURE_S
-    if frozen_time is not None:
-        limit = min(limit, frozen_time)
+    # Stripe bounds a clock customer's events by the clock's frozen time, which may be
+    # far ahead of real time once the clock was advanced (`stripemeter.clocks`).
+    limit = real_now + METER_EVENT_MAX_FUTURE_S if frozen_time is None else frozen_time
     if ts <= limit:
         return ts
     if hour_start <= limit:

@@ -117,7 +117,7 @@ async def put_binding(
     gateway = verification_gateway(request)
     customer = body.stripe_customer_id
     try:
-        await anyio.to_thread.run_sync(bindings.verify_customer, gateway, customer)
+        clock = await anyio.to_thread.run_sync(bindings.verify_customer, gateway, customer)
     except UnknownStripeCustomer as exc:
         raise ApiError(400, "unknown_stripe_customer", str(exc), "stripeCustomerId") from None
     except (StripeRefused, StripeUnavailable) as exc:
@@ -125,7 +125,9 @@ async def put_binding(
 
     def store() -> tuple[bool, dict[str, object] | None]:
         with pool.connection() as conn:
-            created = bindings.bind(conn, tenant, customer_ref, customer, verified=True)
+            created = bindings.bind(
+                conn, tenant, customer_ref, customer, verified=True, clock=clock
+            )
             conn.commit()
             return created, bindings.get_binding(conn, tenant, customer_ref)
 

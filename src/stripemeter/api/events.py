@@ -17,10 +17,18 @@ import os
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
+import anyio
 from fastapi import APIRouter, Query, Request
 from pydantic import AwareDatetime
 
-from stripemeter.api.deps import Pool, Principal, ReadPrincipal, TenantIdQuery, authorize
+from stripemeter.api.deps import (
+    Pool,
+    Principal,
+    ReadPrincipal,
+    TenantIdQuery,
+    authorize,
+    verification_gateway,
+)
 from stripemeter.api.errors import ApiError, error_object
 from stripemeter.api.schemas import (
     AUTH_ERRORS,
@@ -29,9 +37,11 @@ from stripemeter.api.schemas import (
     IngestAnswer,
     error_responses,
 )
+from stripemeter.clocks import ClockRereads
 from stripemeter.config import Settings
 from stripemeter.errors import IdempotencyConflict, InputError, JsonBodyError
 from stripemeter.ingest import ledger
+from stripemeter.ingest.clock_bound import rejudge_future_events
 from stripemeter.ingest.group import GroupCommitter
 from stripemeter.ingest.validation import (
     CONTROL_CHARS,
@@ -51,6 +61,7 @@ from stripemeter.ingest.validation import (
 )
 from stripemeter.jsonio import JsonResponse, canonical_bytes, parse_json_exact
 from stripemeter.ops.metrics import REJECTED_METRIC_LABEL, record_ingest
+from stripemeter.stripe.gateway import StripeGateway
 from stripemeter.tenants import MAX_TENANT_CHARS, TENANT_PATTERN, canonical_or_none
 
 router = APIRouter(tags=["events"])
@@ -244,6 +255,8 @@ async def ingest_events(request: Request) -> JsonResponse:
             )
         except InputError as exc:
             items.append(exc)
+    if any(isinstance(item, InputError) and item.code == "future_timestamp" for item in items):
+        await _rejudge_on_clocks(request, settings, raw_events, items, now)
     if all(isinstance(item, InputError) for item in items):
         record_ingest({(REJECTED_METRIC_LABEL, "rejected"): len(items)})
         raise _all_invalid([item for item in items if isinstance(item, InputError)])
@@ -271,6 +284,46 @@ async def ingest_events(request: Request) -> JsonResponse:
     outcome = ledger.outcome_of(prepared, inserted)
     record_ingest(outcome.by_metric)
     return JsonResponse(outcome.answer())
+
+
+async def _rejudge_on_clocks(
+    request: Request,
+    settings: Settings,
+    raw_events: list[Any],
+    items: list[ValidEvent | InputError],
+    now: datetime,
+) -> None:
+    """Judge the future-dated events again on their customers' test clocks
+    (`stripemeter.ingest.clock_bound`)."""
+
+    def gateway() -> StripeGateway | None:
+        try:
+            return verification_gateway(request)
+        except ApiError:  # Stripe not configured: the known frozen times are all there is
+            return None
+
+    def validate(raw: Any, customer_now: datetime) -> ValidEvent:
+        return validate_event(
+            raw,
+            now=customer_now,
+            max_skew_s=settings.MAX_FUTURE_SKEW_SECONDS,
+            max_meta_bytes=settings.MAX_EVENT_META_BYTES,
+            strict_tenant_uuid=settings.STRICT_TENANT_ID_UUID,
+        )
+
+    rereads: ClockRereads | None = getattr(request.app.state, "clock_rereads", None)
+    if rereads is None:
+        rereads = request.app.state.clock_rereads = ClockRereads(settings.CLOCK_REREAD_INTERVAL_S)
+    await anyio.to_thread.run_sync(
+        rejudge_future_events,
+        request.app.state.pool,
+        gateway,
+        rereads,
+        raw_events,
+        items,
+        validate,
+        now,
+    )
 
 
 def _request_scope(principal: Principal, items: list[ValidEvent | InputError]) -> str:

@@ -34,9 +34,11 @@ import psycopg
 from stripemeter.backfill import checkpoint as checkpoints
 from stripemeter.backfill.checkpoint import Checkpoint, FileIdentity
 from stripemeter.backfill.readers import Position, Record, read_csv, read_jsonl
+from stripemeter.clocks import ClockRereads
 from stripemeter.db.pool import Pool
 from stripemeter.errors import BackfillError, InputError
 from stripemeter.ingest import ledger
+from stripemeter.ingest.clock_bound import rejudge_future_events
 from stripemeter.ingest.validation import ValidEvent, validate_event
 
 # Rejected lines kept for the summary, the checkpoint and --rejects; beyond this the
@@ -288,28 +290,48 @@ class Run:
             )
 
     def _validate(self, batch: list[Record]) -> list[tuple[int, ValidEvent]]:
-        """The batch's valid events with their line numbers; the others rejected."""
+        """The batch's valid events with their line numbers; the others rejected.
+
+        A future-dated line of a customer on a test clock is judged on the clock's known
+        frozen_time, as the API does (`ingest.clock_bound`; no Stripe re-read here).
+        """
         options = self.options
         now = datetime.now(UTC)
-        valid: list[tuple[int, ValidEvent]] = []
+
+        def validate(value: Any, customer_now: datetime) -> ValidEvent:
+            return validate_event(
+                value,
+                now=customer_now,
+                max_skew_s=options.max_skew_s,
+                max_meta_bytes=options.max_meta_bytes,
+            )
+
+        lines: list[int] = []
+        raws: list[Any] = []
+        items: list[ValidEvent | InputError] = []
         for record in batch:
             value = record.value
-            if isinstance(value, InputError):
-                self._reject(record.line, value)
+            lines.append(record.line)
+            raws.append(value)
+            if isinstance(value, InputError):  # unreadable: stays rejected, in line order
+                items.append(value)
                 continue
             try:
-                event = validate_event(
-                    value,
-                    now=now,
-                    max_skew_s=options.max_skew_s,
-                    max_meta_bytes=options.max_meta_bytes,
-                )
+                items.append(validate(value, now))
             except InputError as exc:
-                self._reject(record.line, exc)
+                items.append(exc)
+        if self.pool is not None:
+            rejudge_future_events(
+                self.pool, lambda: None, ClockRereads(0), raws, items, validate, now
+            )
+        valid: list[tuple[int, ValidEvent]] = []
+        for line, event in zip(lines, items, strict=True):
+            if isinstance(event, InputError):
+                self._reject(line, event)
                 continue
             if options.tenant is not None and event.tenant_id != options.tenant:
                 self._reject(
-                    record.line,
+                    line,
                     InputError(
                         "forbidden_tenant",
                         f"tenantId: this backfill is restricted to tenant {options.tenant} "
@@ -318,7 +340,7 @@ class Run:
                     ),
                 )
                 continue
-            valid.append((record.line, event))
+            valid.append((line, event))
         return valid
 
     def _store(self, first_record: int, valid: list[tuple[int, ValidEvent]]) -> None:

@@ -9,7 +9,8 @@ else; usage of an unbound customerRef stays in the ledger and is not pushed.
 
 Bindings are made by an operator (`stripemeter bindings put`) or through the API with an
 admin key (`PUT /v1/customers/{customerRef}/binding`); both check with Stripe first
-(`verify_customer`) that the customer exists, and record when in `verified_at`.
+(`verify_customer`) that the customer exists, and record when in `verified_at`; what
+that check reads of the customer's test clock is stored for `stripemeter.clocks`.
 """
 
 from __future__ import annotations
@@ -20,9 +21,10 @@ from typing import Any
 import psycopg
 from psycopg.rows import dict_row
 
+from stripemeter.clocks import record_clock
 from stripemeter.errors import BindingConflict, UnknownStripeCustomer
 from stripemeter.jsonio import iso
-from stripemeter.stripe.gateway import StripeGateway
+from stripemeter.stripe.gateway import ClockReading, StripeGateway
 
 
 def stripe_customer_for(conn: psycopg.Connection, tenant_id: str, customer_ref: str) -> str | None:
@@ -52,13 +54,15 @@ def bind(
     stripe_customer_id: str,
     *,
     verified: bool = False,
+    clock: ClockReading | None = None,
 ) -> bool:
     """Bind (or re-bind) the tenant's customerRef; not committed here.
 
     Returns True when the binding is new, False when it replaced (or repeated) the
     customerRef's binding. Raises BindingConflict when the Stripe customer is bound to
     another tenant (without saying which) or to another customerRef of this tenant
-    (naming it: it is the caller's own).
+    (naming it: it is the caller's own). `clock`, what the verification read of the
+    customer's test clock, is stored with it (`stripemeter.clocks`).
     """
     try:
         with conn.transaction():
@@ -71,6 +75,8 @@ def bind(
                 " RETURNING (xmax = 0)",
                 (tenant_id, customer_ref, stripe_customer_id, verified),
             ).fetchone()
+            if clock is not None:
+                record_clock(conn, tenant_id, stripe_customer_id, clock)
     except psycopg.errors.UniqueViolation:
         owner = conn.execute(
             "SELECT tenant_id, customer_ref FROM customer_bindings WHERE stripe_customer_id = %s",
@@ -137,14 +143,17 @@ def binding_json(row: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def verify_customer(gateway: StripeGateway, stripe_customer_id: str) -> None:
-    """Refuse (UnknownStripeCustomer) a customer Stripe does not have or has deleted.
+def verify_customer(gateway: StripeGateway, stripe_customer_id: str) -> ClockReading:
+    """The customer's test clock (both fields None without one), after refusing
+    (UnknownStripeCustomer) a customer Stripe does not have or has deleted.
 
     Stripe being unreachable raises the gateway's StripeUnavailable: nothing is bound
     unverified through this path.
     """
-    if not gateway.customer_exists(stripe_customer_id):
+    reading = gateway.read_customer_clock(stripe_customer_id)
+    if reading is None:
         raise UnknownStripeCustomer(
             f"Stripe has no customer {stripe_customer_id} (or it was deleted); create it"
             " in Stripe first, then bind it"
         )
+    return reading

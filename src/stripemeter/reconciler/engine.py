@@ -30,7 +30,6 @@ same steps run on it (tests and one-shot callers that own their connection).
 from __future__ import annotations
 
 import logging
-import time
 from datetime import datetime
 from decimal import Decimal
 from typing import Any
@@ -38,6 +37,7 @@ from typing import Any
 import psycopg
 from psycopg.rows import dict_row
 
+from stripemeter import clocks
 from stripemeter.config import Settings
 from stripemeter.db.pool import ConnOrPool, borrow
 from stripemeter.errors import GatewayError, ReconciliationError, StripeUnavailable
@@ -141,8 +141,11 @@ def _reconcile_mapping(
         item = gateway.find_item(customer_id, mapping.price_id, mapping.subscription_item_id)
         if item is None:
             continue
-        frozen = gateway.clock_time(customer_id)
-        horizon = frozen if frozen is not None else int(time.time()) + 300
+        with borrow(db) as conn:
+            frozen = clocks.observe(conn, gateway, mapping.tenant_id, customer_id)
+        # Stripe's summaries reach the customer's now; a wall-clock customer's last
+        # minutes may still arrive, so five minutes more.
+        horizon = clocks.customer_now(frozen) + (0 if frozen is not None else 300)
         periods: dict[int, tuple[int, InvoicePeriod | None]] = {
             item.period_start: (item.period_end, None)
         }

@@ -34,7 +34,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import Literal, TypeVar
+from typing import Any, Literal, TypeVar
 
 import stripe
 
@@ -74,6 +74,14 @@ class MeterInfo:
     customer_key: str
     value_key: str
     formula: str
+
+
+@dataclass(frozen=True)
+class ClockReading:
+    """A customer's test clock as Stripe reported it; both None for a customer without one."""
+
+    test_clock_id: str | None
+    frozen_time: int | None  # unix seconds
 
 
 @dataclass(frozen=True)
@@ -325,7 +333,11 @@ class StripeGateway:
     # -- customers, clocks, subscriptions, invoices -------------------------------
 
     def clock_time(self, customer_id: str) -> int | None:
-        """The customer's test-clock frozen time, or None for a customer without a clock.
+        """The customer's test-clock frozen time, or None for a customer without a clock."""
+        return self.customer_clock(customer_id).frozen_time
+
+    def customer_clock(self, customer_id: str) -> ClockReading:
+        """The customer's test clock and its frozen time (both None without a clock).
 
         Cached briefly: a clock only moves forward, so a stale value is earlier than the
         real one and every timestamp chosen from it is still accepted.
@@ -335,22 +347,38 @@ class StripeGateway:
                 f"retrieve customer {customer_id}",
                 lambda *_: self.client.v1.customers.retrieve(customer_id),
             )
-            clock = customer.test_clock
-            self._customer_clock[customer_id] = (
-                clock if isinstance(clock, str) or clock is None else clock.id
-            )
+            self._customer_clock[customer_id] = _clock_id_of(customer)
         clock_id = self._customer_clock[customer_id]
         if clock_id is None:
-            return None
+            return ClockReading(None, None)
         cached = self._clock_time.get(clock_id)
         if cached and time.monotonic() - cached[0] < self._clock_cache_s:
-            return cached[1]
+            return ClockReading(clock_id, cached[1])
+        return ClockReading(clock_id, self._read_clock(clock_id))
+
+    def read_customer_clock(self, customer_id: str) -> ClockReading | None:
+        """The customer's clock read from Stripe now (no cache); None when Stripe has no
+        such customer or it was deleted."""
+        customer = self._retrieve_or_none(
+            f"retrieve customer {customer_id}",
+            lambda: self.client.v1.customers.retrieve(customer_id),
+        )
+        if customer is None or bool(getattr(customer, "deleted", False)):
+            return None
+        clock_id = _clock_id_of(customer)
+        self._customer_clock[customer_id] = clock_id
+        if clock_id is None:
+            return ClockReading(None, None)
+        return ClockReading(clock_id, self._read_clock(clock_id))
+
+    def _read_clock(self, clock_id: str) -> int:
         clock_obj = self._call(
             f"retrieve test clock {clock_id}",
             lambda *_: self.client.v1.test_helpers.test_clocks.retrieve(clock_id),
         )
-        self._clock_time[clock_id] = (time.monotonic(), int(clock_obj.frozen_time))
-        return int(clock_obj.frozen_time)
+        frozen = int(clock_obj.frozen_time)
+        self._clock_time[clock_id] = (time.monotonic(), frozen)
+        return frozen
 
     def find_item(self, customer_id: str, price_id: str, item_hint: str | None) -> ItemInfo | None:
         """The customer's subscription item on `price_id`, or None when there is none.
@@ -462,6 +490,11 @@ class StripeGateway:
             price_id=item.price.id,
             customer_id=customer if isinstance(customer, str) else customer.id,
         )
+
+
+def _clock_id_of(customer: Any) -> str | None:
+    clock = customer.test_clock
+    return clock if isinstance(clock, str) or clock is None else str(clock.id)
 
 
 def _is_duplicate_identifier(exc: stripe.InvalidRequestError) -> bool:

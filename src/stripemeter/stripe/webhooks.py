@@ -27,9 +27,11 @@ from stripemeter.stripe.gateway import StripeGateway
 # them: Stripe sends them only as the v2 thin event `v1.billing.meter.error_report_triggered`
 # to an event destination (a v1 webhook endpoint refuses that name); the route accepts
 # one, signed with the same secret, but `setup` cannot register it.
-ENABLED_EVENTS: tuple[Literal["invoice.created", "invoice.finalized"], ...] = (
+EventType = Literal["invoice.created", "invoice.finalized", "test_helpers.test_clock.ready"]
+ENABLED_EVENTS: tuple[EventType, ...] = (
     "invoice.created",
     "invoice.finalized",
+    "test_helpers.test_clock.ready",  # keeps clock customers' time fresh (stripemeter.clocks)
 )
 
 
@@ -97,7 +99,7 @@ def find_endpoint(gateway: StripeGateway, url: str) -> Endpoint | None:
 def register_endpoint(
     gateway: StripeGateway,
     url: str,
-    events: tuple[Literal["invoice.created", "invoice.finalized"], ...] = ENABLED_EVENTS,
+    events: tuple[EventType, ...] = ENABLED_EVENTS,
 ) -> tuple[Endpoint, bool]:
     """(the endpoint for `url`, whether this call created it). Raises GatewayError."""
     existing = find_endpoint(gateway, url)

@@ -16,6 +16,9 @@ What each type asks (`classify`):
                                                  so the closing period's usage reaches
                                                  Stripe inside the draft's grace window
     invoice.finalized                            reconcile: the tenant's periods now
+    test_helpers.test_clock.ready                clock: every known customer of the clock
+                                                 moves forward to its frozen_time, here
+                                                 (`stripemeter.clocks`)
     billing.meter.error_report_triggered         meter_errors: stored here, on /metrics and
     (also v1.billing.meter.error_report_...)     GET /v1/stripe/meter_errors (the tenants
                                                  whose meter it is) and a warning line
@@ -36,6 +39,7 @@ from typing import Any, Literal
 import psycopg
 from prometheus_client import Counter
 
+from stripemeter.clocks import record_clock_time
 from stripemeter.errors import WebhookPayloadError
 from stripemeter.ops.metrics import OTHER_LABEL, REGISTRY
 
@@ -45,9 +49,12 @@ NOTIFY_CHANNEL = "stripemeter_work"
 METER_ERROR_TYPES = frozenset(
     {"billing.meter.error_report_triggered", "v1.billing.meter.error_report_triggered"}
 )
-HANDLED_TYPES = frozenset({"invoice.created", "invoice.finalized"}) | METER_ERROR_TYPES
+CLOCK_READY_TYPE = "test_helpers.test_clock.ready"
+HANDLED_TYPES = (
+    frozenset({"invoice.created", "invoice.finalized", CLOCK_READY_TYPE}) | METER_ERROR_TYPES
+)
 
-Action = Literal["flush", "reconcile", "meter_errors", "none"]
+Action = Literal["flush", "reconcile", "meter_errors", "clock", "none"]
 Status = Literal["pending", "done", "failed", "ignored"]
 
 WEBHOOK_EVENTS = Counter(
@@ -87,6 +94,8 @@ class Classified:
     validation_start: datetime | None = None
     validation_end: datetime | None = None
     meter_errors: list[MeterError] = field(default_factory=list)
+    test_clock_id: str | None = None
+    frozen_time: int | None = None
 
 
 @dataclass(frozen=True)
@@ -176,11 +185,23 @@ def _meter_errors(event: dict[str, Any]) -> Classified:
     )
 
 
+def _clock_ready(event: dict[str, Any]) -> Classified:
+    clock = _obj(event)
+    clock_id, frozen = clock.get("id"), clock.get("frozen_time")
+    if not isinstance(clock_id, str) or not clock_id:
+        raise WebhookPayloadError(f"{CLOCK_READY_TYPE} without the clock's `id`")
+    if not isinstance(frozen, int) or isinstance(frozen, bool) or frozen < 0:
+        raise WebhookPayloadError(f"{CLOCK_READY_TYPE} without a unix `frozen_time`")
+    return Classified("clock", test_clock_id=clock_id, frozen_time=frozen)
+
+
 def classify(event: dict[str, Any]) -> Classified:
     """What the event asks of the service; WebhookPayloadError for a malformed handled one."""
     kind = event["type"]
     if kind in METER_ERROR_TYPES:
         return _meter_errors(event)
+    if kind == CLOCK_READY_TYPE:
+        return _clock_ready(event)
     if kind not in HANDLED_TYPES:
         return Classified("none", note=f"event type {kind} is not handled")
     invoice = _obj(event)
@@ -225,7 +246,7 @@ def record(conn: psycopg.Connection, event: dict[str, Any]) -> Recorded:
                 found.note = f"no tenant is bound to Stripe customer {found.stripe_customer_id}"
             else:
                 tenant_id, customer_ref = row[0], str(row[1])
-        status: Status = {"none": "ignored", "meter_errors": "done"}.get(  # type: ignore[assignment]
+        status: Status = {"none": "ignored", "meter_errors": "done", "clock": "done"}.get(  # type: ignore[assignment]
             found.action, "pending"
         )
         inserted = conn.execute(
@@ -260,6 +281,14 @@ def record(conn: psycopg.Connection, event: dict[str, Any]) -> Recorded:
             assert stored is not None
             WEBHOOK_EVENTS.labels(type=_type_label(kind), outcome="duplicate").inc()
             return Recorded(event_id, stored[0], stored[1], stored[2], True, stored[3])
+        if found.test_clock_id is not None and found.frozen_time is not None:
+            moved = record_clock_time(conn, found.test_clock_id, found.frozen_time)
+            log.info(
+                "test clock %s ready at %d: %d customer(s) moved",
+                found.test_clock_id,
+                found.frozen_time,
+                moved,
+            )
         for error in found.meter_errors:
             conn.execute(
                 "INSERT INTO meter_error_reports (event_id, meter_id, error_code, error_count,"

@@ -34,6 +34,7 @@ from enum import Enum
 import psycopg
 from psycopg.rows import dict_row
 
+from stripemeter import clocks
 from stripemeter.aggregations import Aggregation, PushMode
 from stripemeter.errors import (
     GatewayError,
@@ -280,8 +281,10 @@ def _plans(kind: Aggregation, rows: list[BucketRow], ctx: _CustomerContext) -> l
     return plans
 
 
-def _context(gateway: StripeGateway, mapping: Mapping, customer_id: str) -> _CustomerContext:
-    frozen = gateway.clock_time(customer_id)
+def _context(
+    conn: psycopg.Connection, gateway: StripeGateway, mapping: Mapping, customer_id: str
+) -> _CustomerContext:
+    frozen = clocks.observe(conn, gateway, mapping.tenant_id, customer_id)
     item = gateway.find_item(customer_id, mapping.price_id, mapping.subscription_item_id)
     periods = gateway.invoice_periods(item.subscription_id, mapping.price_id) if item else []
     if item is not None:  # only earlier periods are billed; the current one is open
@@ -316,7 +319,7 @@ def push_customer(
     rows = _customer_rows(conn, mapping, meter, customer_ref)
     if not rows:
         return
-    ctx = _context(gateway, mapping, stripe_customer)
+    ctx = _context(conn, gateway, mapping, stripe_customer)
     real_now = int(time.time())
     delta = mapping.kind.push is PushMode.DELTA
     for plan in _plans(mapping.kind, rows, ctx):

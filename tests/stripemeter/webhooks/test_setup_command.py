@@ -22,7 +22,7 @@ def test_setup_registers_once_prints_the_env_line_and_reports_an_existing_endpoi
     assert len(lines) == 1 and lines[0].startswith("STRIPE_WEBHOOK_SECRET=whsec_")
     endpoints = sdk_client(emulator_url).v1.webhook_endpoints.list().data
     assert [(e.url, list(e.enabled_events)) for e in endpoints] == [
-        (url, ["invoice.created", "invoice.finalized"])
+        (url, ["invoice.created", "invoice.finalized", "test_helpers.test_clock.ready"])
     ]
     assert f"created webhook endpoint {endpoints[0].id}" in first.stderr
 
