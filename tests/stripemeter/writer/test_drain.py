@@ -226,7 +226,8 @@ def test_fractional_usage_is_pushed_in_whole_units_only(emulator_url: str, db_ur
     world = build_world(emulator_url, db_url, customers=1)
     settings = settings_for(emulator_url, db_url)
     customer = world.customers[0]
-    hour = world.frozen_time() - 2 * HOUR
+    # The start of an hour, so the second event (a minute later) is in the same bucket.
+    hour = (world.frozen_time() - 2 * HOUR) // HOUR * HOUR
     with running_api(settings, db_url) as api:
         ingest(api, [usage_event(world, customer, hour, 0, "a") | {"quantity": 1.75}])
         with psycopg.connect(db_url) as conn:
