@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import threading
-import uuid
 
 import psycopg
 import pytest
 
 from stripemeter.db.migrate import apply_migrations, available_migrations
-from tests.support.databases import with_dbname
+from tests.support.databases import database_before, with_dbname
 
 # The seed's run.sh statement, verbatim (with its shell variables filled in).
 SEED_UPSERT = """INSERT INTO price_mappings (tenant_id, metric, aggregation, stripe_account, price_id, subscription_item_id, currency, active)
@@ -88,59 +87,41 @@ def test_ledger_rows_cannot_be_updated_or_deleted(db_url: str) -> None:
 def test_0013_turns_every_tenant_id_into_text_keeping_the_rows_canonical(
     pg_server_url: str,
 ) -> None:
-    name = f"m13_{uuid.uuid4().hex[:12]}"
-    with psycopg.connect(pg_server_url, autocommit=True) as admin:
-        admin.execute(f'CREATE DATABASE "{name}"')
-    url = with_dbname(pg_server_url, name)
-    try:
-        with psycopg.connect(url, autocommit=True) as conn:
-            # The schema as it was before 0013, with a tenant's rows in it.
+    with (
+        database_before(pg_server_url, 13) as url,
+        psycopg.connect(url, autocommit=True) as conn,
+    ):
+        # The schema as it was before 0013, with a tenant's rows in it.
+        conn.execute(
+            "INSERT INTO api_keys (tenant_id, prefix, secret_sha256)"
+            " VALUES (%s::uuid, 'smk_x', 'abc')",
+            (TENANT.upper(),),
+        )
+        conn.execute(
+            "INSERT INTO push_state (tenant_id, metric, customer_ref, hour_start, event_name,"
+            " stripe_customer_id, aggregation) VALUES (%s::uuid, 'm', 'c', now(), 'e',"
+            " 'cus_1', 'sum')",
+            (TENANT,),
+        )
+        assert apply_migrations(conn) == [m.name for m in available_migrations() if m.version >= 13]
+        types = dict(
             conn.execute(
-                "CREATE TABLE schema_migrations (version integer PRIMARY KEY, name text NOT NULL,"
-                " applied_at timestamptz NOT NULL DEFAULT now())"
-            )
-            for migration in available_migrations():
-                if migration.version < 13:
-                    conn.execute(migration.sql.encode())
-                    conn.execute(
-                        "INSERT INTO schema_migrations (version, name) VALUES (%s, %s)",
-                        (migration.version, migration.name),
-                    )
+                "SELECT table_name, data_type FROM information_schema.columns"
+                " WHERE table_schema = current_schema() AND column_name = 'tenant_id'"
+            ).fetchall()
+        )
+        assert set(types.values()) == {"text"} and len(types) >= 11
+        assert conn.execute("SELECT tenant_id FROM api_keys").fetchone() == (TENANT,)
+        # The outbox's key to push_state is back, on text now.
+        fks = conn.execute(
+            "SELECT count(*) FROM pg_constraint WHERE contype = 'f'"
+            " AND conrelid = 'meter_pushes'::regclass"
+        ).fetchone()
+        assert fks == (1,)
+        with pytest.raises(psycopg.errors.ForeignKeyViolation):
             conn.execute(
-                "INSERT INTO api_keys (tenant_id, prefix, secret_sha256)"
-                " VALUES (%s::uuid, 'smk_x', 'abc')",
-                (TENANT.upper(),),
+                "INSERT INTO meter_pushes (tenant_id, metric, customer_ref, hour_start,"
+                " event_name, stripe_customer_id, meter_id, customer_key, value_key, value,"
+                " covers, identifier, event_ts) VALUES ('acme', 'm', 'c', now(), 'e',"
+                " 'cus_1', 'mtr', 'k', 'v', 1, 1, 'id-1', 1)"
             )
-            conn.execute(
-                "INSERT INTO push_state (tenant_id, metric, customer_ref, hour_start, event_name,"
-                " stripe_customer_id, aggregation) VALUES (%s::uuid, 'm', 'c', now(), 'e',"
-                " 'cus_1', 'sum')",
-                (TENANT,),
-            )
-            assert apply_migrations(conn) == [
-                m.name for m in available_migrations() if m.version >= 13
-            ]
-            types = dict(
-                conn.execute(
-                    "SELECT table_name, data_type FROM information_schema.columns"
-                    " WHERE table_schema = current_schema() AND column_name = 'tenant_id'"
-                ).fetchall()
-            )
-            assert set(types.values()) == {"text"} and len(types) >= 11
-            assert conn.execute("SELECT tenant_id FROM api_keys").fetchone() == (TENANT,)
-            # The outbox's key to push_state is back, on text now.
-            fks = conn.execute(
-                "SELECT count(*) FROM pg_constraint WHERE contype = 'f'"
-                " AND conrelid = 'meter_pushes'::regclass"
-            ).fetchone()
-            assert fks == (1,)
-            with pytest.raises(psycopg.errors.ForeignKeyViolation):
-                conn.execute(
-                    "INSERT INTO meter_pushes (tenant_id, metric, customer_ref, hour_start,"
-                    " event_name, stripe_customer_id, meter_id, customer_key, value_key, value,"
-                    " covers, identifier, event_ts) VALUES ('acme', 'm', 'c', now(), 'e',"
-                    " 'cus_1', 'mtr', 'k', 'v', 1, 1, 'id-1', 1)"
-                )
-    finally:
-        with psycopg.connect(pg_server_url, autocommit=True) as admin:
-            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')

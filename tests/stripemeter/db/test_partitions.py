@@ -4,7 +4,6 @@ unique across months and after detaching, and old databases migrate with every r
 from __future__ import annotations
 
 import threading
-import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -13,12 +12,12 @@ import psycopg
 import pytest
 
 from stripemeter.db import partitions
-from stripemeter.db.migrate import apply_migrations, available_migrations
+from stripemeter.db.migrate import apply_migrations
 from stripemeter.db.pool import open_pool
 from stripemeter.ingest import ledger
 from stripemeter.ingest.validation import ValidEvent
 from tests.stripemeter.ingest.support import valid_event
-from tests.support.databases import with_dbname
+from tests.support.databases import database_before
 
 TENANT = "acme"
 NOW = datetime(2026, 12, 3, 12, 0, tzinfo=UTC)
@@ -168,27 +167,8 @@ def test_processes_creating_the_same_month_at_once_both_succeed(db_url: str) -> 
 
 @pytest.fixture
 def database_before_0018(pg_server_url: str) -> Iterator[str]:
-    name = f"m18_{uuid.uuid4().hex[:12]}"
-    with psycopg.connect(pg_server_url, autocommit=True) as admin:
-        admin.execute(f'CREATE DATABASE "{name}"')
-    url = with_dbname(pg_server_url, name)
-    with psycopg.connect(url, autocommit=True) as conn:
-        conn.execute(
-            "CREATE TABLE schema_migrations (version integer PRIMARY KEY, name text NOT NULL,"
-            " applied_at timestamptz NOT NULL DEFAULT now())"
-        )
-        for migration in available_migrations():
-            if migration.version < 18:
-                conn.execute(migration.sql.encode())
-                conn.execute(
-                    "INSERT INTO schema_migrations (version, name) VALUES (%s, %s)",
-                    (migration.version, migration.name),
-                )
-    try:
+    with database_before(pg_server_url, 18) as url:
         yield url
-    finally:
-        with psycopg.connect(pg_server_url, autocommit=True) as admin:
-            admin.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
 
 
 def test_0018_moves_every_row_into_its_month_keeping_seq_and_keys(
