@@ -58,8 +58,8 @@ def parse_fault(body: Any) -> Fault:
     if not isinstance(path, str) or not path.startswith("/"):
         raise StripeError(400, "path must be a string starting with '/'", param="path")
     if status not in ALLOWED_STATUSES:
-        allowed = ", ".join(str(s) for s in ALLOWED_STATUSES)
-        raise StripeError(400, f"status must be one of {allowed}", param="status")
+        statuses = ", ".join(str(s) for s in ALLOWED_STATUSES)
+        raise StripeError(400, f"status must be one of {statuses}", param="status")
     if not isinstance(count, int) or isinstance(count, bool) or count < 1:
         raise StripeError(400, "count must be a positive integer", param="count")
     if not isinstance(after, bool):
