@@ -12,7 +12,7 @@ import pytest
 import requests
 
 from stripemeter.stripe.stream import RENEW_BEFORE_S, SESSION_TTL_S, MeterEventSessions
-from stripemeter.writer.passes import drain
+from stripemeter.writer.passes import drain, push_customer_now
 from tests.stripemeter.writer.test_exactly_once import add_usage, hour_of, total
 from tests.support.emulator import RequestCounts, counting_emulator, requests_to
 from tests.support.stripe_world import HOUR, StripeWorld, build_world, fault, settings_for
@@ -159,3 +159,21 @@ def test_a_value_stripe_would_drop_is_quarantined_and_the_rest_of_the_batch_goes
     assert (total(world, first), total(world, second)) == (5, 7)
     rejected = requests.get(f"{url}/_emulator/meter_event_stream/rejections", timeout=10)
     assert rejected.json()["data"] == []  # nothing went that Stripe would have dropped
+
+
+def test_a_customer_pushed_now_goes_alone_on_the_stream(
+    counted: tuple[str, RequestCounts], db_url: str
+) -> None:
+    url, counts = counted
+    world = build_world(url, db_url, customers=2)
+    first, second = world.customers
+    add_usage(db_url, world, first, hour_of(world, 2), 3)
+    add_usage(db_url, world, second, hour_of(world, 2), 8)
+    settings = settings_for(url, db_url, WRITER_TRANSPORT="v2")
+    with psycopg.connect(db_url) as conn:  # what invoice.created asks for `first`
+        result = push_customer_now(conn, world.gateway(), settings, world.tenant_id, first)
+    assert (result.events_sent, result.errors) == (1, [])
+    assert requests_to(counts, STREAM, 200) == 1
+    assert (total(world, first), total(world, second)) == (3, 0)
+    streamed_drain(world, db_url)
+    assert (total(world, first), total(world, second)) == (3, 8)
