@@ -26,6 +26,7 @@ from stripe_emulator import (
     control,
     customers,
     invoices,
+    meter_event_stream,
     meter_events,
     meters,
     subscriptions,
@@ -129,6 +130,7 @@ class Emulator:
             catalog,
             meters,
             meter_events,
+            meter_event_stream,
             subscriptions,
             invoices,
             webhooks,
@@ -184,7 +186,10 @@ class Emulator:
         """The status, body and extra headers for one request."""
         if path.startswith("/_emulator/"):
             return _json(*control.handle(self, method, path, body))
-        check_auth(headers)
+        if path == meter_event_stream.STREAM_PATH:
+            meter_event_stream.check_session(self.store, headers)  # a session token, no key
+        else:
+            check_auth(headers)
         check_version(headers)
         found = self.router.match(method, path)
         if found is None:
@@ -200,7 +205,7 @@ class Emulator:
                 text = body.decode("utf-8")
             except UnicodeDecodeError:
                 raise StripeError(400, "The request body is not valid UTF-8.") from None
-            raw.update(parse_form(text))
+            raw.update(_json_body(text) if path.startswith("/v2/") else parse_form(text))
         billing.tick(self.store)
         fault = self.faults.take(method, path)
         if fault is not None and not fault.after_commit:
@@ -236,6 +241,17 @@ class Emulator:
             return _json(200, out)
         except StripeError as err:
             return _error(err)
+
+
+def _json_body(text: str) -> dict[str, Any]:
+    """An API v2 body: one JSON object (the SDK sends `application/json` on /v2)."""
+    try:
+        parsed = orjson.loads(text)
+    except orjson.JSONDecodeError:
+        raise StripeError(400, "The request body is not valid JSON.") from None
+    if not isinstance(parsed, dict):
+        raise StripeError(400, "The request body must be a JSON object.")
+    return parsed
 
 
 def _fault_message(fault: Fault) -> str:

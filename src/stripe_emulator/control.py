@@ -5,6 +5,8 @@
   idempotency keys and faults, and stops pending webhook deliveries and retries
 - `POST /_emulator/faults` adds a rule (see faults.py); `GET` lists, `DELETE` clears
 - `GET /_emulator/state` dumps every object keyed by plural type
+- `POST /_emulator/meter_event_stream/expire` ends every v2 meter event session now;
+  `GET /_emulator/meter_event_stream/rejections` lists the stream events dropped, with why
 - `POST /_emulator/webhook_endpoints` registers an endpoint exactly as `POST
   /v1/webhook_endpoints` (JSON object or form body; the answer carries the `secret`)
 - `GET /_emulator/webhook_deliveries` lists every delivery attempt, oldest first
@@ -18,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
-from stripe_emulator import billing, webhooks
+from stripe_emulator import billing, meter_event_stream, webhooks
 from stripe_emulator.errors import StripeError
 from stripe_emulator.faults import parse_fault
 from stripe_emulator.form import parse_form
@@ -41,6 +43,10 @@ def handle(emu: Emulator, method: str, path: str, body: bytes) -> tuple[int, Any
         emu.idempotency.reset()
         emu.faults.clear()
         return 200, {"status": "ok"}
+    if route == ("POST", "/_emulator/meter_event_stream/expire"):
+        return 200, {"expired": meter_event_stream.expire_sessions(emu.store)}
+    if route == ("GET", "/_emulator/meter_event_stream/rejections"):
+        return 200, {"data": list(emu.store.stream_rejections)}
     if route == ("GET", "/_emulator/state"):
         billing.tick(emu.store)
         return 200, emu.store.dump()

@@ -82,7 +82,7 @@ def not_found(kind: str, obj_id: str, *, param: str = "id") -> StripeError:
 
 
 def api_error(status: int, message: str) -> StripeError:
-    """A server failure (5xx) or rate limit (429) in Stripe's shape (fault injection)."""
+    """A server failure (5xx), rate limit (429) or refusal (400) in Stripe's shape (faults)."""
     if status == 429:
         return StripeError(
             429,
@@ -90,4 +90,6 @@ def api_error(status: int, message: str) -> StripeError:
             "https://stripe.com/docs/rate-limits.",
             code="rate_limit",
         )
+    if status == 400:
+        return StripeError(400, message)
     return StripeError(status, message, type_="api_error")

@@ -14,7 +14,9 @@ from typing import Any
 
 from stripe_emulator.errors import StripeError
 
-ALLOWED_STATUSES = (429, 500, 503)
+# 400 is a refusal of the request as a whole (Stripe's `invalid_request_error`): how a
+# test makes the v2 stream refuse a batch whose events are each well formed.
+ALLOWED_STATUSES = (400, 429, 500, 503)
 
 
 @dataclass
@@ -56,7 +58,8 @@ def parse_fault(body: Any) -> Fault:
     if not isinstance(path, str) or not path.startswith("/"):
         raise StripeError(400, "path must be a string starting with '/'", param="path")
     if status not in ALLOWED_STATUSES:
-        raise StripeError(400, "status must be one of 429, 500, 503", param="status")
+        statuses = ", ".join(str(s) for s in ALLOWED_STATUSES)
+        raise StripeError(400, f"status must be one of {statuses}", param="status")
     if not isinstance(count, int) or isinstance(count, bool) or count < 1:
         raise StripeError(400, "count must be a positive integer", param="count")
     if not isinstance(after, bool):

@@ -8,6 +8,7 @@ report's code — [inferred] facts §3.2/§3.4/§9).
 from __future__ import annotations
 
 import re
+from typing import Any
 
 from stripe_emulator.errors import invalid, invalid_integer, not_found
 from stripe_emulator.lists import paginate
@@ -79,8 +80,17 @@ def _check_timestamp(store: Store, ts: int, customer: Obj) -> None:
 
 def create(ctx: Ctx) -> Obj:
     """POST /v1/billing/meter_events."""
-    p = ctx.validate(CREATE)
-    store = ctx.store
+    return record(ctx.store, ctx.validate(CREATE))
+
+
+def record(store: Store, p: dict[str, Any]) -> Obj:
+    """Validate one meter event (`event_name`, `payload`, optional `identifier` and Unix
+    `timestamp`) and store it; raises the StripeError Stripe answers (v1) or reports
+    (the v2 stream, `stripe_emulator.meter_event_stream`).
+
+    One store and one identifier window for both APIs, so an identifier sent on v1 and
+    again on the stream (or twice on either) counts once, and summaries see both.
+    """
     meter = meter_for_event(store, p["event_name"])
     if meter is None:
         raise invalid(

@@ -107,6 +107,8 @@ class Store:
         self.index: dict[str, Obj] = {}
         self.identifiers: dict[str, Obj] = {}
         self.usage: dict[tuple[str, str], list[Obj]] = {}
+        self.stream_sessions: dict[str, int] = {}
+        self.stream_rejections: list[Obj] = []
         self.backing: StateFile | None = None
         # Persistence bookkeeping: where each stored object lives (by identity), and
         # what to look at / delete at the next commit.
@@ -122,6 +124,11 @@ class Store:
         self.index = _Noting(noted)
         self.identifiers = _Noting(noted)
         self.usage = {}
+        # The v2 meter event stream (meter_event_stream.py): session token -> expires_at,
+        # and the events it accepted but dropped (Stripe validates them asynchronously).
+        # In memory only: after a restart a token is unknown and the client renews it.
+        self.stream_sessions = {}
+        self.stream_rejections = []
         self.where = {}
         self._removed = []
         noted.clear()

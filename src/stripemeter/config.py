@@ -23,7 +23,7 @@ from collections.abc import Mapping
 from decimal import Decimal
 from functools import lru_cache
 from pathlib import Path
-from typing import Annotated, Any, Self, Union, get_args, get_origin
+from typing import Annotated, Any, Literal, Self, Union, get_args, get_origin
 
 from pydantic import Field, ValidationError, ValidationInfo, field_validator
 from pydantic_settings import (
@@ -165,6 +165,10 @@ class Settings(EnvSettings):
     STRIPE_MAX_CONCURRENCY: Annotated[int, Field(ge=1, le=100)] = 4
     RECONCILIATION_INTERVAL_MS: PositiveMs = 60_000
     STRIPE_WRITER_INTERVAL_MS: PositiveMs = 5_000
+    # How the writer sends meter events: `v1`, one `POST /v1/billing/meter_events` per
+    # event; `v2`, the meter event stream, up to 100 events of any customers per request
+    # (docs/writer-transports.md). Same identifiers and outbox either way.
+    WRITER_TRANSPORT: Literal["v1", "v2"] = "v1"
     RECONCILIATION_EPSILON: Annotated[Decimal, Field(ge=0, le=1)] = Decimal("0.005")
     MAX_INGEST_BATCH: Annotated[int, Field(ge=1, le=100_000)] = 1000
     MAX_EVENT_META_BYTES: Annotated[int, Field(ge=0)] = 4096

@@ -18,6 +18,7 @@ from stripe import ListObject, WebhookEndpoint
 from stripe._object_classes import get_object_class
 from stripe.billing import Meter
 from stripe.test_helpers import TestClock as Clock
+from stripe.v2.billing import MeterEventSession
 
 from stripe_emulator.app import API_VERSION, create_app
 from tests.stripe_emulator.sdk_schema import Tally, check
@@ -83,6 +84,21 @@ class Api:
         assert resp.status_code == status, (method, path, resp.text)
         body: dict[str, Any] = resp.json()
         return body
+
+    def post_json(
+        self, path: str, body: dict[str, Any], *, bearer: str = TEST_KEY
+    ) -> dict[str, Any]:
+        """An API v2 POST: a JSON body, as the SDK sends to /v2."""
+        self.exercised.add(self._route("POST", path))
+        resp = requests.post(
+            self.base_url + path,
+            json=body,
+            headers={"Authorization": f"Bearer {bearer}", "Stripe-Version": API_VERSION},
+            timeout=10,
+        )
+        assert resp.status_code == 200, (path, resp.text)
+        answer: dict[str, Any] = resp.json()
+        return answer
 
     def expect(self, body: dict[str, Any], cls: Any, label: str) -> dict[str, Any]:
         """Check `body` against SDK class `cls`, collecting problems under `label`."""
@@ -282,6 +298,26 @@ def test_every_endpoint_returns_objects_shaped_as_the_sdk_annotates(base_url: st
                 "payload": {"stripe_customer_id": cid, "value": "10"},
             },
         )
+    session = api.expect(
+        api.post_json("/v2/billing/meter_event_session", {}),
+        MeterEventSession,
+        "POST /v2/billing/meter_event_session",
+    )
+    streamed = api.post_json(
+        "/v2/billing/meter_event_stream",
+        {  # e0 again: the stream drops it (the identifier is known), nothing changes
+            "events": [
+                {
+                    "event_name": "api_calls",
+                    "identifier": "e0",
+                    "timestamp": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(now - 600)),
+                    "payload": {"stripe_customer_id": cid, "value": "10"},
+                }
+            ]
+        },
+        bearer=session["authentication_token"],
+    )
+    assert streamed == {}  # the SDK's `create` returns None: the stream answers no fields
     api.post(
         "/v1/billing/meter_event_adjustments",
         stripe.billing.MeterEventAdjustment,

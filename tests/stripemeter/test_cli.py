@@ -118,6 +118,12 @@ def test_api_keys_create_prints_the_secret_once_and_stores_its_hash(
             "error: invalid configuration: MAX_INGEST_BATCH",
         ),
         (
+            ["migrate"],
+            {"WRITER_TRANSPORT": "v3"},
+            1,
+            "error: invalid configuration: WRITER_TRANSPORT: Input should be 'v1' or 'v2'",
+        ),
+        (
             ["api-keys", "create", "--tenant", "acme\tcorp"],
             {},
             2,
@@ -136,6 +142,7 @@ def test_api_keys_create_prints_the_secret_once_and_stores_its_hash(
         "bypass-on-0.0.0.0",
         "bad-bool",
         "bad-batch",
+        "bad-transport",
         "bad-tenant",
         "bad-port",
         "bad-action",

@@ -1,8 +1,9 @@
 """The shared Stripe test world for the writer, reconciler and workers tests.
 
 `StripeWorld` builds what those tests need on the emulator: a sum meter, a metered
-price, customers on one test clock with subscriptions, the `price_mappings` row and
-the customers' bindings to the tenant;
+price, customers on test clocks (one clock, or one per three customers: a clock holds at
+most three) with subscriptions, the `price_mappings` row and the customers' bindings to
+the tenant;
 `ingest` sends usage through the real ingest API.
 """
 
@@ -72,8 +73,9 @@ class StripeWorld:
     meter_id: str
     event_name: str
     price_id: str
-    clock_id: str
+    clock_id: str  # the first clock; every clock of the world shows the same time
     customers: list[str] = field(default_factory=list)
+    clocks: list[str] = field(default_factory=list)
     items: dict[str, str] = field(default_factory=dict)
     period_start: int = 0
     period_end: int = 0
@@ -91,14 +93,22 @@ class StripeWorld:
         return int(self.client.v1.test_helpers.test_clocks.retrieve(self.clock_id).frozen_time)
 
     def advance(self, to: int, timeout_s: float = 30.0) -> None:
-        """Advance the clock and wait until it is ready."""
-        self.client.v1.test_helpers.test_clocks.advance(self.clock_id, {"frozen_time": to})
+        """Advance every clock of the world and wait until they are ready."""
+        clocks = self.clocks or [self.clock_id]
+        for clock in clocks:
+            self.client.v1.test_helpers.test_clocks.advance(clock, {"frozen_time": to})
         deadline = time.monotonic() + timeout_s
+        waiting = list(clocks)
         while time.monotonic() < deadline:
-            if self.client.v1.test_helpers.test_clocks.retrieve(self.clock_id).status == "ready":
+            waiting = [
+                c
+                for c in waiting
+                if self.client.v1.test_helpers.test_clocks.retrieve(c).status != "ready"
+            ]
+            if not waiting:
                 return
             time.sleep(0.05)
-        raise TimeoutError(f"clock {self.clock_id} did not become ready")
+        raise TimeoutError(f"clocks {waiting} did not become ready")
 
 
 def build_world(
@@ -111,9 +121,14 @@ def build_world(
     formula: str = "sum",
     aggregation: str = "sum",
     with_item_id: bool = False,
+    customers_per_clock: int | None = None,
 ) -> StripeWorld:
     """Meter, price, clock (created `clock_start_ago_s` ago, advanced to `frozen_ago_s` ago),
-    customers with a card and a subscription each, and the active mapping row."""
+    customers with a card and a subscription each, and the active mapping row.
+
+    With `customers_per_clock`, a new clock (same times) every that many customers, so a
+    world may hold more customers than the three one clock takes.
+    """
     client = sdk_client(emulator_url)
     now = int(time.time())
     tag = uuid.uuid4().hex[:8]
@@ -145,8 +160,16 @@ def build_world(
         price_id=price.id,
         clock_id=clock.id,
     )
+    world.clocks.append(clock.id)
     for n in range(customers):
-        cus = client.v1.customers.create({"test_clock": clock.id, "email": f"c{n}@example.com"})
+        if customers_per_clock and n and n % customers_per_clock == 0:
+            more = client.v1.test_helpers.test_clocks.create(
+                {"frozen_time": now - clock_start_ago_s}
+            )
+            world.clocks.append(more.id)
+        cus = client.v1.customers.create(
+            {"test_clock": world.clocks[-1], "email": f"c{n}@example.com"}
+        )
         pm = client.v1.payment_methods.attach("pm_card_visa", {"customer": cus.id})
         client.v1.customers.update(cus.id, {"invoice_settings": {"default_payment_method": pm.id}})
         sub = client.v1.subscriptions.create({"customer": cus.id, "items": [{"price": price.id}]})

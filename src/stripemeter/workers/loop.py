@@ -111,6 +111,13 @@ def start_in_background(settings: Settings, db_url: str) -> WorkerHandle:
     gateway = gateway_from_settings(settings, stop=stop)
     pool = open_pool(db_url, max_size=4)
     handle = WorkerHandle(stop_event=stop, pool=pool)
+    log.info(
+        "writer transport %s: %s",
+        settings.WRITER_TRANSPORT,
+        "one POST /v1/billing/meter_events per meter event"
+        if settings.WRITER_TRANSPORT == "v1"
+        else "the v2 meter event stream, up to 100 events per request",
+    )
 
     def write() -> None:
         result = push_pending(pool, gateway, settings)

@@ -299,11 +299,15 @@ def push_customer(
     meter: MeterInfo,
     customer_ref: str,
     result: PushResult,
+    *,
+    send_now: bool = True,
 ) -> None:
     """Re-send the customer's outbox, then turn its uncovered buckets into new rows.
 
     Runs under the caller's per-customer lock. No transaction is open across a Stripe
-    call: every outbox write is committed before the send it announces.
+    call: every outbox write is committed before the send it announces. With
+    `send_now=False` (the v2 transport) the rows are only written: the caller sends
+    every customer's pending rows afterwards in batches (`stripemeter.writer.stream`).
     """
     stripe_customer = stripe_customer_for(conn, mapping.tenant_id, customer_ref)
     conn.commit()
@@ -315,7 +319,8 @@ def push_customer(
             " not pushed; bind them with PUT /v1/customers/{customerRef}/binding",
         )
         return
-    send_pending(conn, gateway, mapping.tenant_id, customer_ref, result)
+    if send_now:
+        send_pending(conn, gateway, mapping.tenant_id, customer_ref, result)
     rows = _customer_rows(conn, mapping, meter, customer_ref)
     if not rows:
         return
@@ -367,8 +372,9 @@ def push_customer(
             event_ts=timestamp,
         )
         conn.commit()
-        _stage("committed", push)
-        send_row(conn, gateway, push, result)
+        stage("committed", push)
+        if send_now:
+            send_row(conn, gateway, push, result)
 
 
 def send_pending(
@@ -402,12 +408,12 @@ def send_row(
     identifier window, where a re-send would count twice: then Stripe's meter summary
     for that hour decides whether the event already landed.
     """
-    if resend and _older_than_identifier_window(row) and _landed(conn, gateway, row):
+    if resend and beyond_identifier_window(row) and landed(conn, gateway, row):
         mark_sent(conn, row, "found")
         conn.commit()
         result.found += 1
         return
-    _stage("before_send", row)
+    stage("before_send", row)
     try:
         outcome = gateway.send_meter_event(
             row.meter(),
@@ -420,7 +426,7 @@ def send_row(
             ),
         )
     except StripeUnavailable as exc:
-        _stage("unanswered", row)
+        stage("unanswered", row)
         mark_attempt_failed(conn, row, str(exc))
         conn.commit()
         raise
@@ -442,8 +448,8 @@ def send_row(
             exc,
         )
         return
-    _stage("answered", row)
-    _crash_hook()
+    stage("answered", row)
+    crash_hook()
     mark_sent(conn, row, outcome)
     worker_state.record_push(conn, row.series.tenant_id)
     conn.commit()
@@ -455,19 +461,48 @@ def send_row(
         result.duplicates += 1
 
 
+def _customer_lock_key(tenant_id: str, customer_ref: str) -> str:
+    return f"stripemeter-writer:{tenant_id}:{customer_ref}"
+
+
+def try_customer_lock(conn: psycopg.Connection, tenant_id: str, customer_ref: str) -> bool:
+    """Take the (tenant, customer) session advisory lock if it is free (committed).
+
+    One lock per customer covers every mapping of it and its pending outbox rows, so
+    two writers never send or compute for the same customer at once.
+    """
+    got = conn.execute(
+        "SELECT pg_try_advisory_lock(hashtextextended(%s, 0))",
+        (_customer_lock_key(tenant_id, customer_ref),),
+    ).fetchone()
+    conn.commit()
+    return bool(got and got[0])
+
+
+def release_customer_lock(conn: psycopg.Connection, tenant_id: str, customer_ref: str) -> None:
+    """Release what `try_customer_lock` took (a closed connection released it already)."""
+    if not conn.closed:
+        conn.execute(
+            "SELECT pg_advisory_unlock(hashtextextended(%s, 0))",
+            (_customer_lock_key(tenant_id, customer_ref),),
+        )
+        conn.commit()
+
+
 def _attempt_key(identifier: str, timestamp: int, value: int, attempts: int, tag: str) -> str:
     # A fresh key per recorded attempt: Stripe replays a stored 5xx for a reused key.
     return idempotency_key(identifier, timestamp, value, f"a{attempts}{tag}")
 
 
-def _older_than_identifier_window(row: OutboxRow) -> bool:
+def beyond_identifier_window(row: OutboxRow) -> bool:
+    """Whether the row was first tried longer ago than Stripe surely keeps identifiers."""
     if row.first_attempt_at is None:
         return False
     age = time.time() - row.first_attempt_at.timestamp()
     return age > IDENTIFIER_TRUST_S
 
 
-def _landed(conn: psycopg.Connection, gateway: StripeGateway, row: OutboxRow) -> bool:
+def landed(conn: psycopg.Connection, gateway: StripeGateway, row: OutboxRow) -> bool:
     """Whether Stripe's summary for the row's hour already holds the row's units.
 
     Only rows to a `sum` meter (deltas: sum and count mappings) can double count;
@@ -487,14 +522,15 @@ def _landed(conn: psycopg.Connection, gateway: StripeGateway, row: OutboxRow) ->
     return held >= known + row.value
 
 
-def _stage(stage: str, row: OutboxRow) -> None:
+def stage(name: str, row: OutboxRow) -> None:
     """Test seam: `STAGE_HOOK(stage, row)` may raise to simulate a crash right there."""
     hook = STAGE_HOOK
     if hook is not None:
-        hook(stage, row)
+        hook(name, row)
 
 
-def _crash_hook() -> None:
+def crash_hook() -> None:
+    """Test seam: exit once Stripe took `STRIPEMETER_WRITER_CRASH_AFTER_ACCEPTS` events."""
     from stripemeter.config import get_settings
 
     limit = get_settings().STRIPEMETER_WRITER_CRASH_AFTER_ACCEPTS

@@ -56,3 +56,14 @@ def idempotency_key(identifier: str, timestamp: int, value: int, attempt_tag: st
     5xx whose answer Stripe may have stored and would replay forever.
     """
     return IDEMPOTENCY_PREFIX + _digest(identifier, str(timestamp), str(value), attempt_tag)
+
+
+def batch_idempotency_key(rows: list[tuple[str, int, int, int]], attempt_tag: str = "") -> str:
+    """The Idempotency-Key of a v2 stream request carrying `rows`.
+
+    Each row is (identifier, timestamp, value, recorded attempts): the key covers the
+    whole body, so the same key never meets another batch, and changes with any row's
+    attempt count and with `attempt_tag` for the reason `idempotency_key` gives.
+    """
+    parts = [f"{i}:{ts}:{v}:a{n}" for i, ts, v, n in rows]
+    return IDEMPOTENCY_PREFIX + _digest(*parts, attempt_tag)

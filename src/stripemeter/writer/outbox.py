@@ -138,6 +138,28 @@ def pending_rows(conn: psycopg.Connection, tenant_id: str, customer_ref: str) ->
         return [_row(r) for r in cur.fetchall()]
 
 
+def pending_rows_of_all(conn: psycopg.Connection, tenant_id: str | None) -> list[OutboxRow]:
+    """Every unsent outbox row (of one tenant, or of all), oldest first: what the v2
+    transport sends in batches across customers."""
+    with conn.cursor(row_factory=dict_row) as cur:
+        cur.execute(
+            f"SELECT {_ROW_COLUMNS} FROM meter_pushes WHERE status = 'pending'"
+            " AND (%(t)s::text IS NULL OR tenant_id = %(t)s::text) ORDER BY seq",
+            {"t": tenant_id},
+        )
+        return [_row(r) for r in cur.fetchall()]
+
+
+def still_pending(conn: psycopg.Connection, rows: list[OutboxRow]) -> list[OutboxRow]:
+    """Those of `rows` that are still pending (another writer may have sent some)."""
+    found = conn.execute(
+        "SELECT seq FROM meter_pushes WHERE status = 'pending' AND seq = ANY(%s)",
+        ([row.seq for row in rows],),
+    ).fetchall()
+    pending = {int(r[0]) for r in found}
+    return [row for row in rows if row.seq in pending]
+
+
 def add_push(
     conn: psycopg.Connection,
     series: Series,
@@ -253,6 +275,15 @@ def mark_sent(conn: psycopg.Connection, row: OutboxRow, outcome: str) -> None:
         "UPDATE meter_pushes SET status = 'sent', sent_at = now(), outcome = %s,"
         " attempts = attempts + 1, error = NULL WHERE seq = %s AND status = 'pending'",
         (outcome, row.seq),
+    )
+
+
+def mark_batch_sent(conn: psycopg.Connection, rows: list[OutboxRow], outcome: str) -> None:
+    """`mark_sent` for every row of a v2 stream request Stripe took."""
+    conn.execute(
+        "UPDATE meter_pushes SET status = 'sent', sent_at = now(), outcome = %s,"
+        " attempts = attempts + 1, error = NULL WHERE seq = ANY(%s) AND status = 'pending'",
+        (outcome, [row.seq for row in rows]),
     )
 
 

@@ -32,6 +32,11 @@ pushed + outstanding, so neither a crash, a timeout, a stored-then-500 nor more 
 arriving meanwhile can send the same units twice. Several writers coordinate through a
 session advisory lock per (tenant, customer), re-reading the state after taking it.
 The lock's connection comes from the workers' own pool, never the API's.
+
+Transports (`WRITER_TRANSPORT`): `v1` sends each row as it is written, one
+`POST /v1/billing/meter_events` per event; `v2` writes every customer's rows first and
+then sends all pending rows in cross-customer batches of up to 100 on the v2 meter event
+stream (`stripemeter.writer.stream`). Same rows, same identifiers, same exactly-once.
 """
 
 from __future__ import annotations
@@ -60,10 +65,13 @@ from stripemeter.writer.buckets import (
     floor_units,
     note_error,
     push_customer,
+    release_customer_lock,
     send_pending,
+    try_customer_lock,
 )
 from stripemeter.writer.outbox import customers_with_pending
 from stripemeter.writer.status import PUSH_FAILURES
+from stripemeter.writer.stream import send_pending_batches
 
 __all__ = [
     "CRASH_HOOK_ENV",
@@ -92,14 +100,16 @@ def push_pending(
     (readiness turns `degraded`) and leaves the buckets pending: nothing is lost.
     """
     gateway = gateway_for(client, settings)
+    streamed = settings.WRITER_TRANSPORT == "v2"
     result = PushResult()
     failed_tenants: dict[str, PushFailure] = {}
     with borrow(conn_or_pool) as conn:
         outstanding = customers_with_pending(conn, tenant_id)
         conn.commit()
-    # Pending rows first, whatever became of their mapping since they were written.
+    # Pending rows first, whatever became of their mapping since they were written (v2:
+    # they go with the new rows, in the batches at the end).
     for tenant, customer_ref in outstanding:
-        if result.stripe_failing:
+        if result.stripe_failing or streamed:
             break
         with borrow(conn_or_pool) as conn:
             resend = functools.partial(_resend, gateway, tenant, customer_ref)
@@ -115,12 +125,23 @@ def push_pending(
             failed_tenants.setdefault(mapping.tenant_id, result.failures[-1])
             continue
         failure = _push_mapping(
-            conn_or_pool, gateway, mapping, result, settings.STRIPE_MAX_CONCURRENCY
+            conn_or_pool,
+            gateway,
+            mapping,
+            result,
+            settings.STRIPE_MAX_CONCURRENCY,
+            send_now=not streamed,
         )
         if failure is not None:
             failed_tenants.setdefault(mapping.tenant_id, failure)
+    tenants = {m.tenant_id for m in mappings} | {t for t, _ in outstanding}
+    if streamed and not result.stripe_failing:
+        failure = send_pending_batches(conn_or_pool, gateway, result, tenant_id)
+        if failure is not None:
+            for tenant in tenants:
+                failed_tenants.setdefault(tenant, failure)
     with borrow(conn_or_pool) as conn:
-        for tenant in {m.tenant_id for m in mappings} | {t for t, _ in outstanding}:
+        for tenant in tenants:
             if tenant in failed_tenants:
                 failed = failed_tenants[tenant]
                 worker_state.record_failure(
@@ -149,12 +170,14 @@ def push_customer_now(
     Records nothing in `worker_state`: the regular passes own the tenant's health.
     """
     gateway = gateway_for(client, settings)
+    streamed = settings.WRITER_TRANSPORT == "v2"
     deadline = time.monotonic() + lock_wait_s
     while True:
         result = PushResult()
         with borrow(conn_or_pool) as conn:
-            resend = functools.partial(_resend, gateway, tenant_id, customer_ref)
-            result.merge(_locked_customer(conn, tenant_id, customer_ref, resend))
+            if not streamed:
+                resend = functools.partial(_resend, gateway, tenant_id, customer_ref)
+                result.merge(_locked_customer(conn, tenant_id, customer_ref, resend))
             mappings = active_mappings(conn, tenant_id)
             conn.commit()
         for mapping in mappings:
@@ -166,7 +189,13 @@ def push_customer_now(
                 note_error(result, exc)
                 break
             with borrow(conn_or_pool) as conn:
-                result.merge(_push_locked_customer(conn, gateway, mapping, meter, customer_ref))
+                result.merge(
+                    _push_locked_customer(
+                        conn, gateway, mapping, meter, customer_ref, send_now=not streamed
+                    )
+                )
+        if streamed and not (result.locked_elsewhere or result.stripe_failing):
+            send_pending_batches(conn_or_pool, gateway, result, tenant_id, customer_ref)
         if not result.locked_elsewhere or time.monotonic() >= deadline:
             return result
         time.sleep(0.05)
@@ -203,8 +232,10 @@ def _push_mapping(
     mapping: Mapping,
     result: PushResult,
     concurrency: int,
+    *,
+    send_now: bool = True,
 ) -> PushFailure | None:
-    """Push one mapping's dirty customers; the first failure, if any.
+    """Push one mapping's dirty customers (v2: only write their rows); the first failure.
 
     With a pool, customers are pushed in parallel (each on its own connection, the
     account's call cap still applies); with one connection, one after the other.
@@ -221,7 +252,9 @@ def _push_mapping(
         if stripe_down.is_set():
             return PushResult()
         with borrow(conn_or_pool) as conn:
-            outcome = _push_locked_customer(conn, gateway, mapping, meter, customer_ref)
+            outcome = _push_locked_customer(
+                conn, gateway, mapping, meter, customer_ref, send_now=send_now
+            )
         if outcome.stripe_failing:
             stripe_down.set()
         return outcome
@@ -255,13 +288,15 @@ def _push_locked_customer(
     mapping: Mapping,
     meter: MeterInfo,
     customer_ref: str,
+    *,
+    send_now: bool = True,
 ) -> PushResult:
     """Push one customer of one mapping under the customer's lock, if free."""
     return _locked_customer(
         conn,
         mapping.tenant_id,
         customer_ref,
-        lambda c, r: push_customer(c, gateway, mapping, meter, customer_ref, r),
+        lambda c, r: push_customer(c, gateway, mapping, meter, customer_ref, r, send_now=send_now),
     )
 
 
@@ -271,17 +306,9 @@ def _locked_customer(
     customer_ref: str,
     work: Callable[[psycopg.Connection, PushResult], None],
 ) -> PushResult:
-    """Run `work` under the (tenant, customer) session advisory lock, if it is free.
-
-    One lock per customer covers every mapping of it and its pending outbox rows, so
-    two writers never send or compute for the same customer at once.
-    """
+    """Run `work` under the (tenant, customer) lock (`try_customer_lock`), if it is free."""
     result = PushResult()
-    lock_key = f"stripemeter-writer:{tenant_id}:{customer_ref}"
-    got = conn.execute("SELECT pg_try_advisory_lock(hashtextextended(%s, 0))", (lock_key,))
-    row = got.fetchone()
-    conn.commit()
-    if not row or not row[0]:
+    if not try_customer_lock(conn, tenant_id, customer_ref):
         result.locked_elsewhere += 1
         return result
     try:
@@ -291,7 +318,5 @@ def _locked_customer(
     finally:
         # Every outbox write committed on its own; whatever is open now is unfinished.
         conn.rollback()
-        if not conn.closed:
-            conn.execute("SELECT pg_advisory_unlock(hashtextextended(%s, 0))", (lock_key,))
-            conn.commit()
+        release_customer_lock(conn, tenant_id, customer_ref)
     return result

@@ -13,6 +13,7 @@ from decimal import Decimal
 from pathlib import Path
 
 import psycopg
+import pytest
 
 from stripemeter.workers.loop import start_in_background
 from stripemeter.writer.passes import CRASH_HOOK_ENV
@@ -95,11 +96,23 @@ def recorded_pushes(db_url: str) -> int:
     return int(row[0])
 
 
+# What each transport leaves when the process dies as Stripe takes its third event:
+# (events Stripe holds, outbox rows marked sent, what the restarted writer reports).
+# v1 sent one event per request, so two rows were marked before the third; the stream
+# sent all eight in one request, and none was marked.
+KILLED_AT_THIRD = {
+    "v1": (3, 2, "sent=6 duplicates=0"),
+    "v2": (8, 0, "sent=8 duplicates=0"),
+}
+
+
+@pytest.mark.parametrize("transport", ["v1", "v2"])
 def test_writer_killed_after_stripe_accepted_does_not_double_count_on_restart(
-    emulator_url: str, db_url: str, tmp_path: Path
+    emulator_url: str, db_url: str, tmp_path: Path, transport: str
 ) -> None:
     world = build_world(emulator_url, db_url, customers=2)
     expected = seed_usage(world, emulator_url, db_url, hours=4)  # 8 buckets
+    held_at_crash, marked_at_crash, restart_report = KILLED_AT_THIRD[transport]
 
     # One customer at a time, so exactly one push is in flight when the process dies.
     crashed = start_writer(
@@ -108,19 +121,20 @@ def test_writer_killed_after_stripe_accepted_does_not_double_count_on_restart(
         tmp_path,
         "--drain",
         STRIPE_MAX_CONCURRENCY="1",
+        WRITER_TRANSPORT=transport,
         **{CRASH_HOOK_ENV: "3"},
     )
     out, err = crashed.communicate(timeout=120)
     assert crashed.returncode == 70, (out, err)
-    assert len(meter_events_in_stripe(emulator_url)) == 3  # Stripe accepted the third...
-    assert recorded_pushes(db_url) == 2  # ...but its outbox row is still pending
+    assert len(meter_events_in_stripe(emulator_url)) == held_at_crash  # Stripe took them...
+    assert recorded_pushes(db_url) == marked_at_crash  # ...the third row is still pending
 
-    restarted = start_writer(emulator_url, db_url, tmp_path, "--drain")
+    restarted = start_writer(emulator_url, db_url, tmp_path, "--drain", WRITER_TRANSPORT=transport)
     out, err = restarted.communicate(timeout=120)
     assert restarted.returncode == 0, (out, err)
-    # The repeat of the third push carries the same identifier and Idempotency-Key:
-    # Stripe replays its stored answer and holds the event once (6 = 5 new + 1 replay).
-    assert "sent=6 duplicates=0" in out
+    # The repeats carry the same identifiers: v1's the same Idempotency-Key too (Stripe
+    # replays its stored answer), the stream's a new request whose known events Stripe drops.
+    assert restart_report in out
     assert len(meter_events_in_stripe(emulator_url)) == 8
     assert recorded_pushes(db_url) == 8
     assert_stripe_matches(world, expected)

@@ -6,7 +6,8 @@ Twelve customers (four tenants of three: a test clock holds at most three) get u
 restarted in turn every 3 s; the emulator is told to fail meter-event requests
 several times a second (500, 503, 429, and 500 *after* storing the event). After the
 storm one clean drain runs, and Stripe's meter summary must equal the ledger for every
-customer. The number of meter events Stripe holds is printed.
+customer. The number of meter events Stripe holds is printed. Run for both writer
+transports (v1 meter events, the v2 stream), the faults aimed at each one's endpoint.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from decimal import Decimal
 from pathlib import Path
 
 import psycopg
+import pytest
 import requests
 
 from stripemeter.db.pool import open_pool
@@ -51,8 +53,13 @@ FAULTS = (
 )
 
 
+# Where each writer transport sends meter events (the faults go there).
+SEND_PATH = {"v1": "/v1/billing/meter_events", "v2": "/v2/billing/meter_event_stream"}
+
+
+@pytest.mark.parametrize("transport", ["v1", "v2"])
 def test_stripe_equals_the_ledger_after_kills_and_faults_under_flowing_usage(
-    emulator_url: str, db_url: str, tmp_path: Path
+    emulator_url: str, db_url: str, tmp_path: Path, transport: str
 ) -> None:
     worlds = [build_world(emulator_url, db_url, customers=3) for _ in range(4)]
     world_of = {c: w for w in worlds for c in w.customers}
@@ -93,7 +100,7 @@ def test_stripe_equals_the_ledger_after_kills_and_faults_under_flowing_usage(
     def faults() -> None:
         while not stop.wait(0.25):
             rule = rng.choice(FAULTS)
-            fault(emulator_url, method="POST", path="/v1/billing/meter_events", **rule)
+            fault(emulator_url, method="POST", path=SEND_PATH[transport], **rule)
             counts["faults"] += 1
 
     env = writer_env(
@@ -101,6 +108,7 @@ def test_stripe_equals_the_ledger_after_kills_and_faults_under_flowing_usage(
         db_url,
         STRIPE_WRITER_INTERVAL_MS="200",
         RECONCILIATION_INTERVAL_MS="3600000",
+        WRITER_TRANSPORT=transport,
     )
 
     def start() -> subprocess.Popen[bytes]:
@@ -137,7 +145,8 @@ def test_stripe_equals_the_ledger_after_kills_and_faults_under_flowing_usage(
     assert requests.delete(f"{emulator_url}/_emulator/faults", timeout=10).status_code == 200
 
     with psycopg.connect(db_url) as conn:
-        result = drain(conn, worlds[0].gateway(), settings_for(emulator_url, db_url))
+        settings = settings_for(emulator_url, db_url, WRITER_TRANSPORT=transport)
+        result = drain(conn, worlds[0].gateway(), settings)
         pending = conn.execute(
             "SELECT count(*) FROM meter_pushes WHERE status <> 'sent'"
         ).fetchone()
@@ -155,7 +164,7 @@ def test_stripe_equals_the_ledger_after_kills_and_faults_under_flowing_usage(
     }
     in_stripe = len(meter_events_in_stripe(emulator_url))
     print(
-        f"\nchaos: {counts['events']} usage events, {counts['kills']} writer kills,"
+        f"\nchaos ({transport}): {counts['events']} usage events, {counts['kills']} writer kills,"
         f" {counts['faults']} injected faults -> {in_stripe} meter events in Stripe,"
         f" {len(wrong)} of {len(world_of)} customers wrong"
     )

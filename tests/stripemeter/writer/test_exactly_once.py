@@ -2,7 +2,9 @@
 
 Each test drives the real failure against the emulator and PostgreSQL and asserts what
 Stripe holds afterwards. On the writer before the outbox, 1-3 ended with Stripe holding
-more than the ledger (25 for 15) and 7 with every later hour stuck.
+more than the ledger (25 for 15) and 7 with every later hour stuck. Every case runs for
+both writer transports: v1 (one meter event per request) and v2 (the meter event stream,
+batches across customers), with the same identifiers and the same outbox.
 """
 
 from __future__ import annotations
@@ -31,6 +33,25 @@ from tests.support.stripe_world import (
 )
 
 METER_EVENTS = "/v1/billing/meter_events"
+# Where each transport's meter events go (the path a fault is injected on).
+SEND_PATH = {"v1": METER_EVENTS, "v2": "/v2/billing/meter_event_stream"}
+# What an outbox row's outcome says once Stripe took it: v1 knows accepted from
+# duplicate, the stream answers `{}` for both.
+TOOK = {"v1": ("accepted", "duplicate"), "v2": ("streamed", "streamed")}
+
+
+@pytest.fixture(params=["v1", "v2"])
+def transport(request: pytest.FixtureRequest) -> str:
+    """The writer transport the test runs with."""
+    return str(request.param)
+
+
+def stream_rejections(emulator_url: str) -> list[dict[str, str]]:
+    """The stream events the emulator took but dropped, with why (duplicates among them)."""
+    answer = requests.get(f"{emulator_url}/_emulator/meter_event_stream/rejections", timeout=10)
+    assert answer.status_code == 200, answer.text
+    rows: list[dict[str, str]] = answer.json()["data"]
+    return rows
 
 
 class SimulatedCrash(BaseException):
@@ -68,14 +89,16 @@ def crash_at(stage: str) -> None:
     writer_buckets.STAGE_HOOK = hook
 
 
-def one_pass(world: StripeWorld, db_url: str, retry: RetryPolicy | None = None) -> None:
+def one_pass(
+    world: StripeWorld, db_url: str, transport: str, retry: RetryPolicy | None = None
+) -> None:
     """One writer pass in a 'process' of its own; a SimulatedCrash kills it."""
     conn = psycopg.connect(db_url)
     try:
         push_pending(
             conn,
             world.gateway(retry) if retry else world.gateway(),
-            settings_for(world.url, db_url),
+            settings_for(world.url, db_url, WRITER_TRANSPORT=transport),
         )
     except SimulatedCrash:
         pass
@@ -84,9 +107,11 @@ def one_pass(world: StripeWorld, db_url: str, retry: RetryPolicy | None = None) 
         conn.close()
 
 
-def drained(world: StripeWorld, db_url: str) -> None:
+def drained(world: StripeWorld, db_url: str, transport: str) -> None:
     with psycopg.connect(db_url) as conn:
-        result = drain(conn, world.gateway(), settings_for(world.url, db_url))
+        result = drain(
+            conn, world.gateway(), settings_for(world.url, db_url, WRITER_TRANSPORT=transport)
+        )
     assert result.errors == []
 
 
@@ -107,45 +132,58 @@ def hour_of(world: StripeWorld, hours_ago: int) -> int:
 
 
 def test_lost_answer_then_more_usage_in_the_same_hour_bills_once(
-    emulator_url: str, db_url: str
+    emulator_url: str, db_url: str, transport: str
 ) -> None:
     world = build_world(emulator_url, db_url, customers=1)
     customer, hour = world.customers[0], hour_of(world, 2)
     add_usage(db_url, world, customer, hour, 10)
     crash_at("answered")  # Stripe accepted 10; the process died before recording it
-    one_pass(world, db_url)
+    one_pass(world, db_url, transport)
     assert total(world, customer) == 10
     add_usage(db_url, world, customer, hour, 5)
-    drained(world, db_url)
+    drained(world, db_url, transport)
     assert total(world, customer) == 15  # was 25: the retry re-sent 10 under a new identifier
 
 
 def test_stored_then_500_on_every_attempt_then_more_usage_bills_once(
-    emulator_url: str, db_url: str
+    emulator_url: str, db_url: str, transport: str
 ) -> None:
     world = build_world(emulator_url, db_url, customers=1)
     customer, hour = world.customers[0], hour_of(world, 2)
     add_usage(db_url, world, customer, hour, 10)
-    fault(emulator_url, method="POST", path=METER_EVENTS, status=500, count=3, after_commit=True)
-    one_pass(world, db_url, RetryPolicy(attempts=3, base_delay_s=0.001, max_delay_s=0.002))
+    fault(
+        emulator_url,
+        method="POST",
+        path=SEND_PATH[transport],
+        status=500,
+        count=3,
+        after_commit=True,
+    )
+    one_pass(
+        world, db_url, transport, RetryPolicy(attempts=3, base_delay_s=0.001, max_delay_s=0.002)
+    )
     assert total(world, customer) == 10  # Stripe stored it, we were told 500 three times
     add_usage(db_url, world, customer, hour, 5)
-    drained(world, db_url)
+    drained(world, db_url, transport)
     assert total(world, customer) == 15
     with psycopg.connect(db_url) as conn:
         rows = conn.execute(
             "SELECT value, status, outcome FROM meter_pushes ORDER BY seq"
         ).fetchall()
-    assert rows == [(Decimal(10), "sent", "duplicate"), (Decimal(5), "sent", "accepted")]
+    accepted, duplicate = TOOK[transport]
+    assert rows == [(Decimal(10), "sent", duplicate), (Decimal(5), "sent", accepted)]
+    if transport == "v2":  # two retries and the next pass re-sent it; Stripe dropped each
+        dropped = [r["code"] for r in stream_rejections(emulator_url)]
+        assert dropped == ["resource_already_exists"] * 3
 
 
 def test_deleting_and_recreating_a_mapping_sends_nothing_twice(
-    emulator_url: str, db_url: str
+    emulator_url: str, db_url: str, transport: str
 ) -> None:
     world = build_world(emulator_url, db_url, customers=1)
     customer, hour = world.customers[0], hour_of(world, 2)
     add_usage(db_url, world, customer, hour, 10)
-    drained(world, db_url)
+    drained(world, db_url, transport)
     with psycopg.connect(db_url) as conn:
         conn.execute("DELETE FROM price_mappings")
     add_usage(db_url, world, customer, hour, 5)
@@ -155,35 +193,36 @@ def test_deleting_and_recreating_a_mapping_sends_nothing_twice(
             " VALUES (%s, %s, 'sum', %s)",
             (world.tenant_id, world.metric, world.price_id),
         )
-    drained(world, db_url)
+    drained(world, db_url, transport)
     assert total(world, customer) == 15  # was 25
 
 
 def test_a_mapping_moved_from_sum_to_max_on_a_sum_meter_is_refused_not_pushed(
-    emulator_url: str, db_url: str
+    emulator_url: str, db_url: str, transport: str
 ) -> None:
     world = build_world(emulator_url, db_url, customers=1)
     customer = world.customers[0]
     add_usage(db_url, world, customer, hour_of(world, 3), 10)
     add_usage(db_url, world, customer, hour_of(world, 2), 3)
-    drained(world, db_url)
+    drained(world, db_url, transport)
     assert total(world, customer) == 13
     with psycopg.connect(db_url) as conn:
         conn.execute("UPDATE price_mappings SET aggregation = 'max'")
         conn.commit()
-        result = push_pending(conn, world.gateway(), settings_for(world.url, db_url))
+        settings = settings_for(world.url, db_url, WRITER_TRANSPORT=transport)
+        result = push_pending(conn, world.gateway(), settings)
     assert total(world, customer) == 13  # was 20: max values went to the cached sum meter
     assert result.events_sent == 0
     assert any("needs a meter with formula 'last'" in e for e in result.errors), result.errors
 
 
 def test_a_mapping_moved_to_another_price_pushes_to_the_new_meter(
-    emulator_url: str, db_url: str
+    emulator_url: str, db_url: str, transport: str
 ) -> None:
     world = build_world(emulator_url, db_url, customers=1)
     customer = world.customers[0]
     add_usage(db_url, world, customer, hour_of(world, 3), 10)
-    drained(world, db_url)
+    drained(world, db_url, transport)
     other = world.client.v1.billing.meters.create(
         {
             "display_name": "API calls v2",
@@ -203,19 +242,19 @@ def test_a_mapping_moved_to_another_price_pushes_to_the_new_meter(
     with psycopg.connect(db_url) as conn:
         conn.execute("UPDATE price_mappings SET price_id = %s", (price.id,))
     add_usage(db_url, world, customer, hour_of(world, 2), 4)
-    drained(world, db_url)
+    drained(world, db_url, transport)
     assert total(world, customer, other.id) == 14  # was 0: pushes kept the old meter
     assert total(world, customer) == 10  # the old meter keeps what it had, nothing more
 
 
 def test_a_tenant_cannot_push_onto_another_tenants_stripe_customer(
-    emulator_url: str, db_url: str
+    emulator_url: str, db_url: str, transport: str
 ) -> None:
     victim = build_world(emulator_url, db_url, customers=1)
     attacker = build_world(emulator_url, db_url, customers=1)
     theirs = victim.customers[0]
     add_usage(db_url, victim, theirs, hour_of(victim, 2), 7)
-    drained(victim, db_url)
+    drained(victim, db_url, transport)
     # The attacker maps its metric to the victim's price and sends usage for the
     # victim's customer id as its customerRef.
     with psycopg.connect(db_url) as conn:
@@ -226,7 +265,7 @@ def test_a_tenant_cannot_push_onto_another_tenants_stripe_customer(
         with pytest.raises(BindingConflict):
             bind(conn, attacker.tenant_id, theirs, theirs)
     add_usage(db_url, attacker, theirs, hour_of(victim, 2), 1000)
-    drained(attacker, db_url)
+    drained(attacker, db_url, transport)
     assert total(victim, theirs) == 7  # was 1,007
     with psycopg.connect(db_url) as conn:
         reports = conn.execute(
@@ -236,7 +275,7 @@ def test_a_tenant_cannot_push_onto_another_tenants_stripe_customer(
 
 
 def test_a_bucket_stripe_refuses_is_quarantined_and_later_hours_still_flow(
-    emulator_url: str, db_url: str
+    emulator_url: str, db_url: str, transport: str
 ) -> None:
     world = build_world(emulator_url, db_url, customers=1)
     customer = world.customers[0]
@@ -248,7 +287,7 @@ def test_a_bucket_stripe_refuses_is_quarantined_and_later_hours_still_flow(
         )
     for hours_ago in (4, 3, 2):
         add_usage(db_url, world, customer, hour_of(world, hours_ago), 4)
-    drained(world, db_url)
+    drained(world, db_url, transport)
     assert total(world, customer) == 12  # was 0: every later hour stayed pending
     with psycopg.connect(db_url) as conn:
         rows = conn.execute(
@@ -256,7 +295,7 @@ def test_a_bucket_stripe_refuses_is_quarantined_and_later_hours_still_flow(
         ).fetchall()
     assert rows[0] == ("quarantined", Decimal("1e20"), True)
     assert [r[0] for r in rows[1:]] == ["sent", "sent", "sent"]
-    drained(world, db_url)  # and it is not proposed again on later passes
+    drained(world, db_url, transport)  # and it is not proposed again on later passes
     with psycopg.connect(db_url) as conn:
         assert conn.execute("SELECT count(*) FROM meter_pushes").fetchone() == (4,)
     # The refused usage is not silently gone: the writer's status shows it.
@@ -269,15 +308,22 @@ def test_a_bucket_stripe_refuses_is_quarantined_and_later_hours_still_flow(
 
 
 def test_a_row_older_than_the_identifier_window_is_resent_only_if_stripe_lacks_it(
-    emulator_url: str, db_url: str
+    emulator_url: str, db_url: str, transport: str
 ) -> None:
     stored, never_sent = (build_world(emulator_url, db_url, customers=1) for _ in range(2))
     landed, lost = stored.customers[0], never_sent.customers[0]
     add_usage(db_url, stored, landed, hour_of(stored, 2), 10)
     add_usage(db_url, never_sent, lost, hour_of(never_sent, 2), 6)
-    settings = settings_for(emulator_url, db_url)
+    settings = settings_for(emulator_url, db_url, WRITER_TRANSPORT=transport)
     # Stripe stores `landed`'s event and answers 500 to every attempt: the row stays pending.
-    fault(emulator_url, method="POST", path=METER_EVENTS, status=500, count=3, after_commit=True)
+    fault(
+        emulator_url,
+        method="POST",
+        path=SEND_PATH[transport],
+        status=500,
+        count=3,
+        after_commit=True,
+    )
     with psycopg.connect(db_url) as conn:
         quick = RetryPolicy(attempts=3, base_delay_s=0.001, max_delay_s=0.002)
         push_pending(conn, stored.gateway(quick), settings, stored.tenant_id)
@@ -299,9 +345,10 @@ def test_a_row_older_than_the_identifier_window_is_resent_only_if_stripe_lacks_i
         # A day passes: Stripe may have forgotten both identifiers by now.
         conn.execute("UPDATE meter_pushes SET first_attempt_at = now() - interval '21 hours'")
     held_before = len(meter_events(stored))
-    drained(stored, db_url)
+    drained(stored, db_url, transport)
     assert (total(stored, landed), total(never_sent, lost)) == (10, 6)
     with psycopg.connect(db_url) as conn:
         outcomes = dict(conn.execute("SELECT customer_ref, outcome FROM meter_pushes").fetchall())
-    assert outcomes == {landed: "found", lost: "accepted"}  # only the missing one was sent
+    # only the missing one was sent
+    assert outcomes == {landed: "found", lost: TOOK[transport][0]}
     assert len(meter_events(stored)) - held_before == 1
