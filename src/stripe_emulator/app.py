@@ -24,7 +24,9 @@ from stripe_emulator import (
     catalog,
     clocks,
     control,
+    credit_notes,
     customers,
+    invoice_items,
     invoices,
     meter_events,
     meters,
@@ -131,6 +133,8 @@ class Emulator:
             meter_events,
             subscriptions,
             invoices,
+            invoice_items,
+            credit_notes,
             webhooks,
         ):
             module.register(self.router)
