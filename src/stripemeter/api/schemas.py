@@ -322,13 +322,19 @@ class Report(WireModel):
     invoiceId: str | None
     invoiceQuantity: DecimalText | None
     compared: DecimalText = Field(
-        description="the Stripe figure local is compared with: invoiceQuantity when final, "
-        "else stripe"
+        description="the Stripe figure local is compared with: when final, invoiceQuantity "
+        "plus the applied corrections, else stripe"
     )
     drift_abs: DecimalText
     drift_pct: DecimalText
     status: Literal["ok", "investigate", "resolved", "post_close"]
     final: bool = Field(description="the period's invoice is final")
+    correctionId: UUID | None = Field(
+        description="the correction last applied to the period (then status is resolved)"
+    )
+    stripeObjectId: str | None = Field(
+        description="that correction's Stripe invoice item (ii_) or credit note (cn_)"
+    )
     createdAt: Instant
 
 

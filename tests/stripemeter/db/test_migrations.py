@@ -117,7 +117,7 @@ def test_0013_turns_every_tenant_id_into_text_keeping_the_rows_canonical(
                 " 'cus_1', 'sum')",
                 (TENANT,),
             )
-            assert apply_migrations(conn) == ["0013_tenant_id_text.sql"]
+            assert apply_migrations(conn)[0] == "0013_tenant_id_text.sql"
             types = dict(
                 conn.execute(
                     "SELECT table_name, data_type FROM information_schema.columns"
