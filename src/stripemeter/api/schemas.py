@@ -338,6 +338,37 @@ class Report(WireModel):
     createdAt: Instant
 
 
+class Correction(WireModel):
+    """A correction after close: what a final invoice billed wrong, and its fix in Stripe."""
+
+    id: UUID
+    tenantId: str
+    metric: str
+    customerRef: str
+    stripeCustomerId: str
+    periodStart: Instant
+    periodEnd: Instant
+    invoiceId: str = Field(description="the finalized invoice of the period")
+    kind: Literal["invoice_item", "credit_note"] = Field(
+        description="invoice_item: under-billed, billed on the next invoice; credit_note: "
+        "over-billed, credited on the finalized invoice"
+    )
+    quantity: DecimalText = Field(description="whole units corrected, positive")
+    amount: int = Field(ge=0, description="in the currency's minor unit")
+    currency: str
+    description: str
+    status: Literal["proposed", "applied", "superseded"]
+    stripeObjectId: str | None = Field(description="the invoice item or credit note, once applied")
+    createdAt: Instant
+    appliedAt: Instant | None
+
+
+class CorrectionList(WireModel):
+    """`GET /v1/corrections`: the tenant's corrections, newest first."""
+
+    data: list[Correction]
+
+
 class RunError(WireModel):
     """Why a reconciliation run failed."""
 

@@ -14,7 +14,9 @@
    (a 500 after commit, a lost answer) is therefore harmless: the retry, inside the
    gateway or a later apply, finds or replays the same object;
 4. the correction is marked `applied` with the Stripe object id, and the period gets a
-   `resolved` report carrying it, in one transaction.
+   report carrying it, in one transaction: `resolved` when billing now equals the ledger
+   (no usage of the period arrived since the proposal), else its drift status, which
+   makes the reconciler look at the period again and propose the rest.
 
 No database connection is held across a Stripe call.
 """
@@ -118,9 +120,30 @@ def _record_resolution(conn: psycopg.Connection, correction: Correction) -> None
             invoiced = correction.billed_quantity
         corrected = Decimal(invoiced) + delta
         d = drift(Decimal(latest["local_total"]), corrected)
-        # Resolved when billing now equals the ledger the proposal was made from; newer
-        # usage makes the reconciler re-reconcile the period and propose the rest.
-        status = "resolved" if corrected == correction.ledger_quantity else latest["status"]
+        # Resolved when billing now equals the ledger the proposal was made from and no
+        # usage of the period arrived since. Otherwise the period keeps a drift status
+        # and, having no open proposal, is reconciled again: the rest gets proposed.
+        cur.execute(
+            "SELECT EXISTS (SELECT 1 FROM usage_buckets WHERE tenant_id = %s AND metric = %s"
+            " AND customer_ref = %s AND hour_start >= %s AND hour_start < %s"
+            " AND updated_at > %s) AS changed",
+            (
+                correction.tenant_id,
+                correction.metric,
+                correction.customer_ref,
+                correction.period_start,
+                correction.period_end,
+                correction.created_at,
+            ),
+        )
+        changed = cur.fetchone()
+        settled = corrected == correction.ledger_quantity and not (changed and changed["changed"])
+        if settled:
+            status = "resolved"
+        elif latest["status"] in ("post_close", "investigate"):
+            status = latest["status"]
+        else:
+            status = "investigate"
         cur.execute(
             "INSERT INTO reconciliation_reports (tenant_id, mapping_id, metric, customer_ref,"
             " subscription_item_id, period_start, period_end, local_total, stripe_total,"
@@ -152,7 +175,7 @@ def _record_resolution(conn: psycopg.Connection, correction: Correction) -> None
 
 def apply_correction(
     db: ConnOrPool,
-    gateway: StripeGateway,
+    gateway: StripeGateway | None,
     correction_id: UUID,
     *,
     tenant_id: str | None,
@@ -160,13 +183,16 @@ def apply_correction(
 ) -> Correction:
     """Apply one correction (module docstring); return it as it stands afterwards.
 
-    Raises CorrectionNotFound (not this tenant's, or no such id), CorrectionSuperseded,
-    and the gateway's errors (StripeUnavailable: nothing is lost, apply again).
+    A dry run (which needs no gateway) returns it unchanged. Raises CorrectionNotFound
+    (not this tenant's, or no such id), CorrectionSuperseded, and the gateway's errors
+    (StripeUnavailable: nothing is lost, apply again).
     """
     with borrow(db) as conn:
         correction = find_correction(conn, tenant_id, correction_id)
     if correction.status == "applied" or dry_run:
         return correction
+    if gateway is None:
+        raise ValueError("applying a correction needs a Stripe gateway")
     if correction.status == "superseded":
         raise CorrectionSuperseded(
             f"correction {correction.id} was superseded by a newer proposal for the same "
@@ -193,7 +219,7 @@ def apply_correction(
 
 def apply_all(
     db: ConnOrPool,
-    gateway: StripeGateway,
+    gateway: StripeGateway | None,
     tenant_id: str,
     *,
     dry_run: bool = False,

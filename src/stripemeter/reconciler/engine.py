@@ -221,7 +221,7 @@ def _final_report_is_current(
     conn: psycopg.Connection, mapping: Mapping, customer_ref: str, start: int, end: int
 ) -> bool:
     """A final report exists, no bucket of the period changed since it was made, and,
-    when it found drift, the drift has a correction (proposed or applied)."""
+    when it found drift, the drift has a proposed correction waiting to be applied."""
     row = conn.execute(
         "SELECT EXISTS (SELECT 1 FROM reconciliation_reports r"
         " WHERE r.mapping_id = %(m)s AND r.customer_ref = %(c)s AND r.period_start = %(s)s"
@@ -231,7 +231,7 @@ def _final_report_is_current(
         "   '-infinity')"
         "  AND (r.status IN ('ok', 'resolved') OR EXISTS (SELECT 1 FROM corrections k"
         "   WHERE k.mapping_id = %(m)s AND k.customer_ref = %(c)s AND k.period_start = %(s)s"
-        "   AND k.status IN ('proposed', 'applied'))))",
+        "   AND k.status = 'proposed')))",
         {
             "m": mapping.id,
             "c": customer_ref,
