@@ -435,6 +435,10 @@ def _propose(
     same difference again changes nothing; another one supersedes the open proposal)."""
     under = ledger > billed
     quantity = abs(ledger - billed)
+    amount = correction_amount(terms, int(ledger), int(billed))
+    if amount == 0:  # e.g. units inside a transform_quantity pack: nothing to bill or credit
+        corrections.withdraw(conn, mapping.id, customer_ref, from_unix(inv.start))
+        return
     start, end = from_unix(inv.start), from_unix(inv.end)
     window = f"{start:%Y-%m-%d %H:%M}..{end:%Y-%m-%d %H:%M} UTC"
     if under:
@@ -465,7 +469,7 @@ def _propose(
             kind="invoice_item" if under else "credit_note",
             quantity=quantity,
             unit_amount_decimal=terms.unit_amount if terms.plain_per_unit else None,
-            amount=correction_amount(terms, int(ledger), int(billed)),
+            amount=amount,
             currency=terms.currency,
             description=description,
             ledger_quantity=ledger,
