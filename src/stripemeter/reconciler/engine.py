@@ -313,9 +313,9 @@ def _reconcile_period(
     stripe_total = gateway.meter_total(
         meter.meter_id, item.customer_id, ceil_minute(start), ceil_minute(max(summary_end, start))
     )
-    terms = None
-    if inv is not None and inv.finalized and local_whole != inv.quantity:
-        terms = gateway.price_terms(mapping.price_id)  # a correction may be needed
+    # A final period may need a correction (priced by the price's terms, which the
+    # gateway keeps: one call per price, not per period).
+    terms = gateway.price_terms(mapping.price_id) if inv is not None and inv.finalized else None
     with borrow(db) as conn:
         return _write_report(
             conn,

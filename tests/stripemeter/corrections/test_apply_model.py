@@ -81,8 +81,9 @@ class Model:
             and obj.metadata.to_dict().get(CORRECTION_METADATA_KEY) == str(correction_id)
         ]
 
-    def propose(self, kind: str, quantity: int) -> uuid.UUID:
-        """A proposed correction of its own (a period no other example uses)."""
+    def propose(self, kind: str, quantity: int, per_unit: bool) -> uuid.UUID:
+        """A proposed correction of its own (a customerRef no other example uses); not
+        `per_unit`: sent as an amount, as for tiered prices."""
         with psycopg.connect(self.closed.db_url) as conn:
             row = conn.execute(
                 "INSERT INTO corrections (tenant_id, metric, customer_ref, stripe_customer_id,"
@@ -102,7 +103,7 @@ class Model:
                     self.line_id,
                     kind,
                     quantity,
-                    UNIT,
+                    UNIT if per_unit else None,
                     quantity * UNIT,
                 ),
             ).fetchone()
@@ -158,13 +159,17 @@ def _apply(model: Model, correction_id: uuid.UUID) -> str | None:
 @given(
     kind=st.sampled_from(["invoice_item", "credit_note"]),
     quantity=st.integers(min_value=1, max_value=3),
+    per_unit=st.booleans(),
     schedule=steps,
 )
 def test_any_schedule_of_applies_and_faults_leaves_exactly_one_object(
-    model: Model, kind: str, quantity: int, schedule: list[tuple[str, str]]
+    model: Model, kind: str, quantity: int, per_unit: bool, schedule: list[tuple[str, str]]
 ) -> None:
     url = model.closed.world.url
-    correction_id = model.propose(kind, quantity)
+    # Credit notes share the one invoice line, which Stripe lets be credited either by
+    # quantity or by amount, never both (a price is always corrected the same way).
+    per_unit = per_unit or kind == "credit_note"
+    correction_id = model.propose(kind, quantity, per_unit)
     seen: set[str] = set()
     for step, name in schedule:
         _arm(model, kind, name)
@@ -190,6 +195,8 @@ def test_any_schedule_of_applies_and_faults_leaves_exactly_one_object(
     (obj,) = model.tagged(kind, correction_id)
     assert final == obj.id and seen <= {obj.id}
     assert (obj.amount if kind == "invoice_item" else obj.total) == quantity * UNIT
+    billed_as = obj.quantity if kind == "invoice_item" else obj.lines.data[0].quantity
+    assert billed_as == (quantity if per_unit else (1 if kind == "invoice_item" else None))
     # Applied: a further apply answers it unchanged and sends Stripe nothing.
     _arm(model, kind, "refused_500_always")
     assert _apply(model, correction_id) == obj.id
