@@ -24,7 +24,9 @@ from stripe_emulator import (
     catalog,
     clocks,
     control,
+    credit_notes,
     customers,
+    invoice_items,
     invoices,
     meter_event_stream,
     meter_events,
@@ -133,6 +135,8 @@ class Emulator:
             meter_event_stream,
             subscriptions,
             invoices,
+            invoice_items,
+            credit_notes,
             webhooks,
         ):
             module.register(self.router)

@@ -27,6 +27,7 @@ from stripe_emulator.invoice_builder import (
     set_lines,
     usage,
 )
+from stripe_emulator.invoice_items import claim_pending
 from stripe_emulator.store import Obj, Store, public
 from stripe_emulator.timeutil import add_interval
 
@@ -54,7 +55,7 @@ def finalize(store: Store, inv: Obj, at: int) -> None:
     inv["status"] = "open"
     inv["automatically_finalizes_at"] = None
     inv["effective_at"] = at
-    inv["ending_balance"] = 0
+    _apply_balance(inv, cus)
     inv["status_transitions"]["finalized_at"] = at
     if inv["collection_method"] == "send_invoice":
         sub = store.by_type["subscriptions"].get(inv.get("_subscription", ""))
@@ -63,6 +64,20 @@ def finalize(store: Store, inv: Obj, at: int) -> None:
     record(store, "invoice.finalized", inv, at)
     if inv["amount_due"] == 0:
         mark_paid(store, inv, at)
+
+
+def _apply_balance(inv: Obj, cus: Obj | None) -> None:
+    """The customer's credit balance (negative, e.g. from a credit note's `credit_amount`)
+    reduces the amount due at finalization (SDK: "automatically applied to their next
+    invoice when it's finalized"); what is left stays on the customer."""
+    balance = int(cus.get("balance") or 0) if cus is not None else 0
+    inv["starting_balance"] = balance
+    applied = max(balance, -inv["amount_due"]) if balance < 0 else 0
+    inv["amount_due"] += applied
+    inv["amount_remaining"] = inv["amount_due"] - inv["amount_paid"]
+    inv["ending_balance"] = balance - applied
+    if cus is not None and applied:
+        cus["balance"] = balance - applied
 
 
 def created(store: Store, inv: Obj, at: int) -> None:
@@ -202,7 +217,7 @@ def _end_at(store: Store, sub: Obj, at: int) -> None:
         inv = new_invoice(store, sub, "subscription_cycle", at, closed)
         for line in lines:
             line["invoice"] = inv["id"]
-        set_lines(inv, lines)
+        set_lines(inv, claim_pending(store, sub, inv["id"]) + lines)
         inv["automatically_finalizes_at"] = at + FINALIZE_DELAY_S
         created(store, inv, at)
         sub["latest_invoice"] = inv["id"]
@@ -224,9 +239,11 @@ def _roll_period(store: Store, sub: Obj, at: int) -> None:
     if was_trial:
         # trial over: usage during the trial is free; the first paid period opens now
         sub["status"] = "active"
-        set_lines(inv, build_lines(store, sub, inv["id"], None, opened))
+        lines = build_lines(store, sub, inv["id"], None, opened)
     else:
-        set_lines(inv, build_lines(store, sub, inv["id"], closed, opened))
+        lines = build_lines(store, sub, inv["id"], closed, opened)
+    # Pending invoice items come first (facts §6.3), then the subscription's lines.
+    set_lines(inv, claim_pending(store, sub, inv["id"]) + lines)
     inv["automatically_finalizes_at"] = at + FINALIZE_DELAY_S
     created(store, inv, at)
     sub["latest_invoice"] = inv["id"]

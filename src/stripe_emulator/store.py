@@ -40,6 +40,8 @@ TYPES = (
     "subscriptions",
     "subscription_items",
     "invoices",
+    "invoiceitems",
+    "credit_notes",
     "events",
     "webhook_endpoints",
 )

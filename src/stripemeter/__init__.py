@@ -7,6 +7,7 @@ The service, one package per concept (each package's docstring lists its modules
     stripe/      the Stripe seam: the client factory and the gateway (only SDK importer)
     writer/      ledger -> Stripe meter events through an outbox, exactly once
     reconciler/  ledger vs. Stripe: reports, drift, runs
+    corrections/ fixing a final invoice that billed wrong: invoice items, credit notes
     workers/     the process that runs the writer and the reconciler
     ops/         metrics and log throttling
     api/         HTTP only: routes, auth dependencies, error bodies, serving

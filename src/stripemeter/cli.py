@@ -10,6 +10,8 @@
                              [--no-verify]
     stripemeter reconcile --tenant ID [--period YYYY-MM] [--live]
     stripemeter summary --tenant ID [--json]
+    stripemeter corrections list --tenant ID [--status proposed|applied|superseded] [--json]
+    stripemeter corrections apply --tenant ID (--id ID | --all) [--dry-run] [--live]
     stripemeter backfill FILE [--format jsonl|csv] [--batch-size N] [--dry-run]
                          [--checkpoint PATH] [--restart] [--tenant ID] [--progress]
                          [--rejects FILE] [--json]
@@ -33,6 +35,11 @@ log the mode they run in at start-up (see `stripemeter.stripe.client`).
 `reconcile` runs a reconciliation of one tenant now and prints one line per report:
 exit 0 on parity, 2 on drift, 1 on error (nothing to compare included). `summary`
 prints the tenant's month so far: usage per metric, pending pushes, the last verdict.
+
+`corrections list` prints the tenant's corrections after close (one line each, or a JSON
+`{"data": [...]}`); `corrections apply` creates the invoice item or credit note of one
+(`--id`) or every proposed (`--all`) correction in Stripe, each exactly once (applying an
+applied one changes nothing), and prints what it applied; `--dry-run` only prints.
 
 `api` applies pending migrations before serving (they are idempotent and serialised
 by an advisory lock, so several API processes starting together is safe); with
@@ -454,6 +461,66 @@ def cmd_summary(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def _correction_line(correction: Any) -> str:
+    """One line of `corrections list|apply`."""
+    body = correction.to_json()
+    where = body["stripeObjectId"] or "-"
+    return (
+        f"{body['id']} {body['status']} {body['kind']} {body['metric']} {body['customerRef']}"
+        f" {body['periodStart']}..{body['periodEnd']}: {body['quantity']} unit(s),"
+        f" {body['amount']} {body['currency']}, invoice {body['invoiceId']}, stripe {where}"
+    )
+
+
+def cmd_corrections(args: argparse.Namespace, settings: Settings) -> int:
+    """`corrections list|apply`: the tenant's corrections after close; apply them."""
+    import json
+
+    from stripemeter.corrections.apply import apply_all, apply_correction
+    from stripemeter.corrections.store import list_corrections
+    from stripemeter.stripe.client import gateway_from_settings
+    from stripemeter.stripe.gateway import RetryPolicy
+
+    tenant = _strict_tenant(args.tenant, settings)
+    with connect(database_url(settings)) as conn:
+        require_current_schema(conn)
+        if args.corrections_command == "list":
+            found = list_corrections(conn, tenant, args.status)
+            if args.json:
+                print(json.dumps({"data": [c.to_json() for c in found]}, sort_keys=True))
+            else:
+                for correction in found:
+                    print(_correction_line(correction))
+                print(f"{len(found)} correction(s) for tenant {tenant}", file=sys.stderr)
+            return 0
+        # An operator waits: a few retries, then Stripe's failure as `main`'s one line.
+        gateway = (
+            None if args.dry_run else gateway_from_settings(settings, retry=RetryPolicy(attempts=3))
+        )
+        if args.all:
+            done = apply_all(conn, gateway, tenant, dry_run=args.dry_run)
+        else:
+            one = apply_correction(conn, gateway, args.id, tenant_id=tenant, dry_run=args.dry_run)
+            done = [one]
+    verb = "would apply" if args.dry_run else "applied"
+    for correction in done:
+        print(_correction_line(correction))
+    print(f"{verb} {len(done)} correction(s) for tenant {tenant}", file=sys.stderr)
+    return 0
+
+
+def _correction_id(text: str) -> Any:
+    """A correction id (a UUID, as `corrections list` prints it)."""
+    import uuid
+
+    try:
+        return uuid.UUID(text.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"not a correction id: {text!r} (a UUID, as `corrections list` prints)"
+        ) from None
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of every subcommand."""
     parser = argparse.ArgumentParser(prog="stripemeter", description=__doc__.splitlines()[0])
@@ -588,6 +655,30 @@ def build_parser() -> argparse.ArgumentParser:
     )
     summary.add_argument("--json", action="store_true", help="one JSON object instead of text")
     summary.set_defaults(handler=cmd_summary)
+
+    fixes = sub.add_parser("corrections", help="corrections after close: list, apply")
+    fixes_sub = fixes.add_subparsers(dest="corrections_command", required=True, metavar="ACTION")
+    listing = fixes_sub.add_parser("list", help="the tenant's corrections, newest first")
+    listing.add_argument(
+        "--tenant", type=_tenant, required=True, help="tenant id (a name or a UUID)"
+    )
+    listing.add_argument(
+        "--status", choices=("proposed", "applied", "superseded"), default=None, help="only these"
+    )
+    listing.add_argument("--json", action="store_true", help='one JSON {"data": [...]} object')
+    listing.set_defaults(handler=cmd_corrections)
+    applying = fixes_sub.add_parser("apply", help="create corrections in Stripe, exactly once")
+    applying.add_argument(
+        "--tenant", type=_tenant, required=True, help="tenant id (a name or a UUID)"
+    )
+    which = applying.add_mutually_exclusive_group(required=True)
+    which.add_argument("--id", type=_correction_id, help="the correction to apply")
+    which.add_argument("--all", action="store_true", help="every proposed correction")
+    applying.add_argument(
+        "--dry-run", action="store_true", help="print what would be applied, change nothing"
+    )
+    _live_option(applying)
+    applying.set_defaults(handler=cmd_corrections)
     return parser
 
 

@@ -170,6 +170,10 @@ class Settings(EnvSettings):
     # (docs/writer-transports.md). Same identifiers and outbox either way.
     WRITER_TRANSPORT: Literal["v1", "v2"] = "v1"
     RECONCILIATION_EPSILON: Annotated[Decimal, Field(ge=0, le=1)] = Decimal("0.005")
+    # Apply corrections after close as soon as the reconciler proposes them (an invoice
+    # item or a credit note in Stripe); off: they wait for `stripemeter corrections apply`
+    # or POST /v1/corrections/{id}/apply.
+    CORRECTIONS_AUTO_APPLY: bool = False
     MAX_INGEST_BATCH: Annotated[int, Field(ge=1, le=100_000)] = 1000
     MAX_EVENT_META_BYTES: Annotated[int, Field(ge=0)] = 4096
     MAX_FUTURE_SKEW_SECONDS: Annotated[int, Field(ge=0)] = 300

@@ -15,7 +15,9 @@ other exception is a bug and keeps its traceback. The tree:
     ├── ConflictError                the request contradicts what is stored
     │   ├── IdempotencyConflict      an Idempotency-Key reused with another body
     │   ├── BindingConflict          a Stripe customer already bound elsewhere
-    │   └── MappingConflict          a metric's mapping cannot be switched off as asked
+    │   ├── MappingConflict          a metric's mapping cannot be switched off as asked
+    │   └── CorrectionSuperseded     a correction replaced by a newer proposal (not applied)
+    ├── CorrectionNotFound           no such correction, or another tenant's
     ├── DatabaseUnavailable          PostgreSQL cannot be reached
     │   ├── EmbeddedDatabaseError    the embedded server would not start or stop
     │   └── DatabaseTimeout          no pooled connection in time (also psycopg's PoolTimeout)
@@ -107,6 +109,14 @@ class BindingConflict(ConflictError):
 
 class MappingConflict(ConflictError):
     """A metric has an active and an older inactive mapping; switching off needs one."""
+
+
+class CorrectionSuperseded(ConflictError):
+    """The correction was superseded by a newer proposal for its period; apply that one."""
+
+
+class CorrectionNotFound(StripemeterError):
+    """No correction with that id belongs to the caller's tenant."""
 
 
 class DatabaseUnavailable(StripemeterError):

@@ -358,6 +358,8 @@ def test_every_endpoint_returns_objects_shaped_as_the_sdk_annotates(base_url: st
     ]
     for inv in invoices["data"]:
         api.get(f"/v1/invoices/{inv['id']}/lines", ListObject[stripe.InvoiceLineItem])
+    usage_invoice = next(i for i in cycle if i["amount_due"] == 100)
+    _invoice_items_and_credit_notes(api, cid, sub["id"], clock["id"], usage_invoice)
     api.get("/v1/invoices", ListObject[stripe.Invoice], {"expand": ["data.lines", "data.customer"]})
 
     api.delete(f"/v1/subscriptions/{oob['id']}", stripe.Subscription)
@@ -397,6 +399,69 @@ def test_every_endpoint_returns_objects_shaped_as_the_sdk_annotates(base_url: st
     print(f"\nconformance: {api.tally.objects} objects, {api.tally.fields} fields checked")
     assert api.tally.objects > 0 and api.tally.fields > 0
     assert api.problems == []
+
+
+def _invoice_items_and_credit_notes(
+    api: Api, cid: str, sub_id: str, clock_id: str, paid: dict[str, Any]
+) -> None:
+    """A pending invoice item billed on the next invoice; credit notes on a paid invoice."""
+    item = api.post(
+        "/v1/invoiceitems",
+        stripe.InvoiceItem,
+        {
+            "customer": cid,
+            "subscription": sub_id,
+            "currency": "usd",
+            "quantity": 3,
+            "unit_amount_decimal": "5",
+            "description": "3 calls after close",
+            "period": {"start": paid["period_start"], "end": paid["period_end"]},
+            "metadata": {"k": "v"},
+        },
+    )
+    loose = api.post(
+        "/v1/invoiceitems",
+        stripe.InvoiceItem,
+        {"customer": cid, "amount": 40, "currency": "usd", "expand": ["customer"]},
+    )
+    assert (item["amount"], loose["parent"]) == (15, None)
+    api.get("/v1/invoiceitems", ListObject[stripe.InvoiceItem], {"customer": cid, "pending": True})
+    line = next(x for x in paid["lines"]["data"] if x["quantity"] == 20)
+    note = api.post(
+        "/v1/credit_notes",
+        stripe.CreditNote,
+        {
+            "invoice": paid["id"],
+            "lines": [
+                {"type": "invoice_line_item", "invoice_line_item": line["id"], "quantity": 2}
+            ],
+            "credit_amount": 10,
+            "reason": "duplicate",
+            "expand": ["invoice"],
+        },
+    )
+    custom = api.post(
+        "/v1/credit_notes",
+        stripe.CreditNote,
+        {
+            "invoice": paid["id"],
+            "lines": [{"type": "custom_line_item", "description": "goodwill", "unit_amount": 3}],
+            "out_of_band_amount": 3,
+        },
+    )
+    assert (note["amount"], custom["amount"]) == (10, 3)
+    api.get("/v1/credit_notes", ListObject[stripe.CreditNote], {"invoice": paid["id"]})
+    api.get(f"/v1/credit_notes/{note['id']}", stripe.CreditNote)
+    api.get(f"/v1/credit_notes/{note['id']}/lines", ListObject[stripe.CreditNoteLineItem])
+    credited = api.get(f"/v1/invoices/{paid['id']}", stripe.Invoice)
+    assert credited["post_payment_credit_notes_amount"] == 13
+    end = api.call("GET", f"/v1/subscriptions/{sub_id}")["items"]["data"][0]["current_period_end"]
+    api.post(f"/v1/test_helpers/test_clocks/{clock_id}/advance", Clock, {"frozen_time": end + 7200})
+    api.wait_ready(clock_id)
+    billed = api.get(f"/v1/invoiceitems/{item['id']}", stripe.InvoiceItem)
+    nxt = api.get(f"/v1/invoices/{billed['invoice']}", stripe.Invoice)
+    assert nxt["total"] == 15 + 40
+    assert nxt["starting_balance"] == -10 and nxt["amount_due"] == 45
 
 
 def _trials_and_dunning(api: Api, metered: str, seat: str, now: int) -> None:

@@ -23,6 +23,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from stripemeter.api import (
     bindings,
+    corrections,
     events,
     health,
     mappings,
@@ -55,6 +56,7 @@ ROUTERS: list[APIRouter] = [
     bindings.router,
     writer_status.router,
     reconciliation.router,
+    corrections.router,
     stripe_webhooks.router,
     health.router,
     metrics.router,

@@ -322,14 +322,51 @@ class Report(WireModel):
     invoiceId: str | None
     invoiceQuantity: DecimalText | None
     compared: DecimalText = Field(
-        description="the Stripe figure local is compared with: invoiceQuantity when final, "
-        "else stripe"
+        description="the Stripe figure local is compared with: when final, invoiceQuantity "
+        "plus the applied corrections, else stripe"
     )
     drift_abs: DecimalText
     drift_pct: DecimalText
     status: Literal["ok", "investigate", "resolved", "post_close"]
     final: bool = Field(description="the period's invoice is final")
+    correctionId: UUID | None = Field(
+        description="the correction last applied to the period (then status is resolved)"
+    )
+    stripeObjectId: str | None = Field(
+        description="that correction's Stripe invoice item (ii_) or credit note (cn_)"
+    )
     createdAt: Instant
+
+
+class Correction(WireModel):
+    """A correction after close: what a final invoice billed wrong, and its fix in Stripe."""
+
+    id: UUID
+    tenantId: str
+    metric: str
+    customerRef: str
+    stripeCustomerId: str
+    periodStart: Instant
+    periodEnd: Instant
+    invoiceId: str = Field(description="the finalized invoice of the period")
+    kind: Literal["invoice_item", "credit_note"] = Field(
+        description="invoice_item: under-billed, billed on the next invoice; credit_note: "
+        "over-billed, credited on the finalized invoice"
+    )
+    quantity: DecimalText = Field(description="whole units corrected, positive")
+    amount: int = Field(ge=0, description="in the currency's minor unit")
+    currency: str
+    description: str
+    status: Literal["proposed", "applied", "superseded"]
+    stripeObjectId: str | None = Field(description="the invoice item or credit note, once applied")
+    createdAt: Instant
+    appliedAt: Instant | None
+
+
+class CorrectionList(WireModel):
+    """`GET /v1/corrections`: the tenant's corrections, newest first."""
+
+    data: list[Correction]
 
 
 class RunError(WireModel):

@@ -37,7 +37,8 @@ _throttled = ThrottledLog(log, interval_s=60)
 
 # The latest report of each item, with what `compared_figure` needs.
 LATEST_REPORTS_SQL = latest_per_item_sql(
-    "tenant_id, metric, status, drift_abs, final, invoice_quantity, stripe_total",
+    "tenant_id, metric, status, drift_abs, final, invoice_quantity, stripe_total,"
+    " corrected_quantity",
     "%(t)s::text IS NULL OR tenant_id = %(t)s::text",
 )
 

@@ -15,10 +15,20 @@ the subscription's invoice lines for the price. For each period:
 drift_abs and drift_pct as `stripemeter.reconciler.drift` defines them. Status: `ok`
 when they agree (for a kind whose sub-unit remainders the writer holds back, `sum`, a
 difference made only of those remainders, within RECONCILIATION_EPSILON, is also ok);
-`post_close` when a final period differs and the writer parked late usage for it (an
-adjustment is suggested); `resolved` when a period previously flagged agrees again;
+`post_close` when a final period differs and the writer parked late usage for it;
+`resolved` when a period previously flagged agrees again, or agrees once its applied
+corrections are counted (the report then carries the last one and its Stripe object);
 `investigate` otherwise. Stripe or the database failing raises — a
 failed read never becomes a zero-drift report.
+
+Corrections after close (`stripemeter.corrections`): for a final period, what the
+customer pays is the invoice line quantity plus the corrections applied to it. When
+that differs from the whole units of the ledger, the report's transaction also proposes
+a correction of the difference (an invoice item when under-billed, a credit note when
+over-billed), priced from the price's terms; when it no longer differs, an open
+proposal is withdrawn. A final period whose drift has no correction yet is reconciled
+again on every run until it has one. With CORRECTIONS_AUTO_APPLY the reconciler applies
+what it proposed at once, after the report is written.
 
 No database connection is held across a Stripe call. Given a pool, every step borrows
 a connection for its reads, returns it, asks Stripe, then borrows again to write the
@@ -39,6 +49,9 @@ from psycopg.rows import dict_row
 
 from stripemeter import clocks
 from stripemeter.config import Settings
+from stripemeter.corrections import store as corrections
+from stripemeter.corrections.apply import apply_all
+from stripemeter.corrections.pricing import correction_amount
 from stripemeter.db.pool import ConnOrPool, borrow
 from stripemeter.errors import GatewayError, ReconciliationError, StripeUnavailable
 from stripemeter.mappings.bindings import bound_customers, stripe_customer_for
@@ -46,7 +59,13 @@ from stripemeter.mappings.meters import Mapping, active_mappings, ensure_meter
 from stripemeter.periods import ceil_minute, from_unix
 from stripemeter.reconciler.drift import drift
 from stripemeter.stripe.client import ClientOrGateway, gateway_for
-from stripemeter.stripe.gateway import InvoicePeriod, MeterInfo, StripeGateway
+from stripemeter.stripe.gateway import (
+    InvoicePeriod,
+    ItemInfo,
+    MeterInfo,
+    PriceTerms,
+    StripeGateway,
+)
 from stripemeter.workers import state as worker_state
 
 log = logging.getLogger("stripemeter.reconciler.engine")
@@ -54,7 +73,8 @@ log = logging.getLogger("stripemeter.reconciler.engine")
 REPORT_COLUMNS = (
     "id, tenant_id, mapping_id, metric, customer_ref, subscription_item_id, period_start,"
     " period_end, local_total, stripe_total, invoice_id, invoice_quantity, drift_abs,"
-    " drift_pct, status, final, created_at"
+    " drift_pct, status, final, created_at, correction_id, stripe_object_id,"
+    " corrected_quantity"
 )
 
 
@@ -82,6 +102,8 @@ def reconcile(
         try:
             for mapping in (m for m in mappings if m.tenant_id == tenant):
                 reports.extend(_reconcile_mapping(conn_or_pool, gateway, settings, mapping))
+            if settings.CORRECTIONS_AUTO_APPLY:
+                reports.extend(_auto_apply(conn_or_pool, gateway, tenant))
         except GatewayError as exc:
             with borrow(conn_or_pool) as conn:
                 conn.rollback()
@@ -170,8 +192,7 @@ def _reconcile_mapping(
                 mapping,
                 meter,
                 customer_ref,
-                customer_id,
-                item.item_id,
+                item,
                 start,
                 end,
                 inv,
@@ -181,17 +202,39 @@ def _reconcile_mapping(
     return made
 
 
+def _auto_apply(db: ConnOrPool, gateway: StripeGateway, tenant_id: str) -> list[dict[str, Any]]:
+    """CORRECTIONS_AUTO_APPLY: apply every proposed correction of the tenant (also those
+    an earlier run could not finish); the periods' reports afterwards."""
+    reports: list[dict[str, Any]] = []
+    for applied in apply_all(db, gateway, tenant_id):
+        with borrow(db) as conn, conn.cursor(row_factory=dict_row) as cur:
+            cur.execute(
+                f"SELECT {REPORT_COLUMNS} FROM reconciliation_reports WHERE mapping_id = %s"
+                " AND customer_ref = %s AND period_start = %s ORDER BY created_at DESC LIMIT 1",
+                (applied.mapping_id, applied.customer_ref, applied.period_start),
+            )
+            report = cur.fetchone()
+            conn.commit()
+        if report is not None:
+            reports.append(report)
+    return reports
+
+
 def _final_report_is_current(
     conn: psycopg.Connection, mapping: Mapping, customer_ref: str, start: int, end: int
 ) -> bool:
-    """A final report exists and no bucket of the period changed since it was made."""
+    """A final report exists, no bucket of the period changed since it was made, and,
+    when it found drift, the drift has a proposed correction waiting to be applied."""
     row = conn.execute(
         "SELECT EXISTS (SELECT 1 FROM reconciliation_reports r"
         " WHERE r.mapping_id = %(m)s AND r.customer_ref = %(c)s AND r.period_start = %(s)s"
         "  AND r.final AND r.created_at >= coalesce((SELECT max(b.updated_at)"
         "   FROM usage_buckets b WHERE b.tenant_id = %(t)s AND b.metric = %(metric)s"
         "   AND b.customer_ref = %(c)s AND b.hour_start >= %(s)s AND b.hour_start < %(e)s),"
-        "   '-infinity'))",
+        "   '-infinity')"
+        "  AND (r.status IN ('ok', 'resolved') OR EXISTS (SELECT 1 FROM corrections k"
+        "   WHERE k.mapping_id = %(m)s AND k.customer_ref = %(c)s AND k.period_start = %(s)s"
+        "   AND k.status = 'proposed')))",
         {
             "m": mapping.id,
             "c": customer_ref,
@@ -260,8 +303,7 @@ def _reconcile_period(
     mapping: Mapping,
     meter: MeterInfo,
     customer_ref: str,
-    customer_id: str,
-    item_id: str,
+    item: ItemInfo,
     start: int,
     end: int,
     inv: InvoicePeriod | None,
@@ -272,21 +314,25 @@ def _reconcile_period(
     with borrow(db) as conn:
         local, local_whole = local_value(conn, mapping, customer_ref, start_dt, end_dt)
     stripe_total = gateway.meter_total(
-        meter.meter_id, customer_id, ceil_minute(start), ceil_minute(max(summary_end, start))
+        meter.meter_id, item.customer_id, ceil_minute(start), ceil_minute(max(summary_end, start))
     )
+    # A final period may need a correction (priced by the price's terms, which the
+    # gateway keeps: one call per price, not per period).
+    terms = gateway.price_terms(mapping.price_id) if inv is not None and inv.finalized else None
     with borrow(db) as conn:
         return _write_report(
             conn,
             settings,
             mapping,
             customer_ref,
-            item_id,
+            item,
             start_dt,
             end_dt,
             inv,
             local,
             local_whole,
             stripe_total,
+            terms,
         )
 
 
@@ -295,25 +341,36 @@ def _write_report(
     settings: Settings,
     mapping: Mapping,
     customer_ref: str,
-    item_id: str,
+    item: ItemInfo,
     start_dt: datetime,
     end_dt: datetime,
     inv: InvoicePeriod | None,
     local: Decimal,
     local_whole: Decimal,
     stripe_total: Decimal,
+    terms: PriceTerms | None,
 ) -> dict[str, Any]:
-    """Status the period from figures already read and insert its report (no Stripe)."""
+    """Status the period from figures already read and insert its report, proposing or
+    withdrawing its correction (no Stripe)."""
     final = inv is not None and inv.finalized
     compared = inv.quantity if (inv is not None and final) else stripe_total
-    d = drift(local, compared)
+    applied, last_applied = (
+        corrections.applied_delta(conn, mapping.id, customer_ref, start_dt)
+        if final
+        else (Decimal(0), None)
+    )
+    billed = compared + applied
+    d = drift(local, billed)
     if d.drift_abs == 0 or (
         mapping.kind.holds_back_fractions
-        and local_whole == compared
+        and local_whole == billed
         and d.drift_pct <= settings.RECONCILIATION_EPSILON
     ):
         status = "ok"
-        if _previous_status(conn, mapping, customer_ref, start_dt) in ("investigate", "post_close"):
+        if last_applied is not None or _previous_status(conn, mapping, customer_ref, start_dt) in (
+            "investigate",
+            "post_close",
+        ):
             status = "resolved"
     elif final and _parked_units(conn, mapping, customer_ref, start_dt, end_dt):
         status = "post_close"
@@ -323,15 +380,16 @@ def _write_report(
         cur.execute(
             "INSERT INTO reconciliation_reports (tenant_id, mapping_id, metric, customer_ref,"
             " subscription_item_id, period_start, period_end, local_total, stripe_total,"
-            " invoice_id, invoice_quantity, drift_abs, drift_pct, status, final)"
-            " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"
+            " invoice_id, invoice_quantity, drift_abs, drift_pct, status, final,"
+            " correction_id, stripe_object_id, corrected_quantity)"
+            " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"
             f" RETURNING {REPORT_COLUMNS}",
             (
                 mapping.tenant_id,
                 mapping.id,
                 mapping.metric,
                 customer_ref,
-                item_id,
+                item.item_id,
                 start_dt,
                 end_dt,
                 local,
@@ -342,11 +400,17 @@ def _write_report(
                 d.drift_pct,
                 status,
                 final,
+                last_applied.id if last_applied else None,
+                last_applied.stripe_object_id if last_applied else None,
+                billed if last_applied else None,
             ),
         )
         report = cur.fetchone()
-        if status == "post_close":
-            _suggest_adjustment(cur, mapping, customer_ref, start_dt, end_dt, local - compared)
+    if final and inv is not None:
+        if local_whole != billed and terms is not None:
+            _propose(conn, mapping, customer_ref, item, inv, local_whole, billed, terms)
+        elif local_whole == billed:
+            corrections.withdraw(conn, mapping.id, customer_ref, start_dt)
     conn.commit()
     assert report is not None
     if status == "investigate":
@@ -360,33 +424,58 @@ def _write_report(
     return report
 
 
-def _suggest_adjustment(
-    cur: psycopg.Cursor[dict[str, Any]],
+def _propose(
+    conn: psycopg.Connection,
     mapping: Mapping,
     customer_ref: str,
-    start: datetime,
-    end: datetime,
-    delta: Decimal,
+    item: ItemInfo,
+    inv: InvoicePeriod,
+    ledger: Decimal,
+    billed: Decimal,
+    terms: PriceTerms,
 ) -> None:
-    """One suggested adjustment per mapping, customer and period, kept up to date."""
-    cur.execute(
-        "UPDATE adjustments SET quantity_delta = %s, created_at = now()"
-        " WHERE mapping_id = %s AND customer_ref = %s AND period_start = %s"
-        " AND status = 'suggested'",
-        (delta, mapping.id, customer_ref, start),
-    )
-    if cur.rowcount == 0:
-        cur.execute(
-            "INSERT INTO adjustments (tenant_id, mapping_id, metric, customer_ref, period_start,"
-            " period_end, quantity_delta, reason) VALUES (%s, %s, %s, %s, %s, %s, %s, %s)",
-            (
-                mapping.tenant_id,
-                mapping.id,
-                mapping.metric,
-                customer_ref,
-                start,
-                end,
-                delta,
-                "usage arrived after the period's invoice was finalized (post_close)",
-            ),
+    """Propose correcting `billed` whole units to `ledger` for the final period (the
+    same difference again changes nothing; another one supersedes the open proposal)."""
+    under = ledger > billed
+    quantity = abs(ledger - billed)
+    amount = correction_amount(terms, int(ledger), int(billed))
+    if amount == 0:  # e.g. units inside a transform_quantity pack: nothing to bill or credit
+        corrections.withdraw(conn, mapping.id, customer_ref, from_unix(inv.start))
+        return
+    start, end = from_unix(inv.start), from_unix(inv.end)
+    window = f"{start:%Y-%m-%d %H:%M}..{end:%Y-%m-%d %H:%M} UTC"
+    if under:
+        description = (
+            f"{mapping.metric}: {quantity} unit(s) used {window} and not billed on invoice "
+            f"{inv.invoice_id} (stripemeter correction)"
         )
+    else:
+        description = (
+            f"{mapping.metric}: {quantity} unit(s) billed in excess for {window} on invoice "
+            f"{inv.invoice_id} (stripemeter correction)"
+        )
+    corrections.propose(
+        conn,
+        corrections.Proposal(
+            tenant_id=mapping.tenant_id,
+            mapping_id=mapping.id,
+            metric=mapping.metric,
+            customer_ref=customer_ref,
+            stripe_customer_id=item.customer_id,
+            subscription_id=item.subscription_id,
+            subscription_item_id=item.item_id,
+            price_id=mapping.price_id,
+            period_start=start,
+            period_end=end,
+            invoice_id=inv.invoice_id,
+            invoice_line_id=inv.line_id or None,
+            kind="invoice_item" if under else "credit_note",
+            quantity=quantity,
+            unit_amount_decimal=terms.unit_amount if terms.plain_per_unit else None,
+            amount=amount,
+            currency=terms.currency,
+            description=description,
+            ledger_quantity=ledger,
+            billed_quantity=billed,
+        ),
+    )

@@ -50,7 +50,10 @@ class Totals:
 
 
 def compared_figure(report: dict[str, Any]) -> Decimal:
-    """The Stripe figure a report compares local with (invoice quantity when final)."""
+    """The Stripe figure a report compares local with: when final, the invoice quantity
+    plus the applied corrections (`corrected_quantity`), or the invoice quantity."""
+    if report["final"] and report.get("corrected_quantity") is not None:
+        return Decimal(report["corrected_quantity"])
     if report["final"] and report["invoice_quantity"] is not None:
         return Decimal(report["invoice_quantity"])
     return Decimal(report["stripe_total"])
@@ -165,5 +168,7 @@ def report_json(report: dict[str, Any]) -> dict[str, Any]:
         "drift_pct": dec(report["drift_pct"]),
         "status": report["status"],
         "final": report["final"],
+        "correctionId": None if report["correction_id"] is None else str(report["correction_id"]),
+        "stripeObjectId": report["stripe_object_id"],
         "createdAt": iso(report["created_at"]),
     }

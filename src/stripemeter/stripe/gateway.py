@@ -9,7 +9,12 @@ Every call goes through `StripeGateway`, which adds what the bare SDK client lac
   HTTP call a `STRIPE_TIMEOUT_S` timeout, and a timed-out call is a retryable
   connection error like any other);
 - short caches for lookups that change rarely (test-clock time, meters);
-- typed answers (`MeterInfo`, `ItemInfo`, `InvoicePeriod`) instead of SDK objects.
+- typed answers (`MeterInfo`, `ItemInfo`, `InvoicePeriod`, `PriceTerms`) instead of SDK
+  objects;
+- corrections after close (`create_invoice_item`, `create_credit_note`): each first looks
+  for the object it would create (by the `stripemeter_correction` metadata it sets), then
+  creates it with the caller's deterministic Idempotency-Key, which every retry re-sends
+  unchanged, so a correction exists in Stripe at most once however often it is applied.
 
 Exceptions::
 
@@ -106,11 +111,44 @@ class InvoicePeriod:
     start: int
     end: int
     quantity: Decimal
+    line_id: str = ""
 
     @property
     def finalized(self) -> bool:
         """Finalized invoices (open, paid, uncollectible) no longer take usage."""
         return self.status in FINAL_INVOICE_STATUSES
+
+
+@dataclass(frozen=True)
+class PriceTier:
+    """One tier of a tiered price; `up_to` None is the last (`inf`)."""
+
+    up_to: int | None
+    unit_amount: Decimal
+    flat_amount: Decimal
+
+
+@dataclass(frozen=True)
+class PriceTerms:
+    """What a price charges: per unit, or by tiers (graduated, volume), after
+    `transform_quantity` (divide_by, round up/down). Amounts in the minor unit."""
+
+    price_id: str
+    currency: str
+    billing_scheme: str
+    unit_amount: Decimal | None
+    tiers_mode: str | None = None
+    tiers: tuple[PriceTier, ...] = ()
+    divide_by: int | None = None
+    round_up: bool = False
+
+    @property
+    def plain_per_unit(self) -> bool:
+        """Whether quantity x unit amount is the whole rule (no tiers, no transform)."""
+        return self.billing_scheme == "per_unit" and self.divide_by is None
+
+
+CORRECTION_METADATA_KEY = "stripemeter_correction"
 
 
 _SEMAPHORES: dict[str, threading.BoundedSemaphore] = {}
@@ -195,6 +233,7 @@ class StripeGateway:
         self._sleep = sleep
         self._stop = stop
         self.stream_sessions = MeterEventSessions()
+        self._price_terms: dict[str, PriceTerms] = {}
 
     def _backoff(self, seconds: float) -> None:
         if self._stop is None:
@@ -468,10 +507,144 @@ class StripeGateway:
                         start=int(line.period.start),
                         end=int(line.period.end),
                         quantity=Decimal(quantity),
+                        line_id=str(line.id),
                     )
                 )
         periods.sort(key=lambda p: p.start, reverse=True)
         return periods
+
+    # -- prices and corrections after close ----------------------------------------
+
+    def price_terms(self, price_id: str) -> PriceTerms:
+        """How `price_id` charges (its tiers included); kept, since a price's amounts
+        never change in Stripe."""
+        known = self._price_terms.get(price_id)
+        if known is not None:
+            return known
+        price = self._call(
+            f"retrieve price {price_id}",
+            lambda *_: self.client.v1.prices.retrieve(price_id, {"expand": ["tiers"]}),
+        )
+        transform = price.transform_quantity
+        tiers = tuple(
+            PriceTier(
+                up_to=None if tier.up_to is None else int(tier.up_to),
+                unit_amount=Decimal(tier.unit_amount_decimal or 0),
+                flat_amount=Decimal(tier.flat_amount_decimal or 0),
+            )
+            for tier in (getattr(price, "tiers", None) or [])
+        )
+        unit = price.unit_amount_decimal
+        terms = PriceTerms(
+            price_id=price_id,
+            currency=price.currency,
+            billing_scheme=price.billing_scheme,
+            unit_amount=None if unit is None else Decimal(unit),
+            tiers_mode=price.tiers_mode,
+            tiers=tiers,
+            divide_by=None if transform is None else int(transform.divide_by),
+            round_up=transform is not None and transform.round == "up",
+        )
+        self._price_terms[price_id] = terms
+        return terms
+
+    def create_invoice_item(
+        self,
+        *,
+        correction_tag: str,
+        customer_id: str,
+        subscription_id: str,
+        currency: str,
+        description: str,
+        period: tuple[int, int],
+        quantity: int,
+        unit_amount_decimal: Decimal | None,
+        amount: int,
+        idempotency_key: str,
+    ) -> str:
+        """The id of the invoice item billing a correction on the subscription's next
+        invoice: `quantity` x `unit_amount_decimal` when given, else `amount`.
+
+        An item already tagged `correction_tag` (this correction, made by an earlier
+        apply) is returned as is; otherwise it is created with `idempotency_key`.
+        """
+        found = self._call(
+            f"list invoice items of {customer_id}",
+            lambda *_: self.client.v1.invoice_items.list({"customer": customer_id, "limit": 100}),
+        )
+        for item in found.auto_paging_iter():
+            if _correction_tag(item.metadata) == correction_tag:
+                return str(item.id)
+        params: dict[str, object] = {
+            "customer": customer_id,
+            "subscription": subscription_id,
+            "currency": currency,
+            "description": description,
+            "period": {"start": period[0], "end": period[1]},
+            "metadata": {CORRECTION_METADATA_KEY: correction_tag},
+        }
+        if unit_amount_decimal is not None:
+            params |= {"quantity": quantity, "unit_amount_decimal": str(unit_amount_decimal)}
+        else:
+            params["amount"] = amount
+        item = self._call(
+            f"create invoice item {correction_tag} for {customer_id}",
+            lambda *_: self.client.v1.invoice_items.create(
+                params,  # type: ignore[arg-type]
+                {"idempotency_key": idempotency_key},
+            ),
+        )
+        return str(item.id)
+
+    def create_credit_note(
+        self,
+        *,
+        correction_tag: str,
+        invoice_id: str,
+        line_id: str,
+        quantity: int | None,
+        amount: int,
+        idempotency_key: str,
+    ) -> str:
+        """The id of the credit note crediting a correction on a finalized invoice:
+        `quantity` of the invoice line when given (Stripe prices it at the line's unit
+        amount), else `amount` of it.
+
+        What an open invoice still owes is reduced first; the rest (all of it on a paid
+        invoice) is credited to the customer's balance, which Stripe spends on the next
+        invoice. A note already tagged `correction_tag` is returned as is; otherwise it
+        is created with `idempotency_key`.
+        """
+        found = self._call(
+            f"list credit notes of {invoice_id}",
+            lambda *_: self.client.v1.credit_notes.list({"invoice": invoice_id, "limit": 100}),
+        )
+        for note in found.auto_paging_iter():
+            if _correction_tag(note.metadata) == correction_tag:
+                return str(note.id)
+        invoice = self._call(
+            f"retrieve invoice {invoice_id}",
+            lambda *_: self.client.v1.invoices.retrieve(invoice_id),
+        )
+        owed = int(invoice.amount_remaining or 0) if invoice.status == "open" else 0
+        line: dict[str, object] = {"type": "invoice_line_item", "invoice_line_item": line_id}
+        line |= {"quantity": quantity} if quantity is not None else {"amount": amount}
+        params: dict[str, object] = {
+            "invoice": invoice_id,
+            "lines": [line],
+            "metadata": {CORRECTION_METADATA_KEY: correction_tag},
+        }
+        post_payment = amount - min(amount, owed)
+        if post_payment:
+            params["credit_amount"] = post_payment
+        note = self._call(
+            f"create credit note {correction_tag} on {invoice_id}",
+            lambda *_: self.client.v1.credit_notes.create(
+                params,  # type: ignore[arg-type]
+                {"idempotency_key": idempotency_key},
+            ),
+        )
+        return str(note.id)
 
     # -- ownership checks (customer bindings, mapping verification) -------------
 
@@ -507,6 +680,13 @@ class StripeGateway:
 def _clock_id_of(customer: Any) -> str | None:
     clock = customer.test_clock
     return clock if isinstance(clock, str) or clock is None else str(clock.id)
+
+
+def _correction_tag(metadata: object) -> str | None:
+    """The `stripemeter_correction` metadata value of a Stripe object, if any."""
+    if not metadata or CORRECTION_METADATA_KEY not in metadata:  # type: ignore[operator]
+        return None
+    return str(metadata[CORRECTION_METADATA_KEY])  # type: ignore[index]
 
 
 def _is_duplicate_identifier(exc: stripe.InvalidRequestError) -> bool:

@@ -55,6 +55,7 @@ class Served:
     keys: dict[str, str]  # "admin" (every scope), "read" (read only), "other" (a 2nd tenant)
     other_tenant: uuid.UUID
     seen: dict[str, set[int]] = field(default_factory=dict)  # "METHOD /template" -> statuses
+    db_url: str = ""
 
     @property
     def tenant(self) -> str:
@@ -121,7 +122,7 @@ def served(pg_server_url: str) -> Iterator[Served]:
         with serve_asgi(create_app(settings, db_url=db_url)) as base:
             document = requests.get(base + "/openapi.json", timeout=30).json()
             schema = schemathesis.openapi.from_dict(document)
-            yield Served(base, document, schema, world, keys, other_tenant)
+            yield Served(base, document, schema, world, keys, other_tenant, db_url=db_url)
 
 
 def _events(served: Served, count: int, **overrides: Any) -> list[dict[str, Any]]:
@@ -411,6 +412,42 @@ def test_reconciliation_answers_conform(served: Served) -> None:
     listed = served.call("GET", month, 200, path={"month": period_month}).json()
     assert len(listed["reports"]) == len(done["reports"])
     served.call("GET", month, 400, path={"month": "2026-13"})
+
+
+# --- corrections after close ------------------------------------------------------------
+
+
+def test_correction_answers_conform(served: Served) -> None:
+    listing = "/v1/corrections"
+    assert served.call("GET", listing, 200, params={"status": "proposed"}).json() == {"data": []}
+    served.call("GET", listing, 400, params={"status": "done"})
+    served.call("GET", listing, 403, params={"tenantId": OTHER_TENANT})
+    served.call("GET", listing, 401, key="sk_unknown")
+    # An applied correction: applying it again answers it unchanged, without Stripe.
+    with psycopg.connect(served.db_url) as conn:
+        row = conn.execute(
+            "INSERT INTO corrections (tenant_id, metric, customer_ref, stripe_customer_id,"
+            " subscription_id, subscription_item_id, price_id, period_start, period_end,"
+            " invoice_id, kind, quantity, amount, currency, description, ledger_quantity,"
+            " billed_quantity, status, stripe_object_id, applied_at) VALUES (%s, 'api_calls',"
+            " 'c', 'cus_x', 'sub_x', 'si_x', 'price_x', now() - interval '31 days',"
+            " now() - interval '1 day', 'in_x', 'invoice_item', 5, 25, 'usd', 'd', 430, 425,"
+            " 'applied', 'ii_conformance', now()) RETURNING id",
+            (served.tenant,),
+        ).fetchone()
+    assert row is not None
+    apply = "/v1/corrections/{correctionId}/apply"
+    correction = {"correctionId": str(row[0])}
+    applied = served.call("POST", apply, 200, path=correction).json()
+    assert (applied["status"], applied["stripeObjectId"]) == ("applied", "ii_conformance")
+    assert served.call("POST", apply, 200, path=correction, params={"dryRun": "true"}).json() == (
+        applied
+    )
+    assert served.call("GET", listing, 200).json() == {"data": [applied]}
+    served.call("POST", apply, 404, path={"correctionId": str(uuid.uuid4())})
+    served.call("POST", apply, 404, key="other", path=correction)
+    served.call("POST", apply, 403, key="read", path=correction)
+    served.call("POST", apply, 400, path={"correctionId": "nope"})
 
 
 # --- operations -------------------------------------------------------------------------

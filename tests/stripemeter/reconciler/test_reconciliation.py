@@ -163,11 +163,12 @@ def test_closed_period_matches_the_invoice_and_drift_is_found(
         ingest(api, [usage_event(world, clean, frozen - 2 * HOUR, 5, "late-after-close")])
         with psycopg.connect(db_url) as conn:
             late = drain(conn, world.gateway(), settings)
-            adjustments = conn.execute(
-                "SELECT customer_ref, quantity_delta, status FROM adjustments"
+            proposed = conn.execute(
+                "SELECT customer_ref, kind, quantity, status FROM corrections"
             ).fetchall()
         assert (late.events_sent, late.post_close) == (0, 1)
-        assert adjustments == []
+        # The Stripe-added 7 units of the tampered customer: a credit note is proposed.
+        assert proposed == [(tampered, "credit_note", Decimal(7), "proposed")]
         status = requests.get(
             f"{api}/v1/writer/status", params={"tenantId": tenant}, timeout=10
         ).json()
@@ -176,10 +177,15 @@ def test_closed_period_matches_the_invoice_and_drift_is_found(
         assert (after[clean]["status"], after[clean]["drift_abs"]) == ("post_close", "5")
         assert tampered not in after  # its final report is still current
         with psycopg.connect(db_url) as conn:
-            adjustments = conn.execute(
-                "SELECT customer_ref, quantity_delta, status FROM adjustments"
+            proposed = conn.execute(
+                "SELECT customer_ref, kind, quantity, amount, status FROM corrections"
+                " ORDER BY customer_ref = %s",
+                (clean,),
             ).fetchall()
-        assert adjustments == [(clean, Decimal(5), "suggested")]
+        assert proposed == [
+            (tampered, "credit_note", Decimal(7), 35, "proposed"),
+            (clean, "invoice_item", Decimal(5), 25, "proposed"),
+        ]
 
 
 def test_summary_refuses_to_make_up_an_answer(emulator_url: str, db_url: str) -> None:
