@@ -40,6 +40,7 @@ import psycopg
 import requests
 from _testmode import refuse_live_keys
 
+from stripemeter.db.partitions import ensure_months, maintain, month_of
 from stripemeter.ingest.ledger import INSERT_AND_COUNT
 
 SCRIPT = Path(sys.executable).with_name("stripemeter")
@@ -410,6 +411,11 @@ def main() -> int:
         stack.start()
         with psycopg.connect(stack.db_url, autocommit=True) as conn:
             conn.execute("CREATE SEQUENCE IF NOT EXISTS bench_keys")
+            # The months the workers' `ledger` loop keeps ahead, before either side writes,
+            # so both land in monthly partitions (the production shape), not the default.
+            # Events go back 90 minutes, so the month two hours ago too.
+            maintain(conn, months_ahead=1, retention_months=0)
+            ensure_months(conn, [month_of(datetime.now(UTC) - timedelta(hours=2))])
         tenant = str(uuid.uuid4())
         secret = stack.cli("api-keys", "create", "--tenant", tenant, "--name", "bench")
         for batch, connections in shapes:
