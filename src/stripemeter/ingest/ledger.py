@@ -251,18 +251,19 @@ def _batch_json(rows: list[tuple[str, ValidEvent, str]]) -> str:
     element by element; quantities travel as JSON numbers, which jsonb keeps as exact
     numerics, and `meta` is spliced in as the JSON text it already is.
     """
+    fragment = orjson.Fragment
     return orjson.dumps(
         [
             {
-                "t": str(e.tenant_id),
+                "t": e.tenant_id,
                 "k": key,
                 "m": e.metric,
                 "c": e.customer_ref,
                 "r": e.resource_id,
-                "q": orjson.Fragment(str(e.quantity)),
-                "ts": e.ts.isoformat(),
+                "q": fragment(str(e.quantity)),
+                "ts": e.ts,  # orjson writes RFC 3339 with the offset, 3x faster than isoformat
                 "s": e.source,
-                "meta": None if e.meta_json is None else orjson.Fragment(e.meta_json),
+                "meta": None if e.meta_json is None else fragment(e.meta_json),
                 "rq": request_id,
             }
             for key, e, request_id in rows
