@@ -315,6 +315,7 @@ def cmd_backfill(args: argparse.Namespace, settings: Settings) -> int:
     from stripemeter.backfill.checkpoint import SUFFIX
     from stripemeter.backfill.run import Options, Run, write_rejects
     from stripemeter.db.pool import open_pool
+    from stripemeter.ingest.validation import EventRules
 
     batch_size = args.batch_size or min(1000, settings.MAX_INGEST_BATCH)
     if batch_size > settings.MAX_INGEST_BATCH:
@@ -334,8 +335,7 @@ def cmd_backfill(args: argparse.Namespace, settings: Settings) -> int:
         restart=args.restart,
         tenant=args.tenant,
         progress=args.progress or sys.stderr.isatty(),
-        max_skew_s=settings.MAX_FUTURE_SKEW_SECONDS,
-        max_meta_bytes=settings.MAX_EVENT_META_BYTES,
+        rules=EventRules.from_settings(settings),
     )
     url = database_url(settings)
     with connect(url) as conn:

@@ -54,10 +54,10 @@ from stripemeter.ingest.validation import (
     METRIC_PATTERN,
     PRINTABLE_PATTERN,
     STRIPE_MAX_DIGITS,
+    EventRules,
     ValidEvent,
     check_header_key,
     parse_batch,
-    validate_event,
 )
 from stripemeter.jsonio import JsonResponse, canonical_bytes, parse_json_exact
 from stripemeter.ops.metrics import REJECTED_METRIC_LABEL, record_ingest
@@ -241,22 +241,15 @@ async def ingest_events(request: Request) -> JsonResponse:
     _check_tenants(raw_events, principal.tenant_id)
 
     now = datetime.now(UTC)
+    rules = EventRules.from_settings(settings)
     items: list[ValidEvent | InputError] = []
     for raw in raw_events:
         try:
-            items.append(
-                validate_event(
-                    raw,
-                    now=now,
-                    max_skew_s=settings.MAX_FUTURE_SKEW_SECONDS,
-                    max_meta_bytes=settings.MAX_EVENT_META_BYTES,
-                    strict_tenant_uuid=settings.STRICT_TENANT_ID_UUID,
-                )
-            )
+            items.append(rules.validate(raw, now))
         except InputError as exc:
             items.append(exc)
     if any(isinstance(item, InputError) and item.code == "future_timestamp" for item in items):
-        await _rejudge_on_clocks(request, settings, raw_events, items, now)
+        await _rejudge_on_clocks(request, settings, rules, raw_events, items, now)
     if all(isinstance(item, InputError) for item in items):
         record_ingest({(REJECTED_METRIC_LABEL, "rejected"): len(items)})
         raise _all_invalid([item for item in items if isinstance(item, InputError)])
@@ -289,6 +282,7 @@ async def ingest_events(request: Request) -> JsonResponse:
 async def _rejudge_on_clocks(
     request: Request,
     settings: Settings,
+    rules: EventRules,
     raw_events: list[Any],
     items: list[ValidEvent | InputError],
     now: datetime,
@@ -302,15 +296,6 @@ async def _rejudge_on_clocks(
         except ApiError:  # Stripe not configured: the known frozen times are all there is
             return None
 
-    def validate(raw: Any, customer_now: datetime) -> ValidEvent:
-        return validate_event(
-            raw,
-            now=customer_now,
-            max_skew_s=settings.MAX_FUTURE_SKEW_SECONDS,
-            max_meta_bytes=settings.MAX_EVENT_META_BYTES,
-            strict_tenant_uuid=settings.STRICT_TENANT_ID_UUID,
-        )
-
     rereads: ClockRereads | None = getattr(request.app.state, "clock_rereads", None)
     if rereads is None:
         rereads = request.app.state.clock_rereads = ClockRereads(settings.CLOCK_REREAD_INTERVAL_S)
@@ -321,7 +306,7 @@ async def _rejudge_on_clocks(
         rereads,
         raw_events,
         items,
-        validate,
+        rules.validate,
         now,
     )
 

@@ -1,9 +1,10 @@
 """One backfill run: read the file in batches, validate, store exactly once, report.
 
-Each batch goes through what `POST /v1/events/ingest` uses: `validation.validate_event`
-with the API's limits and clock rule, then `ledger.ingest` without a header key, so an
-event's key is its body `idempotencyKey` or its content hash. A line also sent through
-the API, or read again by a rerun, is therefore a duplicate. A bad line is rejected
+Each batch goes through what `POST /v1/events/ingest` uses: `validation.EventRules`
+built from the same settings (STRICT_TENANT_ID_UUID included), the API's clock rule,
+then `ledger.ingest` without a header key, so an event's key is its body
+`idempotencyKey` or its content hash. A line also sent through the API, or read again
+by a rerun, is therefore a duplicate. A bad line is rejected
 (line number, the API's error code and message) and the run goes on.
 
 After each committed batch the checkpoint is rewritten; a rerun with it skips the
@@ -39,7 +40,7 @@ from stripemeter.db.pool import Pool
 from stripemeter.errors import BackfillError, InputError
 from stripemeter.ingest import ledger
 from stripemeter.ingest.clock_bound import rejudge_future_events
-from stripemeter.ingest.validation import ValidEvent, validate_event
+from stripemeter.ingest.validation import EventRules, ValidEvent
 
 # Rejected lines kept for the summary, the checkpoint and --rejects; beyond this the
 # counts stay exact but the list is cut (the summary says so).
@@ -60,6 +61,7 @@ class Options:
 
     path: Path
     format: str
+    rules: EventRules  # the API's: EventRules.from_settings
     batch_size: int
     checkpoint_path: Path
     dry_run: bool = False
@@ -67,8 +69,6 @@ class Options:
     # Compared with `ValidEvent.tenant_id`, so whatever type validation gives it.
     tenant: Any = None
     progress: bool = False
-    max_skew_s: int = 300
-    max_meta_bytes: int = 4096
 
 
 @dataclass
@@ -298,14 +298,7 @@ class Run:
         options = self.options
         now = datetime.now(UTC)
 
-        def validate(value: Any, customer_now: datetime) -> ValidEvent:
-            return validate_event(
-                value,
-                now=customer_now,
-                max_skew_s=options.max_skew_s,
-                max_meta_bytes=options.max_meta_bytes,
-            )
-
+        validate = options.rules.validate
         lines: list[int] = []
         raws: list[Any] = []
         items: list[ValidEvent | InputError] = []

@@ -11,11 +11,14 @@ import re
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from stripemeter.errors import InputError
 from stripemeter.jsonio import EXACT, meta_to_json
 from stripemeter.tenants import check_tenant_id
+
+if TYPE_CHECKING:
+    from stripemeter.config import Settings
 
 # Python patterns are anchored with \A...\Z and used with fullmatch: `$` would also match
 # before a trailing newline, so "calls\n" would pass.
@@ -299,3 +302,33 @@ def validate_event(
         meta_json=meta_json,
         meta=meta,
     )
+
+
+@dataclass(frozen=True, slots=True)
+class EventRules:
+    """The per-event limits that settings decide, built in one place so every path that
+    validates events (the ingest API, its re-judging on test clocks, the backfill) holds
+    events to the same rules."""
+
+    max_skew_s: int
+    max_meta_bytes: int
+    strict_tenant_uuid: bool = False
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> EventRules:
+        """`MAX_FUTURE_SKEW_SECONDS`, `MAX_EVENT_META_BYTES`, `STRICT_TENANT_ID_UUID`."""
+        return cls(
+            max_skew_s=settings.MAX_FUTURE_SKEW_SECONDS,
+            max_meta_bytes=settings.MAX_EVENT_META_BYTES,
+            strict_tenant_uuid=settings.STRICT_TENANT_ID_UUID,
+        )
+
+    def validate(self, event: object, now: datetime) -> ValidEvent:
+        """`validate_event` under these rules, `now` being the time the bound is taken from."""
+        return validate_event(
+            event,
+            now=now,
+            max_skew_s=self.max_skew_s,
+            max_meta_bytes=self.max_meta_bytes,
+            strict_tenant_uuid=self.strict_tenant_uuid,
+        )

@@ -678,3 +678,29 @@ def test_ctrl_c_stops_with_130_and_says_how_to_resume(db_url: str, home: Path) -
     assert resumed["resumedAtLine"] == 2_000
     assert (resumed["accepted"], resumed["duplicates"]) == (20_000, 0)
     assert_ledger_holds(db_url, history)
+
+
+def test_strict_tenant_ids_hold_for_the_backfill_as_for_the_api(db_url: str, home: Path) -> None:
+    lines = [
+        {
+            "tenantId": t,
+            "metric": "m",
+            "customerRef": "c",
+            "quantity": 1,
+            "ts": "2026-01-01T00:00:00Z",
+        }
+        for t in ("acme", TENANTS[0])
+    ]
+    (home / "f.jsonl").write_text("\n".join(json.dumps(e) for e in lines) + "\n")
+    result = subprocess.run(
+        [*COMMAND, "backfill", "f.jsonl", "--json"],
+        cwd=home,
+        env={**_env(db_url, home), "STRICT_TENANT_ID_UUID": "true"},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    summary = summary_of(result)
+    assert (summary["accepted"], summary["rejected"]) == (1, 1)
+    assert (summary["rejects"][0]["line"], summary["rejects"][0]["code"]) == (1, "invalid_value")
+    assert "STRICT_TENANT_ID_UUID" in summary["rejects"][0]["message"]
