@@ -3,10 +3,13 @@
 It runs reconciliation (`POST /v1/reconciliation/run?wait=true`), reads the summary for
 the invoice line's period, and checks:
 
-1. the invoice line for the mapped price bills a quantity equal to the ledger total for
-   the line's period — the parity the seed promised but never looked at;
-2. the reconciler's `overall.drift_abs == 0` or `overall.drift_pct <= RECONCILIATION_EPSILON`;
+1. the invoice line for the mapped price bills the ledger total for the line's period,
+   within tolerance — the parity the seed promised but never looked at;
+2. the reconciler's overall drift is within tolerance;
 3. every `--assert` jq program, evaluated over `{summary, invoice, state}`, is truthy.
+
+"Within tolerance" is the seed's one rule, `stripemeter.reconciler.drift.within_tolerance`:
+drift_abs == 0 or drift_pct <= RECONCILIATION_EPSILON.
 
 Exit 0 parity, 2 drift (a check failed), 1 error (could not check). Each run appends one
 JSON line to `validate.log`. The invoice is re-read from Stripe, so this step also works
@@ -29,6 +32,7 @@ from steps._billing import as_decimal, fmt, is_missing, iso, local_total, to_pla
 from steps._env import EXIT_DRIFT, EXIT_OK, StepEnv, StepError, load_env, main, parser
 from steps._http import ApiClient
 from steps._state import INVOICE_FILE, DemoState, append_validate_log, load_state, read_json
+from stripemeter.reconciler.drift import absolute_drift, drift, within_tolerance
 
 
 @dataclass
@@ -147,12 +151,13 @@ def _validate(env: StepEnv, asserts: list[str]) -> tuple[Findings, Any]:
     findings.drift_pct = as_decimal(overall.get("drift_pct"), "summary overall.drift_pct")
     epsilon = env.settings.RECONCILIATION_EPSILON
 
-    if findings.quantity != findings.local:
+    if not within_tolerance(drift(findings.local, findings.quantity), epsilon):
         findings.problems.append(
             f"invoice quantity {fmt(findings.quantity)} != ledger {fmt(findings.local)} "
             f"(drift {fmt(findings.quantity - findings.local)})"
         )
-    if not (findings.drift_abs == 0 or findings.drift_pct <= epsilon):
+    overall_drift = absolute_drift(findings.drift_abs, findings.stripe_reconciled)
+    if not within_tolerance(overall_drift, epsilon):
         findings.problems.append(
             f"reconciliation drift: ledger {fmt(as_decimal(overall.get('local'), 'local'))} vs "
             f"Stripe {fmt(findings.stripe_reconciled)}, drift_abs {fmt(findings.drift_abs)}, "
