@@ -98,8 +98,11 @@ def ceil_hour(ts: int) -> int:
     return -(-ts // 3600) * 3600
 
 
-def local_total(api: ApiClient, state: DemoState, start: int, end: int) -> Decimal:
-    """The ledger's total for the demo's customer over `[start, end)` (`GET /v1/usage`).
+def local_total(
+    api: ApiClient, state: DemoState, start: int, end: int, customer_ref: str | None = None
+) -> Decimal:
+    """The ledger's total for a customer of the demo's tenant (by default the demo's
+    customer) over `[start, end)` (`GET /v1/usage`).
 
     The ledger keeps hourly buckets and the API takes whole hours; a bucket's hour is in
     `[start, end)` exactly when it is in `[ceil_hour(start), ceil_hour(end))`, the same
@@ -110,7 +113,7 @@ def local_total(api: ApiClient, state: DemoState, start: int, end: int) -> Decim
         {
             "tenantId": state.tenantId,
             "metric": METRIC,
-            "customerRef": state.customerId,
+            "customerRef": customer_ref or state.customerId,
             "from": iso(ceil_hour(start)),
             "to": iso(ceil_hour(end)),
         },
