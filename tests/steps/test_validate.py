@@ -313,6 +313,15 @@ def test_deleted_mapping_is_named_and_no_stale_report_is_shown(
         logged = demo.last_log()
         assert (logged["mappingActive"], logged["summary"]) == (False, None)
 
+        scripted = demo.validate(call_step, "--json")
+        assert scripted.returncode == 2
+        document = json.loads(scripted.stdout)  # the warning is in it, not beside it
+        (warning,) = document["warnings"]
+        assert warning.startswith(f"tenant {tenant} has no active mapping")
+        (row,) = [r for r in document["invoices"] if r["customerRef"] == demo.first]
+        assert (row["ledger"], row["invoiceQuantity"], row["status"]) == ("430", "425", "drift")
+        assert row["cause"].startswith("no active mapping")
+
 
 def test_post_close_usage_is_drift_until_its_correction_is_applied_then_resolved(
     emulator_url: str, db_url: str, tmp_path: Path, call_step: StepRunner
@@ -377,3 +386,26 @@ def test_assertions_are_echoed_with_their_results(
         ]
         assert document["problems"] == ["assertion failed: .invoice.amount_due == 1 (gave false)"]
         assert document["verdict"] == "drift"
+
+
+def test_a_draft_invoice_in_the_grace_window_is_pending(
+    emulator_url: str, db_url: str, tmp_path: Path, call_step: StepRunner
+) -> None:
+    with demo_world(emulator_url, db_url, tmp_path) as demo:
+        demo.send(demo.first, demo.frozen - 3 * HOUR, 425, "a1")
+        demo.drain()
+        demo.close_period(demo.world.period_end)
+        item = demo.world.client.v1.subscription_items.retrieve(demo.world.items[demo.first])
+        demo.send(demo.first, demo.world.frozen_time() - HOUR, 30, "a2")
+        demo.drain()
+        # Past the second period's end, inside the hour before Stripe finalizes its invoice.
+        demo.world.advance(int(item.current_period_end) + 600)
+
+        result = demo.validate(call_step, "--json")
+        assert result.returncode == 0, result.stdout + result.stderr
+        rows = [r for r in json.loads(result.stdout)["invoices"] if r["customerRef"] == demo.first]
+        assert [(r["invoiceStatus"], r["ledger"], r["status"]) for r in rows] == [
+            ("paid", "425", "parity"),
+            ("draft", "30", "pending"),
+        ]
+        assert rows[1]["cause"] == "the invoice is a draft; Stripe has not finalized it"
