@@ -7,6 +7,8 @@ from __future__ import annotations
 from decimal import Decimal
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from stripemeter.reconciler.drift import WITHIN_TOLERANCE, drift, tolerance_note, within_tolerance
 from tests.stripemeter.corrections.closed import UNIT, closed_period
@@ -42,6 +44,20 @@ def test_only_non_zero_drift_at_parity_is_within_tolerance() -> None:
     assert tolerance_note(drift(Decimal(1000), Decimal(1000)), EPSILON) is None
     assert tolerance_note(drift(Decimal(994), Decimal(1000)), EPSILON) is None
     assert drift(Decimal(1990099), Decimal(2000100)).drift_pct == Decimal("0.005000")
+
+
+quantities = st.decimals(min_value=0, max_value=10**12, places=6)
+epsilons = st.decimals(min_value=0, max_value=1, places=7)
+
+
+@given(local=quantities, compared=quantities, epsilon=epsilons)
+def test_tolerance_agrees_with_the_rule_stated_without_division(
+    local: Decimal, compared: Decimal, epsilon: Decimal
+) -> None:
+    # drift_abs == 0, or drift_abs <= epsilon * |compared| (pct 1 when compared is 0).
+    gap = abs(local - compared)
+    expected = gap == 0 or (gap <= epsilon * compared if compared else epsilon >= 1)
+    assert within_tolerance(drift(local, compared), epsilon) is expected
 
 
 @pytest.mark.parametrize(
