@@ -257,7 +257,7 @@ def _validate(env: StepEnv, asserts: list[str]) -> tuple[Validation, Any]:
     _price_line(invoice, state)  # the headline invoice must bill the mapped price
 
     warnings: list[str] = []
-    mapping_active = _mapping_active(api, state)
+    mapping_active, aggregation = _mapping(api, state)
     summary: Any = None
     if mapping_active:
         api.post("/v1/reconciliation/run", {"tenantId": state.tenantId}, params={"wait": "true"})
@@ -288,9 +288,11 @@ def _validate(env: StepEnv, asserts: list[str]) -> tuple[Validation, Any]:
             continue
         for inv in _invoices(client, str(sub["id"])):
             for line in _price_lines(inv, state):
-                check = _invoice_check(api, client, state, customer, ref, inv, line, applied)
+                check = _invoice_check(
+                    api, client, state, aggregation, (customer, ref), inv, line, applied
+                )
                 invoices.append(check)
-        current = _open_period(api, client, state, customer, ref, sub, now)
+        current = _open_period(api, client, state, aggregation, (customer, ref), sub, now)
         if current is not None:
             open_periods.append(current)
     invoices.sort(key=lambda c: (c.period_start, c.customer))
@@ -347,7 +349,7 @@ def _judge(check: Check, epsilon: Decimal, pending: int, mapping_active: bool) -
     if not mapping_active:
         check.status = DRIFT
         check.cause = "no active mapping: nothing is pushed or corrected (`invoke setup` maps it)"
-    elif check.invoice_id is None and pending:
+    elif check.invoice_id is None and pending and check.billed < check.ledger:
         check.status = PENDING
         check.cause = f"the writer has {pending} bucket(s) to push; Stripe will catch up"
     elif check.invoice_id is None:
@@ -388,12 +390,14 @@ def _invoice_check(
     api: ApiClient,
     client: stripe.StripeClient,
     state: DemoState,
-    customer: str,
-    ref: str,
+    aggregation: str,
+    who: tuple[str, str],
     invoice: dict[str, Any],
     line: dict[str, Any],
     applied: dict[tuple[str, str], list[dict[str, Any]]],
 ) -> Check:
+    """An invoice's price line (Stripe customer, customerRef = `who`) against the ledger."""
+    customer, ref = who
     start, end = int(line["period"]["start"]), int(line["period"]["end"])
     quantity = as_decimal(line.get("quantity_decimal") or line["quantity"], "line quantity")
     fixes = applied.get((ref, iso(start)), [])
@@ -410,7 +414,7 @@ def _invoice_check(
         customer_ref=ref,
         period_start=start,
         period_end=end,
-        ledger=local_total(api, state, start, end, ref),
+        ledger=local_total(api, state, start, end, ref, aggregation),
         stripe=meter_total(client, state.meterId, customer, start, end),
         billed=quantity + corrections,
         invoice_id=str(invoice["id"]),
@@ -427,13 +431,14 @@ def _open_period(
     api: ApiClient,
     client: stripe.StripeClient,
     state: DemoState,
-    customer: str,
-    ref: str,
+    aggregation: str,
+    who: tuple[str, str],
     sub: dict[str, Any],
     now: int,
 ) -> Check | None:
     """The current period of the subscription's item on the price, up to the clock's now
     (the same window the writer's wait uses), or None when it has none (canceled)."""
+    customer, ref = who
     if sub.get("status") in ("canceled", "incomplete_expired"):
         return None
     item = next(
@@ -450,24 +455,29 @@ def _open_period(
         customer_ref=ref,
         period_start=start,
         period_end=end,
-        ledger=local_total(api, state, start, end, ref),
+        ledger=local_total(api, state, start, end, ref, aggregation),
         stripe=stripe_total,
         billed=stripe_total,
     )
 
 
-def _mapping_active(api: ApiClient, state: DemoState) -> bool:
-    """Whether the tenant has an active mapping of the demo's metric to its price."""
-    body = api.get("/v1/mappings", {"tenantId": state.tenantId, "active": "true"})
+def _mapping(api: ApiClient, state: DemoState) -> tuple[bool, str]:
+    """(whether the tenant has an active mapping of the demo's metric to its price, its
+    aggregation kind: the active one's, else a switched-off one's, else `sum`)."""
+    body = api.get("/v1/mappings", {"tenantId": state.tenantId})
     rows = body.get("mappings") if isinstance(body, dict) else None
     if not isinstance(rows, list):
         raise StepError(f"GET /v1/mappings answered without mappings: {body!r}")
-    return any(
-        isinstance(row, dict)
+    ours = [
+        row
+        for row in rows
+        if isinstance(row, dict)
         and row.get("metric") == METRIC
         and row.get("priceId") == state.priceId
-        for row in rows
-    )
+    ]
+    active = [row for row in ours if row.get("active")]
+    chosen = (active or ours or [{}])[0]
+    return bool(active), str(chosen.get("aggregation") or "sum")
 
 
 def _customer_refs(api: ApiClient, state: DemoState) -> dict[str, str]:

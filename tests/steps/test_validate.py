@@ -106,8 +106,23 @@ class Demo:
 
 
 @contextmanager
-def demo_world(emulator_url: str, db_url: str, tmp_path: Path, **extra: Any) -> Iterator[Demo]:
-    world = build_world(emulator_url, db_url, customers=2, clock_start_ago_s=30 * HOUR)
+def demo_world(
+    emulator_url: str,
+    db_url: str,
+    tmp_path: Path,
+    *,
+    formula: str = "sum",
+    aggregation: str = "sum",
+    **extra: Any,
+) -> Iterator[Demo]:
+    world = build_world(
+        emulator_url,
+        db_url,
+        customers=2,
+        clock_start_ago_s=30 * HOUR,
+        formula=formula,
+        aggregation=aggregation,
+    )
     settings = settings_for(emulator_url, db_url, **extra)
     with running_api(settings, db_url) as api:
         state_dir = tmp_path / "state"
@@ -409,3 +424,26 @@ def test_a_draft_invoice_in_the_grace_window_is_pending(
             ("draft", "30", "pending"),
         ]
         assert rows[1]["cause"] == "the invoice is a draft; Stripe has not finalized it"
+
+
+def test_a_max_mapping_is_checked_against_the_period_maximum(
+    emulator_url: str, db_url: str, tmp_path: Path, call_step: StepRunner
+) -> None:
+    with demo_world(emulator_url, db_url, tmp_path, formula="last", aggregation="max") as demo:
+        for hours, value in ((5, 10), (3, 40), (1, 25)):  # sum 75, max 40
+            demo.send(demo.first, demo.frozen - hours * HOUR, value, f"m{hours}")
+        demo.drain()
+        demo.close_period(demo.world.period_end)
+
+        result = demo.validate(call_step, "--json")
+        assert result.returncode == 0, result.stdout + result.stderr
+        (row,) = [
+            r for r in json.loads(result.stdout)["invoices"] if r["customerRef"] == demo.first
+        ]
+        assert (row["ledger"], row["stripe"], row["invoiceQuantity"], row["status"]) == (
+            "40",
+            "40",
+            "40",
+            "parity",
+        )
+        assert row["invoiceAmount"] == 40 * UNIT
