@@ -4,12 +4,14 @@ RECONCILIATION_EPSILON, compared exactly; reports at parity with non-zero drift 
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from decimal import Decimal
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from stripemeter.ops.operator import report_line
 from stripemeter.reconciler.drift import WITHIN_TOLERANCE, drift, tolerance_note, within_tolerance
 from tests.stripemeter.corrections.closed import UNIT, closed_period
 
@@ -44,6 +46,28 @@ def test_only_non_zero_drift_at_parity_is_within_tolerance() -> None:
     assert tolerance_note(drift(Decimal(1000), Decimal(1000)), EPSILON) is None
     assert tolerance_note(drift(Decimal(994), Decimal(1000)), EPSILON) is None
     assert drift(Decimal(1990099), Decimal(2000100)).drift_pct == Decimal("0.005000")
+
+
+def test_the_reconcile_command_line_says_within_tolerance() -> None:
+    report = {
+        "metric": "api_calls",
+        "customer_ref": "cus_1",
+        "period_start": datetime(2026, 11, 1, tzinfo=UTC),
+        "period_end": datetime(2026, 12, 1, tzinfo=UTC),
+        "local_total": Decimal(995),
+        "stripe_total": Decimal(1000),
+        "invoice_quantity": Decimal(1000),
+        "corrected_quantity": None,
+        "drift_abs": Decimal(5),
+        "drift_pct": Decimal("0.005"),
+        "status": "ok",
+        "final": True,
+    }
+    assert report_line(report, EPSILON) == (
+        "api_calls cus_1 2026-11-01..2026-12-01: local 995, stripe 1000, drift 5 (0.5%) ok,"
+        " invoiced, within tolerance"
+    )
+    assert report_line(report, Decimal(0)).endswith("(0.5%) ok, invoiced")
 
 
 quantities = st.decimals(min_value=0, max_value=10**12, places=6)
