@@ -447,3 +447,12 @@ def test_a_max_mapping_is_checked_against_the_period_maximum(
             "parity",
         )
         assert row["invoiceAmount"] == 40 * UNIT
+
+
+def test_json_mode_errors_print_nothing_on_stdout_and_one_line_on_stderr(
+    call_step: StepRunner, tmp_path: Path
+) -> None:
+    result = call_step("validate", "--json", env={"DEMO_STATE_DIR": str(tmp_path / "none")})
+    assert (result.returncode, result.stdout) == (1, "")
+    (line,) = result.stderr.strip().splitlines()
+    assert line.startswith("validate: error: no demo state at") and "invoke setup" in line
