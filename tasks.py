@@ -2,8 +2,7 @@
 
     invoke demo            up -> migrate -> setup -> send-usage -> advance-clock -> validate
                            -> cleanup (unless --keep); exit 0 on invoice parity
-    invoke validate        re-check every invoice and the open period after manual changes
-                           (exit 0 parity, 2 drift, 1 error; --json for scripts)
+    invoke validate        re-check parity after manual changes (exit 0 parity, 2 drift, 1 error)
     invoke emulator-reset  empty the emulator's state (it survives `invoke down`/`up`)
     invoke test            the whole test suite (what CI runs)
 
