@@ -95,11 +95,17 @@ def advance_clock(c: Context, runner: str | None = None) -> None:
 
 @task(
     iterable=["assert_"],
-    help={"runner": "local | docker | auto", "assert_": "extra jq acceptance expression"},
+    help={
+        "runner": "local | docker | auto",
+        "assert_": "extra jq acceptance expression over {summary, invoice, state, validation}",
+        "json_": "print one JSON document (and nothing else) on stdout, for scripts",
+    },
 )
-def validate(c: Context, runner: str | None = None, assert_: list[str] | None = None) -> None:
-    """Check invoice parity: exit 0 parity, 2 drift, 1 error."""
-    args: list[str] = []
+def validate(
+    c: Context, runner: str | None = None, assert_: list[str] | None = None, json_: bool = False
+) -> None:
+    """Check every invoice of the demo and the open period: exit 0 parity, 2 drift, 1 error."""
+    args: list[str] = ["--json"] if json_ else []
     for expression in assert_ or []:
         args += ["--assert", expression]
     _step(runner, "validate", args)

@@ -3,7 +3,7 @@
     setup          the Stripe side on a Test Clock + the price mapping   (seed: run.sh)
     send_usage     normal, duplicate and late usage through the API      (seed: send-usage.sh)
     advance_clock  drain the writer, advance past the period end         (seed: advance-clock.sh)
-    validate       reconcile and check the finalized invoice             (seed: validate.sh)
+    validate       reconcile; check every invoice and the open period    (seed: validate.sh)
     cleanup        delete the Test Clock and the price mapping           (seed: cleanup.sh)
 
 Steps are configured only by their settings (`steps._settings.StepSettings`: the

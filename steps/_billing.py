@@ -98,8 +98,22 @@ def ceil_hour(ts: int) -> int:
     return -(-ts // 3600) * 3600
 
 
-def local_total(api: ApiClient, state: DemoState, start: int, end: int) -> Decimal:
-    """The ledger's total for the demo's customer over `[start, end)` (`GET /v1/usage`).
+# The figure of `GET /v1/usage` that is a period's value for each aggregation kind (the
+# kind's `period_sql`): the sum, the maximum, the latest value, the number of events.
+USAGE_FIGURE = {"sum": "total", "max": "max", "last": "last", "count": "events"}
+
+
+def local_total(
+    api: ApiClient,
+    state: DemoState,
+    start: int,
+    end: int,
+    customer_ref: str | None = None,
+    aggregation: str = "sum",
+) -> Decimal:
+    """The ledger's value for a customer of the demo's tenant (by default the demo's
+    customer) over `[start, end)` (`GET /v1/usage`), by the mapping's aggregation kind
+    (0 when the period has no usage).
 
     The ledger keeps hourly buckets and the API takes whole hours; a bucket's hour is in
     `[start, end)` exactly when it is in `[ceil_hour(start), ceil_hour(end))`, the same
@@ -110,14 +124,18 @@ def local_total(api: ApiClient, state: DemoState, start: int, end: int) -> Decim
         {
             "tenantId": state.tenantId,
             "metric": METRIC,
-            "customerRef": state.customerId,
+            "customerRef": customer_ref or state.customerId,
             "from": iso(ceil_hour(start)),
             "to": iso(ceil_hour(end)),
         },
     )
-    if not isinstance(body, dict) or "total" not in body:
-        raise StepError(f"GET /v1/usage answered without a total: {body!r}")
-    return as_decimal(body["total"], "usage total")
+    figure = USAGE_FIGURE.get(aggregation)
+    if figure is None:
+        raise StepError(f"the mapping's aggregation {aggregation!r} is not one validate knows")
+    if not isinstance(body, dict) or figure not in body:
+        raise StepError(f"GET /v1/usage answered without {figure}: {body!r}")
+    value = body[figure]
+    return Decimal(0) if value is None else as_decimal(value, f"usage {figure}")
 
 
 def wait_writer_synced(

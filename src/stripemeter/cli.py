@@ -439,7 +439,7 @@ def cmd_reconcile(args: argparse.Namespace, settings: Settings) -> int:
             "mapping with a bound, subscribed customer there (see GET /v1/mappings)"
         )
     for report in reports:
-        print(operator.report_line(report))
+        print(operator.report_line(report, settings.RECONCILIATION_EPSILON))
     judged = operator.verdict(reports)
     print(f"{judged}: {len(reports)} report(s) for tenant {args.tenant}{where}", file=sys.stderr)
     return 0 if judged == "parity" else EXIT_DRIFT

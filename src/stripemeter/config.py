@@ -169,6 +169,7 @@ class Settings(EnvSettings):
     # event; `v2`, the meter event stream, up to 100 events of any customers per request
     # (docs/writer-transports.md). Same identifiers and outbox either way.
     WRITER_TRANSPORT: Literal["v1", "v2"] = "v1"
+    # Parity: drift_abs == 0 or drift_pct <= this (`reconciler.drift.within_tolerance`).
     RECONCILIATION_EPSILON: Annotated[Decimal, Field(ge=0, le=1)] = Decimal("0.005")
     # Apply corrections after close as soon as the reconciler proposes them (an invoice
     # item or a credit note in Stripe); off: they wait for `stripemeter corrections apply`

@@ -193,6 +193,24 @@ def test_kept_demo_validates_alone_and_reruns_idempotently(two_runs: TwoRuns, de
     assert validate.returncode == 0, validate.stdout + validate.stderr
     assert PARITY in validate.stdout
 
+    # For scripts: one JSON document is all `invoke validate --json` prints on stdout.
+    scripted = demo.invoke("validate", "--json")
+    assert scripted.returncode == 0, scripted.stdout + scripted.stderr
+    document = json.loads(scripted.stdout)
+    assert (document["verdict"], document["exitCode"], document["problems"]) == ("parity", 0, [])
+    (invoice,) = document["invoices"]
+    assert (invoice["customer"], invoice["ledger"], invoice["stripe"]) == (
+        state["customerId"],
+        "425",
+        "425",
+    )
+    assert (invoice["invoiceQuantity"], invoice["invoiceAmount"], invoice["status"]) == (
+        "425",
+        2125,
+        "parity",
+    )
+    assert [p["status"] for p in document["openPeriods"]] == ["parity"]
+
     again = demo.step("setup")
     assert again.code == 0, again.stdout + again.stderr
     assert "reusing the demo objects" in again.stdout
@@ -211,6 +229,7 @@ def test_kept_demo_validates_alone_and_reruns_idempotently(two_runs: TwoRuns, de
         '.invoice.status == "paid" and .state.tenantId != null',
     )
     assert asserted.returncode == 0, asserted.stdout + asserted.stderr
+    assert "  assert .summary.overall.drift_pct <= 0.005: ok" in asserted.stdout
     assert demo.last_validation()["asserts"] == [
         ".summary.overall.drift_pct <= 0.005",
         '.invoice.status == "paid" and .state.tenantId != null',

@@ -70,8 +70,10 @@ def test_reconcile_and_summary_report_parity_then_drift(
     drifted = run(home, "reconcile", "--tenant", tenant, **env)
     assert drifted.returncode == 2, drifted.stderr
     (line,) = drifted.stdout.splitlines()
-    assert line.startswith(f"api_calls {customer} {period}: local 10, stripe 7, drift 3 (")
-    assert line.endswith("%) investigate")
+    # drift_pct 3/7 = 0.428571, shown as a percentage.
+    assert line == (
+        f"api_calls {customer} {period}: local 10, stripe 7, drift 3 (42.8571%) investigate"
+    )
 
     month = time.strftime("%Y-%m", time.gmtime(world.period_start))
     in_month = run(home, "reconcile", "--tenant", tenant, "--period", month, **env)

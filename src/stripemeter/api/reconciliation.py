@@ -417,6 +417,7 @@ def reconciliation_month(
     month: str,
     principal: ReadPrincipal,
     pool: Pool,
+    settings: AppSettings,
     tenant_id: TenantIdQuery = None,
 ) -> JsonResponse:
     """The latest report of every item whose period starts in the month."""
@@ -427,6 +428,11 @@ def reconciliation_month(
         raise ApiError(400, "invalid_month", str(exc), "month") from exc
     with pool.connection() as conn:
         reports = latest_reports(conn, tenant, start, end, overlap=False)
+    epsilon = settings.RECONCILIATION_EPSILON
     return JsonResponse(
-        {"tenantId": str(tenant), "month": month, "reports": [report_json(r) for r in reports]}
+        {
+            "tenantId": str(tenant),
+            "month": month,
+            "reports": [report_json(r, epsilon) for r in reports],
+        }
     )

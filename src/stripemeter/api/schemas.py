@@ -328,6 +328,10 @@ class Report(WireModel):
     drift_abs: DecimalText
     drift_pct: DecimalText
     status: Literal["ok", "investigate", "resolved", "post_close"]
+    tolerance: Literal["within tolerance"] | None = Field(
+        description="set when the period is at parity (ok, resolved) although drift_abs is "
+        "not 0: drift_pct <= RECONCILIATION_EPSILON"
+    )
     final: bool = Field(description="the period's invoice is final")
     correctionId: UUID | None = Field(
         description="the correction last applied to the period (then status is resolved)"

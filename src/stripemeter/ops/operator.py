@@ -26,7 +26,7 @@ from stripemeter.config import Settings
 from stripemeter.ingest.usage import usage_totals
 from stripemeter.jsonio import format_decimal, iso
 from stripemeter.reconciler.engine import reconcile
-from stripemeter.reconciler.reports import compared_figure, latest_reports
+from stripemeter.reconciler.reports import compared_figure, latest_reports, report_tolerance
 from stripemeter.stripe.gateway import StripeGateway
 from stripemeter.workers import state as worker_state
 from stripemeter.writer.pending import PENDING_SQL
@@ -58,17 +58,24 @@ def verdict(reports: list[dict[str, Any]]) -> Verdict:
     return "parity" if all(r["status"] in PARITY_STATUSES for r in reports) else "drift"
 
 
-def report_line(report: dict[str, Any]) -> str:
-    """`api_calls cus_1 2026-11-01..2026-12-01: local 12, stripe 12, drift 0 (0%) ok`."""
+def report_line(report: dict[str, Any], epsilon: Decimal) -> str:
+    """`api_calls cus_1 2026-11-01..2026-12-01: local 12, stripe 12, drift 0 (0%) ok`.
+
+    drift_pct is shown as a percentage; a report at parity with non-zero drift (within
+    `epsilon`, RECONCILIATION_EPSILON) ends with `, within tolerance`.
+    """
     start = report["period_start"].astimezone(UTC).date()
     end = report["period_end"].astimezone(UTC).date()
     final = ", invoiced" if report["final"] else ""
+    tolerance = report_tolerance(report, epsilon)
+    note = f", {tolerance}" if tolerance else ""
+    percent = Decimal(report["drift_pct"]) * 100
     return (
         f"{report['metric']} {report['customer_ref']} {start}..{end}: "
         f"local {format_decimal(Decimal(report['local_total']))}, "
         f"stripe {format_decimal(compared_figure(report))}, "
         f"drift {format_decimal(Decimal(report['drift_abs']))} "
-        f"({format_decimal(Decimal(report['drift_pct']))}%) {report['status']}{final}"
+        f"({format_decimal(percent)}%) {report['status']}{final}{note}"
     )
 
 

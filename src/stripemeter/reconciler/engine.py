@@ -13,8 +13,9 @@ the subscription's invoice lines for the price. For each period:
   invoice quantity (the meter summary is kept in `stripe_total` for diagnosis).
 
 drift_abs and drift_pct as `stripemeter.reconciler.drift` defines them. Status: `ok`
-when they agree (for a kind whose sub-unit remainders the writer holds back, `sum`, a
-difference made only of those remainders, within RECONCILIATION_EPSILON, is also ok);
+when the period is at parity by the seed's one tolerance rule (`drift.within_tolerance`:
+drift_abs == 0 or drift_pct <= RECONCILIATION_EPSILON, for every aggregation kind; the
+report then says "within tolerance" when drift_abs is not 0, `reports.report_json`);
 `post_close` when a final period differs and the writer parked late usage for it;
 `resolved` when a period previously flagged agrees again, or agrees once its applied
 corrections are counted (the report then carries the last one and its Stripe object);
@@ -26,9 +27,13 @@ customer pays is the invoice line quantity plus the corrections applied to it. W
 that differs from the whole units of the ledger, the report's transaction also proposes
 a correction of the difference (an invoice item when under-billed, a credit note when
 over-billed), priced from the price's terms; when it no longer differs, an open
-proposal is withdrawn. A final period whose drift has no correction yet is reconciled
-again on every run until it has one. With CORRECTIONS_AUTO_APPLY the reconciler applies
-what it proposed at once, after the report is written.
+proposal is withdrawn. This holds for a period `ok` within tolerance too: the tolerance
+says the reconciliation is not alarming, not that the customer may be billed other than
+the ledger, so the exact whole-unit difference is still proposed (a correction that
+prices to 0 is withdrawn, as for any period). A final period whose drift has no
+correction yet is reconciled again on every run until it has one. With
+CORRECTIONS_AUTO_APPLY the reconciler applies what it proposed at once, after the report
+is written.
 
 No database connection is held across a Stripe call. Given a pool, every step borrows
 a connection for its reads, returns it, asks Stripe, then borrows again to write the
@@ -57,7 +62,7 @@ from stripemeter.errors import GatewayError, ReconciliationError, StripeUnavaila
 from stripemeter.mappings.bindings import bound_customers, stripe_customer_for
 from stripemeter.mappings.meters import Mapping, active_mappings, ensure_meter
 from stripemeter.periods import ceil_minute, from_unix
-from stripemeter.reconciler.drift import drift
+from stripemeter.reconciler.drift import drift, tolerance_note, within_tolerance
 from stripemeter.stripe.client import ClientOrGateway, gateway_for
 from stripemeter.stripe.gateway import (
     InvoicePeriod,
@@ -361,11 +366,7 @@ def _write_report(
     )
     billed = compared + applied
     d = drift(local, billed)
-    if d.drift_abs == 0 or (
-        mapping.kind.holds_back_fractions
-        and local_whole == billed
-        and d.drift_pct <= settings.RECONCILIATION_EPSILON
-    ):
+    if within_tolerance(d, settings.RECONCILIATION_EPSILON):
         status = "ok"
         if last_applied is not None or _previous_status(conn, mapping, customer_ref, start_dt) in (
             "investigate",
@@ -413,6 +414,16 @@ def _write_report(
             corrections.withdraw(conn, mapping.id, customer_ref, start_dt)
     conn.commit()
     assert report is not None
+    if tolerance_note(d, settings.RECONCILIATION_EPSILON) is not None:
+        log.info(
+            "reconciler: %s %s period %s drift %s within tolerance (drift_pct %s <= %s)",
+            mapping.metric,
+            customer_ref,
+            start_dt,
+            d.drift_abs,
+            d.drift_pct,
+            settings.RECONCILIATION_EPSILON,
+        )
     if status == "investigate":
         log.warning(
             "reconciler: %s %s period %s drift %s",

@@ -21,7 +21,7 @@ import psycopg
 from psycopg.rows import dict_row
 
 from stripemeter.jsonio import format_decimal, iso
-from stripemeter.reconciler.drift import rounded_pct
+from stripemeter.reconciler.drift import drift, rounded_pct, tolerance_note
 from stripemeter.reconciler.engine import REPORT_COLUMNS
 
 CSV_COLUMNS = ("metric", "local", "stripe", "drift_abs", "drift_pct", "items")
@@ -144,8 +144,17 @@ def to_csv(summary: dict[str, Any]) -> str:
     return out.getvalue()
 
 
-def report_json(report: dict[str, Any]) -> dict[str, Any]:
-    """A report row as the API shows it (decimals as exact strings)."""
+def report_tolerance(report: dict[str, Any], epsilon: Decimal) -> str | None:
+    """ "within tolerance" for a report at parity (ok, resolved) whose drift is not 0 but
+    within `epsilon` (`drift.tolerance_note`, on the exact quotient), else None."""
+    if report["status"] not in ("ok", "resolved"):
+        return None
+    return tolerance_note(drift(Decimal(report["local_total"]), compared_figure(report)), epsilon)
+
+
+def report_json(report: dict[str, Any], epsilon: Decimal) -> dict[str, Any]:
+    """A report row as the API shows it (decimals as exact strings); `epsilon` is
+    RECONCILIATION_EPSILON, for its `tolerance` note."""
 
     def dec(value: Any) -> str | None:
         return None if value is None else format_decimal(Decimal(value))
@@ -167,6 +176,7 @@ def report_json(report: dict[str, Any]) -> dict[str, Any]:
         "drift_abs": dec(report["drift_abs"]),
         "drift_pct": dec(report["drift_pct"]),
         "status": report["status"],
+        "tolerance": report_tolerance(report, epsilon),
         "final": report["final"],
         "correctionId": None if report["correction_id"] is None else str(report["correction_id"]),
         "stripeObjectId": report["stripe_object_id"],

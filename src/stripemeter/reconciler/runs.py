@@ -218,7 +218,8 @@ class RunExecutor:
         outcome: tuple[RunStatus, list[dict[str, Any]] | None, str | None, str | None]
         try:
             reports = reconcile(self.pool, self.gateway, self.settings, tenant_id)
-            outcome = ("done", [report_json(r) for r in reports], None, None)
+            epsilon = self.settings.RECONCILIATION_EPSILON
+            outcome = ("done", [report_json(r, epsilon) for r in reports], None, None)
         except ReconciliationError as exc:
             refusal = "stripe_refused" if exc.refused else "stripe_unavailable"
             outcome = ("failed", None, refusal, str(exc))
