@@ -173,11 +173,12 @@ def _reconcile_mapping(
         # Stripe's summaries reach the customer's now; a wall-clock customer's last
         # minutes may still arrive, so five minutes more.
         horizon = clocks.customer_now(frozen) + (0 if frozen is not None else 300)
-        periods: dict[int, tuple[int, InvoicePeriod | None]] = {
-            item.period_start: (item.period_end, None)
-        }
+        # An ended subscription has no open period: its last one is on its final invoice.
+        periods: dict[int, tuple[int, InvoicePeriod | None]] = (
+            {} if item.ended else {item.period_start: (item.period_end, None)}
+        )
         for line in gateway.invoice_periods(item.subscription_id, mapping.price_id):
-            if line.start >= item.period_start:
+            if line.start >= item.period_start and not item.ended:
                 continue  # the current period is billed in arrears, later
             known = periods.get(line.start)
             if known is None or known[1] is None or (line.finalized and not known[1].finalized):

@@ -92,7 +92,12 @@ class ClockReading:
 
 @dataclass(frozen=True)
 class ItemInfo:
-    """A customer's subscription item on a price, with its current period."""
+    """A customer's subscription item on a price, with its current period.
+
+    `ended`: the subscription is canceled. Its last period is then not open but billed
+    (Stripe invoices a canceled subscription's metered usage at once), and no usage
+    after it belongs to the subscription.
+    """
 
     item_id: str
     subscription_id: str
@@ -100,6 +105,7 @@ class ItemInfo:
     price_id: str
     period_start: int
     period_end: int
+    ended: bool = False
 
 
 @dataclass(frozen=True)
@@ -435,11 +441,16 @@ class StripeGateway:
         """The customer's subscription item on `price_id`, or None when there is none.
 
         `item_hint` (the mapping's subscription_item_id) is used when it belongs to this
-        customer; otherwise the customer's subscriptions on the price are searched.
+        customer; otherwise the customer's subscriptions on the price are searched, a
+        live one first. Canceled subscriptions count too (`ItemInfo.ended`): Stripe's
+        default list leaves them out, which hid a canceled subscription's final invoice
+        from the reconciler.
         """
         subs = self._call(
             f"list subscriptions of {customer_id}",
-            lambda *_: self.client.v1.subscriptions.list({"customer": customer_id, "limit": 100}),
+            lambda *_: self.client.v1.subscriptions.list(
+                {"customer": customer_id, "limit": 100, "status": "all"}
+            ),
         )
         found: list[ItemInfo] = []
         for sub in subs.auto_paging_iter():
@@ -453,10 +464,13 @@ class StripeGateway:
                     price_id=price_id,
                     period_start=int(item.current_period_start),
                     period_end=int(item.current_period_end),
+                    ended=sub.status in ("canceled", "incomplete_expired"),
                 )
                 if item_hint and item.id == item_hint:
                     return info
                 found.append(info)
+        # A live subscription first; among ended ones, the one that ended last.
+        found.sort(key=lambda info: (info.ended, -info.period_end))
         return found[0] if found else None
 
     def item_customer(self, item_id: str) -> str | None:

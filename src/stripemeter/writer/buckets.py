@@ -287,7 +287,7 @@ def _context(
     frozen = clocks.observe(conn, gateway, mapping.tenant_id, customer_id)
     item = gateway.find_item(customer_id, mapping.price_id, mapping.subscription_item_id)
     periods = gateway.invoice_periods(item.subscription_id, mapping.price_id) if item else []
-    if item is not None:  # only earlier periods are billed; the current one is open
+    if item is not None and not item.ended:  # earlier periods are billed; the current is open
         periods = [p for p in periods if p.start < item.period_start]
     return _CustomerContext(customer_id, frozen, item, periods)
 

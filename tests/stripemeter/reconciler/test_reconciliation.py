@@ -379,3 +379,38 @@ def test_summary_window_at_the_range_edges_is_accepted(db_url: str) -> None:
         )
     assert answer.status_code == 404, answer.text  # a valid window with no reports
     assert answer.json()["error"]["code"] == "no_reports"
+
+
+def test_a_subscription_canceled_at_period_end_has_its_final_invoice_reconciled(
+    emulator_url: str, db_url: str
+) -> None:
+    world = build_world(emulator_url, db_url, customers=2, clock_start_ago_s=30 * HOUR)
+    leaving, staying = world.customers
+    settings = settings_for(emulator_url, db_url)
+    tenant = str(world.tenant_id)
+    frozen = world.frozen_time()
+    period = iso(world.period_start)
+    events = [
+        usage_event(world, customer, frozen - h * HOUR, 4 + h, f"{customer}-{h}")
+        for customer in world.customers
+        for h in range(1, 6)
+    ]
+    local = sum(Decimal(e["quantity"]) for e in events if e["customerRef"] == leaving)
+    subscription = world.client.v1.subscription_items.retrieve(world.items[leaving]).subscription
+    world.client.v1.subscriptions.update(subscription, {"cancel_at_period_end": True})
+
+    with running_api(settings, db_url) as api:
+        ingest(api, events)
+        with psycopg.connect(db_url) as conn:
+            assert drain(conn, world.gateway(), settings).errors == []
+        world.advance(world.period_end + 2 * HOUR)
+        assert world.client.v1.subscriptions.retrieve(subscription).status == "canceled"
+        closed = by_customer(run(api, tenant), period)
+        final = closed[leaving]
+        assert (final["status"], final["final"], final["drift_abs"]) == ("ok", True, "0")
+        assert final["invoiceQuantity"] == final["local"] == str(local)
+        invoice = world.client.v1.invoices.retrieve(final["invoiceId"])
+        assert invoice.parent.subscription_details.subscription == subscription
+        # The canceled subscription has no open period after its last one.
+        after = by_customer(run(api, tenant), iso(world.period_end))
+        assert leaving not in after and after[staying]["status"] == "ok"
