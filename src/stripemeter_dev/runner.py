@@ -13,7 +13,7 @@ from typing import Protocol
 
 from stripemeter.errors import StripemeterError
 
-STEP_NAMES = ("setup", "send_usage", "advance_clock", "validate", "cleanup")
+STEP_NAMES = ("setup", "send_usage", "advance_clock", "validate", "cleanup", "scenario")
 
 
 class RunnerError(StripemeterError):
