@@ -26,6 +26,7 @@ a scenario could not be run (the others still run).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import shutil
 import subprocess
@@ -101,8 +102,11 @@ def run(argv: Sequence[str]) -> int:
     env = load_env()
     started = time.monotonic()
     results = []
-    for scenario in scenarios:
-        results.append(ScenarioRun(env, scenario, keep=options.keep).execute())
+    # With --json, stdout carries the document alone; progress goes to stderr.
+    progress = contextlib.redirect_stdout(sys.stderr) if options.json else contextlib.nullcontext()
+    with progress:
+        for scenario in scenarios:
+            results.append(ScenarioRun(env, scenario, keep=options.keep).execute())
     verdicts = [r["verdict"] for r in results]
     code = EXIT_ERROR if "error" in verdicts else EXIT_DRIFT if "drift" in verdicts else EXIT_OK
     verdict = "error" if code == EXIT_ERROR else "drift" if code == EXIT_DRIFT else "parity"

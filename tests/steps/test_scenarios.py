@@ -136,10 +136,21 @@ def test_post_close_usage_is_one_invoice_item_and_stripes_extra_one_credit_note(
     assert [s["problems"] for s in result["scenarios"]] == [[], []]
 
 
-def test_grace_window_usage_lands_on_the_closing_invoice(demo: Demo) -> None:
-    result = assert_parity(demo, "grace-window")
-    first = cell(result, "grace-window", "grace", 1)
+def test_grace_window_usage_lands_on_the_closing_invoice(stack: Demo) -> None:
+    done = stack.invoke("demo", "--scenario", "grace-window")
+    assert done.returncode == 0, done.stdout[-4000:] + done.stderr
+    first = cell(result_of(stack), "grace-window", "grace", 1)
+    assert first["verdict"] == "parity"
     assert first["corrections"] == []  # on invoice 1 itself, not corrected on invoice 2
+
+
+def test_json_output_is_the_document_alone_on_stdout(demo: Demo) -> None:
+    ran = demo.step("scenario", "--only", "seed", "--json")
+    assert ran.code == 0, ran.stdout[-2000:] + ran.stderr
+    document = json.loads(ran.stdout)
+    assert document == result_of(demo)
+    assert (document["verdict"], document["exitCode"]) == ("parity", 0)
+    assert "[seed] cycle 1/1: past finalization" in ran.stderr
 
 
 def test_fractional_usage_bills_the_floor_of_each_period_total(demo: Demo) -> None:
