@@ -361,9 +361,16 @@ class ScenarioRun:
                 self.wait_synced(
                     sorted({e.customer for e in request.events}), *self.period_window(anchor, phase)
                 )
-            for _ in range(request.sends):
-                for status in self.post(request, anchor):
-                    counts[status] = counts.get(status, 0) + 1
+            first = self.post(request, anchor)
+            for status in first:
+                counts[status] = counts.get(status, 0) + 1
+            for _ in range(request.sends - 1):
+                # A retry (same Idempotency-Key, same body) stores nothing new: every event
+                # it carries is reported a duplicate (as `invoke send-usage` run twice).
+                again = self.post(request, anchor)
+                if any(status != "duplicate" for status in again):
+                    self.problems.append(f"request {request.key} sent again answered {again}")
+                counts["retried"] = counts.get("retried", 0) + len(again)
         self.say(
             f"cycle {cycle}: {phase}: {len(requests)} request(s), "
             + ", ".join(f"{k} {v}" for k, v in sorted(counts.items()))
