@@ -95,6 +95,11 @@ def run(argv: Sequence[str]) -> int:
     args.add_argument("--keep", action="store_true", help="keep each scenario's clock")
     options = args.parse_args(argv)
     directory: Path = options.dir
+    if not directory.is_dir():
+        raise StepError(
+            f"no scenario directory at {directory}: scenarios run from a checkout "
+            "(`invoke scenarios` with the local runner), or pass --dir"
+        )
     names = list(dict.fromkeys(options.only)) or scenario_names(directory)
     if not names:
         raise StepError(f"no scenario files in {directory}")

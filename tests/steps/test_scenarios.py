@@ -179,3 +179,9 @@ def test_an_unknown_scenario_is_refused_in_one_line_before_anything_runs(demo: D
     assert line.startswith("scenario: error: no scenario 'nope' in "), line
     assert "(known: cancel-at-period-end, fractional," in line
     assert not (demo.state_dir / "scenarios.json").exists()
+    elsewhere = demo.step("scenario", "--dir", str(demo.root / "none"))
+    assert elsewhere.code == 1
+    assert elsewhere.stderr.strip() == (
+        f"scenario: error: no scenario directory at {demo.root / 'none'}: scenarios run from "
+        "a checkout (`invoke scenarios` with the local runner), or pass --dir"
+    )
