@@ -3,9 +3,9 @@
 A cell is at parity when the invoice Stripe holds bills exactly what the oracle says:
 the metered line's quantity and amount, the invoice items (corrections of the previous
 period: their amounts on the invoice, their quantities on the applied corrections), the
-credit notes issued against it, the invoice total; and the reconciler's ledger figure for
-the period equals the oracle's, with the period `ok` or `resolved`. Every customer's
-invoices are matched in order: `subscription_create` is cycle 0, the
+credit notes issued against it, the invoice total; and the reconciler's latest report
+of the period is final, `ok` or `resolved`, with the oracle's ledger figure. Every
+customer's invoices are matched in order: `subscription_create` is cycle 0, the
 `subscription_cycle` invoices cycles 1.. by period end; a missing or an extra invoice
 is drift.
 """
@@ -235,6 +235,8 @@ def _judge(
         problems.append(f"ledger {fmt(cell.ledger)}, oracle {fmt(oracle.ledger)}")
     if cell.report_status not in SETTLED:
         problems.append(f"the period reports {cell.report_status}")
+    if report.get("final") is not True:
+        problems.append("the period's latest report is not final (its invoice was not seen)")
 
 
 def print_matrix(results: Sequence[dict[str, Any]]) -> None:

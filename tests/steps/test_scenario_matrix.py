@@ -18,7 +18,9 @@ NEXT_END = END + 2_678_400
 
 
 def report(start: int, local: str, status: str = "ok") -> dict[tuple[str, int], dict[str, Any]]:
-    return {("c", start): {"local": local, "status": status, "periodStart": iso(start)}}
+    return {
+        ("c", start): {"local": local, "status": status, "periodStart": iso(start), "final": True}
+    }
 
 
 def judged(
@@ -92,6 +94,10 @@ def test_the_ledger_and_the_reconcilers_verdict_are_part_of_parity() -> None:
         "the period reports drift",
     ]
     assert judged(oracle, right, {}) == ["the reconciler made no report for this period"]
+    still_open = {("c", START): {**report(START, "425")[("c", START)], "final": False}}
+    assert judged(oracle, right, still_open) == [
+        "the period's latest report is not final (its invoice was not seen)"
+    ]
 
 
 def invoice(number: int, reason: str, end: int, total: int = 0) -> stripe.Invoice:
