@@ -76,8 +76,9 @@ def test_the_order_events_arrive_in_changes_no_invoice(
 def test_an_invoice_and_its_correction_bill_what_the_period_owes(
     sent: list[UsageEvent], aggregation: str
 ) -> None:
-    _, first, second = expected_invoices(scenario(sent, aggregation))
     distinct = list({e.key: e for e in reversed(sent)}.values())  # the first of each key
+    assume(aggregation != "last" or len({event_time(e) for e in distinct}) == len(distinct))
+    _, first, second = expected_invoices(scenario(sent, aggregation))
     owed = whole_units(period_value(aggregation, distinct))
     corrected = (
         first.quantity
