@@ -42,6 +42,7 @@ from stripemeter_dev.scenarios.model import (
     UsageEvent,
     UsageRequest,
 )
+from stripemeter_dev.scenarios.oracle import event_time
 
 MAX_CUSTOMERS = 3  # Stripe: at most 3 customers per test clock
 MAX_CYCLES = 12
@@ -186,6 +187,8 @@ class _Reader:
             spec = self.stream(raw, f"generate[{i}]", i, names, cycles)
             requests += generate(name, seed, spec)
         self.check_cycles(requests, customers, cycles)
+        if aggregation == "last":
+            self.check_no_ties(requests)
         extras = tuple(
             self.extra(raw, f"stripe_extras[{i}]", customers, cycles)
             for i, raw in enumerate(self.items(data.get("stripe_extras", []), "stripe_extras"))
@@ -356,6 +359,25 @@ class _Reader:
             quantity=self.integer(table["quantity"], f"{where}.quantity", 1, 10**6),
             offset_s=self.integer(table["offset_s"], f"{where}.offset_s", -DAY_S, 0),
         )
+
+    def check_no_ties(self, requests: list[UsageRequest]) -> None:
+        """`last` bills the latest event: two distinct events of a customer's period at
+        the same time would leave the bill to a tie-break, so a scenario has none."""
+        seen: dict[tuple[str, int, tuple[int, int]], str] = {}
+        first_of_key: set[str] = set()
+        for request in requests:
+            for event in request.events:
+                if event.key in first_of_key:
+                    continue
+                first_of_key.add(event.key)
+                at = (event.customer, event.cycle, event_time(event))
+                if at in seen:
+                    raise self.fail(
+                        f"request {request.key}",
+                        f"events {seen[at]} and {event.key} of {event.customer} are at the same "
+                        "time; a last meter needs distinct times",
+                    )
+                seen[at] = event.key
 
     def check_cycles(
         self, requests: list[UsageRequest], customers: tuple[Customer, ...], cycles: int

@@ -126,6 +126,17 @@ def test_a_bad_file_is_refused_in_one_line_naming_the_field(
     assert "\n" not in str(refused.value)
 
 
+def test_a_last_meter_refuses_two_events_at_the_same_time(tmp_path: Path) -> None:
+    body = MINIMAL.replace('aggregation = "sum"', 'aggregation = "last"')
+    twins = (
+        '[[requests]]\ncycle = 1\nphase = "open"\nkey = "r"\nevents = [\n'
+        '  {customer = "a", key = "x", quantity = 1, offset_s = -60},\n'
+        '  {customer = "a", key = "y", quantity = 2, offset_s = -60},\n]\n'
+    )
+    with pytest.raises(ScenarioError, match="events x and y of a are at the same time"):
+        load_scenario(write(tmp_path, twins, body=body))
+
+
 def test_price_needs_a_last_tier_up_to_inf(tmp_path: Path) -> None:
     body = MINIMAL.replace(
         "unit_amount = 5",
