@@ -2,6 +2,10 @@
 
     invoke demo            up -> migrate -> setup -> send-usage -> advance-clock -> validate
                            -> cleanup (unless --keep); exit 0 on invoice parity
+    invoke demo --scenario NAME
+                           up -> migrate -> the scenario NAME (default seed: the demo above)
+    invoke scenarios       up -> migrate -> every scenario in scenarios/ (or --only NAME ...),
+                           the matrix of every invoice vs the oracle (exit 0 parity, 2 drift)
     invoke validate        re-check parity after manual changes (exit 0 parity, 2 drift, 1 error)
     invoke emulator-reset  empty the emulator's state (it survives `invoke down`/`up`)
     invoke test            the whole test suite (what CI runs)
@@ -122,13 +126,23 @@ def cleanup(c: Context, runner: str | None = None) -> None:
         "runner": "local | docker | auto",
         "keep": "keep the Stripe objects and the stack running afterwards",
         "fresh": "create new Stripe objects even if state exists",
+        "scenario": "a scenario of scenarios/ instead of the seed's demo (default seed)",
     }
 )
-def demo(c: Context, runner: str | None = None, keep: bool = False, fresh: bool = True) -> None:
+def demo(
+    c: Context,
+    runner: str | None = None,
+    keep: bool = False,
+    fresh: bool = True,
+    scenario: str = "seed",
+) -> None:
     """The whole parity proof: up, migrate, setup, send usage, advance, validate, cleanup."""
     selected = _runner(runner)
     _guarded(selected.up)
     _guarded(selected.migrate)
+    if scenario != "seed":
+        _scenario_step(selected, ["--only", scenario, *(["--keep"] if keep else [])])
+        return
     steps: list[tuple[str, list[str]]] = [
         ("setup", ["--fresh"] if fresh else []),
         ("send_usage", []),
@@ -145,6 +159,38 @@ def demo(c: Context, runner: str | None = None, keep: bool = False, fresh: bool 
         code = _guarded(selected.run_step, "cleanup", [])
         if code:
             raise Exit(f"demo stopped: step cleanup exited {code}", code=code)
+
+
+@task(
+    iterable=["only"],
+    help={
+        "runner": "local | docker | auto",
+        "only": "run these scenarios: --only seed,multi-customer or --only seed --only "
+        "multi-customer (default: all of scenarios/)",
+        "json": "print the result as JSON instead of the matrix",
+        "keep": "keep each scenario's test clock and mapping",
+    },
+)
+def scenarios(
+    c: Context,
+    runner: str | None = None,
+    only: list[str] | None = None,
+    json: bool = False,
+    keep: bool = False,
+) -> None:
+    """Run the scenarios and check every invoice against the oracle: exit 0 parity, 2 drift."""
+    selected = _runner(runner)
+    _guarded(selected.up)
+    _guarded(selected.migrate)
+    names = [name for value in only or [] for name in value.split(",") if name.strip()]
+    args = [arg for name in names for arg in ("--only", name.strip())]
+    _scenario_step(selected, args + (["--json"] if json else []) + (["--keep"] if keep else []))
+
+
+def _scenario_step(selected: Runner, args: list[str]) -> None:
+    code = _guarded(selected.run_step, "scenario", args)
+    if code:
+        raise Exit(code=code)
 
 
 @task(help={"runner": "docker only"})

@@ -5,6 +5,7 @@
     advance_clock  drain the writer, advance past the period end         (seed: advance-clock.sh)
     validate       reconcile; check every invoice and the open period    (seed: validate.sh)
     cleanup        delete the Test Clock and the price mapping           (seed: cleanup.sh)
+    scenario       run scenarios/*.toml, every invoice against the oracle (issue 14)
 
 Steps are configured only by their settings (`steps._settings.StepSettings`: the
 environment, then `.env`, then defaults — `API_HOST`, `DATABASE_URL`, `STRIPE_SECRET_KEY`,

@@ -75,6 +75,38 @@ def wait_clock_ready(client: stripe.StripeClient, clock_id: str, timeout_s: floa
     return latest["clock"]
 
 
+def ensure_meter(
+    client: stripe.StripeClient, event_name: str, formula: str, display_name: str
+) -> str:
+    """The meter for `event_name`, reused when it exists (event names are unique in an
+    account; an inactive one is reactivated), else created with `formula`. A meter of
+    the name that aggregates otherwise is a `StepError`: it cannot bill this usage."""
+    for meter in client.v1.billing.meters.list({"limit": 100}).auto_paging_iter():
+        if meter.event_name != event_name:
+            continue
+        found = meter.default_aggregation.formula
+        if found != formula:
+            raise StepError(
+                f"meter {meter.id} for event {event_name!r} aggregates with {found!r}; "
+                f"this needs a {formula!r} meter"
+            )
+        if meter.status != "active":
+            client.v1.billing.meters.reactivate(meter.id)
+            print(f"reactivated meter {meter.id} ({event_name})")
+        else:
+            print(f"reusing meter {meter.id} ({event_name})")
+        return str(meter.id)
+    meter = client.v1.billing.meters.create(
+        {
+            "display_name": display_name,
+            "event_name": event_name,
+            "default_aggregation": {"formula": formula},
+        }
+    )
+    print(f"created meter {meter.id} ({event_name})")
+    return str(meter.id)
+
+
 def meter_total(
     client: stripe.StripeClient, meter_id: str, customer: str, start: int, end: int
 ) -> Decimal:

@@ -19,10 +19,18 @@ TIMEOUT_S = 30.0
 class ApiClient:
     """JSON over HTTP to one stripemeter API base URL."""
 
-    def __init__(self, base_url: str, *, timeout_s: float = TIMEOUT_S) -> None:
+    def __init__(
+        self,
+        base_url: str,
+        *,
+        timeout_s: float = TIMEOUT_S,
+        headers: Mapping[str, str] | None = None,
+    ) -> None:
+        """`headers` go with every request (e.g. `Authorization` with an API key)."""
         self.base_url = base_url.rstrip("/")
         self.timeout_s = timeout_s
         self._session = requests.Session()
+        self._session.headers.update(headers or {})
 
     def get(self, path: str, params: Mapping[str, str] | None = None) -> Any:
         """GET `path` and return its JSON body (200 expected)."""

@@ -16,7 +16,7 @@ from typing import Any
 
 import stripe
 
-from steps._billing import is_missing, iso, retrieve_clock, wait_clock_ready
+from steps._billing import ensure_meter, is_missing, iso, retrieve_clock, wait_clock_ready
 from steps._env import METRIC, StepEnv, StepError, load_env, main, parser
 from steps._mapping import delete_mappings, upsert_mapping
 from steps._state import INVOICE_FILE, STATE_FILE, DemoState, save_state, try_load_state
@@ -79,7 +79,7 @@ def _create(env: StepEnv, client: stripe.StripeClient, base: str) -> DemoState:
     (env.state_dir / INVOICE_FILE).unlink(missing_ok=True)  # the previous objects' invoice
     print(f"created test clock {clock.id} frozen at {iso(clock.frozen_time)}")
 
-    state.meterId = _ensure_meter(client)
+    state.meterId = ensure_meter(client, METRIC, "sum", "API calls")
     product = client.v1.products.create({"name": "stripemeter demo API"})
     state.productId = product.id
     price = client.v1.prices.create(
@@ -130,34 +130,6 @@ def _create(env: StepEnv, client: stripe.StripeClient, base: str) -> DemoState:
     state.setupComplete = True
     save_state(env.state_dir, state)
     return state
-
-
-def _ensure_meter(client: stripe.StripeClient) -> str:
-    """The meter for `api_calls`: reused when it exists (event names are unique)."""
-    for meter in client.v1.billing.meters.list({"limit": 100}).auto_paging_iter():
-        if meter.event_name != METRIC:
-            continue
-        formula = meter.default_aggregation.formula
-        if formula != "sum":
-            raise StepError(
-                f"meter {meter.id} for event {METRIC!r} aggregates with {formula!r}; "
-                "the demo needs a 'sum' meter"
-            )
-        if meter.status != "active":
-            client.v1.billing.meters.reactivate(meter.id)
-            print(f"reactivated meter {meter.id} ({METRIC})")
-        else:
-            print(f"reusing meter {meter.id} ({METRIC})")
-        return str(meter.id)
-    meter = client.v1.billing.meters.create(
-        {
-            "display_name": "API calls",
-            "event_name": METRIC,
-            "default_aggregation": {"formula": "sum"},
-        }
-    )
-    print(f"created meter {meter.id} ({METRIC})")
-    return str(meter.id)
 
 
 def _only_item(subscription: Any) -> Any:

@@ -11,4 +11,5 @@ own files happen to be installed.
 - `docker` — one container per service and per step, through the docker SDK.
 - `docker_specs` — what each container is: image, environment, ports, health check.
 - `processes` — starting, watching and stopping local processes.
+- `scenarios` — billing scenarios as data and the oracle their invoices are checked by.
 """

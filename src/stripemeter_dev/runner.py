@@ -13,7 +13,9 @@ from typing import Protocol
 
 from stripemeter.errors import StripemeterError
 
-STEP_NAMES = ("setup", "send_usage", "advance_clock", "validate", "cleanup")
+# The demo's steps, in the order `invoke demo` runs them; every step a runner may run.
+DEMO_STEPS = ("setup", "send_usage", "advance_clock", "validate", "cleanup")
+STEP_NAMES = (*DEMO_STEPS, "scenario")
 
 
 class RunnerError(StripemeterError):

@@ -20,7 +20,7 @@ import requests
 
 from stripemeter_dev.docker import DockerRunner
 from stripemeter_dev.docker_specs import API_PORT, LABEL_PROJECT, LABEL_SERVICE
-from stripemeter_dev.runner import STEP_NAMES, RunnerError
+from stripemeter_dev.runner import DEMO_STEPS, RunnerError
 from tests.stripemeter_dev.conftest import leftovers
 
 pytestmark = pytest.mark.docker
@@ -70,7 +70,7 @@ def test_demo_steps_in_containers_reach_invoice_parity_and_down_leaves_nothing(
     with container_starts(runner.client, settings.project) as started:
         demo_in_containers(runner, capsys)
     assert sorted(started[:2]) == ["emulator", "postgres"]
-    assert started[2:] == ["api", "workers", "migrate", *(f"step-{step}" for step in STEP_NAMES)]
+    assert started[2:] == ["api", "workers", "migrate", *(f"step-{step}" for step in DEMO_STEPS)]
 
     runner.down()
     assert leftovers(runner.client, settings.project) == ([], [], [])
