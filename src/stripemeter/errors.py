@@ -37,7 +37,8 @@ other exception is a bug and keeps its traceback. The tree:
     └── BackfillError                a backfill cannot start or go on (file, checkpoint)
 
 Outside the service package, on the same root: `stripemeter_dev.runner.RunnerError`
-(the dev stack) and `steps._env.StepError` (the demo steps).
+(the dev stack), `stripemeter_dev.scenarios.loader.ScenarioError` (a scenario file that
+cannot be run) and `steps._env.StepError` (the demo steps).
 """
 
 from __future__ import annotations

@@ -159,11 +159,6 @@ def test_fractional_usage_bills_the_floor_of_each_period_total(demo: Demo) -> No
     assert (first["stripe"]["quantity"], first["ledger"]) == (11, "11.71")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the reconciler lists a customer's subscriptions without status=all, so a "
-    "cancelled subscription's final period gets no report (StripeGateway.find_item)",
-)
 def test_a_subscription_cancelled_at_period_end_ends_with_its_final_invoice_at_parity(
     demo: Demo,
 ) -> None:

@@ -144,7 +144,14 @@ def clock_bounds(
 
 
 class ClockRereads:
-    """Per-customer rate limit of ingest's on-demand clock reads (thread-safe)."""
+    """Per-customer rate limit of ingest's on-demand clock reads (thread-safe).
+
+    The limit is for reads that learn nothing: a client sending events truly in the
+    future costs one Stripe call per customer per `interval_s`. A read that found the
+    clock moved on (`moved`) does not hold back the next: test clocks move in jumps, and
+    a client that advances a clock and sends usage at its new time, cycle after cycle,
+    must be admitted at once however quickly it does so.
+    """
 
     def __init__(self, interval_s: float) -> None:
         self.interval_s = interval_s
@@ -164,3 +171,8 @@ class ClockRereads:
                 for old in sorted(self._last, key=self._last.__getitem__)[:50_000]:
                     del self._last[old]
             return True
+
+    def moved(self, tenant_id: str, stripe_customer_id: str) -> None:
+        """The last read found this customer's clock moved on: the next may read at once."""
+        with self._lock:
+            self._last.pop((tenant_id, stripe_customer_id), None)

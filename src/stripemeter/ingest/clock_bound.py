@@ -67,8 +67,10 @@ def rejudge_future_events(
                 continue
             if key in read_now or not rereads.may_read(*key):
                 continue
-            read_now[key] = _reread(conn, gateway, bound)
-            _admit(items, i, raw_events[i], validate, wall_now, read_now[key])
+            read_now[key] = fresh = _reread(conn, gateway, bound)
+            if fresh is not None and (frozen is None or fresh > frozen):
+                rereads.moved(*key)
+            _admit(items, i, raw_events[i], validate, wall_now, fresh)
 
 
 def _unix(value: datetime | None) -> int | None:

@@ -147,6 +147,31 @@ def test_the_clock_reread_is_rate_limited_per_customer(emulator_url: str, db_url
         assert frozen_known(db_url, customer) == before
 
 
+def test_a_clock_advanced_cycle_after_cycle_is_followed_at_once_despite_the_rate_limit(
+    emulator_url: str, db_url: str
+) -> None:
+    world = build_world(emulator_url, db_url, customers=1, clock_start_ago_s=2 * HOUR)
+    customer = world.customers[0]
+    settings = settings_for(emulator_url, db_url, CLOCK_REREAD_INTERVAL_S=3600)
+    with running_api(settings, db_url) as api:  # no webhooks: only re-reads tell it
+        rebind_through_api(api, world, db_url)
+        start = world.frozen_time()
+        for cycle in range(1, 4):  # three advances well inside one rate-limit interval
+            target = start + cycle * 31 * DAY
+            world.advance(target)
+            answer = post_events(api, [usage_event(world, customer, target - 60, 1, f"c-{cycle}")])
+            assert answer.status_code == 200, answer.text
+            assert answer.json()["accepted"] == 1
+            assert frozen_known(db_url, customer) == target
+        # A read that learns nothing still holds the next back for the interval.
+        future = post_events(api, [usage_event(world, customer, target + DAY, 1, "f-1")])
+        assert future.status_code == 400
+        world.advance(target + 2 * DAY)
+        held = post_events(api, [usage_event(world, customer, target + DAY, 1, "f-2")])
+        assert held.status_code == 400, held.text
+        assert frozen_known(db_url, customer) == target
+
+
 def test_frozen_time_follows_the_ready_webhook_and_never_moves_back(
     emulator_url: str, db_url: str
 ) -> None:
