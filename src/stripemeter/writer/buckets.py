@@ -3,8 +3,10 @@
 `push_customer` runs under the caller's per-customer lock. It first sends the customer's
 pending outbox rows again, each with its own identifier (Stripe refuses a duplicate,
 which counts as sent). Then it reads the customer's buckets the outbox does not cover
-(`BucketRow`), computes each one's whole-unit target (`PushPlan`; see
-`stripemeter.writer.passes` for the values per aggregation kind), and for each change
+(`BucketRow`; for `max` and `sum` every bucket of the periods they are in, since a
+running maximum and a carried fraction depend on the period's other hours), computes
+each one's whole-unit target (`PushPlan`; see `stripemeter.writer.passes` for the values
+per aggregation kind), and for each change
 commits an outbox row *before* sending it and marks the row sent after Stripe answered.
 A crash, a timeout or a stored-then-500 therefore leaves a pending row that the next
 pass sends again under the same identifier, and new usage in the same hour becomes a
@@ -83,9 +85,9 @@ STAGE_HOOK: Callable[[str, OutboxRow], None] | None = None
 # this is re-sent only after Stripe's meter summary says it did not land.
 IDENTIFIER_TRUST_S = 20 * 3600
 
-# Running-maximum kinds look this far back when recomputing the maxima (Stripe takes 35
-# days).
-_MAX_LOOKBACK = "40 days"
+# Running-maximum and carrying kinds look this far back when recomputing a period's
+# maxima or whole units (Stripe takes 35 days; a period is at most a month).
+_LOOKBACK = "40 days"
 
 
 class StripeFailure(Enum):
@@ -167,10 +169,16 @@ class _CustomerContext:
         return any(p.finalized and p.start <= hour < p.end for p in self.periods)
 
     def boundaries(self) -> list[int]:
+        """Where billing periods start: the invoiced ones', the current one's, and the
+        next one's (the current period's end)."""
         starts = {p.start for p in self.periods}
         if self.item is not None:
-            starts.add(self.item.period_start)
+            starts.update((self.item.period_start, self.item.period_end))
         return sorted(starts)
+
+    def period_of(self, hour: int) -> int | None:
+        """The start of the billing period holding `hour` (None: before every known one)."""
+        return max((b for b in self.boundaries() if b <= hour), default=None)
 
 
 def floor_units(value: Decimal | None) -> Decimal:
@@ -191,6 +199,7 @@ class BucketRow:
     source_value: Decimal | None
     push_count: int
     status: str | None
+    uncovered: bool  # `uncovered_condition`: the outbox does not account for it yet
 
 
 @dataclass(frozen=True)
@@ -198,8 +207,10 @@ class PushPlan:
     """A bucket and what its series should cover."""
 
     bucket: BucketRow
-    source: Decimal  # the bucket's own whole value
-    target: Decimal  # what the series should cover: `source`, or the running maximum
+    source: Decimal  # the value the series accounts for (`Aggregation.accounted`)
+    # What the series should cover: the whole value, the running maximum, or (carried
+    # fractions) the bucket's share of the period's whole units.
+    target: Decimal
 
 
 def note_error(
@@ -223,7 +234,7 @@ def dirty_customers(conn: psycopg.Connection, mapping: Mapping, meter: MeterInfo
     rows = conn.execute(
         f"SELECT DISTINCT b.customer_ref FROM usage_buckets b{_STATE_JOIN}"
         f" WHERE b.tenant_id = %(t)s AND b.metric = %(m)s"
-        f" AND {uncovered_condition(mapping.kind.bucket_value())}"
+        f" AND {uncovered_condition(mapping.kind.accounted_value())}"
         " ORDER BY 1",
         {"event": meter.event_name, "t": mapping.tenant_id, "m": mapping.metric},
     ).fetchall()
@@ -236,16 +247,19 @@ def _customer_rows(
 ) -> list[BucketRow]:
     """The customer's buckets to consider, with their series state, oldest first."""
     kind = mapping.kind
+    uncovered = uncovered_condition(kind.accounted_value())
+    # A running maximum or a carried fraction depends on the period's other hours.
     where = (
-        f"b.hour_start >= now() - interval '{_MAX_LOOKBACK}'"
-        if kind.running_max
-        else uncovered_condition(kind.bucket_value())
+        f"b.hour_start >= now() - interval '{_LOOKBACK}'"
+        if kind.running_max or kind.carries_fractions
+        else uncovered
     )
     with conn.cursor(row_factory=dict_row) as cur:
         cur.execute(
             f"SELECT b.hour_start, {kind.bucket_value()} AS value,"
             " s.tenant_id IS NOT NULL AS logged, coalesce(s.covered, 0) AS covered,"
-            " s.source_value, coalesce(s.push_count, 0) AS push_count, s.status"
+            " s.source_value, coalesce(s.push_count, 0) AS push_count, s.status,"
+            f" {uncovered} AS uncovered"
             f" FROM usage_buckets b{_STATE_JOIN}"
             " WHERE b.tenant_id = %(t)s AND b.metric = %(m)s AND b.customer_ref = %(c)s"
             f" AND {where} ORDER BY b.hour_start",
@@ -261,24 +275,82 @@ def _customer_rows(
     return rows
 
 
-def _plans(kind: Aggregation, rows: list[BucketRow], ctx: _CustomerContext) -> list[PushPlan]:
-    """Each bucket's own whole value and its target (the running maximum per period for
-    kinds that bill one, else the value itself)."""
+def _plans(
+    kind: Aggregation,
+    rows: list[BucketRow],
+    ctx: _CustomerContext,
+    pushable: Callable[[BucketRow], bool],
+) -> list[PushPlan]:
+    """Each bucket's accounted value and its target: the running maximum per period for
+    kinds that bill one, the bucket's share of the period's whole units for kinds that
+    carry fractions, else the bucket's own whole value."""
+    if kind.carries_fractions:
+        plans: list[PushPlan] = []
+        for period_rows in _by_period(rows, ctx):
+            plans.extend(_carried_plans(kind, period_rows, pushable))
+        return plans
     if not kind.running_max:
         return [PushPlan(row, floor_units(row.value), floor_units(row.value)) for row in rows]
-    boundaries = ctx.boundaries()
-    plans: list[PushPlan] = []
-    running: Decimal | None = None
-    segment: int | None = None
-    for row in rows:
-        hour = to_unix(row.hour_start)
-        current = max((b for b in boundaries if b <= hour), default=None)
-        if current != segment:
-            segment, running = current, None
-        own = floor_units(row.value)
-        running = own if running is None else max(running, own)
-        plans.append(PushPlan(row, own, running))
+    plans = []
+    for period_rows in _by_period(rows, ctx):
+        running: Decimal | None = None
+        for row in period_rows:
+            own = floor_units(row.value)
+            running = own if running is None else max(running, own)
+            plans.append(PushPlan(row, own, running))
     return plans
+
+
+def _by_period(rows: list[BucketRow], ctx: _CustomerContext) -> list[list[BucketRow]]:
+    """`rows` (oldest first) cut into runs of one billing period each."""
+    runs: list[list[BucketRow]] = []
+    current: object = object()
+    for row in rows:
+        period = ctx.period_of(to_unix(row.hour_start))
+        if not runs or period != current:
+            runs.append([])
+            current = period
+        runs[-1].append(row)
+    return runs
+
+
+def _carried_plans(
+    kind: Aggregation, rows: list[BucketRow], pushable: Callable[[BucketRow], bool]
+) -> list[PushPlan]:
+    """Targets for one billing period's buckets (oldest first) whose fractions carry.
+
+    An hour's share is floor(running period total through it) - floor(running total
+    through the previous hour), so the shares add up to floor(period total). What the
+    outbox covers never shrinks (Stripe keeps what it was sent), and a late event in an
+    earlier hour moves shares between hours: so only the units the period still lacks,
+    floor(period total) - everything covered, are added, to the pushable hours whose
+    share exceeds their coverage, oldest first (any left, e.g. because such an hour is
+    beyond Stripe's 35 days, go to the latest pushable hour: every hour of the period
+    bills the same invoice). The period's final remainder (< 1 unit) is never pushed.
+    """
+    running = Decimal(0)
+    whole_before = Decimal(0)
+    shares: list[Decimal] = []
+    for row in rows:
+        running += row.value or 0
+        whole = floor_units(running)
+        shares.append(whole - whole_before)
+        whole_before = whole
+    lacking = whole_before - sum((row.covered for row in rows), Decimal(0))
+    targets = [row.covered for row in rows]
+    eligible = [i for i, row in enumerate(rows) if pushable(row)]
+    for i in eligible:
+        if lacking <= 0:
+            break
+        take = min(lacking, max(shares[i] - rows[i].covered, Decimal(0)))
+        targets[i] += take
+        lacking -= take
+    if lacking > 0 and eligible:
+        targets[eligible[-1]] += lacking
+    return [
+        PushPlan(row, kind.accounted(row.value), target)
+        for row, target in zip(rows, targets, strict=True)
+    ]
 
 
 def _context(
@@ -322,12 +394,18 @@ def push_customer(
     if send_now:
         send_pending(conn, gateway, mapping.tenant_id, customer_ref, result)
     rows = _customer_rows(conn, mapping, meter, customer_ref)
-    if not rows:
+    if not rows or not (mapping.kind.running_max or any(row.uncovered for row in rows)):
         return
     ctx = _context(conn, gateway, mapping, stripe_customer)
     real_now = int(time.time())
     delta = mapping.kind.push is PushMode.DELTA
-    for plan in _plans(mapping.kind, rows, ctx):
+
+    def pushable(row: BucketRow) -> bool:
+        hour = to_unix(row.hour_start)
+        active = not row.logged or row.status == "active"
+        return active and not ctx.closed(hour) and not too_old(hour, real_now)
+
+    for plan in _plans(mapping.kind, rows, ctx, pushable):
         row, source, target, covered = plan.bucket, plan.source, plan.target, plan.bucket.covered
         if row.logged and row.status != "active":
             continue

@@ -3,10 +3,16 @@
 For each active mapping and customer, every hour bucket whose whole-unit value differs
 from what the outbox (`push_state`) already covers gets one meter event:
 
-- `sum` mappings (meter formula `sum`): value = floor(bucket total) - units already
-  pushed for the bucket; Stripe's sum over any period then equals the sum of the
-  floored bucket totals in it. Fractions stay in the ledger until they add up to a
-  whole unit inside the bucket.
+- `sum` mappings (meter formula `sum`), with sub-unit carry: a bucket's target is its
+  share of the period's whole units, floor(running period total through the hour) -
+  floor(running total through the previous hour), and its value = target - units
+  already pushed for it. Stripe's sum over a billing period then equals floor(period
+  total): 0.5 in one hour and 0.5 in the next bill 1 unit. A late event in an earlier
+  hour moves shares between hours; the outbox never takes back what Stripe has, so
+  only the units the period still lacks are added (`buckets._carried_plans`). The
+  period's final remainder (< 1 unit) is not pushed, and not carried into the next
+  period (its invoice bills its own events only); reports show it as local total minus
+  the invoice quantity, within RECONCILIATION_EPSILON.
 - `count` mappings (meter formula `sum` too): the same deltas of the bucket's event
   count (why not Stripe's `count` formula: `stripemeter.aggregations`).
 - `last` mappings (meter formula `last`): value = floor(bucket's last value). Stripe's
