@@ -129,6 +129,11 @@ class PushResult:
     locked_elsewhere: int = 0
     quarantined: int = 0
     unbound: int = 0
+    # Customers flushed at once because a draft invoice closes a period of their pending
+    # usage (`passes.push_customer_now`), and the (tenant, customerRef) pairs whose
+    # Stripe reads showed such a draft in this push.
+    flushed: int = 0
+    closing: set[tuple[str, str]] = field(default_factory=set)
     failures: list[PushFailure] = field(default_factory=list)
     stripe_failing: bool = False
 
@@ -149,6 +154,8 @@ class PushResult:
         self.locked_elsewhere += other.locked_elsewhere
         self.quarantined += other.quarantined
         self.unbound += other.unbound
+        self.flushed += other.flushed
+        self.closing |= other.closing
         self.failures.extend(other.failures)
         self.stripe_failing = self.stripe_failing or other.stripe_failing
 
@@ -167,6 +174,11 @@ class _CustomerContext:
 
     def closed(self, hour: int) -> bool:
         return any(p.finalized and p.start <= hour < p.end for p in self.periods)
+
+    def closing(self, hour: int) -> bool:
+        """Whether a draft invoice bills the period of `hour`: it ended, and Stripe
+        finalizes the draft (recounting its usage) about an hour later."""
+        return any(p.status == "draft" and p.start <= hour < p.end for p in self.periods)
 
     def boundaries(self) -> list[int]:
         """Where billing periods start: the invoiced ones', the current one's, and the
@@ -399,6 +411,9 @@ def push_customer(
     ctx = _context(conn, gateway, mapping, stripe_customer)
     real_now = int(time.time())
     delta = mapping.kind.push is PushMode.DELTA
+
+    if any(row.uncovered and ctx.closing(to_unix(row.hour_start)) for row in rows):
+        result.closing.add((mapping.tenant_id, customer_ref))
 
     def pushable(row: BucketRow) -> bool:
         hour = to_unix(row.hour_start)

@@ -23,6 +23,15 @@ from what the outbox (`push_state`) already covers gets one meter event:
   decrease inside a period, so the latest event again carries the period's maximum.
   Periods come from Stripe (subscription item and invoice lines).
 
+Grace window: a period's renewal invoice stays a draft for about an hour after the
+period ends and Stripe recounts its usage when finalizing it, so usage ingested in that
+hour for the closed period is still pushed (at its own hour, inside the period) and is
+billed on that invoice. The writer pushes such a customer at once: on `invoice.created`
+(`stripemeter.webhooks`), and without webhooks as soon as a pass's Stripe reads show a
+draft invoice for a period holding the customer's pending usage. Both run
+`push_customer_now`: the customer's pending rows and every mapping of it, sent right
+away (v2 too), before the pass turns to other customers.
+
 Events sit at the bucket's start (deltas) or `hour_start + push number` seconds (max/last,
 so that a re-push of a bucket is later than the one it replaces); the reconciler
 counts a bucket in the period containing its `hour_start`, the same rule. For a
@@ -130,14 +139,7 @@ def push_pending(
         if result.stripe_failing:
             failed_tenants.setdefault(mapping.tenant_id, result.failures[-1])
             continue
-        failure = _push_mapping(
-            conn_or_pool,
-            gateway,
-            mapping,
-            result,
-            settings.STRIPE_MAX_CONCURRENCY,
-            send_now=not streamed,
-        )
+        failure = _push_mapping(conn_or_pool, gateway, settings, mapping, result)
         if failure is not None:
             failed_tenants.setdefault(mapping.tenant_id, failure)
     tenants = {m.tenant_id for m in mappings} | {t for t, _ in outstanding}
@@ -235,17 +237,19 @@ def drain(
 def _push_mapping(
     conn_or_pool: ConnOrPool,
     gateway: StripeGateway,
+    settings: Settings,
     mapping: Mapping,
     result: PushResult,
-    concurrency: int,
-    *,
-    send_now: bool = True,
 ) -> PushFailure | None:
     """Push one mapping's dirty customers (v2: only write their rows); the first failure.
 
+    A customer whose Stripe reads show a draft invoice closing a period of its pending
+    usage is flushed at once (`push_customer_now`: every mapping, rows sent now).
     With a pool, customers are pushed in parallel (each on its own connection, the
     account's call cap still applies); with one connection, one after the other.
     """
+    send_now = settings.WRITER_TRANSPORT != "v2"
+    concurrency = settings.STRIPE_MAX_CONCURRENCY
     try:
         meter = ensure_meter(conn_or_pool, gateway, mapping)
     except GatewayError as exc:
@@ -261,6 +265,12 @@ def _push_mapping(
             outcome = _push_locked_customer(
                 conn, gateway, mapping, meter, customer_ref, send_now=send_now
             )
+        if outcome.closing and not outcome.failures:
+            flush = push_customer_now(
+                conn_or_pool, gateway, settings, mapping.tenant_id, customer_ref
+            )
+            flush.flushed += 1
+            outcome.merge(flush)
         if outcome.stripe_failing:
             stripe_down.set()
         return outcome
