@@ -172,9 +172,11 @@ def push_customer_now(
     lock_wait_s: float = 10.0,
 ) -> PushResult:
     """One customer's pass now (its pending outbox rows, then every active mapping of the
-    tenant): what `invoice.created` asks, so the closing period's usage reaches Stripe
-    before the draft is finalized. Waits up to `lock_wait_s` while another writer holds
-    the customer (that writer re-reads the state, but its pass may have begun earlier).
+    tenant): what a draft renewal invoice asks (`invoice.created`, or a pass's Stripe
+    reads showing the draft), so the closing period's usage, grace-window usage
+    included, reaches Stripe before the draft is finalized. Waits up to `lock_wait_s`
+    while another writer holds the customer (that writer re-reads the state, but its
+    pass may have begun earlier).
     Records nothing in `worker_state`: the regular passes own the tenant's health.
     """
     gateway = gateway_for(client, settings)
@@ -266,8 +268,9 @@ def _push_mapping(
                 conn, gateway, mapping, meter, customer_ref, send_now=send_now
             )
         if outcome.closing and not outcome.failures:
+            # Another writer holding the customer is pushing it: no waiting for it here.
             flush = push_customer_now(
-                conn_or_pool, gateway, settings, mapping.tenant_id, customer_ref
+                conn_or_pool, gateway, settings, mapping.tenant_id, customer_ref, lock_wait_s=0
             )
             flush.flushed += 1
             outcome.merge(flush)

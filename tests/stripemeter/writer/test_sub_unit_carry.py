@@ -279,10 +279,14 @@ def test_each_period_bills_floor_of_its_total_once_whatever_the_interleaving(
         assert len({e["identifier"] for e in events}) == len(events)
         with psycopg.connect(db_url) as conn:
             rows = conn.execute(
-                "SELECT count(*) FROM meter_pushes WHERE tenant_id = %s AND status <> 'sent'",
+                "SELECT count(*) FILTER (WHERE status <> 'sent'),"
+                " count(*) FILTER (WHERE outcome IS DISTINCT FROM 'accepted'),"
+                " count(DISTINCT identifier) = count(*)"
+                " FROM meter_pushes WHERE tenant_id = %s",
                 (world.tenant_id,),
             ).fetchone()
-        assert rows == (0,)
+        # Every row sent, each accepted at its first send: no identifier went twice.
+        assert rows == (0, 0, True)
 
     try:
         one_schedule()
