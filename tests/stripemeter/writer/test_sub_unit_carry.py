@@ -8,6 +8,7 @@ API (the property test writes through the ledger's own ingest, as the outbox mod
 from __future__ import annotations
 
 import os
+from dataclasses import replace
 from datetime import UTC, datetime
 from decimal import ROUND_FLOOR, Decimal
 from typing import Any
@@ -17,6 +18,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from stripemeter.aggregations import AGGREGATIONS
 from stripemeter.clocks import record_clock
 from stripemeter.db.pool import open_pool
 from stripemeter.ingest import ledger
@@ -187,6 +189,35 @@ def test_a_periods_final_remainder_is_not_carried_into_the_next(
             (customer,),
         ).fetchone()
     assert uncovered == (0,)  # every bucket accounted for: nothing keeps being retried
+
+
+def test_after_an_upgrade_the_writer_pushes_what_per_hour_flooring_left_behind(
+    emulator_url: str, db_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    world = build_world(emulator_url, db_url, customers=1)
+    customer = world.customers[0]
+    h1, h2, h3 = whole_hours_before(world, 3)
+    settings = settings_for(emulator_url, db_url)
+    carrying = AGGREGATIONS["sum"]
+    # The writer before sub-unit carry: each hour floored alone, series record floors.
+    monkeypatch.setitem(AGGREGATIONS, "sum", replace(carrying, carries_fractions=False))
+    with running_api(settings, db_url) as api:
+        ingest(
+            api,
+            [
+                fractional(world, customer, h1 + 60, "0.5", "a"),
+                fractional(world, customer, h2 + 60, "0.5", "b"),
+                fractional(world, customer, h3 + 60, "1.5", "c"),
+            ],
+        )
+    push_all(world, db_url)
+    assert period_total(world, customer, world.period_start, world.period_end) == 1
+    monkeypatch.setitem(AGGREGATIONS, "sum", carrying)  # the upgrade
+    with psycopg.connect(db_url) as conn:
+        upgraded = push_pending(conn, world.gateway(), settings)
+        again = push_pending(conn, world.gateway(), settings)
+    assert (upgraded.events_sent, upgraded.units_pushed, again.events_sent) == (1, 1, 0)
+    assert period_total(world, customer, world.period_start, world.period_end) == 2
 
 
 # -- the property ------------------------------------------------------------------------
