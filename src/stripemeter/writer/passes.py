@@ -1,6 +1,6 @@
 """The writer: push hourly usage to Stripe Billing Meters as deltas, exactly once.
 
-For each active mapping and customer, every hour bucket whose whole-unit value differs
+For each active mapping and customer, every hour bucket whose target (below) differs
 from what the outbox (`push_state`) already covers gets one meter event:
 
 - `sum` mappings (meter formula `sum`), with sub-unit carry: a bucket's target is its

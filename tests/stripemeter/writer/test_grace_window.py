@@ -62,14 +62,15 @@ def advance_clock(world: StripeWorld, clock_id: str, to: int) -> None:
         time.sleep(0.05)
 
 
+@pytest.mark.parametrize("transport", ["v1", "v2"])
 def test_usage_ingested_while_the_renewal_is_a_draft_is_billed_on_it(
-    emulator_url: str, db_url: str
+    emulator_url: str, db_url: str, transport: str
 ) -> None:
     world = build_world(emulator_url, db_url, customers=1)
     customer, start, end = world.customers[0], world.period_start, world.period_end
     world.advance(end - 600)
     learn_clocks(world, db_url)
-    settings = settings_for(emulator_url, db_url)
+    settings = settings_for(emulator_url, db_url, WRITER_TRANSPORT=transport)
     with running_api(settings, db_url) as api:
         ingest(api, [usage_event(world, customer, end - 3 * HOUR, 5, "before")])
         push_all(world, db_url)
