@@ -339,6 +339,10 @@ def _carried_plans(
     share exceeds their coverage, oldest first (any left, e.g. because such an hour is
     beyond Stripe's 35 days, go to the latest pushable hour: every hour of the period
     bills the same invoice). The period's final remainder (< 1 unit) is never pushed.
+
+    Only the last `_LOOKBACK` of buckets are read: a period longer than that (yearly
+    prices) carries within that window alone, which can leave it at most one unit short
+    of floor(period total), never over it (floor(a - b) <= floor(a) - floor(b)).
     """
     running = Decimal(0)
     whole_before = Decimal(0)
