@@ -3,8 +3,9 @@
 `push_customer` runs under the caller's per-customer lock. It first sends the customer's
 pending outbox rows again, each with its own identifier (Stripe refuses a duplicate,
 which counts as sent). Then it reads the customer's buckets the outbox does not cover
-(`BucketRow`; for `max` and `sum` every bucket of the periods they are in, since a
-running maximum and a carried fraction depend on the period's other hours), computes
+(`BucketRow`; for `max` every bucket of the last 40 days and for `sum` every bucket of
+the periods they are in, since a running maximum and a carried fraction depend on the
+period's other hours), computes
 each one's whole-unit target (`PushPlan`; see `stripemeter.writer.passes` for the values
 per aggregation kind), and for each change
 commits an outbox row *before* sending it and marks the row sent after Stripe answered.
@@ -47,7 +48,7 @@ from stripemeter.errors import (
 from stripemeter.mappings.bindings import stripe_customer_for
 from stripemeter.mappings.meters import Mapping
 from stripemeter.ops.logthrottle import ThrottledLog
-from stripemeter.periods import meter_event_timestamp, to_unix, too_old
+from stripemeter.periods import from_unix, meter_event_timestamp, to_unix, too_old
 from stripemeter.stripe.gateway import InvoicePeriod, ItemInfo, MeterInfo, StripeGateway
 from stripemeter.workers import state as worker_state
 from stripemeter.writer.identifiers import idempotency_key
@@ -85,8 +86,8 @@ STAGE_HOOK: Callable[[str, OutboxRow], None] | None = None
 # this is re-sent only after Stripe's meter summary says it did not land.
 IDENTIFIER_TRUST_S = 20 * 3600
 
-# Running-maximum and carrying kinds look this far back when recomputing a period's
-# maxima or whole units (Stripe takes 35 days; a period is at most a month).
+# Running-maximum kinds look this far back when recomputing the maxima (Stripe takes 35
+# days).
 _LOOKBACK = "40 days"
 
 
@@ -255,17 +256,27 @@ def dirty_customers(conn: psycopg.Connection, mapping: Mapping, meter: MeterInfo
 
 
 def _customer_rows(
-    conn: psycopg.Connection, mapping: Mapping, meter: MeterInfo, customer_ref: str
+    conn: psycopg.Connection,
+    mapping: Mapping,
+    meter: MeterInfo,
+    customer_ref: str,
+    *,
+    since: datetime | None = None,
 ) -> list[BucketRow]:
-    """The customer's buckets to consider, with their series state, oldest first."""
+    """The customer's buckets to consider, with their series state, oldest first.
+
+    Those the outbox does not cover; for a running maximum every bucket of the last
+    `_LOOKBACK`; with `since`, every bucket from then on (a carried fraction depends on
+    all of its period's hours).
+    """
     kind = mapping.kind
     uncovered = uncovered_condition(kind.accounted_value())
-    # A running maximum or a carried fraction depends on the period's other hours.
-    where = (
-        f"b.hour_start >= now() - interval '{_LOOKBACK}'"
-        if kind.running_max or kind.carries_fractions
-        else uncovered
-    )
+    if since is not None:
+        where = "b.hour_start >= %(since)s"
+    elif kind.running_max:
+        where = f"b.hour_start >= now() - interval '{_LOOKBACK}'"
+    else:
+        where = uncovered
     with conn.cursor(row_factory=dict_row) as cur:
         cur.execute(
             f"SELECT b.hour_start, {kind.bucket_value()} AS value,"
@@ -280,6 +291,7 @@ def _customer_rows(
                 "t": mapping.tenant_id,
                 "m": mapping.metric,
                 "c": customer_ref,
+                "since": since,
             },
         )
         rows = [BucketRow(**row) for row in cur.fetchall()]
@@ -340,9 +352,9 @@ def _carried_plans(
     beyond Stripe's 35 days, go to the latest pushable hour: every hour of the period
     bills the same invoice). The period's final remainder (< 1 unit) is never pushed.
 
-    Only the last `_LOOKBACK` of buckets are read: a period longer than that (yearly
-    prices) carries within that window alone, which can leave it at most one unit short
-    of floor(period total), never over it (floor(a - b) <= floor(a) - floor(b)).
+    `rows` are every bucket of the period (`push_customer` reads them from the start
+    of the earliest period holding an uncovered one), so after a pass the period's
+    outbox covers exactly floor(period total), whatever the period's length.
     """
     running = Decimal(0)
     whole_before = Decimal(0)
@@ -413,6 +425,14 @@ def push_customer(
     if not rows or not (mapping.kind.running_max or any(row.uncovered for row in rows)):
         return
     ctx = _context(conn, gateway, mapping, stripe_customer)
+    if mapping.kind.carries_fractions:
+        # Every bucket of the periods from the earliest uncovered one's: a carried
+        # fraction depends on all the hours of its period. (Hours before every period
+        # Stripe names bill on no invoice; they carry from the earliest uncovered one.)
+        earliest = to_unix(rows[0].hour_start)
+        start = ctx.period_of(earliest)
+        since = from_unix(earliest if start is None else start)
+        rows = _customer_rows(conn, mapping, meter, customer_ref, since=since)
     real_now = int(time.time())
     delta = mapping.kind.push is PushMode.DELTA
 
