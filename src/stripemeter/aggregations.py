@@ -9,7 +9,13 @@ read these entries instead of naming kinds themselves, so adding a kind is an en
 plus a migration widening the CHECK constraints on `price_mappings.aggregation` and
 `push_state.aggregation` (as `0011_count_aggregation.sql` did for `count`).
 
-- `sum`: the sum of quantities. Pushed as deltas of whole units to a `sum` meter.
+- `sum`: the sum of quantities. Pushed as deltas of whole units to a `sum` meter, with
+  sub-unit carry: fractions carry across the hours of one billing period, so the whole
+  units pushed for a period are floor(period total) (0.5 in one hour and 0.5 in the next
+  bill 1 unit). The final remainder of a period (< 1 unit) is not pushed and not
+  carried into the next period: Stripe meter values are whole numbers and a period's
+  invoice bills only its own events. The reconciler's local total keeps the exact sum,
+  so the remainder shows in every report (`ok` within RECONCILIATION_EPSILON).
 - `max`: the period's maximum quantity. Stripe has no `max` formula: the writer pushes the
   running maximum of the period (it never decreases) to a `last` meter, so the period's
   latest event carries its maximum.
@@ -30,6 +36,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from decimal import ROUND_FLOOR, Decimal
 from enum import Enum
 from typing import Literal, get_args
 
@@ -61,17 +68,45 @@ class Aggregation:
     running_max: bool
     # The local value of a billing period: (exact value, whole units the writer pushes for
     # it) over the buckets matching `{window}`, a WHERE condition on `usage_buckets`.
+    # The whole units hold for a window that is one billing period (sum: floor of the
+    # period's exact total, because fractions carry across its hours).
     period_sql: str
-    # Whether the writer holds back sub-unit remainders (the reconciler tolerates them).
+    # Whether the writer holds back sub-unit remainders: Stripe then bills the period's
+    # whole units (`period_sql`'s second column), which is what the reconciler compares.
     holds_back_fractions: bool
+    # Whether fractions carry across the hours of a billing period (the writer's targets
+    # are floor(running period total) differences, not each hour's own floor).
+    carries_fractions: bool = False
+
+    def accounted(self, value: Decimal | None) -> Decimal:
+        """The bucket value a series records as accounted for (`push_state.source_value`):
+        the exact value for a kind that carries fractions (any change may move the
+        period's whole units), else its whole units. `accounted_value` is the same in SQL."""
+        exact = Decimal(0) if value is None else value
+        if self.carries_fractions:
+            return exact
+        return exact.to_integral_value(rounding=ROUND_FLOOR)
+
+    def accounted_value(self, table: str = "b") -> str:
+        """SQL of `accounted` for the bucket in alias `table`."""
+        value = f"coalesce({self.bucket_value(table)}, 0)"
+        return value if self.carries_fractions else f"floor({value})"
 
     def bucket_value(self, table: str = "b") -> str:
         """SQL for the hour's value of this kind (numeric) in bucket alias `table`."""
         return f"{table}.{self.bucket_column}::numeric"
 
     def uncovered_units(self, bucket: str = "b", state: str = "s") -> str:
-        """SQL for the units the outbox (push_state alias `state`) does not cover yet."""
+        """SQL for the units of an uncovered bucket the outbox (push_state alias `state`)
+        does not account for yet.
+
+        For a kind that carries fractions this is the usage added since the series last
+        accounted for the bucket (exact, fractional): what one bucket owes Stripe is not
+        its own (an hour's whole units depend on the period's earlier hours).
+        """
         value = f"coalesce({self.bucket_value(bucket)}, 0)"
+        if self.carries_fractions:
+            return f"{value} - coalesce({state}.source_value, 0)"
         covered = f"coalesce({state}.covered, 0)"
         if self.push is PushMode.DELTA:
             return f"{value} - {covered}"
@@ -87,10 +122,11 @@ _KINDS: tuple[Aggregation, ...] = (
         push=PushMode.DELTA,
         running_max=False,
         period_sql=(
-            "SELECT coalesce(sum(total), 0), coalesce(sum(floor(total)), 0)"
+            "SELECT coalesce(sum(total), 0), floor(coalesce(sum(total), 0))"
             " FROM usage_buckets WHERE {window}"
         ),
         holds_back_fractions=True,
+        carries_fractions=True,
     ),
     Aggregation(
         name="max",

@@ -12,7 +12,9 @@ the subscription's invoice lines for the price. For each period:
   what the customer pays, so for a final period the figure compared with local is the
   invoice quantity (the meter summary is kept in `stripe_total` for diagnosis).
 
-drift_abs and drift_pct as `stripemeter.reconciler.drift` defines them. Status: `ok`
+drift_abs and drift_pct as `stripemeter.reconciler.drift` defines them, of the whole
+units for `sum` (Stripe bills whole units; the period's final remainder, < 1 unit, is
+never pushed: `local_total` keeps the exact figure, drift does not count it). Status: `ok`
 when the period is at parity by the seed's one tolerance rule (`drift.within_tolerance`:
 drift_abs == 0 or drift_pct <= RECONCILIATION_EPSILON, for every aggregation kind; the
 report then says "within tolerance" when drift_abs is not 0, `reports.report_json`);
@@ -366,7 +368,9 @@ def _write_report(
         else (Decimal(0), None)
     )
     billed = compared + applied
-    d = drift(local, billed)
+    # Stripe bills whole units; a kind whose remainder the writer holds back (sum: the
+    # period's last fraction, < 1 unit) is billed right at floor(period total).
+    d = drift(local_whole if mapping.kind.holds_back_fractions else local, billed)
     if within_tolerance(d, settings.RECONCILIATION_EPSILON):
         status = "ok"
         if last_applied is not None or _previous_status(conn, mapping, customer_ref, start_dt) in (

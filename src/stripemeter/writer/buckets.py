@@ -3,8 +3,11 @@
 `push_customer` runs under the caller's per-customer lock. It first sends the customer's
 pending outbox rows again, each with its own identifier (Stripe refuses a duplicate,
 which counts as sent). Then it reads the customer's buckets the outbox does not cover
-(`BucketRow`), computes each one's whole-unit target (`PushPlan`; see
-`stripemeter.writer.passes` for the values per aggregation kind), and for each change
+(`BucketRow`; for `max` every bucket of the last 40 days and for `sum` every bucket of
+the periods they are in, since a running maximum and a carried fraction depend on the
+period's other hours), computes
+each one's whole-unit target (`PushPlan`; see `stripemeter.writer.passes` for the values
+per aggregation kind), and for each change
 commits an outbox row *before* sending it and marks the row sent after Stripe answered.
 A crash, a timeout or a stored-then-500 therefore leaves a pending row that the next
 pass sends again under the same identifier, and new usage in the same hour becomes a
@@ -45,7 +48,7 @@ from stripemeter.errors import (
 from stripemeter.mappings.bindings import stripe_customer_for
 from stripemeter.mappings.meters import Mapping
 from stripemeter.ops.logthrottle import ThrottledLog
-from stripemeter.periods import meter_event_timestamp, to_unix, too_old
+from stripemeter.periods import from_unix, meter_event_timestamp, to_unix, too_old
 from stripemeter.stripe.gateway import InvoicePeriod, ItemInfo, MeterInfo, StripeGateway
 from stripemeter.workers import state as worker_state
 from stripemeter.writer.identifiers import idempotency_key
@@ -85,7 +88,7 @@ IDENTIFIER_TRUST_S = 20 * 3600
 
 # Running-maximum kinds look this far back when recomputing the maxima (Stripe takes 35
 # days).
-_MAX_LOOKBACK = "40 days"
+_LOOKBACK = "40 days"
 
 
 class StripeFailure(Enum):
@@ -127,6 +130,11 @@ class PushResult:
     locked_elsewhere: int = 0
     quarantined: int = 0
     unbound: int = 0
+    # Customers flushed at once because a draft invoice closes a period of their pending
+    # usage (`passes.push_customer_now`), and the (tenant, customerRef) pairs whose
+    # Stripe reads showed such a draft in this push.
+    flushed: int = 0
+    closing: set[tuple[str, str]] = field(default_factory=set)
     failures: list[PushFailure] = field(default_factory=list)
     stripe_failing: bool = False
 
@@ -147,6 +155,8 @@ class PushResult:
         self.locked_elsewhere += other.locked_elsewhere
         self.quarantined += other.quarantined
         self.unbound += other.unbound
+        self.flushed += other.flushed
+        self.closing |= other.closing
         self.failures.extend(other.failures)
         self.stripe_failing = self.stripe_failing or other.stripe_failing
 
@@ -166,11 +176,22 @@ class _CustomerContext:
     def closed(self, hour: int) -> bool:
         return any(p.finalized and p.start <= hour < p.end for p in self.periods)
 
+    def closing(self, hour: int) -> bool:
+        """Whether a draft invoice bills the period of `hour`: it ended, and Stripe
+        finalizes the draft (recounting its usage) about an hour later."""
+        return any(p.status == "draft" and p.start <= hour < p.end for p in self.periods)
+
     def boundaries(self) -> list[int]:
+        """Where billing periods start: the invoiced ones', the current one's, and the
+        next one's (the current period's end)."""
         starts = {p.start for p in self.periods}
         if self.item is not None:
-            starts.add(self.item.period_start)
+            starts.update((self.item.period_start, self.item.period_end))
         return sorted(starts)
+
+    def period_of(self, hour: int) -> int | None:
+        """The start of the billing period holding `hour` (None: before every known one)."""
+        return max((b for b in self.boundaries() if b <= hour), default=None)
 
 
 def floor_units(value: Decimal | None) -> Decimal:
@@ -191,6 +212,7 @@ class BucketRow:
     source_value: Decimal | None
     push_count: int
     status: str | None
+    uncovered: bool  # `uncovered_condition`: the outbox does not account for it yet
 
 
 @dataclass(frozen=True)
@@ -198,8 +220,10 @@ class PushPlan:
     """A bucket and what its series should cover."""
 
     bucket: BucketRow
-    source: Decimal  # the bucket's own whole value
-    target: Decimal  # what the series should cover: `source`, or the running maximum
+    source: Decimal  # the value the series accounts for (`Aggregation.accounted`)
+    # What the series should cover: the whole value, the running maximum, or (carried
+    # fractions) the bucket's share of the period's whole units.
+    target: Decimal
 
 
 def note_error(
@@ -223,7 +247,7 @@ def dirty_customers(conn: psycopg.Connection, mapping: Mapping, meter: MeterInfo
     rows = conn.execute(
         f"SELECT DISTINCT b.customer_ref FROM usage_buckets b{_STATE_JOIN}"
         f" WHERE b.tenant_id = %(t)s AND b.metric = %(m)s"
-        f" AND {uncovered_condition(mapping.kind.bucket_value())}"
+        f" AND {uncovered_condition(mapping.kind.accounted_value())}"
         " ORDER BY 1",
         {"event": meter.event_name, "t": mapping.tenant_id, "m": mapping.metric},
     ).fetchall()
@@ -232,20 +256,33 @@ def dirty_customers(conn: psycopg.Connection, mapping: Mapping, meter: MeterInfo
 
 
 def _customer_rows(
-    conn: psycopg.Connection, mapping: Mapping, meter: MeterInfo, customer_ref: str
+    conn: psycopg.Connection,
+    mapping: Mapping,
+    meter: MeterInfo,
+    customer_ref: str,
+    *,
+    since: datetime | None = None,
 ) -> list[BucketRow]:
-    """The customer's buckets to consider, with their series state, oldest first."""
+    """The customer's buckets to consider, with their series state, oldest first.
+
+    Those the outbox does not cover; for a running maximum every bucket of the last
+    `_LOOKBACK`; with `since`, every bucket from then on (a carried fraction depends on
+    all of its period's hours).
+    """
     kind = mapping.kind
-    where = (
-        f"b.hour_start >= now() - interval '{_MAX_LOOKBACK}'"
-        if kind.running_max
-        else uncovered_condition(kind.bucket_value())
-    )
+    uncovered = uncovered_condition(kind.accounted_value())
+    if since is not None:
+        where = "b.hour_start >= %(since)s"
+    elif kind.running_max:
+        where = f"b.hour_start >= now() - interval '{_LOOKBACK}'"
+    else:
+        where = uncovered
     with conn.cursor(row_factory=dict_row) as cur:
         cur.execute(
             f"SELECT b.hour_start, {kind.bucket_value()} AS value,"
             " s.tenant_id IS NOT NULL AS logged, coalesce(s.covered, 0) AS covered,"
-            " s.source_value, coalesce(s.push_count, 0) AS push_count, s.status"
+            " s.source_value, coalesce(s.push_count, 0) AS push_count, s.status,"
+            f" {uncovered} AS uncovered"
             f" FROM usage_buckets b{_STATE_JOIN}"
             " WHERE b.tenant_id = %(t)s AND b.metric = %(m)s AND b.customer_ref = %(c)s"
             f" AND {where} ORDER BY b.hour_start",
@@ -254,6 +291,7 @@ def _customer_rows(
                 "t": mapping.tenant_id,
                 "m": mapping.metric,
                 "c": customer_ref,
+                "since": since,
             },
         )
         rows = [BucketRow(**row) for row in cur.fetchall()]
@@ -261,24 +299,86 @@ def _customer_rows(
     return rows
 
 
-def _plans(kind: Aggregation, rows: list[BucketRow], ctx: _CustomerContext) -> list[PushPlan]:
-    """Each bucket's own whole value and its target (the running maximum per period for
-    kinds that bill one, else the value itself)."""
+def _plans(
+    kind: Aggregation,
+    rows: list[BucketRow],
+    ctx: _CustomerContext,
+    pushable: Callable[[BucketRow], bool],
+) -> list[PushPlan]:
+    """Each bucket's accounted value and its target: the running maximum per period for
+    kinds that bill one, the bucket's share of the period's whole units for kinds that
+    carry fractions, else the bucket's own whole value."""
+    if kind.carries_fractions:
+        plans: list[PushPlan] = []
+        for period_rows in _by_period(rows, ctx):
+            plans.extend(_carried_plans(kind, period_rows, pushable))
+        return plans
     if not kind.running_max:
         return [PushPlan(row, floor_units(row.value), floor_units(row.value)) for row in rows]
-    boundaries = ctx.boundaries()
-    plans: list[PushPlan] = []
-    running: Decimal | None = None
-    segment: int | None = None
-    for row in rows:
-        hour = to_unix(row.hour_start)
-        current = max((b for b in boundaries if b <= hour), default=None)
-        if current != segment:
-            segment, running = current, None
-        own = floor_units(row.value)
-        running = own if running is None else max(running, own)
-        plans.append(PushPlan(row, own, running))
+    plans = []
+    for period_rows in _by_period(rows, ctx):
+        running: Decimal | None = None
+        for row in period_rows:
+            own = floor_units(row.value)
+            running = own if running is None else max(running, own)
+            plans.append(PushPlan(row, own, running))
     return plans
+
+
+def _by_period(rows: list[BucketRow], ctx: _CustomerContext) -> list[list[BucketRow]]:
+    """`rows` (oldest first) cut into runs of one billing period each."""
+    runs: list[list[BucketRow]] = []
+    current: object = object()
+    for row in rows:
+        period = ctx.period_of(to_unix(row.hour_start))
+        if not runs or period != current:
+            runs.append([])
+            current = period
+        runs[-1].append(row)
+    return runs
+
+
+def _carried_plans(
+    kind: Aggregation, rows: list[BucketRow], pushable: Callable[[BucketRow], bool]
+) -> list[PushPlan]:
+    """Targets for one billing period's buckets (oldest first) whose fractions carry.
+
+    An hour's share is floor(running period total through it) - floor(running total
+    through the previous hour), so the shares add up to floor(period total). What the
+    outbox covers never shrinks (Stripe keeps what it was sent), and a late event in an
+    earlier hour moves shares between hours: so only the units the period still lacks,
+    floor(period total) - everything covered, are added, to the pushable hours whose
+    share exceeds their coverage, oldest first (any left, e.g. because such an hour is
+    beyond Stripe's 35 days, go to the latest pushable hour: every hour of the period
+    bills the same invoice). The period's final remainder (< 1 unit) is never pushed.
+
+    `rows` are every bucket of the period (`push_customer` reads them from the start
+    of the earliest period holding an uncovered one), so after a pass the period's
+    outbox covers exactly floor(period total), whatever the period's length.
+    """
+    running = Decimal(0)
+    whole_before = Decimal(0)
+    shares: list[Decimal] = []
+    for row in rows:
+        running += row.value or 0
+        whole = floor_units(running)
+        shares.append(whole - whole_before)
+        whole_before = whole
+    lacking = whole_before - sum((row.covered for row in rows), Decimal(0))
+    targets = [row.covered for row in rows]
+    eligible = [i for i, row in enumerate(rows) if pushable(row)]
+    for i in eligible:
+        if lacking <= 0:
+            break
+        take = min(lacking, max(shares[i] - rows[i].covered, Decimal(0)))
+        targets[i] += take
+        lacking -= take
+    if lacking > 0 and eligible:
+        targets[eligible[-1]] += lacking
+    return [
+        PushPlan(row, kind.accounted(row.value), target)
+        for row, target in zip(rows, targets, strict=True)
+    ]
 
 
 def _context(
@@ -322,12 +422,29 @@ def push_customer(
     if send_now:
         send_pending(conn, gateway, mapping.tenant_id, customer_ref, result)
     rows = _customer_rows(conn, mapping, meter, customer_ref)
-    if not rows:
+    if not rows or not (mapping.kind.running_max or any(row.uncovered for row in rows)):
         return
     ctx = _context(conn, gateway, mapping, stripe_customer)
+    if mapping.kind.carries_fractions:
+        # Every bucket of the periods from the earliest uncovered one's: a carried
+        # fraction depends on all the hours of its period. (Hours before every period
+        # Stripe names bill on no invoice; they carry from the earliest uncovered one.)
+        earliest = to_unix(rows[0].hour_start)
+        start = ctx.period_of(earliest)
+        since = from_unix(earliest if start is None else start)
+        rows = _customer_rows(conn, mapping, meter, customer_ref, since=since)
     real_now = int(time.time())
     delta = mapping.kind.push is PushMode.DELTA
-    for plan in _plans(mapping.kind, rows, ctx):
+
+    if any(row.uncovered and ctx.closing(to_unix(row.hour_start)) for row in rows):
+        result.closing.add((mapping.tenant_id, customer_ref))
+
+    def pushable(row: BucketRow) -> bool:
+        hour = to_unix(row.hour_start)
+        active = not row.logged or row.status == "active"
+        return active and not ctx.closed(hour) and not too_old(hour, real_now)
+
+    for plan in _plans(mapping.kind, rows, ctx, pushable):
         row, source, target, covered = plan.bucket, plan.source, plan.target, plan.bucket.covered
         if row.logged and row.status != "active":
             continue

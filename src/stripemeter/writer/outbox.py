@@ -50,7 +50,10 @@ class Series:
 @dataclass(frozen=True)
 class SeriesSource:
     """What a series accounts for: the Stripe customer and mapping (with its aggregation
-    kind) it is pushed for, and the bucket's own whole-unit value."""
+    kind) it is pushed for, and the bucket value it accounted for
+    (`Aggregation.accounted`: exact for `sum`, whose fractions carry across a period's
+    hours, else whole units; series written before sub-unit carry hold whole units, so
+    a fractional `sum` bucket of theirs is pending once and recomputed)."""
 
     stripe_customer_id: str
     mapping_id: UUID

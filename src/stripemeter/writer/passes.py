@@ -1,12 +1,18 @@
 """The writer: push hourly usage to Stripe Billing Meters as deltas, exactly once.
 
-For each active mapping and customer, every hour bucket whose whole-unit value differs
+For each active mapping and customer, every hour bucket whose target (below) differs
 from what the outbox (`push_state`) already covers gets one meter event:
 
-- `sum` mappings (meter formula `sum`): value = floor(bucket total) - units already
-  pushed for the bucket; Stripe's sum over any period then equals the sum of the
-  floored bucket totals in it. Fractions stay in the ledger until they add up to a
-  whole unit inside the bucket.
+- `sum` mappings (meter formula `sum`), with sub-unit carry: a bucket's target is its
+  share of the period's whole units, floor(running period total through the hour) -
+  floor(running total through the previous hour), and its value = target - units
+  already pushed for it. Stripe's sum over a billing period then equals floor(period
+  total): 0.5 in one hour and 0.5 in the next bill 1 unit. A late event in an earlier
+  hour moves shares between hours; the outbox never takes back what Stripe has, so
+  only the units the period still lacks are added (`buckets._carried_plans`). The
+  period's final remainder (< 1 unit) is not pushed, and not carried into the next
+  period (its invoice bills its own events only); reports show it as local total minus
+  the invoice quantity, within RECONCILIATION_EPSILON.
 - `count` mappings (meter formula `sum` too): the same deltas of the bucket's event
   count (why not Stripe's `count` formula: `stripemeter.aggregations`).
 - `last` mappings (meter formula `last`): value = floor(bucket's last value). Stripe's
@@ -16,6 +22,15 @@ from what the outbox (`push_state`) already covers gets one meter event:
   maximum of the period up to and including the bucket). Running maxima never
   decrease inside a period, so the latest event again carries the period's maximum.
   Periods come from Stripe (subscription item and invoice lines).
+
+Grace window: a period's renewal invoice stays a draft for about an hour after the
+period ends and Stripe recounts its usage when finalizing it, so usage ingested in that
+hour for the closed period is still pushed (at its own hour, inside the period) and is
+billed on that invoice. The writer pushes such a customer at once: on `invoice.created`
+(`stripemeter.webhooks`), and without webhooks as soon as a pass's Stripe reads show a
+draft invoice for a period holding the customer's pending usage. Both run
+`push_customer_now`: the customer's pending rows and every mapping of it, sent right
+away (v2 too), before the pass turns to other customers.
 
 Events sit at the bucket's start (deltas) or `hour_start + push number` seconds (max/last,
 so that a re-push of a bucket is later than the one it replaces); the reconciler
@@ -124,14 +139,7 @@ def push_pending(
         if result.stripe_failing:
             failed_tenants.setdefault(mapping.tenant_id, result.failures[-1])
             continue
-        failure = _push_mapping(
-            conn_or_pool,
-            gateway,
-            mapping,
-            result,
-            settings.STRIPE_MAX_CONCURRENCY,
-            send_now=not streamed,
-        )
+        failure = _push_mapping(conn_or_pool, gateway, settings, mapping, result)
         if failure is not None:
             failed_tenants.setdefault(mapping.tenant_id, failure)
     tenants = {m.tenant_id for m in mappings} | {t for t, _ in outstanding}
@@ -164,9 +172,11 @@ def push_customer_now(
     lock_wait_s: float = 10.0,
 ) -> PushResult:
     """One customer's pass now (its pending outbox rows, then every active mapping of the
-    tenant): what `invoice.created` asks, so the closing period's usage reaches Stripe
-    before the draft is finalized. Waits up to `lock_wait_s` while another writer holds
-    the customer (that writer re-reads the state, but its pass may have begun earlier).
+    tenant): what a draft renewal invoice asks (`invoice.created`, or a pass's Stripe
+    reads showing the draft), so the closing period's usage, grace-window usage
+    included, reaches Stripe before the draft is finalized. Waits up to `lock_wait_s`
+    while another writer holds the customer (that writer re-reads the state, but its
+    pass may have begun earlier).
     Records nothing in `worker_state`: the regular passes own the tenant's health.
     """
     gateway = gateway_for(client, settings)
@@ -229,17 +239,19 @@ def drain(
 def _push_mapping(
     conn_or_pool: ConnOrPool,
     gateway: StripeGateway,
+    settings: Settings,
     mapping: Mapping,
     result: PushResult,
-    concurrency: int,
-    *,
-    send_now: bool = True,
 ) -> PushFailure | None:
     """Push one mapping's dirty customers (v2: only write their rows); the first failure.
 
+    A customer whose Stripe reads show a draft invoice closing a period of its pending
+    usage is flushed at once (`push_customer_now`: every mapping, rows sent now).
     With a pool, customers are pushed in parallel (each on its own connection, the
     account's call cap still applies); with one connection, one after the other.
     """
+    send_now = settings.WRITER_TRANSPORT != "v2"
+    concurrency = settings.STRIPE_MAX_CONCURRENCY
     try:
         meter = ensure_meter(conn_or_pool, gateway, mapping)
     except GatewayError as exc:
@@ -255,6 +267,13 @@ def _push_mapping(
             outcome = _push_locked_customer(
                 conn, gateway, mapping, meter, customer_ref, send_now=send_now
             )
+        if outcome.closing and not outcome.failures:
+            # Another writer holding the customer is pushing it: no waiting for it here.
+            flush = push_customer_now(
+                conn_or_pool, gateway, settings, mapping.tenant_id, customer_ref, lock_wait_s=0
+            )
+            flush.flushed += 1
+            outcome.merge(flush)
         if outcome.stripe_failing:
             stripe_down.set()
         return outcome

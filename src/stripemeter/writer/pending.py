@@ -1,11 +1,14 @@
 """What "pending" means, the one definition: usage Stripe does not hold yet.
 
 A bucket is *uncovered* on a meter when the outbox has no series for it there, or the
-series is active and accounted for another whole-unit value than the bucket's own now
-(`uncovered_condition`). The writer picks its work by this condition
-(`stripemeter.writer.buckets`); `PENDING_SQL` counts by it, together with the outbox
-rows not sent yet, for `GET /v1/writer/status` and the `/metrics` gauges. A bucket in
-both counts twice; units never do.
+series is active and accounted for another value than the bucket's now
+(`uncovered_condition`; the value is `Aggregation.accounted_value`: the exact value for
+`sum`, whose fractions carry across a period's hours, else the whole units). The writer
+picks its work by this condition (`stripemeter.writer.buckets`); `PENDING_SQL` counts by
+it, together with the outbox rows not sent yet, for `GET /v1/writer/status` and the
+`/metrics` gauges. A bucket in both counts twice; units never do. (For `sum` the units
+of an uncovered bucket are the usage added since its series last accounted for it:
+exact, fractional; the whole units pushed for it depend on the period's other hours.)
 """
 
 from __future__ import annotations
@@ -22,11 +25,12 @@ def state_join(event_name_sql: str) -> str:
     )
 
 
-def uncovered_condition(bucket_value_sql: str) -> str:
-    """SQL true for a bucket `b` (value `bucket_value_sql`) its series `s` does not cover."""
+def uncovered_condition(accounted_value_sql: str) -> str:
+    """SQL true for a bucket `b` its series `s` does not cover: `accounted_value_sql` is
+    the value the series should have accounted for (`Aggregation.accounted_value`)."""
     return (
         "(s.tenant_id IS NULL OR (s.status = 'active'"
-        f" AND s.source_value IS DISTINCT FROM floor(coalesce({bucket_value_sql}, 0))))"
+        f" AND s.source_value IS DISTINCT FROM {accounted_value_sql}))"
     )
 
 
@@ -40,7 +44,7 @@ WITH uncovered AS (
     JOIN usage_buckets b ON b.tenant_id = m.tenant_id AND b.metric = m.metric
    {state_join("m.meter_event_name")}
     WHERE m.active AND (%(t)s::text IS NULL OR m.tenant_id = %(t)s::text)
-      AND {uncovered_condition(per_kind_sql("m.aggregation", Aggregation.bucket_value))}
+      AND {uncovered_condition(per_kind_sql("m.aggregation", Aggregation.accounted_value))}
     GROUP BY m.tenant_id
 ), unsent AS (
     SELECT tenant_id,

@@ -7,7 +7,8 @@ storing the event and answering 500 (once, or on every attempt), or 429s. A cras
 `SimulatedCrash` raised from the writer's stage seam; the connection is then closed
 without committing, as a dying process's would be. After the schedule the writer drains
 with no faults, and Stripe's meter summary for the customer must have grown by exactly
-the ledger's whole units (the sum of each bucket's floored total).
+the ledger's whole units: floor of the period's total (every hour of a schedule is in
+one billing period, and `sum` fractions carry across its hours).
 
 Everything is real: PostgreSQL, the emulator over HTTP, the `stripe` SDK. One world
 (meter, price, customer on a clock) serves every example; each example uses a metric of
@@ -209,9 +210,7 @@ def test_stripe_total_equals_ledger_for_every_interleaving_of_faults(model: Mode
                 "SELECT count(*) FROM meter_pushes WHERE metric = %s AND status <> 'sent'",
                 (metric,),
             ).fetchone()
-        expected = sum(
-            (q.to_integral_value(rounding=ROUND_FLOOR) for q in buckets.values()), Decimal(0)
-        )
+        expected = sum(buckets.values(), Decimal(0)).to_integral_value(rounding=ROUND_FLOOR)
         assert not result.errors, result.errors
         assert pending == (0,)
         assert _stripe_total(m) - before == expected, (schedule, before, expected)
