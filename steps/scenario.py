@@ -98,7 +98,7 @@ def run(argv: Sequence[str]) -> int:
     if not directory.is_dir():
         raise StepError(
             f"no scenario directory at {directory}: scenarios run from a checkout "
-            "(`invoke scenarios` with the local runner), or pass --dir"
+            "(`invoke scenarios`, either runner), or pass --dir"
         )
     names = list(dict.fromkeys(options.only)) or scenario_names(directory)
     if not names:

@@ -31,6 +31,7 @@ from stripemeter_dev.docker_specs import (
     EMULATOR_PORT,
     LABEL_PROJECT,
     LABEL_SERVICE,
+    SCENARIOS_MOUNT,
     STATE_MOUNT,
     DockerSettings,
     ImageBuild,
@@ -286,15 +287,20 @@ class DockerRunner:
 
     def run_step(self, step: str, args: Sequence[str] = ()) -> int:
         """Run one demo step in its own container with the state dir mounted; its exit code."""
-        spec = step_spec(self.settings, step, args)
         _refuse_unsafe_stripe(self.settings)
         self._require_running("postgres")
         state_dir = self.settings.state_dir
         state_dir.mkdir(parents=True, exist_ok=True)
+        volumes = {str(state_dir): {"bind": STATE_MOUNT, "mode": "rw"}}
+        if step == "scenario":  # the scenario files are the checkout's, not the image's
+            scenarios = source_dir(self.settings) / "scenarios"
+            volumes[str(scenarios)] = {"bind": SCENARIOS_MOUNT, "mode": "ro"}
+            args = ["--dir", SCENARIOS_MOUNT, *args]
+        spec = step_spec(self.settings, step, args)
         container = self._create(
             spec,
             name=f"{self.settings.container_name(spec.name)}-{uuid.uuid4().hex[:8]}",
-            volumes={str(state_dir): {"bind": STATE_MOUNT, "mode": "rw"}},
+            volumes=volumes,
             user=self.settings.step_user,
         )
         try:

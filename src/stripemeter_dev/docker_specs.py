@@ -26,6 +26,8 @@ LABEL_SERVICE = "io.stripemeter.service"
 DOCKERFILE = "docker/Dockerfile"
 DB_NAME = DB_USER = DB_PASSWORD = "stripemeter"
 STATE_MOUNT = "/state"
+# The checkout's scenarios/, read-only, in the scenario step's container.
+SCENARIOS_MOUNT = "/scenarios"
 # The emulator's state (a named volume, `<project>-emulator-state`): `down` keeps it,
 # `invoke emulator-reset` empties it. docker/Dockerfile creates the directory for the
 # service user, so a fresh volume starts writable.

@@ -69,8 +69,19 @@ def test_demo_steps_in_containers_reach_invoice_parity_and_down_leaves_nothing(
     settings = runner.settings
     with container_starts(runner.client, settings.project) as started:
         demo_in_containers(runner, capsys)
+        # `invoke scenarios --runner docker`: the checkout's scenarios/ mounted read-only.
+        code = runner.run_step("scenario", ["--only", "seed", "--only", "multi-customer"])
+        output = capsys.readouterr().out
+        assert code == 0, output[-3000:]
+        assert "verdict: PARITY: 2 scenario(s)" in output
     assert sorted(started[:2]) == ["emulator", "postgres"]
-    assert started[2:] == ["api", "workers", "migrate", *(f"step-{step}" for step in DEMO_STEPS)]
+    assert started[2:] == [
+        "api",
+        "workers",
+        "migrate",
+        *(f"step-{step}" for step in DEMO_STEPS),
+        "step-scenario",
+    ]
 
     runner.down()
     assert leftovers(runner.client, settings.project) == ([], [], [])
