@@ -178,5 +178,5 @@ def test_an_unknown_scenario_is_refused_in_one_line_before_anything_runs(demo: D
     assert elsewhere.code == 1
     assert elsewhere.stderr.strip() == (
         f"scenario: error: no scenario directory at {demo.root / 'none'}: scenarios run from "
-        "a checkout (`invoke scenarios` with the local runner), or pass --dir"
+        "a checkout (`invoke scenarios`, either runner), or pass --dir"
     )

@@ -444,6 +444,11 @@ def push_customer(
         active = not row.logged or row.status == "active"
         return active and not ctx.closed(hour) and not too_old(hour, real_now)
 
+    # Every row and accounting of this pass is committed together, before any send: a
+    # carried share depends on the whole period, so accounting one hour's bucket (its
+    # source) without the rows the same plan gave its other hours would lose those units
+    # if the process died in between (nothing would look uncovered afterwards).
+    staged: list[OutboxRow] = []
     for plan in _plans(mapping.kind, rows, ctx, pushable):
         row, source, target, covered = plan.bucket, plan.source, plan.target, plan.bucket.covered
         if row.logged and row.status != "active":
@@ -458,7 +463,6 @@ def push_customer(
         if ctx.closed(hour) or too_old(hour, real_now):
             status = "post_close" if ctx.closed(hour) else "too_old"
             record_source(conn, series, accounts, covered=covered, status=status)
-            conn.commit()
             if status == "post_close":
                 result.post_close += 1
             else:
@@ -468,7 +472,6 @@ def push_customer(
         # not); absolute values are pushed once per change.
         if (delta and target <= covered) or (not delta and row.logged and target == covered):
             record_source(conn, series, accounts, covered=covered)
-            conn.commit()
             continue
         timestamp = meter_event_timestamp(
             hour,
@@ -488,7 +491,9 @@ def push_customer(
             covered_after=target,
             event_ts=timestamp,
         )
-        conn.commit()
+        staged.append(push)
+    conn.commit()
+    for push in staged:
         stage("committed", push)
         if send_now:
             send_row(conn, gateway, push, result)

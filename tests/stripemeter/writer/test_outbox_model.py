@@ -29,7 +29,7 @@ from decimal import ROUND_FLOOR, Decimal
 import psycopg
 import pytest
 import requests
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from stripemeter.db.pool import Pool, open_pool
@@ -174,6 +174,18 @@ def test_stripe_total_equals_ledger_for_every_interleaving_of_faults(model: Mode
         suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
     )
     @given(schedule=schedules)
+    # Found by CI at 2,000 schedules: the pass accounted hour 0 and died after Stripe's
+    # answer, before it wrote the row the same plan gave hour 1, whose own bucket had not
+    # changed; nothing looked uncovered afterwards and 1 of 2 units never reached Stripe.
+    @example(
+        schedule=[
+            ("usage", 1, Decimal("0.5")),
+            ("pass", "crash_after_answer", 1),
+            ("usage", 0, Decimal("1")),
+            ("usage", 0, Decimal("0.5")),
+            ("pass", "crash_after_answer", 1),
+        ]
+    )
     def one_schedule(schedule: list[tuple[str, object, object]]) -> None:
         metric = f"m{next(counter)}"
         with psycopg.connect(m.db_url) as conn:
