@@ -43,12 +43,10 @@ COLUMNS = (
 
 
 @dataclass(frozen=True)
-class Correction:
-    """One row of `corrections`."""
+class CorrectionTerms:
+    """What a correction is for and what it bills: shared by a proposal and a stored row."""
 
-    id: UUID
     tenant_id: str
-    mapping_id: UUID | None
     metric: str
     customer_ref: str
     stripe_customer_id: str
@@ -67,6 +65,22 @@ class Correction:
     description: str
     ledger_quantity: Decimal
     billed_quantity: Decimal
+
+
+@dataclass(frozen=True)
+class Proposal(CorrectionTerms):
+    """What the reconciler asks for one final period (a correction without its state)."""
+
+    mapping_id: UUID
+
+
+@dataclass(frozen=True)
+class Correction(CorrectionTerms):
+    """One row of `corrections`: its terms, and where it stands. `mapping_id` is None once
+    the mapping it came from is deleted."""
+
+    id: UUID
+    mapping_id: UUID | None
     status: Status
     stripe_object_id: str | None
     apply_started_at: datetime | None
@@ -105,32 +119,6 @@ class Correction:
             "createdAt": iso(self.created_at),
             "appliedAt": None if self.applied_at is None else iso(self.applied_at),
         }
-
-
-@dataclass(frozen=True)
-class Proposal:
-    """What the reconciler asks for one final period (a correction without its state)."""
-
-    tenant_id: str
-    mapping_id: UUID
-    metric: str
-    customer_ref: str
-    stripe_customer_id: str
-    subscription_id: str
-    subscription_item_id: str
-    price_id: str
-    period_start: datetime
-    period_end: datetime
-    invoice_id: str
-    invoice_line_id: str | None
-    kind: Kind
-    quantity: Decimal
-    unit_amount_decimal: Decimal | None
-    amount: int
-    currency: str
-    description: str
-    ledger_quantity: Decimal
-    billed_quantity: Decimal
 
 
 def _row(row: dict[str, Any]) -> Correction:
