@@ -51,6 +51,13 @@ class Closed:
         )
         self.drain()
 
+    def propose_late(self, quantity: int, key: str) -> dict[str, Any]:
+        """Late usage, a reconcile, and the one correction it proposes."""
+        self.late(quantity, key)
+        self.reconcile()
+        (proposed,) = self.corrections()
+        return proposed
+
     def drain(self) -> None:
         with psycopg.connect(self.db_url) as conn:
             assert drain(conn, self.world.gateway(), self.settings).errors == []

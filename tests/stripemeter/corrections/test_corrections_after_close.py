@@ -135,18 +135,9 @@ def test_stripe_storing_the_item_then_failing_creates_nothing_new_on_retry(
     emulator_url: str, db_url: str
 ) -> None:
     with closed_period(emulator_url, db_url, billed=425) as closed:
-        closed.late(5, "late-1")
-        closed.reconcile()
-        (proposed,) = closed.corrections()
+        proposed = closed.propose_late(5, "late-1")
         # Stripe stores the item, then answers 500, on every attempt the API makes.
-        fault(
-            emulator_url,
-            method="POST",
-            path="/v1/invoiceitems",
-            status=500,
-            count=5,
-            after_commit=True,
-        )
+        _store_then_fail_invoice_items(emulator_url, times=5)
         failed = closed.apply(proposed["id"], status=503)
         assert failed["error"]["code"] == "stripe_unavailable"
         assert len(closed.invoice_items()) == 1  # stored once, though every answer failed
@@ -170,17 +161,8 @@ def test_one_lost_answer_is_retried_with_the_same_idempotency_key(
     emulator_url: str, db_url: str
 ) -> None:
     with closed_period(emulator_url, db_url, billed=425) as closed:
-        closed.late(5, "late-1")
-        closed.reconcile()
-        (proposed,) = closed.corrections()
-        fault(
-            emulator_url,
-            method="POST",
-            path="/v1/invoiceitems",
-            status=500,
-            count=1,
-            after_commit=True,
-        )
+        proposed = closed.propose_late(5, "late-1")
+        _store_then_fail_invoice_items(emulator_url, times=1)
         applied = closed.apply(proposed["id"])  # the gateway's retry gets the stored answer
         (item,) = closed.invoice_items()
         assert applied["stripeObjectId"] == item.id
@@ -188,9 +170,7 @@ def test_one_lost_answer_is_retried_with_the_same_idempotency_key(
 
 def test_a_dry_run_changes_nothing(emulator_url: str, db_url: str, home: Path) -> None:
     with closed_period(emulator_url, db_url, billed=425) as closed:
-        closed.late(5, "late-1")
-        closed.reconcile()
-        (proposed,) = closed.corrections()
+        proposed = closed.propose_late(5, "late-1")
         assert closed.apply(proposed["id"], dryRun="true") == proposed
         env = {
             "DATABASE_URL": db_url,
@@ -279,9 +259,7 @@ def test_unknown_or_foreign_corrections_are_not_found_and_bad_input_is_named(
 
 def test_a_changed_difference_supersedes_the_proposal(emulator_url: str, db_url: str) -> None:
     with closed_period(emulator_url, db_url, billed=425) as closed:
-        closed.late(5, "late-1")
-        closed.reconcile()
-        (first,) = closed.corrections()
+        first = closed.propose_late(5, "late-1")
         closed.late(3, "late-2")
         closed.reconcile()
         newest, old = closed.corrections()
@@ -310,3 +288,15 @@ def test_auto_apply_corrects_in_the_reconciler_run(emulator_url: str, db_url: st
         assert applied["status"] == "applied"
         closed.reconcile()
         assert len(closed.invoice_items()) == 1
+
+
+def _store_then_fail_invoice_items(emulator_url: str, *, times: int) -> None:
+    """The emulator stores the next `times` invoice items, then answers each with a 500."""
+    fault(
+        emulator_url,
+        method="POST",
+        path="/v1/invoiceitems",
+        status=500,
+        count=times,
+        after_commit=True,
+    )
