@@ -204,6 +204,9 @@ class Settings(EnvSettings):
     LEDGER_PARTITIONS_AHEAD: Annotated[int, Field(ge=0, le=36)] = 3
     LEDGER_RETENTION_MONTHS: Annotated[int, Field(ge=0, le=1200)] = 0
     LEDGER_MAINTENANCE_INTERVAL_MS: PositiveMs = 3_600_000
+    # Worked webhook rows (the dedupe record) older than this many days are deleted by the
+    # same maintenance step (`webhooks.retention`); 0 keeps them forever.
+    WEBHOOK_RETENTION_DAYS: Annotated[int, Field(ge=0, le=3650)] = 30
     # Set by `stripemeter api --workers-processes N` for its children: the pid they watch.
     STRIPEMETER_SUPERVISOR_PID: Annotated[int, Field(gt=0)] | None = None
     # Test seam: the writer exits right after Stripe accepted this many meter events.

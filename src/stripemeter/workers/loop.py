@@ -48,6 +48,7 @@ from stripemeter.ops.logthrottle import ThrottledLog
 from stripemeter.reconciler.engine import reconcile
 from stripemeter.stripe.client import gateway_from_settings, service_target
 from stripemeter.tenants import check_tenant_id
+from stripemeter.webhooks import retention
 from stripemeter.webhooks.work import listen_forever, next_due_s, run_pending
 from stripemeter.writer.passes import drain, push_pending
 
@@ -177,8 +178,16 @@ def start_in_background(settings: Settings, db_url: str) -> WorkerHandle:
                     months_ahead=settings.LEDGER_PARTITIONS_AHEAD,
                     retention_months=settings.LEDGER_RETENTION_MONTHS,
                 )
+                pruned = retention.prune(conn, older_than_days=settings.WEBHOOK_RETENTION_DAYS)
             finally:
                 conn.autocommit = False
+        if pruned.webhook_events:
+            log.info(
+                "webhooks: %d worked event(s) older than %d days deleted (%d meter error reports)",
+                pruned.webhook_events,
+                settings.WEBHOOK_RETENTION_DAYS,
+                pruned.meter_error_reports,
+            )
 
     for name, interval_ms, step in (
         ("writer", settings.STRIPE_WRITER_INTERVAL_MS, write),
