@@ -53,6 +53,12 @@ SCOPE = "backfill"
 EXISTING_KEYS = (
     "SELECT idempotency_key FROM event_keys WHERE tenant_id = %s AND idempotency_key = ANY(%s)"
 )
+# Which of these keys a given batch stored: one primary-key probe per key (and monthly
+# partition), never a scan of the ledger by request_id, which has no index.
+STORED_BY_REQUEST = (
+    "SELECT idempotency_key FROM events WHERE tenant_id = %s AND idempotency_key = ANY(%s)"
+    " AND request_id = %s"
+)
 
 
 @dataclass(frozen=True)
@@ -212,7 +218,12 @@ class Run:
         self.pool = pool
         self.summary = Summary(str(options.path), options.format, options.dry_run)
         self.checkpoint: Checkpoint | None = None
-        self.lost_batch: set[tuple[Any, str]] = set()
+        # The batch in flight when an earlier run died: its request id, the records it
+        # covered, and the keys of that span this run has already seen (any later line
+        # with one of them is a duplicate, whoever stored it).
+        self.lost_request_id: str | None = None
+        self.lost_until_record = 0
+        self.lost_settled: set[tuple[Any, str]] = set()
         self.seen: set[tuple[Any, str]] = set()  # dry run only
 
     # -- checkpoint --------------------------------------------------------------
@@ -243,7 +254,8 @@ class Run:
             summary.rejected, summary.rejects = found.rejected, list(found.rejects)
             summary.last_line = found.line
             summary.resumed_at_line = found.line
-            self.lost_batch = self._events_of(self._request_id(found.records))
+            self.lost_request_id = self._request_id(found.records)
+            self.lost_until_record = found.records + found.batch_size
             return found.records
         self.checkpoint = Checkpoint(
             file=identity,
@@ -260,15 +272,27 @@ class Run:
         assert self.checkpoint is not None
         return f"bf_{self.checkpoint.run_id}_{first_record}"
 
-    def _events_of(self, request_id: str) -> set[tuple[Any, str]]:
-        """The (tenant, key) of the events a batch with this request id stored."""
+    def _stored_by_lost_batch(
+        self, valid: list[tuple[int, ValidEvent]], first_record: int
+    ) -> set[tuple[Any, str]]:
+        """The (tenant, key) of these events that the lost batch itself stored, not yet
+        counted; empty past the records that batch covered."""
+        if self.lost_request_id is None or first_record >= self.lost_until_record:
+            return set()
         assert self.pool is not None
+        by_tenant: dict[Any, list[str]] = {}
+        for _, event in valid:
+            key = (event.tenant_id, ledger.effective_key(event, None, 0))
+            if key not in self.lost_settled:
+                by_tenant.setdefault(key[0], []).append(key[1])
+        stored: set[tuple[Any, str]] = set()
         with self.pool.connection() as conn:
-            rows = conn.execute(
-                "SELECT tenant_id, idempotency_key FROM events WHERE request_id = %s",
-                (request_id,),
-            ).fetchall()
-        return {(row[0], row[1]) for row in rows}
+            for tenant, tenant_keys in by_tenant.items():
+                rows = conn.execute(
+                    STORED_BY_REQUEST, (tenant, tenant_keys, self.lost_request_id)
+                ).fetchall()
+                stored.update((tenant, row[0]) for row in rows)
+        return stored
 
     def _commit_point(self, records: int, line: int) -> None:
         checkpoint = self.checkpoint
@@ -339,6 +363,8 @@ class Run:
     def _store(self, first_record: int, valid: list[tuple[int, ValidEvent]]) -> None:
         assert self.pool is not None
         items: list[ValidEvent | InputError] = [event for _, event in valid]
+        # Probed before this batch stores anything under the same request id.
+        lost = self._stored_by_lost_batch(valid, first_record)
         try:
             outcome = ledger.ingest(
                 self.pool,
@@ -357,10 +383,12 @@ class Run:
         accepted = outcome.accepted
         for (_, event), result in zip(valid, outcome.results, strict=True):
             key = (event.tenant_id, result["idempotencyKey"])
-            # Stored by this very batch before a crash lost its checkpoint: accepted.
-            if result["status"] == "duplicate" and key in self.lost_batch:
-                self.lost_batch.discard(key)
+            # Stored by the very batch whose checkpoint a crash lost: accepted, once.
+            if result["status"] == "duplicate" and key in lost:
+                lost.discard(key)
                 accepted += 1
+            if first_record < self.lost_until_record:
+                self.lost_settled.add(key)
         self.summary.accepted += accepted
         self.summary.duplicates += len(valid) - accepted
 

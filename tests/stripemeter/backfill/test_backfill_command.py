@@ -321,9 +321,13 @@ def _rolled_back(checkpoint: dict[str, Any], history: History, records: int) -> 
     )
 
 
-@pytest.mark.parametrize("lose_last_checkpoint", [False, True], ids=["kill", "kill-after-commit"])
+@pytest.mark.parametrize(
+    ("lose_last_checkpoint", "resume_batch"),
+    [(False, 500), (True, 500), (False, 50), (True, 50)],
+    ids=["kill", "kill-after-commit", "kill-smaller-batches", "kill-after-commit-smaller-batches"],
+)
 def test_kill_9_mid_run_then_a_resume_ends_with_the_exact_ledger_and_counts(
-    db_url: str, home: Path, lose_last_checkpoint: bool
+    db_url: str, home: Path, lose_last_checkpoint: bool, resume_batch: int
 ) -> None:
     history = generate(20_000, 0.05, 0.01, seed=3)
     path = history.write(home / "history.jsonl")
@@ -363,7 +367,8 @@ def test_kill_9_mid_run_then_a_resume_ends_with_the_exact_ledger_and_counts(
         stored_before = conn.execute("SELECT count(*) FROM events").fetchone()
     assert stored_before is not None and stored_before[0] > 0
 
-    resumed = backfill(db_url, home, str(path), "--batch-size", "500", "--json")
+    # With smaller batches, several re-read batches cover what the lost one held.
+    resumed = backfill(db_url, home, str(path), "--batch-size", str(resume_batch), "--json")
     summary = summary_of(resumed)
     assert resumed.returncode == 3
     assert summary["resumedAtLine"] == state["line"]
@@ -582,8 +587,9 @@ def test_bad_arguments_exit_non_zero_with_one_line(
         assert conn.execute("SELECT count(*) FROM events").fetchone() == (0,)
 
 
+@pytest.mark.parametrize("resume_batch", [1000, 20], ids=["one-batch", "smaller-batches"])
 def test_a_batch_the_database_refuses_stops_the_run_in_one_line_and_a_rerun_resumes(
-    db_url: str, home: Path
+    db_url: str, home: Path, resume_batch: int
 ) -> None:
     history = generate(1_000, 0.05, 0.01, seed=17)
     path = history.write(home / "h.jsonl")
@@ -607,7 +613,11 @@ def test_a_batch_the_database_refuses_stops_the_run_in_one_line_and_a_rerun_resu
     assert state["records"] % 200 == 0 and 0 < state["records"] < 1_000
     with psycopg.connect(db_url) as conn:
         conn.execute("DROP TRIGGER refuse ON events")
-    resumed = summary_of(backfill(db_url, home, str(path), "--json"))
+    # Smaller batches: the refused batch's span is re-read as several, the first of them
+    # under the refused batch's request id; a key repeated inside that span is a duplicate.
+    resumed = summary_of(
+        backfill(db_url, home, str(path), "--batch-size", str(resume_batch), "--json")
+    )
     assert resumed["resumedAtLine"] == state["records"]
     assert (resumed["accepted"], resumed["duplicates"], resumed["rejected"]) == history.counts
     assert_ledger_holds(db_url, history)
