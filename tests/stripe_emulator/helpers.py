@@ -28,7 +28,11 @@ def advance(client: stripe.StripeClient, clock_id: str, frozen_time: int) -> Any
 def metered_price(
     client: stripe.StripeClient, event_name: str = "api_calls", unit_amount: int = 5, **extra: Any
 ) -> tuple[Any, Any]:
-    """A sum meter and a monthly metered price on it; returns (meter, price)."""
+    """A sum meter and a monthly metered price on it; returns (meter, price).
+
+    `formula` and `interval` change the meter's aggregation and the price's interval;
+    `tiers` (with `tiers_mode`, graduated by default) prices it by tiers instead.
+    """
     meter = client.v1.billing.meters.create(
         {
             "display_name": "API calls",
@@ -37,11 +41,21 @@ def metered_price(
         }
     )
     product = client.v1.products.create({"name": "API"})
+    tiers = extra.pop("tiers", None)
+    pricing: dict[str, Any] = (
+        {"unit_amount": unit_amount}
+        if tiers is None
+        else {
+            "billing_scheme": "tiered",
+            "tiers_mode": extra.pop("tiers_mode", "graduated"),
+            "tiers": tiers,
+        }
+    )
     price = client.v1.prices.create(
         {
             "currency": "usd",
             "product": product.id,
-            "unit_amount": unit_amount,
+            **pricing,
             "nickname": "per call",
             "recurring": {
                 "interval": extra.pop("interval", "month"),
@@ -50,7 +64,21 @@ def metered_price(
             },
         }
     )
+    assert not extra, f"metered_price: unknown options {sorted(extra)}"
     return meter, price
+
+
+def seat_price(client: stripe.StripeClient, amount: int = 700) -> Any:
+    """A licensed monthly price of `amount` cents per seat, on its own product."""
+    product = client.v1.products.create({"name": "Seat"})
+    return client.v1.prices.create(
+        {
+            "currency": "usd",
+            "product": product.id,
+            "unit_amount": amount,
+            "recurring": {"interval": "month"},
+        }
+    )
 
 
 def clock_customer(

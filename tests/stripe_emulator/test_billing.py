@@ -8,13 +8,13 @@ from typing import Any
 import requests
 import stripe
 
-from tests.stripe_emulator.helpers import advance, clock_customer, send_event
-
-
-def _meter(client: stripe.StripeClient) -> Any:
-    return client.v1.billing.meters.create(
-        {"display_name": "m", "event_name": "api_calls", "default_aggregation": {"formula": "sum"}}
-    )
+from tests.stripe_emulator.helpers import (
+    advance,
+    clock_customer,
+    metered_price,
+    seat_price,
+    send_event,
+)
 
 
 def _cycle(client: stripe.StripeClient, sub_id: str) -> Any:
@@ -24,17 +24,8 @@ def _cycle(client: stripe.StripeClient, sub_id: str) -> Any:
 
 def test_graduated_tiers_price_the_usage(client: stripe.StripeClient) -> None:
     now = int(time.time())
-    meter = _meter(client)
-    product = client.v1.products.create({"name": "API"})
-    price = client.v1.prices.create(
-        {
-            "currency": "usd",
-            "product": product.id,
-            "billing_scheme": "tiered",
-            "tiers_mode": "graduated",
-            "tiers": [{"up_to": 10, "unit_amount": 10}, {"up_to": "inf", "unit_amount": 1}],
-            "recurring": {"interval": "month", "usage_type": "metered", "meter": meter.id},
-        }
+    _, price = metered_price(
+        client, tiers=[{"up_to": 10, "unit_amount": 10}, {"up_to": "inf", "unit_amount": 1}]
     )
     clock, cus = clock_customer(client, now - 7200)
     sub = client.v1.subscriptions.create({"customer": cus.id, "items": [{"price": price.id}]})
@@ -48,15 +39,7 @@ def test_graduated_tiers_price_the_usage(client: stripe.StripeClient) -> None:
 def test_licensed_item_is_billed_up_front_and_decline_makes_incomplete(
     client: stripe.StripeClient,
 ) -> None:
-    product = client.v1.products.create({"name": "Seat"})
-    price = client.v1.prices.create(
-        {
-            "currency": "usd",
-            "product": product.id,
-            "unit_amount": 700,
-            "recurring": {"interval": "month"},
-        }
-    )
+    price = seat_price(client)
     _, good = clock_customer(client, int(time.time()))
     sub = client.v1.subscriptions.create(
         {
@@ -87,16 +70,7 @@ def test_licensed_item_is_billed_up_front_and_decline_makes_incomplete(
 
 def test_send_invoice_is_finalized_but_not_charged(client: stripe.StripeClient) -> None:
     now = int(time.time())
-    meter = _meter(client)
-    product = client.v1.products.create({"name": "API"})
-    price = client.v1.prices.create(
-        {
-            "currency": "usd",
-            "product": product.id,
-            "unit_amount": 5,
-            "recurring": {"interval": "month", "usage_type": "metered", "meter": meter.id},
-        }
-    )
+    _, price = metered_price(client, unit_amount=5)
     clock, cus = clock_customer(client, now - 7200)
     sub = client.v1.subscriptions.create(
         {
@@ -119,16 +93,7 @@ def test_send_invoice_is_finalized_but_not_charged(client: stripe.StripeClient) 
 
 def test_cancel_at_period_end_stops_after_final_invoice(client: stripe.StripeClient) -> None:
     now = int(time.time())
-    meter = _meter(client)
-    product = client.v1.products.create({"name": "API"})
-    price = client.v1.prices.create(
-        {
-            "currency": "usd",
-            "product": product.id,
-            "unit_amount": 5,
-            "recurring": {"interval": "month", "usage_type": "metered", "meter": meter.id},
-        }
-    )
+    _, price = metered_price(client, unit_amount=5)
     clock, cus = clock_customer(client, now - 7200)
     sub = client.v1.subscriptions.create({"customer": cus.id, "items": [{"price": price.id}]})
     client.v1.subscriptions.update(sub.id, {"cancel_at_period_end": True})
@@ -147,23 +112,11 @@ def _events(base_url: str) -> list[dict[str, Any]]:
     return list(state["events"])
 
 
-def _seat_price(client: stripe.StripeClient, amount: int = 700) -> Any:
-    product = client.v1.products.create({"name": "Seat"})
-    return client.v1.prices.create(
-        {
-            "currency": "usd",
-            "product": product.id,
-            "unit_amount": amount,
-            "recurring": {"interval": "month"},
-        }
-    )
-
-
 def test_events_for_create_update_renewal_and_cancel(
     client: stripe.StripeClient, base_url: str
 ) -> None:
     t0 = int(time.time()) - 3 * 86400
-    seat = _seat_price(client)
+    seat = seat_price(client)
     clock, cus = clock_customer(client, t0)
     sub = client.v1.subscriptions.create({"customer": cus.id, "items": [{"price": seat.id}]})
     first = str(sub.latest_invoice)
@@ -215,7 +168,7 @@ def test_payment_failed_event_and_past_due_update(
     client: stripe.StripeClient, base_url: str
 ) -> None:
     t0 = int(time.time()) - 3 * 86400
-    seat = _seat_price(client)
+    seat = seat_price(client)
     clock, cus = clock_customer(client, t0)
     sub = client.v1.subscriptions.create({"customer": cus.id, "items": [{"price": seat.id}]})
     bad = client.v1.payment_methods.attach("pm_card_chargeCustomerFail", {"customer": cus.id})
@@ -244,16 +197,7 @@ def test_payment_failed_event_and_past_due_update(
 
 
 def test_grace_hour_usage_counts_until_finalization_only(client: stripe.StripeClient) -> None:
-    meter = _meter(client)
-    product = client.v1.products.create({"name": "API"})
-    price = client.v1.prices.create(
-        {
-            "currency": "usd",
-            "product": product.id,
-            "unit_amount": 10,
-            "recurring": {"interval": "day", "usage_type": "metered", "meter": meter.id},
-        }
-    )
+    _, price = metered_price(client, unit_amount=10, interval="day")
     clock, cus = clock_customer(client, int(time.time()) - 3 * 86400)
     sub = client.v1.subscriptions.create({"customer": cus.id, "items": [{"price": price.id}]})
     start = sub["items"].data[0].current_period_start
@@ -271,7 +215,7 @@ def test_grace_hour_usage_counts_until_finalization_only(client: stripe.StripeCl
 
 
 def test_cancel_at_period_end_licensed_bills_no_next_period(client: stripe.StripeClient) -> None:
-    seat = _seat_price(client)
+    seat = seat_price(client)
     clock, cus = clock_customer(client, int(time.time()) - 7200)
     sub = client.v1.subscriptions.create(
         {"customer": cus.id, "items": [{"price": seat.id}], "cancel_at_period_end": True}

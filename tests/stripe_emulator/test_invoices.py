@@ -9,7 +9,13 @@ from typing import Any
 import pytest
 import stripe
 
-from tests.stripe_emulator.helpers import advance, clock_customer, metered_price, send_event
+from tests.stripe_emulator.helpers import (
+    advance,
+    clock_customer,
+    metered_price,
+    seat_price,
+    send_event,
+)
 
 DAY = 86400
 
@@ -261,15 +267,7 @@ def test_real_time_customers_are_billed_without_a_clock(client: stripe.StripeCli
 
 def test_list_created_exact_and_due_date_filters(client: stripe.StripeClient) -> None:
 
-    product = client.v1.products.create({"name": "Seat"})
-    seat = client.v1.prices.create(
-        {
-            "currency": "usd",
-            "product": product.id,
-            "unit_amount": 700,
-            "recurring": {"interval": "month"},
-        }
-    )
+    seat = seat_price(client)
     t0 = int(time.time()) - 7200
     _, cus = clock_customer(client, t0, card=None)
     sub = client.v1.subscriptions.create(

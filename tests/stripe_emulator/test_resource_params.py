@@ -20,7 +20,7 @@ from stripe._request_options import RequestOptions
 
 from stripe_emulator import catalog, customers
 from stripe_emulator.params import Spec
-from tests.stripe_emulator.helpers import metered_price
+from tests.stripe_emulator.helpers import metered_price, seat_price
 from tests.support.emulator import TEST_KEY
 
 T0 = 1_767_225_600
@@ -255,15 +255,7 @@ def test_customer_contact_fields_are_echoed_and_unset(client: stripe.StripeClien
 def test_invoice_prefix_sequence_and_contact_fields_reach_the_invoice(
     client: stripe.StripeClient,
 ) -> None:
-    product = client.v1.products.create({"name": "Seat"})
-    seat = client.v1.prices.create(
-        {
-            "currency": "usd",
-            "product": product.id,
-            "unit_amount": 700,
-            "recurring": {"interval": "month"},
-        }
-    )
+    seat = seat_price(client)
     clock = client.v1.test_helpers.test_clocks.create({"frozen_time": T0})
     cus = client.v1.customers.create(
         {

@@ -13,7 +13,13 @@ from typing import Any
 import pytest
 import stripe
 
-from tests.stripe_emulator.helpers import advance, clock_customer, metered_price, send_event
+from tests.stripe_emulator.helpers import (
+    advance,
+    clock_customer,
+    metered_price,
+    seat_price,
+    send_event,
+)
 
 DAY = 86400
 
@@ -38,18 +44,6 @@ def _plus_month(ts: int) -> int:
 T0 = _t0()
 
 
-def _seat(client: stripe.StripeClient, amount: int = 700) -> Any:
-    product = client.v1.products.create({"name": "Seat"})
-    return client.v1.prices.create(
-        {
-            "currency": "usd",
-            "product": product.id,
-            "unit_amount": amount,
-            "recurring": {"interval": "month"},
-        }
-    )
-
-
 def _unsupported(err: pytest.ExceptionInfo[stripe.InvalidRequestError], param: str) -> None:
     assert (err.value.http_status, err.value.code, err.value.param) == (
         400,
@@ -59,7 +53,7 @@ def _unsupported(err: pytest.ExceptionInfo[stripe.InvalidRequestError], param: s
 
 
 def test_trial_period_days_trialing_then_first_paid_period(client: stripe.StripeClient) -> None:
-    seat = _seat(client)
+    seat = seat_price(client)
     clock, cus = clock_customer(client, T0)
     sub = client.v1.subscriptions.create(
         {"customer": cus.id, "items": [{"price": seat.id}], "trial_period_days": 14}
@@ -145,7 +139,7 @@ def test_billing_cycle_anchor_metered_first_period_ends_at_anchor(
 
 
 def test_billing_cycle_anchor_licensed_needs_proration_none(client: stripe.StripeClient) -> None:
-    seat = _seat(client)
+    seat = seat_price(client)
     clock, cus = clock_customer(client, T0)
     anchor = T0 + 10 * DAY
     with pytest.raises(stripe.InvalidRequestError) as err:
@@ -194,7 +188,7 @@ def test_cancel_at_ends_with_final_metered_invoice(client: stripe.StripeClient) 
 
 def test_cancel_at_on_update_and_licensed_mid_period_refused(client: stripe.StripeClient) -> None:
     _, price = metered_price(client)
-    seat = _seat(client)
+    seat = seat_price(client)
     clock, cus = clock_customer(client, T0)
     sub = client.v1.subscriptions.create({"customer": cus.id, "items": [{"price": price.id}]})
     sub = client.v1.subscriptions.update(sub.id, {"cancel_at": T0 + 2 * DAY})
@@ -214,7 +208,7 @@ def test_cancel_at_on_update_and_licensed_mid_period_refused(client: stripe.Stri
 
 
 def test_add_invoice_items_on_first_invoice(client: stripe.StripeClient) -> None:
-    seat = _seat(client)
+    seat = seat_price(client)
     setup = client.v1.prices.create(
         {"currency": "usd", "product": seat.product, "unit_amount": 250}
     )

@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 import pytest
 import stripe
 
-from tests.stripe_emulator.helpers import clock_customer, metered_price
+from tests.stripe_emulator.helpers import clock_customer, metered_price, seat_price
 
 
 def _ts(*args: int) -> int:
@@ -210,15 +210,7 @@ def _sdk_keys(cls: type) -> set[str]:
 
 def test_shapes_match_the_sdk_schema(client: stripe.StripeClient) -> None:
     _, metered = metered_price(client)
-    product = client.v1.products.create({"name": "Seat"})
-    licensed = client.v1.prices.create(
-        {
-            "currency": "usd",
-            "product": product.id,
-            "unit_amount": 700,
-            "recurring": {"interval": "month"},
-        }
-    )
+    licensed = seat_price(client)
     _, cus = clock_customer(client, int(time.time()) - 60)
     sub = client.v1.subscriptions.create(
         {"customer": cus.id, "items": [{"price": metered.id}, {"price": licensed.id}]}
