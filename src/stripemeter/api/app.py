@@ -148,6 +148,7 @@ def create_app(settings: Settings, *, db_url: str | None = None) -> FastAPI:
     extra_checks: list[HealthCheck] = []
     app.state.extra_health_checks = extra_checks
     writer_status.install(app)
+    health.install_stripe_probe(app, settings)
     install_error_handlers(app)
     for router in ROUTERS:
         app.include_router(router)
