@@ -275,17 +275,27 @@ class RevocationListener:
         self._thread.join(timeout=5)
 
     def _run(self) -> None:
+        failing = False  # log an outage once, and its end
         while not self._stop.is_set():
             try:
                 with psycopg.connect(self.db_url, autocommit=True, connect_timeout=5) as conn:
                     conn.execute(f"LISTEN {REVOKED_CHANNEL}")
                     self.cache.clear()
                     self.cache.trusted = True
+                    if failing:
+                        log.info("API key revocations: listening again; keys cached again")
+                        failing = False
                     while not self._stop.is_set():
                         for note in conn.notifies(timeout=0.5):
                             self.cache.forget(note.payload)
             except psycopg.Error as exc:
-                log.warning("API key revocations: not listening (%s); retrying", type(exc).__name__)
+                if not failing:
+                    log.warning(
+                        "API key revocations: not listening (%s); every request looks its "
+                        "key up until the database answers again",
+                        type(exc).__name__,
+                    )
+                failing = True
             self.cache.trusted = False
             self.cache.clear()
             self._stop.wait(self.RETRY_S)
