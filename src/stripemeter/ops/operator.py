@@ -42,7 +42,7 @@ def reconcile_tenant(
     tenant_id: str,
     period: tuple[datetime, datetime] | None = None,
 ) -> list[dict[str, Any]]:
-    """Reconcile the tenant's mappings now; the new reports (of periods starting in
+    """Reconcile the tenant's mappings now; this run's reports (of periods starting in
     `period`, when given). Raises ReconciliationError when Stripe cannot be read."""
     reports = reconcile(conn, gateway, settings, tenant_id)
     if period is not None:

@@ -113,7 +113,8 @@ def reconcile(
     settings: Settings,
     tenant_id: str | None = None,
 ) -> list[dict[str, Any]]:
-    """Reconcile every active mapping (of one tenant or all); return the new reports.
+    """Reconcile every active mapping (of one tenant or all); return this run's reports
+    (each new, or the unchanged latest one with its checked_at moved).
 
     Raises ReconciliationError when Stripe cannot be read (after the gateway's
     retries); the failure is recorded per tenant for readiness and the status API.
