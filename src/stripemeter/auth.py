@@ -272,7 +272,8 @@ class RevocationListener:
     def stop(self) -> None:
         """Stop the thread (within about a second)."""
         self._stop.set()
-        self._thread.join(timeout=5)
+        if self._thread.ident is not None:  # started
+            self._thread.join(timeout=5)
 
     def _run(self) -> None:
         failing = False  # log an outage once, and its end
