@@ -6,6 +6,8 @@
                     [--insecure-bypass-auth-anywhere] [--workers-processes N|auto] [--live]
     stripemeter workers [--live]
     stripemeter api-keys create --tenant ID [--name NAME] [--scope ingest|read|admin]...
+    stripemeter api-keys list --tenant ID [--json]
+    stripemeter api-keys revoke ID
     stripemeter bindings put --tenant ID --customer-ref REF --stripe-customer cus_...
                              [--no-verify]
     stripemeter reconcile --tenant ID [--period YYYY-MM] [--live]
@@ -16,7 +18,9 @@
                          [--checkpoint PATH] [--restart] [--tenant ID] [--progress]
                          [--rejects FILE] [--json]
     stripemeter webhooks setup --url URL
+    stripemeter --version
 
+Every command and action has its own `--help` (a description and each argument's help).
 Expected failures print one `error: ...` line and exit non-zero, no traceback: `main`
 catches `StripemeterError` (bad configuration, database unreachable, embedded server
 broken, schema behind, Stripe refusing...) once; bad arguments are argparse's exit 2
@@ -58,11 +62,23 @@ from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from stripemeter.auth import DEFAULT_SCOPES, check_bypass_allowed, create_api_key
+from stripemeter.auth import (
+    DEFAULT_SCOPES,
+    check_bypass_allowed,
+    create_api_key,
+    list_api_keys,
+    revoke_api_key,
+)
 from stripemeter.config import Settings, load_settings
 from stripemeter.db import connect, database_url, embedded
 from stripemeter.db.migrate import apply_migrations, require_current_schema
-from stripemeter.errors import CliError, InputError, StripeConfigError, StripemeterError
+from stripemeter.errors import (
+    CliError,
+    InputError,
+    StripeConfigError,
+    StripemeterError,
+    UnknownApiKey,
+)
 from stripemeter.periods import parse_month
 from stripemeter.stripe.client import StripeTarget, service_target
 from stripemeter.tenants import check_tenant_id
@@ -254,6 +270,65 @@ def cmd_api_keys(args: argparse.Namespace, settings: Settings) -> int:
     )
     print(created.secret)
     return 0
+
+
+def cmd_api_keys_list(args: argparse.Namespace, settings: Settings) -> int:
+    """`api-keys list`: the tenant's keys, one line each (id, prefix, created, revoked),
+    or `{"data": [...]}`; the secret is never stored, so never shown."""
+    import json
+
+    tenant = _strict_tenant(args.tenant, settings)
+    with connect(database_url(settings)) as conn:
+        require_current_schema(conn)
+        keys = list_api_keys(conn, tenant)
+    if args.json:
+        print(json.dumps({"data": [key.to_json() for key in keys]}, sort_keys=True))
+        return 0
+    for key in keys:
+        revoked = "revoked " + key.revoked_at.isoformat() if key.revoked_at else "active"
+        print(
+            f"{key.id} {key.prefix}... created {key.created_at.isoformat()} {revoked}"
+            f" scopes {','.join(sorted(key.scopes))} name {key.name or '-'}"
+        )
+    print(f"{len(keys)} API key(s) for tenant {tenant}", file=sys.stderr)
+    return 0
+
+
+EXIT_UNKNOWN_KEY = 2
+
+
+def cmd_api_keys_revoke(args: argparse.Namespace, settings: Settings) -> int:
+    """`api-keys revoke ID`: the key stops working at once on every API process
+    listening (`auth.RevocationListener`). Exit 2 for an id no key has; revoking a
+    revoked key says so and exits 0."""
+    with connect(database_url(settings)) as conn:
+        require_current_schema(conn)
+        try:
+            key, revoked = revoke_api_key(conn, args.id)
+        except UnknownApiKey as exc:
+            print(error_line(exc), file=sys.stderr)
+            return EXIT_UNKNOWN_KEY
+    if revoked:
+        print(f"revoked API key {key.id} ({key.prefix}...) of tenant {key.tenant_id}")
+    else:
+        assert key.revoked_at is not None
+        print(
+            f"API key {key.id} ({key.prefix}...) of tenant {key.tenant_id} was already "
+            f"revoked at {key.revoked_at.isoformat()}; nothing changed"
+        )
+    return 0
+
+
+def _key_id(text: str) -> Any:
+    """An API key id (a UUID, as `api-keys create` and `api-keys list` print it)."""
+    import uuid
+
+    try:
+        return uuid.UUID(text.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"not an API key id: {text!r} (a UUID, as `api-keys list --tenant ID` prints)"
+        ) from None
 
 
 def cmd_bindings(args: argparse.Namespace, settings: Settings) -> int:
@@ -524,10 +599,23 @@ def _correction_id(text: str) -> Any:
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of every subcommand."""
     parser = argparse.ArgumentParser(prog="stripemeter", description=__doc__.splitlines()[0])
-    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    parser.add_argument(
+        "--version",
+        action="version",
+        version=f"stripemeter {package_version()}",
+        help="print the installed version and exit",
+    )
+    sub = parser.add_subparsers(
+        dest="command", required=True, metavar="COMMAND", help="what to do (COMMAND --help)"
+    )
 
     db = sub.add_parser("db", help="manage the embedded PostgreSQL")
-    db.add_argument("action", choices=("start", "stop", "url"))
+    db.add_argument(
+        "action",
+        choices=("start", "stop", "url"),
+        help="start it (printing its URL), stop it, or print its URL (starting it if needed); "
+        "with DATABASE_URL set, url prints that and start/stop do nothing",
+    )
     db.set_defaults(handler=cmd_db)
 
     migrate = sub.add_parser("migrate", help="apply database migrations")
@@ -561,7 +649,9 @@ def build_parser() -> argparse.ArgumentParser:
     workers.set_defaults(handler=cmd_workers)
 
     keys = sub.add_parser("api-keys", help="manage API keys")
-    keys_sub = keys.add_subparsers(dest="keys_command", required=True, metavar="ACTION")
+    keys_sub = keys.add_subparsers(
+        dest="keys_command", required=True, metavar="ACTION", help="create, list or revoke"
+    )
     create = keys_sub.add_parser("create", help="create a key for a tenant")
     create.add_argument(
         "--tenant", type=_tenant, required=True, help="tenant id (a name or a UUID)"
@@ -574,9 +664,26 @@ def build_parser() -> argparse.ArgumentParser:
         help="a scope to grant; repeat for several (default: ingest and read)",
     )
     create.set_defaults(handler=cmd_api_keys)
+    keys_list = keys_sub.add_parser(
+        "list", help="a tenant's keys: id, prefix, created, revoked (never the secret)"
+    )
+    keys_list.add_argument(
+        "--tenant", type=_tenant, required=True, help="tenant id (a name or a UUID)"
+    )
+    keys_list.add_argument("--json", action="store_true", help='one JSON {"data": [...]} object')
+    keys_list.set_defaults(handler=cmd_api_keys_list)
+    revoke = keys_sub.add_parser(
+        "revoke", help="revoke a key: the API refuses it (401) from then on (exit 2: no such id)"
+    )
+    revoke.add_argument(
+        "id", type=_key_id, metavar="ID", help="the key's id, as `api-keys list` prints it"
+    )
+    revoke.set_defaults(handler=cmd_api_keys_revoke)
 
     binds = sub.add_parser("bindings", help="bind customerRefs to Stripe customers")
-    binds_sub = binds.add_subparsers(dest="bindings_command", required=True, metavar="ACTION")
+    binds_sub = binds.add_subparsers(
+        dest="bindings_command", required=True, metavar="ACTION", help="put"
+    )
     put = binds_sub.add_parser("put", help="bind a tenant's customerRef to a Stripe customer")
     put.add_argument("--tenant", type=_tenant, required=True, help="tenant id (a name or a UUID)")
     put.add_argument("--customer-ref", required=True, help="the customerRef events carry")
@@ -632,7 +739,9 @@ def build_parser() -> argparse.ArgumentParser:
     backfill.add_argument("--json", action="store_true", help="print the summary as JSON")
     backfill.set_defaults(handler=cmd_backfill)
     hooks = sub.add_parser("webhooks", help="Stripe webhook endpoint")
-    hooks_sub = hooks.add_subparsers(dest="webhooks_command", required=True, metavar="ACTION")
+    hooks_sub = hooks.add_subparsers(
+        dest="webhooks_command", required=True, metavar="ACTION", help="setup"
+    )
     setup = hooks_sub.add_parser("setup", help="register the webhook endpoint with Stripe")
     setup.add_argument("--url", required=True, help="the public URL of POST /v1/stripe/webhooks")
     setup.set_defaults(handler=cmd_webhooks)
@@ -657,7 +766,9 @@ def build_parser() -> argparse.ArgumentParser:
     summary.set_defaults(handler=cmd_summary)
 
     fixes = sub.add_parser("corrections", help="corrections after close: list, apply")
-    fixes_sub = fixes.add_subparsers(dest="corrections_command", required=True, metavar="ACTION")
+    fixes_sub = fixes.add_subparsers(
+        dest="corrections_command", required=True, metavar="ACTION", help="list or apply"
+    )
     listing = fixes_sub.add_parser("list", help="the tenant's corrections, newest first")
     listing.add_argument(
         "--tenant", type=_tenant, required=True, help="tenant id (a name or a UUID)"
@@ -679,7 +790,31 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _live_option(applying)
     applying.set_defaults(handler=cmd_corrections)
+    describe_subcommands(parser)
     return parser
+
+
+def package_version() -> str:
+    """The installed distribution's version (package metadata), or `unknown` when run
+    from a checkout that was never installed."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("stripemeter")
+    except PackageNotFoundError:
+        return "unknown"
+
+
+def describe_subcommands(parser: argparse.ArgumentParser) -> None:
+    """Give every subcommand and action without a description its one-line `help`, so
+    that `stripemeter db --help` says what `db` is, as `stripemeter --help` lists it."""
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            helps = {choice.dest: choice.help for choice in action._choices_actions}
+            for name, child in action.choices.items():
+                if child.description is None and helps.get(name):
+                    child.description = str(helps[name])
+                describe_subcommands(child)
 
 
 def error_line(exc: BaseException) -> str:

@@ -18,6 +18,7 @@ other exception is a bug and keeps its traceback. The tree:
     │   ├── MappingConflict          a metric's mapping cannot be switched off as asked
     │   └── CorrectionSuperseded     a correction replaced by a newer proposal (not applied)
     ├── CorrectionNotFound           no such correction, or another tenant's
+    ├── UnknownApiKey                no API key with that id (`stripemeter api-keys revoke`)
     ├── DatabaseUnavailable          PostgreSQL cannot be reached
     │   ├── EmbeddedDatabaseError    the embedded server would not start or stop
     │   └── DatabaseTimeout          no pooled connection in time (also psycopg's PoolTimeout)
@@ -118,6 +119,10 @@ class CorrectionSuperseded(ConflictError):
 
 class CorrectionNotFound(StripemeterError):
     """No correction with that id belongs to the caller's tenant."""
+
+
+class UnknownApiKey(StripemeterError):
+    """No API key has that id; the message says where the ids are listed."""
 
 
 class DatabaseUnavailable(StripemeterError):

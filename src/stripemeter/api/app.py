@@ -36,7 +36,7 @@ from stripemeter.api import (
 )
 from stripemeter.api.errors import ApiError, error_response, install_error_handlers
 from stripemeter.api.health import HealthCheck
-from stripemeter.auth import KeyCache
+from stripemeter.auth import KeyCache, RevocationListener
 from stripemeter.config import Settings, load_settings
 from stripemeter.db import database_url
 from stripemeter.db.pool import open_pool
@@ -124,9 +124,12 @@ def create_app(settings: Settings, *, db_url: str | None = None) -> FastAPI:
             writers=settings.INGEST_WRITER_THREADS,
         )
         app.state.ingest.start()
+        revocations = RevocationListener(url, app.state.key_cache)
+        revocations.start()
         try:
             yield
         finally:
+            revocations.stop()
             app.state.ingest.close()
             reconciliation.shutdown(app)
             app.state.background_pool.close()
@@ -145,6 +148,7 @@ def create_app(settings: Settings, *, db_url: str | None = None) -> FastAPI:
     extra_checks: list[HealthCheck] = []
     app.state.extra_health_checks = extra_checks
     writer_status.install(app)
+    health.install_stripe_probe(app, settings)
     install_error_handlers(app)
     for router in ROUTERS:
         app.include_router(router)

@@ -200,6 +200,7 @@ async def _authenticate(request: Request, strict_uuid: bool) -> Principal:
     digest = auth.hash_secret(secret)
     hit, key = cache.get(digest)
     if not hit:
+        generation = cache.generation
         pool: ConnectionPoolType = request.app.state.pool
 
         def lookup() -> auth.KeyInfo | None:
@@ -207,7 +208,7 @@ async def _authenticate(request: Request, strict_uuid: bool) -> Principal:
                 return auth.key_for_secret(conn, secret)
 
         key = await anyio.to_thread.run_sync(lookup)
-        cache.put(digest, key)
+        cache.put(digest, key, generation=generation)
     if key is None:
         raise ApiError(401, "unauthorized", "unknown or revoked API key", "Authorization")
     return Principal(tenant_id=key.tenant_id, scopes=key.scopes, strict_uuid=strict_uuid)

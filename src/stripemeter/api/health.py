@@ -6,7 +6,13 @@ long as the process serves HTTP. `/health/ready` runs the database check (a real
 (added by the writer and reconciler), and reports the worst status: 503 when the
 database is unreachable or any check is unhealthy. Its `stripe.mode` says which Stripe
 the instance uses (`live`, `test`, `emulator`, or `refused`; `app.state.stripe_mode`,
-set by `create_app`).
+set by `create_app`). `reasons` names, one line per check, what is not ok.
+
+The `stripe` check (`StripeProbe`, installed by `install_stripe_probe` unless the Stripe
+settings are refused) asks the configured Stripe's address for any HTTP answer: none
+(refused, timed out) or a 5xx is `degraded`, naming the URL — ingest still works and the
+writer catches up later, so the instance stays in rotation (200). Its result is kept
+for STRIPE_HEALTH_CACHE_S, so frequent readiness checks do not hammer Stripe.
 
 The answer says nothing about tenants: a failing writer is "Stripe failing for 2
 tenant(s)". Callers allowed tenant detail (see `api.metrics.disclosure_for`) also get
@@ -17,17 +23,23 @@ fail, Stripe's error text), limited to their own tenant for an admin key.
 from __future__ import annotations
 
 import logging
+import threading
+import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
 import anyio.to_thread
-from fastapi import APIRouter, Request
+import requests
+from fastapi import APIRouter, FastAPI, Request
 
 from stripemeter.api.metrics import Disclosure, disclosure_for
 from stripemeter.api.schemas import AUTH_ERRORS, Health, Liveness, Readiness, error_responses
+from stripemeter.config import Settings
 from stripemeter.db.pool import Pool
+from stripemeter.errors import StripeConfigError
 from stripemeter.jsonio import JsonResponse, iso
+from stripemeter.stripe.client import REAL_STRIPE_BASE, service_target
 
 router = APIRouter(tags=["operations"])
 log = logging.getLogger("stripemeter.api.health")
@@ -38,6 +50,60 @@ HealthDetail = Callable[[str | None], tuple[str, dict[str, Any]]]
 _RANK = {"ok": 0, "degraded": 1, "unhealthy": 2}
 _OVERALL = {0: "healthy", 1: "degraded", 2: "unhealthy"}
 DB_CHECK_TIMEOUT_S = 2.0
+STRIPE_PROBE_TIMEOUT_S = 2.0
+
+
+class StripeProbe:
+    """The `stripe` readiness check: does `base_url` give any HTTP answer? Kept `ttl_s`
+    seconds; concurrent checks wait for one probe rather than each sending their own."""
+
+    def __init__(self, base_url: str, ttl_s: float, timeout_s: float = STRIPE_PROBE_TIMEOUT_S):
+        self.base_url = base_url
+        self.ttl_s = ttl_s
+        self.timeout_s = timeout_s
+        self._lock = threading.Lock()
+        self._result: tuple[str, str, str] | None = None
+        self._until = 0.0
+
+    def __call__(self) -> tuple[str, str, str]:
+        with self._lock:
+            if self._result is None or time.monotonic() >= self._until:
+                self._result = self._probe()
+                self._until = time.monotonic() + self.ttl_s
+            return self._result
+
+    def _probe(self) -> tuple[str, str, str]:
+        try:
+            answer = requests.get(self.base_url, timeout=self.timeout_s, allow_redirects=False)
+        except requests.RequestException as exc:
+            return "stripe", "degraded", f"Stripe unreachable at {self.base_url}: {_why(exc)}"
+        if answer.status_code >= 500:
+            return (
+                "stripe",
+                "degraded",
+                f"Stripe at {self.base_url} answers HTTP {answer.status_code}",
+            )
+        return "stripe", "ok", f"Stripe at {self.base_url} answers"
+
+
+def _why(exc: requests.RequestException) -> str:
+    if isinstance(exc, requests.Timeout):
+        return f"no answer within {STRIPE_PROBE_TIMEOUT_S:g} s"
+    if isinstance(exc, requests.ConnectionError):
+        return "connection failed"
+    return type(exc).__name__
+
+
+def install_stripe_probe(app: FastAPI, settings: Settings) -> None:
+    """Add the `stripe` check for the configured Stripe (none when its settings are
+    refused: `stripe.mode` already says so, and there is nothing to probe)."""
+    try:
+        target = service_target(settings)
+    except StripeConfigError:
+        return
+    probe = StripeProbe(target.base or REAL_STRIPE_BASE, settings.STRIPE_HEALTH_CACHE_S)
+    app.state.stripe_probe = probe
+    app.state.extra_health_checks.append(probe)
 
 
 def database_check(pool: Pool, *, verbose: bool = False) -> tuple[str, str, str]:
@@ -118,6 +184,8 @@ async def ready(request: Request) -> JsonResponse:
     overall, checks = await anyio.to_thread.run_sync(run_checks, pool, extra, details, disclosure)
     status = 503 if overall == "unhealthy" else 200
     mode = getattr(request.app.state, "stripe_mode", "refused")
+    reasons = [f"{name}: {c['detail']}" for name, c in checks.items() if c["status"] != "ok"]
     return JsonResponse(
-        {"status": overall, "stripe": {"mode": mode}, "checks": checks}, status_code=status
+        {"status": overall, "reasons": reasons, "stripe": {"mode": mode}, "checks": checks},
+        status_code=status,
     )

@@ -400,7 +400,7 @@ def reconciliation_summary(
         "periodStart": echo_start,
         "periodEnd": echo_end,
         **summarize(reports),
-        "reconciledAt": iso(max(r["created_at"] for r in reports)),
+        "reconciledAt": iso(max(r["checked_at"] for r in reports)),
         "lastError": state.last_error if state else None,
     }
     if format == "csv":

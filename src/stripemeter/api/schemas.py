@@ -339,7 +339,11 @@ class Report(WireModel):
     stripeObjectId: str | None = Field(
         description="that correction's Stripe invoice item (ii_) or credit note (cn_)"
     )
-    createdAt: Instant
+    createdAt: Instant = Field(description="when the reconciler first found this")
+    checkedAt: Instant = Field(
+        description="when a reconciliation last found the same (no new report is written "
+        "while nothing changes)"
+    )
 
 
 class Correction(WireModel):
@@ -439,7 +443,7 @@ class Summary(WireModel):
     periodEnd: str = Field(description="the window's end as asked: YYYY-MM, or an instant")
     perMetric: list[MetricDrift]
     overall: OverallDrift
-    reconciledAt: Instant = Field(description="when the newest report was made")
+    reconciledAt: Instant = Field(description="when the reports were last checked")
     lastError: str | None = Field(description="the reconciler's last error for the tenant")
 
 
@@ -497,5 +501,9 @@ class Readiness(WireModel):
     """`GET /health/ready`: the worst status and every check, by name."""
 
     status: Literal["healthy", "degraded", "unhealthy"]
+    reasons: list[str] = Field(
+        description="one line per check that is not ok, e.g. "
+        "'stripe: Stripe unreachable at https://api.stripe.com: connection failed'"
+    )
     stripe: StripeModeInfo
-    checks: dict[str, CheckResult] = Field(description="database, stripe_writer, ...")
+    checks: dict[str, CheckResult] = Field(description="database, stripe, stripe_writer, ...")

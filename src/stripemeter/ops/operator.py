@@ -42,7 +42,7 @@ def reconcile_tenant(
     tenant_id: str,
     period: tuple[datetime, datetime] | None = None,
 ) -> list[dict[str, Any]]:
-    """Reconcile the tenant's mappings now; the new reports (of periods starting in
+    """Reconcile the tenant's mappings now; this run's reports (of periods starting in
     `period`, when given). Raises ReconciliationError when Stripe cannot be read."""
     reports = reconcile(conn, gateway, settings, tenant_id)
     if period is not None:
@@ -127,7 +127,7 @@ def tenant_summary(conn: psycopg.Connection, tenant_id: str, now: datetime) -> d
             "verdict": verdict(reports),
             "reports": len(reports),
             "drifting": sum(1 for r in reports if r["status"] not in PARITY_STATUSES),
-            "lastReportAt": iso(max(r["created_at"] for r in reports)) if reports else None,
+            "lastReportAt": iso(max(r["checked_at"] for r in reports)) if reports else None,
             "lastError": state.last_error if failing and state is not None else None,
         },
     }

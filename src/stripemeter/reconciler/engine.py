@@ -24,6 +24,12 @@ corrections are counted (the report then carries the last one and its Stripe obj
 `investigate` otherwise. Stripe or the database failing raises — a
 failed read never becomes a zero-drift report.
 
+A report is written only when something changed: when the period's status and figures
+(`CHANGE_COLUMNS`) equal its latest report's, that report's `checked_at` is moved to now
+(a heartbeat) and it is returned as this run's report; otherwise a new report is
+inserted. So the history holds one row per change, and `checked_at` says how fresh the
+latest verdict is.
+
 Corrections after close (`stripemeter.corrections`): for a final period, what the
 customer pays is the invoice line quantity plus the corrections applied to it. When
 that differs from the whole units of the ledger, the report's transaction also proposes
@@ -81,7 +87,23 @@ REPORT_COLUMNS = (
     "id, tenant_id, mapping_id, metric, customer_ref, subscription_item_id, period_start,"
     " period_end, local_total, stripe_total, invoice_id, invoice_quantity, drift_abs,"
     " drift_pct, status, final, created_at, correction_id, stripe_object_id,"
-    " corrected_quantity"
+    " corrected_quantity, checked_at"
+)
+# What a report says: a run finding all of these equal to the latest report's writes none.
+CHANGE_COLUMNS = (
+    "subscription_item_id",
+    "period_end",
+    "local_total",
+    "stripe_total",
+    "invoice_id",
+    "invoice_quantity",
+    "drift_abs",
+    "drift_pct",
+    "status",
+    "final",
+    "correction_id",
+    "stripe_object_id",
+    "corrected_quantity",
 )
 
 
@@ -91,7 +113,8 @@ def reconcile(
     settings: Settings,
     tenant_id: str | None = None,
 ) -> list[dict[str, Any]]:
-    """Reconcile every active mapping (of one tenant or all); return the new reports.
+    """Reconcile every active mapping (of one tenant or all); return this run's reports
+    (each new, or the unchanged latest one with its checked_at moved).
 
     Raises ReconciliationError when Stripe cannot be read (after the gateway's
     retries); the failure is recorded per tenant for readiness and the status API.
@@ -236,7 +259,7 @@ def _final_report_is_current(
     row = conn.execute(
         "SELECT EXISTS (SELECT 1 FROM reconciliation_reports r"
         " WHERE r.mapping_id = %(m)s AND r.customer_ref = %(c)s AND r.period_start = %(s)s"
-        "  AND r.final AND r.created_at >= coalesce((SELECT max(b.updated_at)"
+        "  AND r.final AND r.checked_at >= coalesce((SELECT max(b.updated_at)"
         "   FROM usage_buckets b WHERE b.tenant_id = %(t)s AND b.metric = %(metric)s"
         "   AND b.customer_ref = %(c)s AND b.hour_start >= %(s)s AND b.hour_start < %(e)s),"
         "   '-infinity')"
@@ -292,16 +315,19 @@ def _parked_units(
     return bool(row and row[0])
 
 
-def _previous_status(
+def _latest_report(
     conn: psycopg.Connection, mapping: Mapping, customer_ref: str, start: datetime
-) -> str | None:
-    row = conn.execute(
-        "SELECT status FROM reconciliation_reports WHERE mapping_id = %s AND customer_ref = %s"
-        " AND period_start = %s ORDER BY created_at DESC LIMIT 1",
-        (mapping.id, customer_ref, start),
-    ).fetchone()
-    conn.commit()
-    return str(row[0]) if row else None
+) -> dict[str, Any] | None:
+    """The latest report of the period, locked until the caller's transaction ends (two
+    runs of one period then write one report, not two copies)."""
+    with conn.cursor(row_factory=dict_row) as cur:
+        cur.execute(
+            f"SELECT {REPORT_COLUMNS} FROM reconciliation_reports WHERE mapping_id = %s"
+            " AND customer_ref = %s AND period_start = %s ORDER BY created_at DESC LIMIT 1"
+            " FOR UPDATE",
+            (mapping.id, customer_ref, start),
+        )
+        return cur.fetchone()
 
 
 def _reconcile_period(
@@ -368,12 +394,13 @@ def _write_report(
         else (Decimal(0), None)
     )
     billed = compared + applied
+    latest = _latest_report(conn, mapping, customer_ref, start_dt)
     # Stripe bills whole units; a kind whose remainder the writer holds back (sum: the
     # period's last fraction, < 1 unit) is billed right at floor(period total).
     d = drift(local_whole if mapping.kind.holds_back_fractions else local, billed)
     if within_tolerance(d, settings.RECONCILIATION_EPSILON):
         status = "ok"
-        if last_applied is not None or _previous_status(conn, mapping, customer_ref, start_dt) in (
+        if last_applied is not None or (latest is not None and latest["status"]) in (
             "investigate",
             "post_close",
         ):
@@ -382,35 +409,43 @@ def _write_report(
         status = "post_close"
     else:
         status = "investigate"
+    says = {
+        "subscription_item_id": item.item_id,
+        "period_end": end_dt,
+        "local_total": local,
+        "stripe_total": stripe_total,
+        "invoice_id": inv.invoice_id if inv else None,
+        "invoice_quantity": inv.quantity if inv else None,
+        "drift_abs": d.drift_abs,
+        "drift_pct": d.drift_pct,
+        "status": status,
+        "final": final,
+        "correction_id": last_applied.id if last_applied else None,
+        "stripe_object_id": last_applied.stripe_object_id if last_applied else None,
+        "corrected_quantity": billed if last_applied else None,
+    }
     with conn.cursor(row_factory=dict_row) as cur:
-        cur.execute(
-            "INSERT INTO reconciliation_reports (tenant_id, mapping_id, metric, customer_ref,"
-            " subscription_item_id, period_start, period_end, local_total, stripe_total,"
-            " invoice_id, invoice_quantity, drift_abs, drift_pct, status, final,"
-            " correction_id, stripe_object_id, corrected_quantity)"
-            " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"
-            f" RETURNING {REPORT_COLUMNS}",
-            (
-                mapping.tenant_id,
-                mapping.id,
-                mapping.metric,
-                customer_ref,
-                item.item_id,
-                start_dt,
-                end_dt,
-                local,
-                stripe_total,
-                inv.invoice_id if inv else None,
-                inv.quantity if inv else None,
-                d.drift_abs,
-                d.drift_pct,
-                status,
-                final,
-                last_applied.id if last_applied else None,
-                last_applied.stripe_object_id if last_applied else None,
-                billed if last_applied else None,
-            ),
-        )
+        if latest is not None and all(latest[c] == says[c] for c in CHANGE_COLUMNS):
+            cur.execute(
+                "UPDATE reconciliation_reports SET checked_at = now() WHERE id = %s"
+                f" RETURNING {REPORT_COLUMNS}",
+                (latest["id"],),
+            )
+        else:
+            cur.execute(
+                "INSERT INTO reconciliation_reports (tenant_id, mapping_id, metric,"
+                f" customer_ref, period_start, {', '.join(CHANGE_COLUMNS)})"
+                f" VALUES ({', '.join(['%s'] * (5 + len(CHANGE_COLUMNS)))})"
+                f" RETURNING {REPORT_COLUMNS}",
+                (
+                    mapping.tenant_id,
+                    mapping.id,
+                    mapping.metric,
+                    customer_ref,
+                    start_dt,
+                    *(says[c] for c in CHANGE_COLUMNS),
+                ),
+            )
         report = cur.fetchone()
     if final and inv is not None:
         if local_whole != billed and terms is not None:

@@ -181,4 +181,5 @@ def report_json(report: dict[str, Any], epsilon: Decimal) -> dict[str, Any]:
         "correctionId": None if report["correction_id"] is None else str(report["correction_id"]),
         "stripeObjectId": report["stripe_object_id"],
         "createdAt": iso(report["created_at"]),
+        "checkedAt": iso(report["checked_at"]),
     }

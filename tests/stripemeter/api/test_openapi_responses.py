@@ -474,7 +474,7 @@ def test_health_and_metrics_answers_conform(served: Served) -> None:
     assert served.call("GET", "/health", 200, key=None).json()["status"] == "ok"
     served.call("GET", "/health", 400, key=None, params={"verbose": "1"})
     public = served.call("GET", "/health/ready", 200, key=None).json()
-    assert set(public["checks"]) == {"database", "stripe_writer"}
+    assert set(public["checks"]) == {"database", "stripe_writer", "stripe"}
     served.call("GET", "/health/ready", 200)  # an admin key: tenant detail
     served.call("GET", "/health/ready", 401, key="sk_unknown")
     served.call("GET", "/health/ready", 403, key="read")

@@ -11,23 +11,28 @@ from tests.stripemeter.conftest import Api, event, start_api
 from tests.support.servers import free_port, serve_asgi
 
 
-def test_live_and_ready_when_the_database_answers(api: Api) -> None:
+def test_live_and_ready_when_the_database_answers(api: Api, emulator_url: str) -> None:
     assert requests.get(api.url("/health/live"), timeout=10).json() == {"status": "ok"}
-    ready = requests.get(api.url("/health/ready"), timeout=10)
+    with start_api(api.db_url, STRIPE_API_BASE=emulator_url) as served:
+        ready = requests.get(served.url("/health/ready"), timeout=10)
     assert ready.status_code == 200
     assert ready.json() == {
         "status": "healthy",
+        "reasons": [],
         "stripe": {"mode": "emulator"},
         "checks": {
             "database": {"status": "ok", "detail": "SELECT 1 answered"},
             "stripe_writer": {"status": "ok", "detail": "no recent Stripe failures"},
+            "stripe": {"status": "ok", "detail": f"Stripe at {emulator_url} answers"},
         },
     }
 
 
 def test_ready_and_metrics_state_the_stripe_mode(db_url: str) -> None:
+    # A local base: the readiness probe must not reach Stripe itself from a test.
+    local = f"http://127.0.0.1:{free_port()}"
     for key, mode in (("sk_test_mode1234", "test"), ("sk_live_mode1234", "refused")):
-        with start_api(db_url, STRIPE_SECRET_KEY=key) as served:
+        with start_api(db_url, STRIPE_SECRET_KEY=key, STRIPE_API_BASE=local) as served:
             ready = requests.get(served.url("/health/ready"), timeout=10).json()
             metrics = requests.get(served.url("/metrics"), timeout=10).text
         assert ready["stripe"] == {"mode": mode}
