@@ -15,8 +15,20 @@ The service, one package per concept (each package's docstring lists its modules
 
 Rules shared by several packages live in top-level modules: `config` (the service's
 settings, the only reader of the environment), `periods` (time), `jsonio` (exact JSON),
-`auth` (API keys and scopes). `cli` is the `stripemeter` command.
+`auth` (API keys and scopes). `cli` is the `stripemeter` command. `package_version()`
+is the one version string (`stripemeter --version`, the OpenAPI document's `version`).
 
 The dev stack (runners for `invoke`) is the separate `stripemeter_dev` package; nothing
 here imports it.
 """
+
+
+def package_version() -> str:
+    """The installed distribution's version (package metadata), or `unknown` when run
+    from a checkout that was never installed."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("stripemeter")
+    except PackageNotFoundError:
+        return "unknown"

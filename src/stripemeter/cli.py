@@ -62,6 +62,7 @@ from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
+from stripemeter import package_version
 from stripemeter.auth import (
     DEFAULT_SCOPES,
     check_bypass_allowed,
@@ -792,17 +793,6 @@ def build_parser() -> argparse.ArgumentParser:
     applying.set_defaults(handler=cmd_corrections)
     describe_subcommands(parser)
     return parser
-
-
-def package_version() -> str:
-    """The installed distribution's version (package metadata), or `unknown` when run
-    from a checkout that was never installed."""
-    from importlib.metadata import PackageNotFoundError, version
-
-    try:
-        return version("stripemeter")
-    except PackageNotFoundError:
-        return "unknown"
 
 
 def describe_subcommands(parser: argparse.ArgumentParser) -> None:

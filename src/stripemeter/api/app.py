@@ -21,6 +21,7 @@ from contextlib import asynccontextmanager
 from fastapi import APIRouter, FastAPI
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from stripemeter import package_version
 from stripemeter.api import (
     bindings,
     corrections,
@@ -137,7 +138,7 @@ def create_app(settings: Settings, *, db_url: str | None = None) -> FastAPI:
 
     app = FastAPI(
         title="stripemeter",
-        version="0.1.0",
+        version=package_version(),
         summary="Exactly-once usage metering for Stripe Billing Meters",
         lifespan=lifespan,
     )
