@@ -16,6 +16,7 @@
                          [--checkpoint PATH] [--restart] [--tenant ID] [--progress]
                          [--rejects FILE] [--json]
     stripemeter webhooks setup --url URL
+    stripemeter report --tenant ID --period YYYY-MM [--out DIR]
 
 Expected failures print one `error: ...` line and exit non-zero, no traceback: `main`
 catches `StripemeterError` (bad configuration, database unreachable, embedded server
@@ -679,6 +680,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _live_option(applying)
     applying.set_defaults(handler=cmd_corrections)
+
+    from stripemeter.report.command import add_parser as add_report_parser
+
+    add_report_parser(sub, _tenant, _month)
     return parser
 
 
