@@ -113,7 +113,7 @@ def _demo_report(env: StepEnv) -> Report:
     return Report(
         title="Parity report: the demo",
         source="demo",
-        generated_at=datetime.now(UTC),
+        generated_at=datetime.now(UTC).replace(microsecond=0),
         epsilon=env.settings.RECONCILIATION_EPSILON,
         sections=sections,
         verdict=verdict,
@@ -147,7 +147,7 @@ def _scenarios_report(env: StepEnv) -> Report:
     return Report(
         title="Parity report: the scenarios",
         source="scenarios",
-        generated_at=datetime.now(UTC),
+        generated_at=datetime.now(UTC).replace(microsecond=0),
         epsilon=env.settings.RECONCILIATION_EPSILON,
         sections=sections,
         verdict=VERDICTS.get(str(document.get("verdict")), ERROR),

@@ -63,7 +63,7 @@ def cmd_report(args: argparse.Namespace, settings: Settings) -> int:
         report = Report(
             title=f"Parity report: tenant {args.tenant}, {args.period}",
             source="service",
-            generated_at=datetime.now(UTC),
+            generated_at=datetime.now(UTC).replace(microsecond=0),
             epsilon=settings.RECONCILIATION_EPSILON,
             sections=sections,
             notes=[

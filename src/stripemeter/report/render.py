@@ -60,6 +60,11 @@ def chart_svg(section: Section) -> str:
         background="white",
         plot_background="white",
         font_family="system-ui, sans-serif",
+        title_font_size=15,
+        label_font_size=12,
+        major_label_font_size=12,
+        legend_font_size=13,
+        no_data_font_size=18,
     )
     chart = pygal.Bar(
         js=[],
@@ -79,6 +84,7 @@ def chart_svg(section: Section) -> str:
         show_minor_x_labels=len(section.hours) <= 24,
         x_labels_major_every=max(1, len(section.hours) // 12),
         truncate_label=-1,
+        no_data_text="no usage in this period",
     )
     chart.x_labels = [f"{h.start:%m-%d %H:00}" for h in section.hours]
     ledger = [float(h.ledger) for h in section.hours]
