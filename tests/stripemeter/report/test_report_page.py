@@ -84,3 +84,18 @@ def test_chromium_shows_the_verdict_and_each_chart_with_four_series(
         badges = page.locator("section.period .badge").all_inner_texts()
         assert badges == ["PARITY", "DRIFT"]
     assert (tmp_path / "report.png").stat().st_size > 10_000
+
+
+def test_a_missing_browser_fails_when_required_and_skips_otherwise(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from tests.stripemeter.report import browser
+
+    monkeypatch.setattr(browser, "CHROMIUM", "/nonexistent/chromium")
+    monkeypatch.setenv("PATH", "/nonexistent")
+    monkeypatch.setenv("STRIPEMETER_REQUIRE_BROWSER", "1")
+    with pytest.raises(pytest.fail.Exception, match="STRIPEMETER_REQUIRE_BROWSER=1"):
+        browser.require_chromium()
+    monkeypatch.delenv("STRIPEMETER_REQUIRE_BROWSER")
+    with pytest.raises(pytest.skip.Exception, match="chromium is not installed"):
+        browser.require_chromium()
