@@ -138,6 +138,8 @@ def _scenarios_report(env: StepEnv) -> Report:
                 continue
             billed = cell.get("stripe") or {}
             section.invoice_amount = billed.get("amount")
+            # the matrix has no currency; a correction of the period bills in the invoice's
+            section.currency = next((c.currency for c in section.corrections), None)
             section.verdict = VERDICTS.get(str(cell.get("verdict")), section.verdict)
             section.cause = "; ".join(cell.get("problems") or []) or section.cause
         sections += found
