@@ -9,8 +9,10 @@ each scenario's (`scenarios.json`). What only the run knows is added on top: the
 invoice amounts and each period's verdict as `validate` judged it (the last line of
 `validate.log`, when it is this tenant's) or as the scenarios' matrix did, and the
 run's overall verdict. `--source auto` takes whichever of `validate.log` and
-`scenarios.json` is newer. Exit 0 when written (the verdict is in the page; validate
-and scenario give the exit codes), 1 when there is nothing to report on (no state).
+`scenarios.json` is newer. Without `DATABASE_URL` it reads the running embedded
+PostgreSQL, or starts it for the read and stops it again. Exit 0 when written (the
+verdict is in the page; validate and scenario give the exit codes), 1 when there is
+nothing to report on (no state).
 """
 
 from __future__ import annotations
@@ -23,7 +25,8 @@ from typing import Any
 
 from steps._env import StepEnv, load_env, main, parser
 from steps._state import VALIDATE_LOG, load_state, read_json
-from stripemeter.db import connect, database_url
+from stripemeter.db import connect, database_url, embedded
+from stripemeter.db.migrate import require_current_schema
 from stripemeter.jsonio import iso
 from stripemeter.report.collect import tenant_sections
 from stripemeter.report.model import (
@@ -50,7 +53,11 @@ def run(argv: Sequence[str]) -> int:
     env = load_env()
     env.stripe_target()  # like every step: a live key is refused before anything runs
     source = _source(env.state_dir) if options.source == "auto" else options.source
-    report = _scenarios_report(env) if source == "scenarios" else _demo_report(env)
+    try:
+        report = _scenarios_report(env) if source == "scenarios" else _demo_report(env)
+    finally:
+        if _started:
+            embedded.stop(env.settings)
     json_path, html_path = write_report(report, env.state_dir)
     print(f"verdict: {report.verdict.upper()}: {len(report.sections)} period(s) in the report")
     print(f"json: {json_path}")
@@ -70,8 +77,25 @@ def _source(state_dir: Path) -> str:
 
 
 def _sections(env: StepEnv, tenant_id: str) -> list[Section]:
-    with connect(database_url(env.settings)) as conn:
+    with connect(_database(env)) as conn:
+        require_current_schema(conn)
         return tenant_sections(conn, tenant_id, env.settings.RECONCILIATION_EPSILON)
+
+
+_started: list[bool] = []  # whether this step started the embedded PostgreSQL
+
+
+def _database(env: StepEnv) -> str:
+    """`DATABASE_URL`, else the running embedded server, else one started for this step
+    alone (`run` stops it again: `invoke report` after `invoke down` leaves nothing up)."""
+    settings = env.settings
+    if settings.DATABASE_URL:
+        return settings.DATABASE_URL
+    running = embedded.running_url(settings)
+    if running:
+        return running
+    _started.append(True)
+    return database_url(settings)
 
 
 def _last_validation(state_dir: Path) -> dict[str, Any] | None:

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
+import tempfile
 from pathlib import Path
 
 from tests.steps.conftest import StepRunner
@@ -110,3 +112,26 @@ def test_the_scenarios_report_has_each_scenarios_sections_and_the_matrix_verdict
     assert cus_b["title"].startswith("late: cus-b / api_calls")
     assert (cus_b["invoice"]["amount"], cus_b["cause"]) == (450, "quantity 90 != oracle 100")
     assert body["notes"] == ["scenario late: DRIFT"]
+
+
+def test_without_a_database_url_it_starts_the_embedded_server_and_stops_it_again(
+    call_step: StepRunner, tmp_path: Path
+) -> None:
+    from stripemeter.config import load_settings
+    from stripemeter.db import embedded
+
+    home = Path(tempfile.mkdtemp(prefix="smrep", dir="/tmp"))  # a short socket path
+    try:
+        state_dir = tmp_path / "state"
+        _state(state_dir)
+        result = call_step(
+            "report", env={"DEMO_STATE_DIR": str(state_dir), "STRIPEMETER_HOME": str(home)}
+        )
+        # a never-migrated server: one line naming the fix, and nothing left running
+        assert result.returncode == 1
+        assert "stripemeter migrate" in result.stderr, result.stderr
+        assert len(result.stderr.strip().splitlines()) == 1, result.stderr
+        assert embedded.running_url(load_settings(STRIPEMETER_HOME=home)) is None
+    finally:
+        embedded.stop(load_settings(STRIPEMETER_HOME=home))
+        shutil.rmtree(home, ignore_errors=True)
