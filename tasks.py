@@ -191,8 +191,10 @@ def scenarios(
 
 def _scenario_step(selected: Runner, args: list[str]) -> None:
     code = _guarded(selected.run_step, "scenario", args)
-    if "--json" not in args:  # there stdout carries the JSON document alone
-        _report(selected, "scenarios")  # written on drift too: that is when it is read
+    # Written on drift too (that is when it is read); not with --json, where stdout carries
+    # the document alone, nor after an error, which may have written no result.
+    if code in (0, 2) and "--json" not in args:
+        _report(selected, "scenarios")
     if code:
         raise Exit(code=code)
 
