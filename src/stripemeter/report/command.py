@@ -26,7 +26,12 @@ def add_parser(sub: Any, tenant: Any, month: Any) -> None:
     """Register `report` on the CLI's subparsers; `tenant`/`month` are the CLI's own
     argument types (one definition of a valid tenant id and month)."""
     report = sub.add_parser(
-        "report", help="a tenant's parity report (report.html + report.json) for a month"
+        "report",
+        help="a tenant's parity report (report.html + report.json) for a month",
+        description="Write report.html and report.json: per billing period starting in the "
+        "month, the hourly ledger beside what was sent to Stripe, the invoice line, the "
+        "corrections and the drift, from this service's database. Exit 2 on bad input or "
+        "when the tenant has no reconciliation report there.",
     )
     report.add_argument("--tenant", type=tenant, required=True, help="tenant id (a name or a UUID)")
     report.add_argument(
@@ -48,12 +53,16 @@ def cmd_report(args: argparse.Namespace, settings: Settings) -> int:
     from stripemeter.db.migrate import require_current_schema
     from stripemeter.periods import parse_month
     from stripemeter.report.collect import tenant_sections
+    from stripemeter.tenants import check_tenant_id
 
     try:
+        tenant = check_tenant_id(
+            args.tenant, strict_uuid=settings.STRICT_TENANT_ID_UUID, field="--tenant"
+        )
         window = parse_month(args.period, "--period")
         with connect(database_url(settings)) as conn:
             require_current_schema(conn)
-            sections = tenant_sections(conn, args.tenant, settings.RECONCILIATION_EPSILON, window)
+            sections = tenant_sections(conn, tenant, settings.RECONCILIATION_EPSILON, window)
         if not sections:
             raise ReportError(
                 f"no reconciliation report for tenant {args.tenant} with a period starting in "

@@ -58,3 +58,14 @@ def test_a_bad_period_or_tenant_is_refused_with_exit_2(home: Path, db_url: str) 
         assert result.returncode == 2, args
         _no_traceback(result)
         assert says in result.stderr.splitlines()[-1], result.stderr
+
+
+def test_strict_tenant_ids_refuse_a_name_with_exit_2(home: Path, db_url: str) -> None:
+    result = run(
+        home, "report", "--tenant", "acme", "--period", "2026-01",
+        DATABASE_URL=db_url, STRICT_TENANT_ID_UUID="1",
+    )  # fmt: skip
+    assert result.returncode == 2
+    _no_traceback(result)
+    [line] = result.stderr.splitlines()
+    assert line.startswith("error: --tenant must be a UUID (STRICT_TENANT_ID_UUID is on)"), line
