@@ -18,13 +18,14 @@ nothing to report on (no state).
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from steps._env import StepEnv, load_env, main, parser
-from steps._state import VALIDATE_LOG, load_state, read_json
+from steps._env import StepEnv, StepError, load_env, main, parser
+from steps._state import VALIDATE_LOG, DemoState, load_state, read_json
 from stripemeter.db import connect, database_url, embedded
 from stripemeter.db.migrate import require_current_schema
 from stripemeter.jsonio import iso
@@ -53,11 +54,21 @@ def run(argv: Sequence[str]) -> int:
     env = load_env()
     env.stripe_target()  # like every step: a live key is refused before anything runs
     source = _source(env.state_dir) if options.source == "auto" else options.source
-    try:
-        report = _scenarios_report(env) if source == "scenarios" else _demo_report(env)
-    finally:
-        if _started:
-            embedded.stop(env.settings)
+    # The run's files first: a missing one is named before any database is started.
+    if source == "scenarios":
+        document = read_json(
+            env.state_dir / SCENARIOS_FILE, "scenarios result", "run `invoke scenarios` first"
+        )
+        if not isinstance(document, dict):
+            raise StepError(
+                f"{env.state_dir / SCENARIOS_FILE} is not a JSON object; run `invoke scenarios`"
+            )
+        with _database(env) as db_url:
+            report = _scenarios_report(env, db_url, document)
+    else:
+        state = load_state(env.state_dir, require_complete=False)
+        with _database(env) as db_url:
+            report = _demo_report(env, db_url, state)
     json_path, html_path = write_report(report, env.state_dir)
     print(f"verdict: {report.verdict.upper()}: {len(report.sections)} period(s) in the report")
     print(f"json: {json_path}")
@@ -76,26 +87,25 @@ def _source(state_dir: Path) -> str:
     return "scenarios" if scenarios.stat().st_mtime > demo.stat().st_mtime else "demo"
 
 
-def _sections(env: StepEnv, tenant_id: str) -> list[Section]:
-    with connect(_database(env)) as conn:
+def _sections(env: StepEnv, db_url: str, tenant_id: str) -> list[Section]:
+    with connect(db_url) as conn:
         require_current_schema(conn)
         return tenant_sections(conn, tenant_id, env.settings.RECONCILIATION_EPSILON)
 
 
-_started: list[bool] = []  # whether this step started the embedded PostgreSQL
-
-
-def _database(env: StepEnv) -> str:
+@contextmanager
+def _database(env: StepEnv) -> Iterator[str]:
     """`DATABASE_URL`, else the running embedded server, else one started for this step
-    alone (`run` stops it again: `invoke report` after `invoke down` leaves nothing up)."""
+    alone and stopped again (`invoke report` after `invoke down` leaves nothing up)."""
     settings = env.settings
-    if settings.DATABASE_URL:
-        return settings.DATABASE_URL
-    running = embedded.running_url(settings)
+    running = settings.DATABASE_URL or embedded.running_url(settings)
     if running:
-        return running
-    _started.append(True)
-    return database_url(settings)
+        yield running
+        return
+    try:
+        yield database_url(settings)
+    finally:
+        embedded.stop(settings)
 
 
 def _last_validation(state_dir: Path) -> dict[str, Any] | None:
@@ -113,16 +123,16 @@ def _last_validation(state_dir: Path) -> dict[str, Any] | None:
     return None
 
 
-def _demo_report(env: StepEnv) -> Report:
-    state = load_state(env.state_dir, require_complete=False)
-    sections = _sections(env, state.tenantId)
+def _demo_report(env: StepEnv, db_url: str, state: DemoState) -> Report:
+    sections = _sections(env, db_url, state.tenantId)
     notes = [f"demo tenant {state.tenantId}, test clock {state.testClockId}"]
     record = _last_validation(env.state_dir)
     if record is None or record.get("tenantId") != state.tenantId:
         notes.append("validate has not run for this tenant: verdicts are the reconciler's")
         verdict = overall_verdict(sections)
     else:
-        checks = {(c.get("customerRef"), c.get("periodStart")): c for c in record["invoices"]}
+        invoices = record.get("invoices") or []
+        checks = {(c.get("customerRef"), c.get("periodStart")): c for c in invoices}
         for section in sections:
             check = checks.get((section.customer_ref, iso(section.period_start)))
             if check is None:
@@ -145,15 +155,12 @@ def _demo_report(env: StepEnv) -> Report:
     )
 
 
-def _scenarios_report(env: StepEnv) -> Report:
-    document = read_json(
-        env.state_dir / SCENARIOS_FILE, "scenarios result", "run `invoke scenarios` first"
-    )
+def _scenarios_report(env: StepEnv, db_url: str, document: dict[str, Any]) -> Report:
     sections: list[Section] = []
     notes: list[str] = []
     for result in document.get("scenarios") or []:
         name = str(result.get("name"))
-        found = _sections(env, str(result.get("tenantId")))
+        found = _sections(env, db_url, str(result.get("tenantId")))
         cells = {(c.get("customer"), c.get("periodStart")): c for c in result.get("cells") or []}
         for section in found:
             section.title = f"{name}: {section.title}"

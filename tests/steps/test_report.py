@@ -135,3 +135,17 @@ def test_without_a_database_url_it_starts_the_embedded_server_and_stops_it_again
     finally:
         embedded.stop(load_settings(STRIPEMETER_HOME=home))
         shutil.rmtree(home, ignore_errors=True)
+
+
+def test_a_scenarios_result_that_is_not_an_object_is_one_line(
+    call_step: StepRunner, tmp_path: Path
+) -> None:
+    state_dir = tmp_path / "state"
+    state_dir.mkdir()
+    (state_dir / "scenarios.json").write_text("[]")
+    result = call_step("report", "--source", "scenarios", env={"DEMO_STATE_DIR": str(state_dir)})
+    assert result.returncode == 1
+    assert result.stderr.strip() == (
+        f"report: error: {state_dir / 'scenarios.json'} is not a JSON object; "
+        "run `invoke scenarios`"
+    )
