@@ -7,6 +7,7 @@
     invoke scenarios       up -> migrate -> every scenario in scenarios/ (or --only NAME ...),
                            the matrix of every invoice vs the oracle (exit 0 parity, 2 drift)
     invoke validate        re-check parity after manual changes (exit 0 parity, 2 drift, 1 error)
+    invoke report          demo-state/report.html (+ report.json) of the last demo or scenarios
     invoke emulator-reset  empty the emulator's state (it survives `invoke down`/`up`)
     invoke test            the whole test suite (what CI runs)
 
@@ -159,6 +160,7 @@ def demo(
         code = _guarded(selected.run_step, "cleanup", [])
         if code:
             raise Exit(f"demo stopped: step cleanup exited {code}", code=code)
+    _report(selected, "demo")
 
 
 @task(
@@ -189,8 +191,29 @@ def scenarios(
 
 def _scenario_step(selected: Runner, args: list[str]) -> None:
     code = _guarded(selected.run_step, "scenario", args)
+    # Written on drift too (that is when it is read); not with --json, where stdout carries
+    # the document alone, nor after an error, which may have written no result.
+    if code in (0, 2) and "--json" not in args:
+        _report(selected, "scenarios")
     if code:
         raise Exit(code=code)
+
+
+@task(help={"runner": "local | docker | auto", "source": "auto | demo | scenarios"})
+def report(c: Context, runner: str | None = None, source: str = "auto") -> None:
+    """Write report.html + report.json of the last demo or scenarios run (auto: newer)."""
+    _report(_runner(runner), source)
+
+
+def _report(selected: Runner, source: str) -> None:
+    from stripemeter_dev.settings import StackSettings
+
+    print("\n== report ==", flush=True)
+    code = _guarded(selected.run_step, "report", ["--source", source])
+    if code:
+        raise Exit(f"report: step report exited {code}", code=code)
+    state_dir = _guarded(lambda: StackSettings.load().DEMO_STATE_DIR)
+    print(f"report: {state_dir / 'report.html'}")
 
 
 @task(help={"runner": "docker only"})

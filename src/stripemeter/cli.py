@@ -18,6 +18,7 @@
                          [--checkpoint PATH] [--restart] [--tenant ID] [--progress]
                          [--rejects FILE] [--json]
     stripemeter webhooks setup --url URL
+    stripemeter report --tenant ID --period YYYY-MM [--out DIR]
     stripemeter --version
 
 Every command and action has its own `--help` (a description and each argument's help).
@@ -81,6 +82,7 @@ from stripemeter.errors import (
     UnknownApiKey,
 )
 from stripemeter.periods import parse_month
+from stripemeter.report.command import add_parser as add_report_parser
 from stripemeter.stripe.client import StripeTarget, service_target
 from stripemeter.tenants import check_tenant_id
 
@@ -791,6 +793,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _live_option(applying)
     applying.set_defaults(handler=cmd_corrections)
+    add_report_parser(sub, _tenant, _month)
     describe_subcommands(parser)
     return parser
 

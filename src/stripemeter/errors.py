@@ -35,6 +35,7 @@ other exception is a bug and keeps its traceback. The tree:
     ├── ReconciliationError          a reconciliation could not read what it compares
     ├── ApiError                     an HTTP answer other than success (in stripemeter.api.errors)
     ├── CliError                     a `stripemeter` command cannot go on
+    ├── ReportError                  a parity report has no data to show, or cannot be written
     └── BackfillError                a backfill cannot start or go on (file, checkpoint)
 
 Outside the service package, on the same root: `stripemeter_dev.runner.RunnerError`
@@ -221,6 +222,11 @@ class ReconciliationError(StripemeterError):
 
 class CliError(StripemeterError):
     """A `stripemeter` command cannot go on; the message is printed as one line."""
+
+
+class ReportError(StripemeterError):
+    """A parity report cannot be made: no reconciliation data for the tenant and period
+    asked, or the output cannot be written; the message names what to change."""
 
 
 class BackfillError(StripemeterError):

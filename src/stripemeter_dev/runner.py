@@ -15,7 +15,7 @@ from stripemeter.errors import StripemeterError
 
 # The demo's steps, in the order `invoke demo` runs them; every step a runner may run.
 DEMO_STEPS = ("setup", "send_usage", "advance_clock", "validate", "cleanup")
-STEP_NAMES = (*DEMO_STEPS, "scenario")
+STEP_NAMES = (*DEMO_STEPS, "scenario", "report")
 
 
 class RunnerError(StripemeterError):

@@ -153,8 +153,14 @@ def price_line(invoice: dict[str, Any], price_id: str) -> dict[str, Any]:
     return lines[0]
 
 
-def test_demo_proves_invoice_parity_and_leaves_its_state_files(two_runs: TwoRuns) -> None:
+def test_demo_proves_invoice_parity_and_leaves_its_state_files(
+    two_runs: TwoRuns, installation: Demo
+) -> None:
     assert PARITY in two_runs.first.stdout
+    # It ends with the parity report's page (steps.report), its path the last line.
+    report = two_runs.first.stdout.splitlines()[-1]
+    assert report == f"report: {installation.state_dir / 'report.html'}"
+    assert (installation.state_dir / "report.json").is_file()
     state, invoice = two_runs.first_state, two_runs.first_invoice
     assert state["cleanedUp"] is True  # cleanup ran (no --keep)
     assert invoice["status"] == "paid"

@@ -87,6 +87,7 @@ def test_invoke_scenarios_proves_seed_and_multi_customer_on_every_invoice(stack:
     done = stack.invoke("scenarios", "--only", "seed,multi-customer")
     assert done.returncode == 0, done.stdout[-4000:] + done.stderr
     assert "verdict: PARITY: 2 scenario(s)" in done.stdout
+    assert done.stdout.splitlines()[-1] == f"report: {stack.state_dir / 'report.html'}"
     matrix = [line.split() for line in done.stdout.splitlines() if line.startswith("seed ")]
     # scenario customer invoice oracle ledger stripe totals correction verdict
     assert matrix == [
