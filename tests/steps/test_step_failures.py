@@ -100,13 +100,42 @@ def test_step_without_state_names_the_missing_state_and_what_to_run(
     assert "invoke setup" in result.stderr
 
 
-def test_setup_with_stripe_unreachable_says_so(call_step: StepRunner, tmp_path: Path) -> None:
+REFUSED = "Failed to establish a new connection: [Errno 111] Connection refused"
+
+
+def test_setup_with_the_emulator_unreachable_says_so_and_how_to_start_it(
+    call_step: StepRunner, tmp_path: Path
+) -> None:
     base = f"http://127.0.0.1:{free_port()}"
     result = call_step(
         "setup", env={"DEMO_STATE_DIR": str(tmp_path / "s"), "STRIPE_API_BASE": base}
     )
-    assert_one_line_failure(result, "setup", f"cannot reach Stripe at {base}: connection refused")
+    assert_one_line_failure(result, "setup")
+    assert result.stderr.strip() == (
+        f"setup: error: Stripe emulator unreachable at {base}: {REFUSED}; is it running? "
+        "`invoke up` starts it"
+    )
     assert not (tmp_path / "s" / ".state.json").exists()
+
+
+def test_stripe_unreachable_with_a_key_names_host_full_cause_and_fix_without_emulator_hint(
+    run_step: StepRunner, tmp_path: Path
+) -> None:
+    base = f"http://127.0.0.1:{free_port()}"
+    result = run_step(
+        "setup",
+        env={
+            "DEMO_STATE_DIR": str(tmp_path / "s"),
+            "STRIPE_SECRET_KEY": "sk_test_not_a_real_key",
+            "STRIPE_API_BASE": base,
+        },
+    )
+    assert_one_line_failure(result, "setup")
+    assert result.stderr.strip() == (
+        f"setup: error: Stripe unreachable at {base}: {REFUSED}; check the network, or "
+        "unset STRIPE_SECRET_KEY and STRIPE_API_BASE to use the local emulator"
+    )
+    assert "invoke up" not in result.stderr
 
 
 @pytest.mark.parametrize("live_opt_in", ["0", "1"])
