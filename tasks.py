@@ -1,7 +1,9 @@
 """invoke tasks: thin wrappers that parse options and call project code.
 
     invoke demo            up -> migrate -> setup -> send-usage -> advance-clock -> validate
-                           -> cleanup (unless --keep); exit 0 on invoice parity
+                           -> cleanup (unless --keep); exit 0 on invoice parity. The stack
+                           stays up either way: the demo ends by printing what still runs
+                           and `invoke down` stops it
     invoke demo --scenario NAME
                            up -> migrate -> the scenario NAME (default seed: the demo above)
     invoke scenarios       up -> migrate -> every scenario in scenarios/ (or --only NAME ...),
@@ -124,7 +126,8 @@ def cleanup(c: Context, runner: str | None = None) -> None:
 @task(
     help={
         "runner": "local | docker | auto",
-        "keep": "keep the Stripe objects and the stack running afterwards",
+        "keep": "skip cleanup: keep the test clock, its invoices and the price mapping "
+        "(the stack stays up either way; `invoke down` stops it)",
         "fresh": "create new Stripe objects even if state exists",
         "scenario": "a scenario of scenarios/ instead of the seed's demo (default seed)",
     }
@@ -137,11 +140,14 @@ def demo(
     scenario: str = "seed",
 ) -> None:
     """The whole parity proof: up, migrate, setup, send usage, advance, validate, cleanup."""
+    from stripemeter_dev.runner import still_running_message
+
     selected = _runner(runner)
     _guarded(selected.up)
     _guarded(selected.migrate)
     if scenario != "seed":
         _scenario_step(selected, ["--only", scenario, *(["--keep"] if keep else [])])
+        print("\n" + _guarded(still_running_message, selected), flush=True)
         return
     steps: list[tuple[str, list[str]]] = [
         ("setup", ["--fresh"] if fresh else []),
@@ -159,6 +165,7 @@ def demo(
         code = _guarded(selected.run_step, "cleanup", [])
         if code:
             raise Exit(f"demo stopped: step cleanup exited {code}", code=code)
+    print("\n" + _guarded(still_running_message, selected), flush=True)
 
 
 @task(
