@@ -302,3 +302,60 @@ def test_validate_refuses_an_invoice_of_an_earlier_run(
         result, "validate", "is the invoice of an earlier run (customer cus_old, not cus_test)"
     )
     assert recorder.requests == []
+
+
+def test_setup_checks_stripe_before_it_starts_the_embedded_postgresql(
+    call_step: StepRunner, tmp_path: Path
+) -> None:
+    home = tmp_path / "home"
+    state_dir = tmp_path / "s"
+    base = f"http://127.0.0.1:{free_port()}"
+    # A previous run on another Stripe: setup would retire its mapping (the database).
+    complete_state(state_dir, "http://127.0.0.1:1")
+    result = call_step(
+        "setup",
+        "--fresh",
+        env={
+            "DEMO_STATE_DIR": str(state_dir),
+            "STRIPE_API_BASE": base,
+            "STRIPEMETER_HOME": str(home),
+        },
+    )
+    assert_one_line_failure(result, "setup", f"Stripe emulator unreachable at {base}")
+    assert not (home / "pgdata").exists()
+
+
+def test_a_failing_step_stops_the_embedded_postgresql_it_started(
+    run_step: StepRunner, emulator_url: str, tmp_path: Path
+) -> None:
+    import shutil
+    import tempfile
+
+    from stripemeter.config import Settings
+    from stripemeter.db import embedded
+
+    # Where the suite keeps its embedded servers: a short path the server's user can reach.
+    home = Path(tempfile.mkdtemp(prefix="smtest-", dir="/tmp"))
+    settings = Settings.load({"STRIPEMETER_HOME": str(home)})
+    state_dir = tmp_path / "s"
+    complete_state(state_dir, emulator_url)
+    try:
+        # cleanup: the emulator answers 404 for the clock (gone), then the mapping's database is
+        # the embedded one, stopped, started by the step and not migrated: the step fails.
+        result = run_step(
+            "cleanup",
+            env={
+                "DEMO_STATE_DIR": str(state_dir),
+                "STRIPE_API_BASE": emulator_url,
+                "STRIPEMETER_HOME": str(home),
+            },
+        )
+        assert result.returncode == 1, (result.stdout, result.stderr)
+        assert "Traceback" not in result.stderr
+        assert (home / "pgdata").is_dir()  # the step did start it
+        assert "no price_mappings table; run `invoke migrate` first" in result.stderr
+        assert "stopped the embedded PostgreSQL this step started" in result.stdout
+        assert embedded.running_url(settings) is None
+    finally:
+        embedded.stop(settings)
+        shutil.rmtree(home, ignore_errors=True)
