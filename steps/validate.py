@@ -44,7 +44,16 @@ from typing import Any
 import jq
 import stripe
 
-from steps._billing import as_decimal, fmt, is_missing, iso, local_total, meter_total, to_plain
+from steps._billing import (
+    as_decimal,
+    demo_mapping,
+    fmt,
+    is_missing,
+    iso,
+    local_total,
+    meter_total,
+    to_plain,
+)
 from steps._env import EXIT_DRIFT, EXIT_OK, METRIC, StepEnv, StepError, load_env, main, parser
 from steps._http import ApiClient
 from steps._state import INVOICE_FILE, DemoState, append_validate_log, load_state, read_json
@@ -257,7 +266,7 @@ def _validate(env: StepEnv, asserts: list[str]) -> tuple[Validation, Any]:
     _price_line(invoice, state)  # the headline invoice must bill the mapped price
 
     warnings: list[str] = []
-    mapping_active, aggregation = _mapping(api, state)
+    mapping_active, aggregation = demo_mapping(api, state)
     summary: Any = None
     if mapping_active:
         api.post("/v1/reconciliation/run", {"tenantId": state.tenantId}, params={"wait": "true"})
@@ -461,25 +470,6 @@ def _open_period(
         stripe=stripe_total,
         billed=stripe_total,
     )
-
-
-def _mapping(api: ApiClient, state: DemoState) -> tuple[bool, str]:
-    """(whether the tenant has an active mapping of the demo's metric to its price, its
-    aggregation kind: the active one's, else a switched-off one's, else `sum`)."""
-    body = api.get("/v1/mappings", {"tenantId": state.tenantId})
-    rows = body.get("mappings") if isinstance(body, dict) else None
-    if not isinstance(rows, list):
-        raise StepError(f"GET /v1/mappings answered without mappings: {body!r}")
-    ours = [
-        row
-        for row in rows
-        if isinstance(row, dict)
-        and row.get("metric") == METRIC
-        and row.get("priceId") == state.priceId
-    ]
-    active = [row for row in ours if row.get("active")]
-    chosen = (active or ours or [{}])[0]
-    return bool(active), str(chosen.get("aggregation") or "sum")
 
 
 def _customer_refs(api: ApiClient, state: DemoState) -> dict[str, str]:
