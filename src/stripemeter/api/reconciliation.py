@@ -389,11 +389,24 @@ def reconciliation_summary(
                 f"no reconciliation reports for this window; the last reconciliation "
                 f"failed: {state.last_error}",
             )
+        window = (
+            f"no reconciliation reports for tenant {tenant} with periods in "
+            f"{echo_start}..{echo_end}"
+        )
+        if state is not None and state.last_success_at is not None:
+            # It ran and succeeded: running it again would find the same nothing.
+            raise ApiError(
+                404,
+                "no_reports",
+                f"{window}: the last reconciliation ({iso(state.last_success_at)}) found no "
+                "billing period of an active mapping there; check the window and the "
+                "tenant's mappings (GET /v1/mappings)",
+            )
         raise ApiError(
             404,
             "no_reports",
-            f"no reconciliation reports for tenant {tenant} with periods in "
-            f"{echo_start}..{echo_end}; run POST /v1/reconciliation/run first",
+            f"{window}: reconciliation has not run for this tenant yet; run "
+            "POST /v1/reconciliation/run first",
         )
     summary: dict[str, Any] = {
         "tenantId": str(tenant),
