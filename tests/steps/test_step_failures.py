@@ -235,6 +235,10 @@ def test_validate_without_invoice_says_to_advance_the_clock(
     assert_one_line_failure(result, "validate", "no invoice at", "invoke advance-clock")
     logged = [json.loads(line) for line in (tmp_path / "validate.log").read_text().splitlines()]
     assert logged[-1]["verdict"] == "error" and logged[-1]["exitCode"] == 1
+    assert (logged[-1]["tenantId"], logged[-1]["scenario"]) == (
+        "8a7f5c52-3c7e-4a53-9c3f-0d7f6d3a1b11",
+        "seed",
+    )
     assert recorder.requests == []
 
 
