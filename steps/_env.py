@@ -27,9 +27,8 @@ import stripe
 
 from steps._settings import StepSettings, traceback_wanted
 from stripemeter.errors import ConfigError, DatabaseUnavailable, StripemeterError
-from stripemeter.stripe.client import make_client, resolve_stripe_target
+from stripemeter.stripe.client import REAL_STRIPE_BASE, make_client, resolve_stripe_target
 
-REAL_STRIPE_BASE = "https://api.stripe.com"
 METRIC = "api_calls"
 
 # The Stripe the step's client targets, recorded for `main`'s error messages: its base
