@@ -1,7 +1,9 @@
 """invoke tasks: thin wrappers that parse options and call project code.
 
     invoke demo            up -> migrate -> setup -> send-usage -> advance-clock -> validate
-                           -> cleanup (unless --keep); exit 0 on invoice parity
+                           -> cleanup (unless --keep); exit 0 on invoice parity. The stack
+                           stays up either way: the demo ends by printing what still runs
+                           (`invoke down` stops it), then `report: PATH`, also on drift
     invoke demo --scenario NAME
                            up -> migrate -> the scenario NAME (default seed: the demo above)
     invoke scenarios       up -> migrate -> every scenario in scenarios/ (or --only NAME ...),
@@ -30,6 +32,7 @@ if TYPE_CHECKING:
     from stripemeter_dev.runner import Runner
 
 T = TypeVar("T")
+DRIFT = 2  # the steps' exit code for drift (0 parity, 1 error)
 
 
 def _runner(name: str | None) -> Runner:
@@ -125,7 +128,8 @@ def cleanup(c: Context, runner: str | None = None) -> None:
 @task(
     help={
         "runner": "local | docker | auto",
-        "keep": "keep the Stripe objects and the stack running afterwards",
+        "keep": "skip cleanup: keep the test clock, its invoices and the price mapping "
+        "(the stack stays up either way; `invoke down` stops it)",
         "fresh": "create new Stripe objects even if state exists",
         "scenario": "a scenario of scenarios/ instead of the seed's demo (default seed)",
     }
@@ -153,6 +157,8 @@ def demo(
     for step, args in steps:
         print(f"\n== {step.replace('_', '-')} ==", flush=True)
         code = _guarded(selected.run_step, step, args)
+        if code == DRIFT and step == "validate":
+            _finish(selected, "demo")  # the page is most wanted on drift
         if code:
             raise Exit(f"demo stopped: step {step} exited {code}", code=code)
     if not keep:
@@ -160,7 +166,7 @@ def demo(
         code = _guarded(selected.run_step, "cleanup", [])
         if code:
             raise Exit(f"demo stopped: step cleanup exited {code}", code=code)
-    _report(selected, "demo")
+    _finish(selected, "demo")
 
 
 @task(
@@ -193,10 +199,18 @@ def _scenario_step(selected: Runner, args: list[str]) -> None:
     code = _guarded(selected.run_step, "scenario", args)
     # Written on drift too (that is when it is read); not with --json, where stdout carries
     # the document alone, nor after an error, which may have written no result.
-    if code in (0, 2) and "--json" not in args:
-        _report(selected, "scenarios")
+    if code in (0, DRIFT) and "--json" not in args:
+        _finish(selected, "scenarios")
     if code:
         raise Exit(code=code)
+
+
+def _finish(selected: Runner, source: str) -> None:
+    """What still runs (and how to stop it), then the report, whose path is the last line."""
+    from stripemeter_dev.runner import still_running_message
+
+    print("\n" + _guarded(still_running_message, selected), flush=True)
+    _report(selected, source)
 
 
 @task(help={"runner": "local | docker | auto", "source": "auto | demo | scenarios"})

@@ -14,3 +14,30 @@ environment, then `.env`, then defaults — `API_HOST`, `DATABASE_URL`, `STRIPE_
 their state through files in `DEMO_STATE_DIR`. Every failure ends in one line on stderr
 and a non-zero exit.
 """
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+from types import TracebackType
+
+EXIT_INTERRUPTED = 130
+
+
+def _interrupted_hook(
+    kind: type[BaseException], value: BaseException, tb: TracebackType | None
+) -> None:
+    """Ctrl-C before `steps._env.main` took over (while a step's modules still import):
+    one line and exit 130, like an interrupt during the step; anything else as before."""
+    if issubclass(kind, KeyboardInterrupt):
+        name = Path(sys.argv[0]).stem if sys.argv and sys.argv[0] else "step"
+        sys.stderr.write(f"{name}: error: interrupted\n")
+        sys.stderr.flush()
+        os._exit(EXIT_INTERRUPTED)
+    _previous_hook(kind, value, tb)
+
+
+_previous_hook = sys.excepthook
+if sys.argv[:1] == ["-m"]:  # `python -m steps.<name>` is importing this package
+    sys.excepthook = _interrupted_hook

@@ -8,6 +8,8 @@ polled until `ready` (§2.3); meter event summaries take minute-aligned
 from __future__ import annotations
 
 import json
+import time
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
@@ -170,6 +172,53 @@ def local_total(
     return Decimal(0) if value is None else as_decimal(value, f"usage {figure}")
 
 
+# How long the wait goes on re-reading both totals after Stripe's meter read above the
+# ledger: the two reads are not one snapshot, so a ledger read just before usage counted
+# can trail a meter read just after it was pushed.
+SETTLE_S = 10.0
+
+
+def demo_mapping(api: ApiClient, state: DemoState) -> tuple[bool, str]:
+    """(whether the tenant has an active mapping of the demo's metric to its price, its
+    aggregation kind: the active one's, else a switched-off one's, else `sum`)."""
+    body = api.get("/v1/mappings", {"tenantId": state.tenantId})
+    rows = body.get("mappings") if isinstance(body, dict) else None
+    if not isinstance(rows, list):
+        raise StepError(f"GET /v1/mappings answered without mappings: {body!r}")
+    ours = [
+        row
+        for row in rows
+        if isinstance(row, dict)
+        and row.get("metric") == METRIC
+        and row.get("priceId") == state.priceId
+    ]
+    active = [row for row in ours if row.get("active")]
+    chosen = (active or ours or [{}])[0]
+    return bool(active), str(chosen.get("aggregation") or "sum")
+
+
+def no_mapping_message(state: DemoState) -> str:
+    """Why the writer pushes nothing when the demo's mapping is gone, and the fix."""
+    return (
+        f"tenant {state.tenantId} has no active mapping of {METRIC} to price {state.priceId} "
+        "(removed by `invoke cleanup`?), so the writer pushes nothing to Stripe; run "
+        "`invoke setup` to map it again"
+    )
+
+
+@dataclass(frozen=True)
+class Synced:
+    """The totals a writer wait ended on: the ledger's and Stripe's meter."""
+
+    ledger: Decimal
+    stripe: Decimal
+
+    @property
+    def agree(self) -> bool:
+        """Whether Stripe's meter holds exactly what the ledger counted."""
+        return self.ledger == self.stripe
+
+
 def wait_writer_synced(
     api: ApiClient,
     client: stripe.StripeClient,
@@ -177,15 +226,20 @@ def wait_writer_synced(
     *,
     at_least: Decimal | None,
     timeout_s: float,
-) -> Decimal:
+) -> Synced:
     """Wait until the writer has nothing pending and Stripe's meter shows the ledger total.
 
-    Stripe ahead of the ledger ends the wait too, with a warning: waiting cannot fix it.
+    Without an active mapping nothing will ever be pushed: that fails at once, naming
+    it. Stripe ahead of the ledger ends the wait too (waiting cannot fix it), once both
+    totals were re-read for `SETTLE_S` without agreeing; a warning says so then, and
+    only then.
 
     The window runs from the item's period start to just past F (the clock time usage
     is dated against). `at_least`, when given, is a floor for the local total, so a
-    wait cannot end before the ledger counted what was just sent. Returns the total.
+    wait cannot end before the ledger counted what was just sent.
     """
+    if not demo_mapping(api, state)[0]:
+        raise StepError(no_mapping_message(state))
     start, end = state.periodStart, state.frozenTime + 60
     seen_total: dict[str, Decimal] = {}
 
@@ -211,15 +265,20 @@ def wait_writer_synced(
         timeout_s=timeout_s,
         hint="is `stripemeter workers` (or the API with workers) running?",
     )
-    local, remote = seen_total["local"], seen_total["remote"]
-    if remote != local:
+    settle_until = time.monotonic() + min(SETTLE_S, timeout_s)
+    while seen_total["remote"] != seen_total["local"] and time.monotonic() < settle_until:
+        time.sleep(0.5)
+        probe()
+    synced = Synced(seen_total["local"], seen_total["remote"])
+    if not synced.agree:
         print(
-            f"  WARNING: Stripe's meter holds {fmt(remote - local)} more than the ledger "
-            f"({fmt(remote)} vs {fmt(local)}): usage reached Stripe without the writer, "
-            "validate will report it as drift",
+            f"  WARNING: Stripe's meter holds {fmt(synced.stripe - synced.ledger)} more than "
+            f"the ledger ({fmt(synced.stripe)} vs {fmt(synced.ledger)}, still after "
+            f"{SETTLE_S:.0f} s): usage reached Stripe without the writer, validate will "
+            "report it as drift",
             flush=True,
         )
-    return local
+    return synced
 
 
 def to_plain(obj: Any) -> Any:

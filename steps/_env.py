@@ -27,12 +27,12 @@ import stripe
 
 from steps._settings import StepSettings, traceback_wanted
 from stripemeter.errors import ConfigError, DatabaseUnavailable, StripemeterError
-from stripemeter.stripe.client import make_client, resolve_stripe_target
+from stripemeter.stripe.client import REAL_STRIPE_BASE, make_client, resolve_stripe_target
 
-REAL_STRIPE_BASE = "https://api.stripe.com"
 METRIC = "api_calls"
 
-# The Stripe base the step's client targets, recorded for `main`'s error messages.
+# The Stripe the step's client targets, recorded for `main`'s error messages: its base
+# URL, and which variables chose it ("key": STRIPE_SECRET_KEY set, "base": STRIPE_API_BASE).
 _stripe_in_use: dict[str, str] = {}
 
 EXIT_OK = 0
@@ -78,7 +78,10 @@ class StepEnv:
         """A StripeClient from the project's Stripe seam, and the base URL it targets."""
         key, base = self.stripe_target(recorded_base)
         api_base = None if base == REAL_STRIPE_BASE else base
-        _stripe_in_use["base"] = base  # for `main`'s message if Stripe cannot be reached
+        # For `main`'s message if Stripe cannot be reached.
+        _stripe_in_use["base"] = base
+        _stripe_in_use["key"] = "1" if self.settings.STRIPE_SECRET_KEY else ""
+        _stripe_in_use["explicit_base"] = self.settings.STRIPE_API_BASE or ""
         return make_client(key, api_base), base
 
 
@@ -106,14 +109,52 @@ def _describe_stripe_error(exc: stripe.StripeError) -> str:
     if isinstance(exc, stripe.AuthenticationError):
         return f"Stripe refused the API key (401): {exc.user_message or exc}"
     if isinstance(exc, stripe.APIConnectionError):
-        where = _stripe_in_use.get("base", "")
-        detail = str(exc.user_message or exc)
-        reason = "connection refused" if "Connection refused" in detail else detail[:200]
-        hint = "is it running? `invoke up` starts the emulator"
-        return f"cannot reach Stripe at {where}: {reason} ({hint})"
+        return describe_unreachable(
+            _stripe_in_use.get("base", ""),
+            connection_cause(exc),
+            keyed=bool(_stripe_in_use.get("key")),
+            explicit_base=bool(_stripe_in_use.get("explicit_base")),
+        )
     status = f" ({exc.http_status})" if exc.http_status else ""
     code = f" [{exc.code}]" if exc.code else ""
     return f"Stripe error{status}{code}: {exc.user_message or exc}"
+
+
+def describe_unreachable(where: str, cause: str, *, keyed: bool, explicit_base: bool) -> str:
+    """One line for a Stripe that did not answer: where, why (in full), and the fix.
+
+    With a key set the user chose a real Stripe, so the fix is the network (or the
+    variables that chose it), never the emulator's `invoke up`.
+    """
+    if keyed:
+        variables = (
+            "STRIPE_SECRET_KEY and STRIPE_API_BASE" if explicit_base else "STRIPE_SECRET_KEY"
+        )
+        fix = f"check the network, or unset {variables} to use the local emulator"
+        return f"Stripe unreachable at {where}: {cause}; {fix}"
+    return f"Stripe emulator unreachable at {where}: {cause}; is it running? `invoke up` starts it"
+
+
+def connection_cause(exc: stripe.APIConnectionError) -> str:
+    """The innermost reason a connection failed, whole ("[Errno 111] Connection refused",
+    "Failed to resolve 'api.stripe.com' ..."), not the SDK's wrapper text."""
+    seen: BaseException | None = exc.__cause__ or exc.__context__
+    while seen is not None:
+        reason = getattr(seen, "reason", None)
+        if isinstance(reason, BaseException):
+            seen = reason
+            continue
+        inner = seen.args[0] if seen.args and isinstance(seen.args[0], BaseException) else None
+        if inner is None:
+            break
+        seen = inner
+    if seen is not None:
+        text = _one_line(str(seen))
+        # urllib3 prefixes the connection's repr: "HTTPConnection(host=..., port=...): why"
+        head, sep, rest = text.partition("): ")
+        return rest if sep and head.startswith(("HTTPConnection", "HTTPSConnection")) else text
+    detail = _one_line(str(exc.user_message or exc))
+    return detail.partition("(Network error: ")[2].rstrip(")") or detail
 
 
 def _one_line(text: str) -> str:

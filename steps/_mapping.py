@@ -1,14 +1,23 @@
-"""The demo's `price_mappings` row: the seed's upsert, verbatim, and its removal."""
+"""The demo's `price_mappings` row: the seed's upsert, verbatim, and its removal.
+
+With no `DATABASE_URL` the rows live in the embedded PostgreSQL. A step that finds it
+stopped (the stack is down) starts it for its own use and stops it again when the step
+ends, whether it succeeded or failed: a step leaves the stack as it found it.
+"""
 
 from __future__ import annotations
+
+import atexit
+import contextlib
+import warnings
 
 import psycopg
 
 from steps._env import StepError
 from steps._state import DemoState
 from stripemeter.config import Settings
-from stripemeter.db import connect, database_url
-from stripemeter.errors import BindingConflict
+from stripemeter.db import connect, embedded
+from stripemeter.errors import BindingConflict, EmbeddedDatabaseError
 from stripemeter.mappings import bindings
 
 # The seed's statement (run.sh), with bound parameters where it interpolated shell
@@ -28,6 +37,28 @@ DO UPDATE SET price_id=EXCLUDED.price_id,
 NOT_MIGRATED = "the database has no price_mappings table; run `invoke migrate` first"
 
 DELETE_MAPPINGS = "DELETE FROM price_mappings WHERE tenant_id = %(tenant_id)s"
+
+
+def database_url(settings: Settings) -> str:
+    """`DATABASE_URL`, else the embedded server's (started for this step if stopped)."""
+    if settings.DATABASE_URL:
+        return settings.DATABASE_URL
+    with warnings.catch_warnings():  # pgserver's platformdirs warns on import
+        warnings.simplefilter("ignore")
+        running = embedded.running_url(settings)
+        if running:
+            return running
+        url = embedded.start(settings)
+    atexit.register(_stop_started, settings)
+    return url
+
+
+def _stop_started(settings: Settings) -> None:
+    """Stop the embedded server this step started (see the module docstring)."""
+    with contextlib.suppress(EmbeddedDatabaseError), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        if embedded.stop(settings):
+            print("stopped the embedded PostgreSQL this step started (the stack is down)")
 
 
 def upsert_mapping(settings: Settings, state: DemoState) -> None:

@@ -14,6 +14,7 @@ from pydantic import Field
 
 from stripemeter.config import EnvSettings, Settings
 from stripemeter.errors import ConfigError
+from stripemeter.stripe.client import REAL_STRIPE_BASE
 
 # Waits against real Stripe take longer: its meter aggregation and clock advances can
 # take minutes, the emulator's take seconds.
@@ -38,8 +39,10 @@ class StepSettings(Settings, StepDebugSettings):
 
     @property
     def talks_to_real_stripe(self) -> bool:
-        """A key and no other base: api.stripe.com in test mode."""
-        return bool(self.STRIPE_SECRET_KEY and not self.STRIPE_API_BASE)
+        """A key and no other base than Stripe's own: api.stripe.com in test mode
+        (docker compose names it, as an empty base means the emulator there)."""
+        base = (self.STRIPE_API_BASE or "").rstrip("/")
+        return bool(self.STRIPE_SECRET_KEY and base in ("", REAL_STRIPE_BASE))
 
     @property
     def wait_timeout_s(self) -> float:

@@ -10,6 +10,7 @@ import json
 import os
 import tempfile
 from dataclasses import asdict, dataclass, fields
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -56,6 +57,19 @@ class DemoState:
         if missing:
             raise StepError(f"{STATE_FILE} lacks {', '.join(missing)}; run `invoke setup --fresh`")
         return cls(**{k: v for k, v in data.items() if k in known})
+
+
+def json_line(value: Any) -> str:
+    """`value` as one line of JSON, keys sorted, a Decimal as its exact number."""
+    if isinstance(value, Decimal) and value.is_finite():
+        text = format(value.normalize(), "f")
+        return "0" if text in ("-0", "0") else text
+    if isinstance(value, dict):
+        items = sorted((str(key), item) for key, item in value.items())
+        return "{" + ", ".join(f"{json.dumps(k)}: {json_line(v)}" for k, v in items) + "}"
+    if isinstance(value, list | tuple):
+        return "[" + ", ".join(json_line(item) for item in value) + "]"
+    return json.dumps(value, default=str)
 
 
 def write_json_atomic(path: Path, data: Any) -> None:
@@ -112,8 +126,12 @@ def save_state(state_dir: Path, state: DemoState) -> None:
 
 
 def append_validate_log(state_dir: Path, record: dict[str, Any]) -> None:
-    """Append one JSON line to `validate.log` (one line per validation run)."""
+    """Append one JSON line to `validate.log` (one line per validation run).
+
+    Decimals are written as exact JSON numbers (`425`, `0.011765`), so every figure of
+    the log is a number, whatever its value; keys are sorted.
+    """
     state_dir.mkdir(parents=True, exist_ok=True)
-    line = json.dumps(record, sort_keys=True, default=str)
+    line = json_line(record)
     with (state_dir / VALIDATE_LOG).open("a", encoding="utf-8") as handle:
         handle.write(line + "\n")

@@ -33,6 +33,9 @@ def run(argv: Sequence[str]) -> int:
     options = args.parse_args(argv)
     env = load_env()
     client, base = env.stripe_client()
+    # Stripe first: an unreachable Stripe or a refused key must fail before the database
+    # (the embedded one is started on demand) is touched.
+    client.v1.test_helpers.test_clocks.list({"limit": 1})
     previous = try_load_state(env.state_dir)
 
     if previous is not None:

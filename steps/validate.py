@@ -36,7 +36,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
@@ -44,16 +44,42 @@ from typing import Any
 import jq
 import stripe
 
-from steps._billing import as_decimal, fmt, is_missing, iso, local_total, meter_total, to_plain
+from steps._billing import (
+    as_decimal,
+    demo_mapping,
+    fmt,
+    is_missing,
+    iso,
+    local_total,
+    meter_total,
+    to_plain,
+)
 from steps._env import EXIT_DRIFT, EXIT_OK, METRIC, StepEnv, StepError, load_env, main, parser
 from steps._http import ApiClient
-from steps._state import INVOICE_FILE, DemoState, append_validate_log, load_state, read_json
+from steps._state import (
+    INVOICE_FILE,
+    DemoState,
+    append_validate_log,
+    load_state,
+    read_json,
+    try_load_state,
+)
 from stripemeter.reconciler.drift import WITHIN_TOLERANCE, Drift, drift, within_tolerance
 
 # Invoice statuses of a finalized invoice (a void one bills nothing and is skipped).
 FINALIZED = ("open", "paid", "uncollectible")
+# How a figure is written: `fmt` (exact text, `--json`) or `exact` (a Decimal that
+# `validate.log` writes as an exact JSON number).
+Figure = Callable[[Decimal], Any]
+# The scenario validate checks: the seed's demo (`invoke demo`), for validate.log readers.
+SCENARIO = "seed"
 # Statuses of a check; only DRIFT fails validation.
 PARITY, RESOLVED, PENDING, DRIFT = "parity", "resolved", "pending", "drift"
+
+
+def exact(value: Decimal) -> Decimal:
+    """A figure kept as its Decimal: `validate.log` writes it as an exact JSON number."""
+    return value
 
 
 @dataclass
@@ -78,30 +104,32 @@ class Check:
     correction_ids: list[str] = field(default_factory=list)
     drift: Drift = field(default_factory=lambda: drift(Decimal(0), Decimal(0)))
 
-    def to_json(self) -> dict[str, Any]:
-        """The check as `--json` and `validate.log` show it (decimals as exact strings)."""
+    def to_json(self, figure: Figure = fmt) -> dict[str, Any]:
+        """The check as `--json` shows it (decimals as exact strings), or with another
+        `figure` form (`validate.log`: exact JSON numbers)."""
         figures: dict[str, Any] = {
             "customer": self.customer,
             "customerRef": self.customer_ref,
             "periodStart": iso(self.period_start),
             "periodEnd": iso(self.period_end),
-            "ledger": fmt(self.ledger),
-            "stripe": fmt(self.stripe),
+            "ledger": figure(self.ledger),
+            "stripe": figure(self.stripe),
         }
         if self.invoice_id is not None:
+            quantity = self.invoice_quantity
             figures |= {
                 "invoiceId": self.invoice_id,
                 "invoiceStatus": self.invoice_status,
-                "invoiceQuantity": self.quantity_text,
+                "invoiceQuantity": self.quantity_text if quantity is None else figure(quantity),
                 "invoiceAmount": self.invoice_amount,
                 "currency": self.currency,
-                "corrections": fmt(self.corrections),
+                "corrections": figure(self.corrections),
                 "correctionIds": self.correction_ids,
             }
         return figures | {
-            "billed": fmt(self.billed),
-            "drift_abs": fmt(self.drift.drift_abs),
-            "drift_pct": fmt(self.drift.drift_pct),
+            "billed": figure(self.billed),
+            "drift_abs": figure(self.drift.drift_abs),
+            "drift_pct": figure(self.drift.drift_pct),
             "status": self.status,
             "tolerance": self.tolerance,
             "cause": self.cause,
@@ -163,18 +191,18 @@ class Validation:
         """No check failed."""
         return not self.problems
 
-    def to_json(self) -> dict[str, Any]:
-        """The one document `--json` prints."""
+    def to_json(self, figure: Figure = fmt) -> dict[str, Any]:
+        """The one document `--json` prints (`figure`: as in `Check.to_json`)."""
         return {
             "verdict": "parity" if self.parity else "drift",
             "exitCode": EXIT_OK if self.parity else EXIT_DRIFT,
             "tenantId": self.tenant_id,
-            "epsilon": str(self.epsilon),
+            "epsilon": str(self.epsilon) if figure is fmt else figure(self.epsilon),
             "mappingActive": self.mapping_active,
             "pendingBuckets": self.pending_buckets,
             "warnings": self.warnings,
-            "invoices": [c.to_json() for c in self.invoices],
-            "openPeriods": [c.to_json() for c in self.open_periods],
+            "invoices": [c.to_json(figure) for c in self.invoices],
+            "openPeriods": [c.to_json(figure) for c in self.open_periods],
             "assertions": [a.to_json() for a in self.assertions],
             "problems": self.problems,
         }
@@ -203,9 +231,17 @@ def run(argv: Sequence[str]) -> int:
     try:
         validation, summary = _validate(env, list(options.asserts))
     except StepError as exc:
+        known = try_load_state(env.state_dir)
         append_validate_log(
             env.state_dir,
-            {"at": iso(int(started)), "verdict": "error", "exitCode": exc.code, "error": str(exc)},
+            {
+                "at": iso(int(started)),
+                "scenario": SCENARIO,
+                "tenantId": known.tenantId if known else None,
+                "verdict": "error",
+                "exitCode": exc.code,
+                "error": str(exc),
+            },
         )
         raise
     document = validation.to_json()
@@ -218,17 +254,18 @@ def run(argv: Sequence[str]) -> int:
         env.state_dir,
         {
             "at": iso(int(started)),
-            **document,
+            "scenario": SCENARIO,
+            **validation.to_json(exact),
             "invoiceId": head.invoice_id,
             "invoiceStatus": head.invoice_status,
             "periodStart": iso(head.period_start),
             "periodEnd": iso(head.period_end),
-            "local": fmt(head.ledger),
-            "invoiceQuantity": head.quantity_text,
+            "local": head.ledger,
+            "invoiceQuantity": head.invoice_quantity,
             "amount": head.invoice_amount,
             "currency": head.currency,
-            "drift_abs": fmt(head.drift.drift_abs),
-            "drift_pct": fmt(head.drift.drift_pct),
+            "drift_abs": head.drift.drift_abs,
+            "drift_pct": head.drift.drift_pct,
             "asserts": list(options.asserts),
             "summary": summary,
         },
@@ -257,7 +294,7 @@ def _validate(env: StepEnv, asserts: list[str]) -> tuple[Validation, Any]:
     _price_line(invoice, state)  # the headline invoice must bill the mapped price
 
     warnings: list[str] = []
-    mapping_active, aggregation = _mapping(api, state)
+    mapping_active, aggregation = demo_mapping(api, state)
     summary: Any = None
     if mapping_active:
         api.post("/v1/reconciliation/run", {"tenantId": state.tenantId}, params={"wait": "true"})
@@ -461,25 +498,6 @@ def _open_period(
         stripe=stripe_total,
         billed=stripe_total,
     )
-
-
-def _mapping(api: ApiClient, state: DemoState) -> tuple[bool, str]:
-    """(whether the tenant has an active mapping of the demo's metric to its price, its
-    aggregation kind: the active one's, else a switched-off one's, else `sum`)."""
-    body = api.get("/v1/mappings", {"tenantId": state.tenantId})
-    rows = body.get("mappings") if isinstance(body, dict) else None
-    if not isinstance(rows, list):
-        raise StepError(f"GET /v1/mappings answered without mappings: {body!r}")
-    ours = [
-        row
-        for row in rows
-        if isinstance(row, dict)
-        and row.get("metric") == METRIC
-        and row.get("priceId") == state.priceId
-    ]
-    active = [row for row in ours if row.get("active")]
-    chosen = (active or ours or [{}])[0]
-    return bool(active), str(chosen.get("aggregation") or "sum")
 
 
 def _customer_refs(api: ApiClient, state: DemoState) -> dict[str, str]:

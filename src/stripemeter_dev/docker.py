@@ -55,6 +55,13 @@ __all__ = [
 ]
 
 SECOND_NS = 1_000_000_000
+# The variable that moves each service's published host port, for "port taken" errors.
+PORT_VARIABLES = {
+    "api": "STRIPEMETER_API_PORT",
+    "emulator": "STRIPE_EMULATOR_PORT",
+    "postgres": "STRIPEMETER_POSTGRES_PORT",
+}
+PORT_TAKEN = ("port is already allocated", "address already in use")
 HEALTH_TIMEOUT_S = 180.0
 
 
@@ -312,6 +319,24 @@ class DockerRunner:
         finally:
             container.remove(force=True)
 
+    def still_running(self) -> list[str]:
+        """The running containers of the stack, with the host ports they publish."""
+        label = f"{LABEL_PROJECT}={self.settings.project}"
+        parts: list[str] = []
+        for container in self.client.containers.list(filters={"label": label}):
+            service = container.labels.get(LABEL_SERVICE, container.name)
+            ports = container.attrs.get("NetworkSettings", {}).get("Ports") or {}
+            urls = [
+                f"127.0.0.1:{binding['HostPort']}"
+                for bindings in ports.values()
+                for binding in bindings or []
+            ]
+            where = ", ".join(sorted(set(urls))) or "no published port"
+            if service == "api" and urls:
+                where = f"http://{urls[0]}  (API docs: http://{urls[0]}/docs)"
+            parts.append(f"{service:<16} {where}  (container {container.name})")
+        return sorted(parts)
+
     # -- helpers -------------------------------------------------------------------------
 
     def published_url(self, service: str, container_port: int) -> str:
@@ -427,7 +452,7 @@ class DockerRunner:
             container.start()
         except APIError as exc:
             container.remove(force=True, v=True)
-            raise RunnerError(f"cannot start {spec.name}: {exc.explanation or exc}") from None
+            raise RunnerError(start_failure(spec.name, str(exc.explanation or exc))) from None
         print(f"stack: started {spec.name}", flush=True)
 
     def _run_one_shot(self, spec: ServiceSpec) -> None:
@@ -478,6 +503,18 @@ class DockerRunner:
                 print(f"stack: waiting for {spec.name} ({now - started:.0f} s)", flush=True)
                 next_note = now + 10
             time.sleep(0.5)
+
+
+def start_failure(service: str, reason: str) -> str:
+    """Why `service` did not start; a taken host port names the variable that moves it."""
+    message = f"cannot start {service}: {_last_line(reason)}"
+    variable = PORT_VARIABLES.get(service)
+    if variable and any(taken in reason.lower() for taken in PORT_TAKEN):
+        message += (
+            f"; another program holds its host port: set {variable} to another port "
+            "(or 0 for any free one) in the environment or .env"
+        )
+    return message
 
 
 def _refuse_unsafe_stripe(settings: DockerSettings) -> None:

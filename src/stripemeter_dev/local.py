@@ -105,10 +105,12 @@ class LocalRunner:
                 marker=MARKERS["api"],
                 timeout_s=API_START_TIMEOUT_S,
                 env=api_env,
+                port_hint="set API_HOST to another loopback port, e.g. "
+                f"API_HOST=localhost:{api_port + 1}",
             )
         )
         self._write_runtime({"stripeApiBase": stripe_base, "api": f"{api_host}:{api_port}"})
-        where = stripe_base or "Stripe test mode (api.stripe.com)"
+        where = stripe_base or "test mode (api.stripe.com)"
         self._say(f"up: API http://{api_host}:{api_port}, Stripe {where}, logs in {self.logs_dir}")
 
     def down(self) -> None:
@@ -182,6 +184,21 @@ class LocalRunner:
             raise RunnerError(f"could not run step {step}: {exc}") from None
         return completed.returncode
 
+    def still_running(self) -> list[str]:
+        """The API (with its docs), the emulator and the embedded PostgreSQL, if they run."""
+        parts: list[str] = []
+        if self.processes.running("api"):
+            host, port = self._api_address()
+            url = f"http://{host}:{port}"
+            parts.append(f"API and workers  {url}  (API docs: {url}/docs)")
+        if self.processes.running("emulator"):
+            port = self.settings.STRIPE_EMULATOR_PORT
+            parts.append(f"Stripe emulator  http://127.0.0.1:{port}")
+        if not self.settings.DATABASE_URL and self._running_database_url():
+            pgdata = Path(self.settings.STRIPEMETER_HOME).resolve() / "pgdata"
+            parts.append(f"PostgreSQL       embedded, Unix socket, data in {pgdata}")
+        return parts
+
     # -- environment -----------------------------------------------------------------
 
     def api_env(self, db_url: str, stripe_base: str | None) -> dict[str, str]:
@@ -252,6 +269,8 @@ class LocalRunner:
             marker=MARKERS["emulator"],
             timeout_s=EMULATOR_START_TIMEOUT_S,
             env=self._service_env(),
+            port_hint="set STRIPE_EMULATOR_PORT to another port, e.g. "
+            f"STRIPE_EMULATOR_PORT={port + 1}",
         )
 
     def _api_address(self) -> tuple[str, int]:

@@ -39,6 +39,8 @@ class Service:
     marker: str  # a word its command line contains, so a reused pid is not mistaken for it
     timeout_s: float
     env: dict[str, str]
+    # What to change when its port is taken: "set <VARIABLE> to another port, e.g. ...".
+    port_hint: str = "choose another port"
 
 
 class ProcessSupervisor:
@@ -72,7 +74,7 @@ class ProcessSupervisor:
         if _port_in_use(address.hostname or "127.0.0.1", address.port or 80):
             raise RunnerError(
                 f"port {address.port} is in use by another program, so the {service.name} "
-                "cannot start there (choose another port)"
+                f"cannot start there; {service.port_hint} (in the environment or .env)"
             )
         log_path = self.logs_dir / f"{service.name}.log"
         with log_path.open("ab") as log:

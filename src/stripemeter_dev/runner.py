@@ -42,6 +42,20 @@ class Runner(Protocol):
     def run_step(self, step: str, args: Sequence[str] = ()) -> int:
         """Run `python -m steps.<step> *args`, streaming its output; return its exit code."""
 
+    def still_running(self) -> list[str]:
+        """One line per part of the stack that runs now (name and address), for people."""
+
+
+def still_running_message(runner: Runner) -> str:
+    """What `invoke demo` prints at its end: the stack stays up, and how to stop it."""
+    parts = runner.still_running()
+    if not parts:
+        return "the stack is not running"
+    listed = "\n".join(f"  {part}" for part in parts)
+    return (
+        f"still running (the stack stays up after the demo):\n{listed}\nstop it with: invoke down"
+    )
+
 
 def select_runner(name: str) -> Runner:
     """The runner called `name` (`local`, `docker` or `auto`), explaining an `auto` pick."""

@@ -171,7 +171,8 @@ def test_demo_proves_invoice_parity_and_leaves_its_state_files(
     assert line["period"] == {"start": state["periodStart"], "end": state["periodEnd"]}
     validation = two_runs.first_validation
     assert validation["verdict"] == "parity" and validation["exitCode"] == 0
-    assert (validation["local"], validation["invoiceQuantity"]) == ("425", "425")
+    assert (validation["local"], validation["invoiceQuantity"]) == (425, 425)
+    assert (validation["scenario"], validation["tenantId"]) == ("seed", state["tenantId"])
 
     # The seed's batch: two accepted, the repeated key a duplicate, the late one accepted.
     table = [line.split() for line in two_runs.first.stdout.splitlines() if "demo-evt-" in line]
@@ -181,6 +182,22 @@ def test_demo_proves_invoice_parity_and_leaves_its_state_files(
         ("demo-evt-1", "100", "duplicate"),
         ("demo-evt-late", "75", "accepted"),
     ]
+
+
+def test_demo_ends_by_saying_what_still_runs_and_how_to_stop_it(
+    two_runs: TwoRuns, demo: Demo
+) -> None:
+    api = f"http://{demo.env['API_HOST']}"
+    for run in (two_runs.first, two_runs.kept):  # with and without --keep alike
+        lines = run.stdout.splitlines()
+        start = lines.index("still running (the stack stays up after the demo):")
+        assert lines[start + 1 : start + 5] == [
+            f"  API and workers  {api}  (API docs: {api}/docs)",
+            f"  Stripe emulator  {demo.emulator_base}",
+            "  PostgreSQL       embedded, Unix socket, data in "
+            f"{Path(demo.env['STRIPEMETER_HOME']) / 'pgdata'}",
+            "stop it with: invoke down",
+        ]
 
 
 def test_demo_runs_again_right_after_with_new_objects(two_runs: TwoRuns, demo: Demo) -> None:
@@ -283,7 +300,11 @@ def test_usage_sent_behind_the_writers_back_is_reported_as_drift(demo: Demo) -> 
 
     advanced = demo.step("advance_clock")
     assert advanced.code == 0, advanced.stdout + advanced.stderr
-    assert "Stripe's meter holds 10 more than the ledger (435 vs 425)" in advanced.stdout
+    assert "Stripe's meter holds 10 more than the ledger (435 vs 425, still after" in (
+        advanced.stdout
+    )
+    assert "ledger 425, Stripe meter 435: advancing anyway" in advanced.stdout
+    assert "agree" not in advanced.stdout
 
     validate = demo.step("validate")
     assert validate.code == 2, validate.stdout + validate.stderr
@@ -293,7 +314,7 @@ def test_usage_sent_behind_the_writers_back_is_reported_as_drift(demo: Demo) -> 
     assert "invoice quantity 435 != ledger 425 (drift 10)" in validate.stdout
     validation = demo.last_validation()
     assert (validation["verdict"], validation["exitCode"]) == ("drift", 2)
-    assert validation["drift_abs"] == "10"
+    assert validation["drift_abs"] == 10
 
     cleanup = demo.step("cleanup")
     assert cleanup.code == 0, cleanup.stdout + cleanup.stderr

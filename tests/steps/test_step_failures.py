@@ -100,13 +100,42 @@ def test_step_without_state_names_the_missing_state_and_what_to_run(
     assert "invoke setup" in result.stderr
 
 
-def test_setup_with_stripe_unreachable_says_so(call_step: StepRunner, tmp_path: Path) -> None:
+REFUSED = "Failed to establish a new connection: [Errno 111] Connection refused"
+
+
+def test_setup_with_the_emulator_unreachable_says_so_and_how_to_start_it(
+    call_step: StepRunner, tmp_path: Path
+) -> None:
     base = f"http://127.0.0.1:{free_port()}"
     result = call_step(
         "setup", env={"DEMO_STATE_DIR": str(tmp_path / "s"), "STRIPE_API_BASE": base}
     )
-    assert_one_line_failure(result, "setup", f"cannot reach Stripe at {base}: connection refused")
+    assert_one_line_failure(result, "setup")
+    assert result.stderr.strip() == (
+        f"setup: error: Stripe emulator unreachable at {base}: {REFUSED}; is it running? "
+        "`invoke up` starts it"
+    )
     assert not (tmp_path / "s" / ".state.json").exists()
+
+
+def test_stripe_unreachable_with_a_key_names_host_full_cause_and_fix_without_emulator_hint(
+    run_step: StepRunner, tmp_path: Path
+) -> None:
+    base = f"http://127.0.0.1:{free_port()}"
+    result = run_step(
+        "setup",
+        env={
+            "DEMO_STATE_DIR": str(tmp_path / "s"),
+            "STRIPE_SECRET_KEY": "sk_test_not_a_real_key",
+            "STRIPE_API_BASE": base,
+        },
+    )
+    assert_one_line_failure(result, "setup")
+    assert result.stderr.strip() == (
+        f"setup: error: Stripe unreachable at {base}: {REFUSED}; check the network, or "
+        "unset STRIPE_SECRET_KEY and STRIPE_API_BASE to use the local emulator"
+    )
+    assert "invoke up" not in result.stderr
 
 
 @pytest.mark.parametrize("live_opt_in", ["0", "1"])
@@ -206,6 +235,10 @@ def test_validate_without_invoice_says_to_advance_the_clock(
     assert_one_line_failure(result, "validate", "no invoice at", "invoke advance-clock")
     logged = [json.loads(line) for line in (tmp_path / "validate.log").read_text().splitlines()]
     assert logged[-1]["verdict"] == "error" and logged[-1]["exitCode"] == 1
+    assert (logged[-1]["tenantId"], logged[-1]["scenario"]) == (
+        "8a7f5c52-3c7e-4a53-9c3f-0d7f6d3a1b11",
+        "seed",
+    )
     assert recorder.requests == []
 
 
@@ -273,3 +306,60 @@ def test_validate_refuses_an_invoice_of_an_earlier_run(
         result, "validate", "is the invoice of an earlier run (customer cus_old, not cus_test)"
     )
     assert recorder.requests == []
+
+
+def test_setup_checks_stripe_before_it_starts_the_embedded_postgresql(
+    call_step: StepRunner, tmp_path: Path
+) -> None:
+    home = tmp_path / "home"
+    state_dir = tmp_path / "s"
+    base = f"http://127.0.0.1:{free_port()}"
+    # A previous run on another Stripe: setup would retire its mapping (the database).
+    complete_state(state_dir, "http://127.0.0.1:1")
+    result = call_step(
+        "setup",
+        "--fresh",
+        env={
+            "DEMO_STATE_DIR": str(state_dir),
+            "STRIPE_API_BASE": base,
+            "STRIPEMETER_HOME": str(home),
+        },
+    )
+    assert_one_line_failure(result, "setup", f"Stripe emulator unreachable at {base}")
+    assert not (home / "pgdata").exists()
+
+
+def test_a_failing_step_stops_the_embedded_postgresql_it_started(
+    run_step: StepRunner, emulator_url: str, tmp_path: Path
+) -> None:
+    import shutil
+    import tempfile
+
+    from stripemeter.config import Settings
+    from stripemeter.db import embedded
+
+    # Where the suite keeps its embedded servers: a short path the server's user can reach.
+    home = Path(tempfile.mkdtemp(prefix="smtest-", dir="/tmp"))
+    settings = Settings.load({"STRIPEMETER_HOME": str(home)})
+    state_dir = tmp_path / "s"
+    complete_state(state_dir, emulator_url)
+    try:
+        # cleanup: the emulator answers 404 for the clock (gone), then the mapping's database is
+        # the embedded one, stopped, started by the step and not migrated: the step fails.
+        result = run_step(
+            "cleanup",
+            env={
+                "DEMO_STATE_DIR": str(state_dir),
+                "STRIPE_API_BASE": emulator_url,
+                "STRIPEMETER_HOME": str(home),
+            },
+        )
+        assert result.returncode == 1, (result.stdout, result.stderr)
+        assert "Traceback" not in result.stderr
+        assert (home / "pgdata").is_dir()  # the step did start it
+        assert "no price_mappings table; run `invoke migrate` first" in result.stderr
+        assert "stopped the embedded PostgreSQL this step started" in result.stdout
+        assert embedded.running_url(settings) is None
+    finally:
+        embedded.stop(settings)
+        shutil.rmtree(home, ignore_errors=True)

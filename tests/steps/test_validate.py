@@ -148,7 +148,7 @@ def demo_world(
         yield Demo(world, api, settings, db_url, state_dir, world.frozen_time())
 
 
-def invoice_rows(document: dict[str, Any]) -> list[tuple[str, str, str, str, int, str]]:
+def invoice_rows(document: dict[str, Any]) -> list[tuple[Any, ...]]:
     """(customerRef, ledger, stripe meter, invoice quantity, amount, status) per invoice."""
     return [
         (
@@ -163,7 +163,7 @@ def invoice_rows(document: dict[str, Any]) -> list[tuple[str, str, str, str, int
     ]
 
 
-def open_rows(document: dict[str, Any]) -> list[tuple[str, str, str, str]]:
+def open_rows(document: dict[str, Any]) -> list[tuple[Any, ...]]:
     """(customerRef, ledger, stripe meter, status) per open period."""
     return [
         (row["customerRef"], row["ledger"], row["stripe"], row["status"])
@@ -219,9 +219,20 @@ def test_every_invoice_of_every_customer_over_two_cycles_is_checked(
         )
         logged = demo.last_log()
         assert (logged["verdict"], logged["exitCode"]) == ("drift", 2)
-        assert sorted(open_rows(logged)) == sorted(
-            [(a, "0", "0", "parity"), (b, "0", "9", "drift")]
+        assert (logged["tenantId"], logged["scenario"]) == (str(demo.world.tenant_id), "seed")
+        # validate.log: every figure a JSON number, never the text --json shows.
+        assert sorted(open_rows(logged)) == sorted([(a, 0, 0, "parity"), (b, 0, 9, "drift")])
+        assert sorted(invoice_rows(logged)) == sorted(
+            [
+                (a, 425, 425, 425, 425 * UNIT, "parity"),
+                (b, 100, 100, 100, 100 * UNIT, "parity"),
+                (a, 30, 30, 30, 30 * UNIT, "parity"),
+                (b, 7, 7, 7, 7 * UNIT, "parity"),
+            ]
         )
+        head = (logged["local"], logged["invoiceQuantity"], logged["drift_abs"])
+        assert head == (30, 30, 0)  # the headline: invoice.json, the second cycle's
+        assert logged["epsilon"] == 0.005
 
 
 def test_usage_still_queued_is_pending_not_drift(
@@ -270,10 +281,11 @@ def test_drift_within_epsilon_is_parity_within_tolerance_and_epsilon_zero_is_exa
         )
         logged = demo.last_log()
         (row,) = [r for r in logged["invoices"] if r["customerRef"] == demo.first]
-        assert (row["status"], row["tolerance"], row["drift_abs"]) == (
+        assert (row["status"], row["tolerance"], row["drift_abs"], row["drift_pct"]) == (
             "parity",
             "within tolerance",
-            "5",
+            5,
+            0.005,
         )
 
         just_above = demo.validate(call_step, RECONCILIATION_EPSILON="0.004999")

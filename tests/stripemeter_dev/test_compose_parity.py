@@ -115,4 +115,4 @@ def test_compose_step_service_matches_runner_step_containers(
     assert step["image"] == spec.image
     assert tuple(step["command"]) == spec.command
     assert {k: str(v) for k, v in step["environment"].items()} == dict(spec.environment)
-    assert [volume.split(":")[1] for volume in step["volumes"]] == [STATE_MOUNT]
+    assert [volume["target"] for volume in step["volumes"]] == [STATE_MOUNT]

@@ -97,6 +97,12 @@ def demo_in_containers(runner: DockerRunner, capsys: pytest.CaptureFixture[str])
     assert binding["HostIp"] == "127.0.0.1"
     ready = requests.get(f"{runner.published_url('api', API_PORT)}/health/ready", timeout=10)
     assert ready.status_code == 200
+    # What `invoke demo` prints at its end: every service, the API with its docs.
+    running = {line.split()[0]: line for line in runner.still_running()}
+    assert set(running) == {"api", "emulator", "postgres", "workers"}
+    api_url = runner.published_url("api", API_PORT)
+    assert f"{api_url}  (API docs: {api_url}/docs)" in running["api"]
+    assert "no published port" in running["workers"]
 
     codes = {step: runner.run_step(step, args) for step, args in DEMO}
     output = capsys.readouterr().out

@@ -13,7 +13,7 @@ import pytest
 from stripemeter.errors import ConfigError
 from stripemeter_dev.local import LocalRunner
 from stripemeter_dev.processes import Service
-from stripemeter_dev.runner import RunnerError, select_runner
+from stripemeter_dev.runner import RunnerError, select_runner, still_running_message
 from tests.steps.conftest import step_environment
 from tests.support.servers import free_port
 
@@ -178,9 +178,36 @@ def test_up_refuses_an_emulator_port_taken_by_another_program(tmp_path: Path) ->
         runner = runner_for(
             tmp_path, STRIPE_EMULATOR_PORT=str(port), DATABASE_URL="postgresql://x@127.0.0.1:1/n"
         )
-        with pytest.raises(RunnerError, match=f"port {port} is in use by another program"):
+        with pytest.raises(RunnerError) as refused:
             runner.up()
+    assert str(refused.value) == (
+        f"port {port} is in use by another program, so the emulator cannot start there; "
+        f"set STRIPE_EMULATOR_PORT to another port, e.g. STRIPE_EMULATOR_PORT={port + 1} "
+        "(in the environment or .env)"
+    )
     assert list((tmp_path / "state" / "pids").iterdir()) == []
+
+
+def test_up_refuses_an_api_port_taken_by_another_program_naming_api_host(
+    tmp_path: Path,
+) -> None:
+    with socket.socket() as squatter:
+        squatter.bind(("127.0.0.1", 0))
+        squatter.listen()
+        port = squatter.getsockname()[1]
+        runner = runner_for(
+            tmp_path,
+            API_HOST=f"localhost:{port}",
+            STRIPE_API_BASE=f"http://127.0.0.1:{free_port()}",
+            DATABASE_URL="postgresql://x@127.0.0.1:1/n",
+        )
+        with pytest.raises(RunnerError) as refused:
+            runner.up()
+    assert str(refused.value) == (
+        f"port {port} is in use by another program, so the api cannot start there; "
+        f"set API_HOST to another loopback port, e.g. API_HOST=localhost:{port + 1} "
+        "(in the environment or .env)"
+    )
 
 
 def test_a_service_dying_at_start_up_is_reported_with_its_log(tmp_path: Path) -> None:
@@ -203,3 +230,24 @@ def test_a_service_dying_at_start_up_is_reported_with_its_log(tmp_path: Path) ->
         f"the emulator exited with code 2 during start-up: cannot start: no luck (see {log})"
     )
     assert not (tmp_path / "state" / "pids" / "emulator.pid").exists()
+
+
+def test_still_running_names_the_emulator_it_started_and_how_to_stop_it(tmp_path: Path) -> None:
+    port = free_port()
+    runner = runner_for(
+        tmp_path, STRIPE_EMULATOR_PORT=str(port), DATABASE_URL="postgresql://x@127.0.0.1:1/n"
+    )
+    assert still_running_message(runner) == "the stack is not running"
+    runner.logs_dir.mkdir(parents=True)
+    runner.pids_dir.mkdir(parents=True)
+    runner.processes.ensure(runner._emulator_service())
+    try:
+        assert runner.still_running() == [f"Stripe emulator  http://127.0.0.1:{port}"]
+        assert still_running_message(runner) == (
+            "still running (the stack stays up after the demo):\n"
+            f"  Stripe emulator  http://127.0.0.1:{port}\n"
+            "stop it with: invoke down"
+        )
+    finally:
+        runner.down()
+    assert runner.still_running() == []

@@ -135,3 +135,18 @@ def test_env_example_documents_every_variable_a_person_sets() -> None:
     )
     internal = {"STRIPEMETER_SUPERVISOR_PID", "STRIPEMETER_WRITER_CRASH_AFTER_ACCEPTS"}
     assert documented == set(StackSettings.model_fields) - internal
+
+
+def test_a_key_with_stripes_own_base_named_waits_as_long_as_real_stripe(tmp_path: Path) -> None:
+    from steps._settings import EMULATOR_WAIT_S, REAL_STRIPE_WAIT_S, StepSettings
+
+    def wait(**env: str) -> float:
+        return StepSettings.load(env).wait_timeout_s
+
+    assert wait(STRIPE_SECRET_KEY="sk_test_x") == REAL_STRIPE_WAIT_S
+    assert wait(STRIPE_SECRET_KEY="sk_test_x", STRIPE_API_BASE="https://api.stripe.com/") == (
+        REAL_STRIPE_WAIT_S
+    )
+    assert wait(STRIPE_SECRET_KEY="sk_test_x", STRIPE_API_BASE="http://emulator:12111") == (
+        EMULATOR_WAIT_S
+    )

@@ -304,6 +304,17 @@ def _month(text: str, field: str) -> tuple[datetime, datetime]:
     return start, end
 
 
+def _run_underway(conn: Any, tenant: str) -> str | None:
+    """The id of the tenant's queued or running reconciliation run, if any (for the
+    summary's hint when it has no report yet)."""
+    row = conn.execute(
+        "SELECT id FROM reconciliation_runs WHERE tenant_id::text = %s"
+        " AND status IN ('queued', 'running')",
+        (str(tenant),),
+    ).fetchone()
+    return str(row[0]) if row else None
+
+
 def _window(
     period_start: str | None,
     period_end: str | None,
@@ -381,6 +392,7 @@ def reconciliation_summary(
     with pool.connection() as conn:
         reports = latest_reports(conn, tenant, start, end, overlap=overlap)
         state = worker_state.read_state(conn, "reconciler", tenant)
+        underway = None if reports else _run_underway(conn, tenant)
     if not reports:
         if state is not None and state.last_error:
             raise ApiError(
@@ -389,11 +401,31 @@ def reconciliation_summary(
                 f"no reconciliation reports for this window; the last reconciliation "
                 f"failed: {state.last_error}",
             )
+        window = (
+            f"no reconciliation reports for tenant {tenant} with periods in "
+            f"{echo_start}..{echo_end}"
+        )
+        if underway is not None:
+            raise ApiError(
+                404,
+                "no_reports",
+                f"{window}: reconciliation run {underway} is still under way; poll "
+                f"GET /v1/reconciliation/runs/{underway} and ask again when it is done",
+            )
+        if state is not None and state.last_success_at is not None:
+            # It ran and succeeded: running it again would find the same nothing.
+            raise ApiError(
+                404,
+                "no_reports",
+                f"{window}: the last reconciliation ({iso(state.last_success_at)}) found no "
+                "billing period of an active mapping there; check the window and the "
+                "tenant's mappings (GET /v1/mappings)",
+            )
         raise ApiError(
             404,
             "no_reports",
-            f"no reconciliation reports for tenant {tenant} with periods in "
-            f"{echo_start}..{echo_end}; run POST /v1/reconciliation/run first",
+            f"{window}: reconciliation has not run for this tenant yet; run "
+            "POST /v1/reconciliation/run first",
         )
     summary: dict[str, Any] = {
         "tenantId": str(tenant),
