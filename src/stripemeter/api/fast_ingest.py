@@ -15,6 +15,7 @@ FastAPI unchanged.
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -29,7 +30,7 @@ from stripemeter.api.query_guard import api_routes
 
 INGEST_PATH = "/v1/events/ingest"
 
-Handler = Callable[[Request, Exception], Awaitable[Response]]
+Handler = Callable[[Request, Any], Response | Awaitable[Response]]
 
 
 class IngestFastPath:
@@ -82,5 +83,6 @@ class IngestFastPath:
         try:
             response: Response = await events.ingest_events(request)
         except Exception as exc:
-            response = await self._handler_for(exc)(request, exc)
+            answer = self._handler_for(exc)(request, exc)
+            response = await answer if inspect.isawaitable(answer) else answer
         await response(scope, receive, send)
