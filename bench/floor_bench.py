@@ -21,7 +21,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from ingest_bench import _tree_cpu, free_port  # noqa: E402
+from ingest_bench import _tree_cpu, free_port
 
 BENCH = Path(__file__).resolve().parent
 CASES = {
