@@ -27,13 +27,20 @@ BENCH = Path(__file__).resolve().parent
 CASES = {
     "uvicorn-fastapi": ("uvicorn", "floor_apps:fastapi_app"),
     "uvicorn-raw": ("uvicorn", "floor_apps:raw"),
+    # The same under the protocol `stripemeter api` serves with (api.serving).
+    "stripemeter-protocol-raw": ("stripemeter", "floor_apps:raw"),
     "granian-fastapi": ("granian", "floor_apps:fastapi_app"),
     "granian-raw": ("granian", "floor_apps:raw"),
 }
 
 
 def _command(server: str, target: str, port: int, workers: int) -> list[str]:
-    if server == "uvicorn":
+    if server in ("uvicorn", "stripemeter"):
+        http = (
+            "stripemeter.api.serving:LimitedHttpToolsProtocol"
+            if server == "stripemeter"
+            else "httptools"
+        )
         return [
             sys.executable,
             "-m",
@@ -48,7 +55,7 @@ def _command(server: str, target: str, port: int, workers: int) -> list[str]:
             "--workers",
             str(workers),
             "--http",
-            "httptools",
+            http,
             "--loop",
             "uvloop",
             "--log-level",
