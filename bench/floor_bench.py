@@ -3,7 +3,8 @@
     .venv/bin/python bench/floor_bench.py --seconds 5
     .venv/bin/python bench/floor_bench.py --cases uvicorn-raw,granian-raw --workers 2
 
-Each case serves a no-op app from `bench/floor_apps.py` on 127.0.0.1 with `--workers`
+granian (`pip install granian`) is not a dependency of the project; without it, leave
+its cases out. Each case serves a no-op app from `bench/floor_apps.py` on 127.0.0.1 with `--workers`
 processes and drives `GET /health/live` with wrk (16 keep-alive connections). CPU is the
 server's process tree, read from /proc as `ingest_bench.py` reads it.
 """
@@ -13,14 +14,17 @@ from __future__ import annotations
 import argparse
 import json
 import re
+import shutil
 import subprocess
 import sys
 import time
 import urllib.request
+from importlib.util import find_spec
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from _testmode import refuse_live_keys
 from ingest_bench import _tree_cpu, free_port
 
 BENCH = Path(__file__).resolve().parent
@@ -117,13 +121,29 @@ def measure(case: str, workers: int, seconds: float, connections: int) -> dict[s
     return {"requests_per_s": float(found.group(1)), "cpu_us_per_request": cpu / requests * 1e6}
 
 
+def _check(cases: list[str]) -> None:
+    """One line and exit 2 for an unknown case or a missing tool."""
+    unknown = [case for case in cases if case not in CASES]
+    if unknown:
+        raise SystemExit(f"floor_bench: unknown case {unknown[0]!r}; known: {', '.join(CASES)}")
+    if shutil.which("wrk") is None:
+        raise SystemExit("floor_bench: wrk not found; install it with `apt-get install wrk`")
+    if any(CASES[c][0] == "granian" for c in cases) and find_spec("granian") is None:
+        raise SystemExit(
+            "floor_bench: granian is not installed; `.venv/bin/pip install granian`, or "
+            "leave the granian cases out of --cases"
+        )
+
+
 def main() -> int:
+    refuse_live_keys("floor_bench")
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=5.0)
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--connections", type=int, default=16)
     parser.add_argument("--cases", default=",".join(CASES))
     args = parser.parse_args()
+    _check(args.cases.split(","))
     results = {}
     print("| case | workers | req/s | server CPU/req |\n| --- | ---: | ---: | ---: |")
     for case in args.cases.split(","):
