@@ -33,6 +33,29 @@ INGEST_PATH = "/v1/events/ingest"
 Handler = Callable[[Request, Any], Response | Awaitable[Response]]
 
 
+def check_served_alone(route: APIRoute) -> APIRoute:
+    """`route`, if calling its function with the request is all FastAPI would do.
+
+    A dependency or declared parameter added to the ingest route later would be skipped
+    by the fast path; this refuses to serve it rather than skip it silently.
+    """
+    dependant = route.dependant
+    declared = (
+        dependant.dependencies
+        or dependant.query_params
+        or dependant.header_params
+        or dependant.body_params
+        or dependant.path_params
+        or dependant.cookie_params
+    )
+    if declared or dependant.request_param_name != "request":
+        raise RuntimeError(
+            f"{route.path} declares dependencies or parameters; api.fast_ingest would skip "
+            "them: resolve them in the route function (as auth is) or drop the fast path"
+        )
+    return route
+
+
 class IngestFastPath:
     """ASGI middleware: serve the ingest route directly; pass everything else on."""
 
@@ -47,7 +70,7 @@ class IngestFastPath:
         if self._route is None:
             for route in api_routes(self.fastapi_app):
                 if route.endpoint is events.ingest_events:
-                    self._route = route
+                    self._route = check_served_alone(route)
                     break
             else:  # pragma: no cover - the events router is always included
                 raise RuntimeError(f"no route serves {INGEST_PATH}")

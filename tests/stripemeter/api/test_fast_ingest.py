@@ -16,9 +16,11 @@ import orjson
 import psycopg
 import pytest
 import requests
+from fastapi import Depends, FastAPI, Request
 
 from stripemeter.api.app import create_app
-from stripemeter.api.fast_ingest import INGEST_PATH, IngestFastPath
+from stripemeter.api.fast_ingest import INGEST_PATH, IngestFastPath, check_served_alone
+from stripemeter.api.query_guard import api_routes
 from stripemeter.auth import ALL_SCOPES, create_api_key
 from stripemeter.config import load_settings
 from stripemeter.ingest.validation import MAX_HEADER_KEY_CHARS
@@ -184,3 +186,20 @@ def test_chunked_body_over_the_limit_is_the_same_413(pair: Pair) -> None:
     assert [a.status_code for a in answers] == [413, 413]
     assert answers[0].content == answers[1].content
     assert _error(answers[0])["message"] == "request body exceeds the limit of 1048576 bytes"
+
+
+def test_a_route_with_dependencies_is_refused_by_the_fast_path() -> None:
+    async def extra() -> None:
+        return None
+
+    app = FastAPI()
+
+    @app.post(INGEST_PATH, dependencies=[Depends(extra)])
+    async def with_dependency(request: Request) -> None:
+        return None
+
+    served = create_app(load_settings(BYPASS_AUTH=False), db_url="postgresql://unused")
+    route = next(r for r in api_routes(served) if r.path == INGEST_PATH)
+    assert check_served_alone(route) is route
+    with pytest.raises(RuntimeError, match="declares dependencies or parameters"):
+        check_served_alone(api_routes(app)[0])
