@@ -18,6 +18,7 @@ def test_every_bench_is_covered() -> None:
     assert [p.stem for p in BENCHES] == [
         "demo_bench",
         "emulator_bench",
+        "floor_bench",
         "ingest_bench",
         "writer_bench",
     ]

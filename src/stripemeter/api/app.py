@@ -7,6 +7,9 @@ first so that queued requests are stored. `app.state` carries `settings`, `pool`
 `extra_health_checks` (callables other components append to before start-up to take
 part in `/health/ready`).
 
+`POST /v1/events/ingest` is served by `api.fast_ingest` inside the metrics and body-limit
+middleware, ahead of FastAPI's routing (the same route function and error handlers).
+
 Adding a component's routes: append its `router` to `ROUTERS` below. Every API route
 refuses query parameters it does not declare (`api.query_guard`), routes added later
 included.
@@ -36,6 +39,7 @@ from stripemeter.api import (
     writer_status,
 )
 from stripemeter.api.errors import ApiError, error_response, install_error_handlers
+from stripemeter.api.fast_ingest import IngestFastPath
 from stripemeter.api.health import HealthCheck
 from stripemeter.auth import KeyCache, RevocationListener
 from stripemeter.config import Settings, load_settings
@@ -107,8 +111,14 @@ class BodyLimitMiddleware:
         await self.app(scope, counting_receive, send)
 
 
-def create_app(settings: Settings, *, db_url: str | None = None) -> FastAPI:
-    """Build the API for `settings`, talking to `db_url` (default: `database_url(settings)`)."""
+def create_app(
+    settings: Settings, *, db_url: str | None = None, fast_ingest: bool = True
+) -> FastAPI:
+    """Build the API for `settings`, talking to `db_url` (default: `database_url(settings)`).
+
+    `fast_ingest=False` leaves out `api.fast_ingest`, so ingest goes through FastAPI's
+    routing like every other route (the tests compare the two).
+    """
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -155,6 +165,8 @@ def create_app(settings: Settings, *, db_url: str | None = None) -> FastAPI:
         app.include_router(router)
     query_guard.document(app)
     app.add_middleware(query_guard.QueryGuardMiddleware, fastapi_app=app)
+    if fast_ingest:
+        app.add_middleware(IngestFastPath, fastapi_app=app)
     app.add_middleware(BodyLimitMiddleware)
     app.add_middleware(metrics.MetricsMiddleware)
     return app

@@ -20,6 +20,8 @@ What holds for a request is exactly what held when each request had its own tran
   group forms it is stored or not as the group's commit decides; either way a retry with
   the same keys says which (`accepted` or `duplicate`).
 
+Handlers awaiting `store` are woken once per group and event loop, not once per request.
+
 On `close`, requests already queued are still stored; later ones get `ShuttingDown`.
 """
 
@@ -45,6 +47,23 @@ log = logging.getLogger("stripemeter.ingest")
 class _Waiting:
     request: PreparedRequest
     future: concurrent.futures.Future[set[Key]]
+    # `store`'s awaiting side: the handler's event loop and its future, resolved from the
+    # concurrent future in one loop wake-up per group (not one per request).
+    loop: asyncio.AbstractEventLoop | None = None
+    waiter: asyncio.Future[set[Key]] | None = None
+
+
+def _deliver(group: list[_Waiting]) -> None:
+    """On a handler's event loop: hand each request's outcome to its awaiting handler."""
+    for waiting in group:
+        waiter = waiting.waiter
+        if waiter is None or waiter.done():  # its handler was cancelled meanwhile
+            continue
+        error = waiting.future.exception()
+        if error is not None:
+            waiter.set_exception(error)
+        else:
+            waiter.set_result(waiting.future.result())
 
 
 class GroupCommitter:
@@ -78,16 +97,30 @@ class GroupCommitter:
 
     def submit(self, request: PreparedRequest) -> concurrent.futures.Future[set[Key]]:
         """Queue `request`; the future gives the keys inserted, or the request's error."""
-        future: concurrent.futures.Future[set[Key]] = concurrent.futures.Future()
+        return self._enqueue(_Waiting(request, concurrent.futures.Future()))
+
+    def _enqueue(self, waiting: _Waiting) -> concurrent.futures.Future[set[Key]]:
         with self._lock:
             if self._closing:
                 raise ShuttingDown("the API is shutting down; retry the request")
-            self._queue.put(_Waiting(request, future))
-        return future
+            self._queue.put(waiting)
+        return waiting.future
 
     async def store(self, request: PreparedRequest) -> set[Key]:
-        """Submit `request` and wait for its group's commit without blocking the loop."""
-        return await asyncio.wrap_future(self.submit(request))
+        """Submit `request` and wait for its group's commit without blocking the loop.
+
+        A handler cancelled while it waits (its client went away) cancels the request:
+        before its group forms nothing is stored; after, the commit decides.
+        """
+        loop = asyncio.get_running_loop()
+        waiting = _Waiting(request, concurrent.futures.Future(), loop, loop.create_future())
+        future = self._enqueue(waiting)
+        assert waiting.waiter is not None
+        try:
+            return await waiting.waiter
+        except asyncio.CancelledError:
+            future.cancel()  # refused once its group has formed (running futures stay)
+            raise
 
     def close(self, timeout_s: float = 30.0) -> None:
         """Refuse new requests, store every queued one, stop the threads."""
@@ -139,9 +172,17 @@ class GroupCommitter:
         with self._lock:  # several writer threads may finish groups at once
             self.groups += 1
             self.grouped_requests += len(group)
+        by_loop: dict[asyncio.AbstractEventLoop, list[_Waiting]] = {}
         for waiting, result in zip(group, results, strict=True):
             # Running futures cannot be cancelled: every waiter hears its group's outcome.
             if isinstance(result, BaseException):
                 waiting.future.set_exception(result)
             else:
                 waiting.future.set_result(result)
+            if waiting.loop is not None:
+                by_loop.setdefault(waiting.loop, []).append(waiting)
+        for loop, waiting_there in by_loop.items():
+            try:
+                loop.call_soon_threadsafe(_deliver, waiting_there)
+            except RuntimeError:  # that loop is closed: nobody is awaiting there any more
+                log.debug("an ingest group finished after its event loop closed")

@@ -135,3 +135,47 @@ def test_headers_just_under_the_limit_are_served_and_just_over_get_431(served: S
         + b' bytes; send smaller headers","field":null}}'
     )
     assert requests.get(served.base + "/health/live", timeout=10).status_code == 200
+
+
+def _read_until(sock: socket.socket, count: int, marker: bytes) -> bytes:
+    """Read until `marker` has been seen `count` times (or the peer closes)."""
+    data = b""
+    while data.count(marker) < count:
+        chunk = sock.recv(65536)
+        if not chunk:
+            break
+        data += chunk
+    return data
+
+
+def test_pipelined_requests_get_whole_answers_in_order(served: Served) -> None:
+    # Writes are collected per event-loop step (api.serving.CoalescingTransport): two
+    # requests in one segment still get two complete answers, in order.
+    with socket.create_connection((served.host, served.port), timeout=10) as sock:
+        sock.sendall(
+            b"GET /health/live HTTP/1.1\r\nHost: x\r\n\r\n"
+            b"GET /no/such/route HTTP/1.1\r\nHost: x\r\n\r\n"
+        )
+        data = _read_until(sock, 2, b"HTTP/1.1 ")
+        while data.count(b"}") < 2 or not data.endswith(b"}"):
+            data += sock.recv(65536)
+    first, second = data.split(b"HTTP/1.1 ")[1:]
+    assert first.startswith(b"200 OK") and b'"status":"ok"' in first
+    assert second.startswith(b"404 Not Found") and b'"code":"not_found"' in second
+
+
+def test_head_and_expect_continue_are_answered(served: Served) -> None:
+    with socket.create_connection((served.host, served.port), timeout=10) as sock:
+        sock.sendall(b"HEAD /health/live HTTP/1.1\r\nHost: x\r\n\r\n")
+        head = _read_until(sock, 1, b"\r\n\r\n")
+        assert head.startswith(b"HTTP/1.1 ")
+        body = b'{"events": []}'
+        sock.sendall(
+            b"POST /v1/events/ingest HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+            b"Authorization: Bearer " + served.secret.encode() + b"\r\n"
+            b"Expect: 100-continue\r\nContent-Length: " + str(len(body)).encode() + b"\r\n\r\n"
+        )
+        assert _read_until(sock, 1, b"\r\n\r\n").startswith(b"HTTP/1.1 100 Continue")
+        sock.sendall(body)
+        answer = _read_until(sock, 1, b"}}")
+    assert answer.startswith(b"HTTP/1.1 400 Bad Request")

@@ -6,6 +6,7 @@ is known, not left to timing.
 
 from __future__ import annotations
 
+import asyncio
 import concurrent.futures
 import time
 import uuid
@@ -281,3 +282,56 @@ def test_an_unreachable_database_fails_the_whole_group_at_once(db_url: str) -> N
         dead_pool.close()
     assert all(isinstance(r, DatabaseUnavailable) for r in results), results
     assert elapsed < 3.0  # one pool timeout for the group, not one per request (6 x 0.5 s)
+
+
+def test_handlers_awaiting_store_in_one_group_each_hear_their_own_outcome(
+    pool: Pool, db_url: str
+) -> None:
+    tenant = str(uuid.uuid4())
+    committer = GroupCommitter(pool, max_events=1000, max_wait_s=0.3)
+    used = _request([_event(tenant, "h1")], "r0", header=("hdr", "sha-a"))
+    committer.start()
+    try:
+        assert committer.submit(used).result(timeout=30) == {(tenant, "h1")}
+
+        async def three() -> list[object]:
+            requests = [
+                _request([_event(tenant, "x")], "r1"),
+                _request([_event(tenant, "x")], "r2"),  # same key: duplicate for this one
+                _request([_event(tenant, "y")], "r3", header=("hdr", "sha-b")),  # reused
+            ]
+            return await asyncio.gather(
+                *(committer.store(r) for r in requests), return_exceptions=True
+            )
+
+        groups_before = committer.groups
+        first, second, third = asyncio.run(three())
+    finally:
+        committer.close()
+    assert first == {(tenant, "x")}
+    assert second == set()
+    assert isinstance(third, IdempotencyConflict)
+    assert committer.groups == groups_before + 1
+    assert _ledger(db_url, tenant)[0] == {"h1": "r0", "x": "r1"}
+
+
+def test_a_handler_cancelled_before_its_group_forms_stores_nothing(pool: Pool, db_url: str) -> None:
+    tenant = str(uuid.uuid4())
+    committer = GroupCommitter(pool)
+
+    async def cancelled_then_kept() -> set[Key]:
+        gone = asyncio.ensure_future(committer.store(_request([_event(tenant, "gone")], "r1")))
+        await asyncio.sleep(0)  # queued, writer not started: its group has not formed
+        gone.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await gone
+        kept = asyncio.ensure_future(committer.store(_request([_event(tenant, "kept")], "r2")))
+        await asyncio.sleep(0)
+        committer.start()
+        return await kept
+
+    try:
+        assert asyncio.run(cancelled_then_kept()) == {(tenant, "kept")}
+    finally:
+        committer.close()
+    assert _ledger(db_url, tenant)[0] == {"kept": "r2"}
