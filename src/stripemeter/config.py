@@ -190,8 +190,8 @@ class Settings(EnvSettings):
     # Seconds every Stripe HTTP call may take (connect + read) before it fails and the
     # gateway's retry policy decides; a hanging Stripe can then hold nothing forever.
     STRIPE_TIMEOUT_S: Annotated[float, Field(gt=0, le=300)] = 20.0
-    # `/health/ready` asks Stripe whether it answers at most once this often per process
-    # (`api.health.StripeProbe`); the answer in between is the last one.
+    # `/health/ready` asks Stripe whether it answers at most once this often per process,
+    # in the background (`api.health.StripeProbe`); a check answers with the last result.
     STRIPE_HEALTH_CACHE_S: Annotated[float, Field(ge=0, le=3600)] = 5.0
     # Background reconciliation in the API: this many threads run the queued runs (one
     # queued run per tenant), on their own pool of this many connections, so that

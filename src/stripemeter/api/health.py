@@ -12,7 +12,8 @@ The `stripe` check (`StripeProbe`, installed by `install_stripe_probe` unless th
 settings are refused) asks the configured Stripe's address for any HTTP answer: none
 (refused, timed out) or a 5xx is `degraded`, naming the URL — ingest still works and the
 writer catches up later, so the instance stays in rotation (200). Its result is kept
-for STRIPE_HEALTH_CACHE_S, so frequent readiness checks do not hammer Stripe.
+for STRIPE_HEALTH_CACHE_S, so frequent readiness checks do not hammer Stripe, and then
+refreshed in the background: readiness never waits on a hanging Stripe (but once).
 
 The answer says nothing about tenants: a failing writer is "Stripe failing for 2
 tenant(s)". Callers allowed tenant detail (see `api.metrics.disclosure_for`) also get
@@ -54,8 +55,15 @@ STRIPE_PROBE_TIMEOUT_S = 2.0
 
 
 class StripeProbe:
-    """The `stripe` readiness check: does `base_url` give any HTTP answer? Kept `ttl_s`
-    seconds; concurrent checks wait for one probe rather than each sending their own."""
+    """The `stripe` readiness check: does `base_url` give any HTTP answer?
+
+    A readiness check never waits on Stripe once a first answer is known: a result older
+    than `ttl_s` is still returned while one background probe refreshes it, so a Stripe
+    that hangs cannot make `/health/ready` itself time out (orchestrators give it about a
+    second, then pull the instance out of rotation, though ingest needs no Stripe). Only
+    the very first check waits, at most `timeout_s`, for the first probe. One probe runs
+    at a time, whatever the number of concurrent checks.
+    """
 
     def __init__(self, base_url: str, ttl_s: float, timeout_s: float = STRIPE_PROBE_TIMEOUT_S):
         self.base_url = base_url
@@ -64,13 +72,35 @@ class StripeProbe:
         self._lock = threading.Lock()
         self._result: tuple[str, str, str] | None = None
         self._until = 0.0
+        self._probing = False
+        self._first = threading.Event()
 
     def __call__(self) -> tuple[str, str, str]:
         with self._lock:
-            if self._result is None or time.monotonic() >= self._until:
-                self._result = self._probe()
-                self._until = time.monotonic() + self.ttl_s
-            return self._result
+            result = self._result
+            if (result is None or time.monotonic() >= self._until) and not self._probing:
+                self._probing = True
+                threading.Thread(
+                    target=self._refresh, name="stripemeter-stripe-probe", daemon=True
+                ).start()
+        if result is None:
+            self._first.wait(self.timeout_s + 1.0)
+            with self._lock:
+                result = self._result
+        if result is None:  # the first probe outlived its own timeout
+            return "stripe", "degraded", f"Stripe at {self.base_url}: no answer yet"
+        return result
+
+    def _refresh(self) -> None:
+        try:
+            result = self._probe()
+        except Exception as exc:  # a broken probe is reported, never left "probing"
+            result = "stripe", "degraded", f"the Stripe probe failed: {type(exc).__name__}"
+        with self._lock:
+            self._result = result
+            self._until = time.monotonic() + self.ttl_s
+            self._probing = False
+        self._first.set()
 
     def _probe(self) -> tuple[str, str, str]:
         try:

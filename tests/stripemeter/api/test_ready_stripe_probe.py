@@ -61,6 +61,17 @@ def _ready(base: str) -> requests.Response:
     return requests.get(base + "/health/ready", timeout=10)
 
 
+def _ready_when(base: str, status: str, timeout_s: float = 10) -> requests.Response:
+    """The first readiness answer with this status: a stale result is served while the
+    background probe refreshes it, so the change shows on a later check."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        answer = _ready(base)
+        if answer.json()["status"] == status or time.monotonic() > deadline:
+            return answer
+        time.sleep(0.05)
+
+
 def test_ready_is_degraded_naming_stripe_and_its_url_while_it_is_down_then_healthy(
     db_url: str,
 ) -> None:
@@ -70,11 +81,9 @@ def test_ready_is_degraded_naming_stripe_and_its_url_while_it_is_down_then_healt
         with _stripe_on(port):
             up = _ready(base)
         time.sleep(0.3)  # past the cache
-        down = _ready(base)
-        time.sleep(0.3)
+        down = _ready_when(base, "degraded")
         with _stripe_on(port):
-            time.sleep(0.3)
-            again = _ready(base)
+            again = _ready_when(base, "healthy")
 
     assert up.status_code == 200
     assert up.json()["status"] == "healthy" and up.json()["reasons"] == []
@@ -124,3 +133,33 @@ def test_a_stripe_that_accepts_but_never_answers_is_degraded_within_the_probe_ti
         f"stripe: Stripe unreachable at {stripe}: no answer within 2 s"
     ]
     assert took < 5
+
+
+def test_readiness_never_waits_on_a_stripe_that_started_hanging(db_url: str) -> None:
+    """Known good, then Stripe accepts connections and never answers: every check still
+    answers at once (the stale result, then degraded), never after the probe's 2 s."""
+    import socket
+
+    port = free_port()
+    stripe = f"http://127.0.0.1:{port}"
+    with _api(db_url, stripe, cache_s=0.2) as base:
+        with _stripe_on(port):
+            assert _ready(base).json()["status"] == "healthy"
+        silent = socket.socket()
+        silent.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        silent.bind(("127.0.0.1", port))
+        silent.listen(8)
+        try:
+            time.sleep(0.3)  # past the cache
+            took: list[float] = []
+            statuses: list[str] = []
+            deadline = time.monotonic() + 8
+            while "degraded" not in statuses and time.monotonic() < deadline:
+                started = time.monotonic()
+                statuses.append(_ready(base).json()["status"])
+                took.append(time.monotonic() - started)
+                time.sleep(0.1)
+        finally:
+            silent.close()
+    assert statuses[0] == "healthy" and statuses[-1] == "degraded"  # stale, then refreshed
+    assert max(took) < 1.0, took
