@@ -2,8 +2,8 @@
 right way (a deleted mapping is named as the cause, not the workers) and its words agree
 with its figures (no "agree" after a disagreement, one warning only when it lasts).
 
-Built like `test_validate.py`: a two-customer world on one clock, the demo state the
-steps read, the real step run in-process.
+Built on `tests.steps.demo_world`: a two-customer world on one clock, the demo state
+the steps read, the real step run in-process.
 """
 
 from __future__ import annotations
@@ -12,11 +12,10 @@ from decimal import Decimal
 from pathlib import Path
 
 import pytest
-import requests
 
 from steps._billing import SETTLE_S
 from tests.steps.conftest import StepRunner
-from tests.steps.test_validate import demo_world
+from tests.steps.demo_world import demo_world
 from tests.support.stripe_world import HOUR
 
 
@@ -26,11 +25,7 @@ def test_a_deleted_mapping_is_named_as_the_cause_at_once_not_the_workers(
     with demo_world(emulator_url, db_url, tmp_path) as demo:
         demo.send(demo.first, demo.frozen - 3 * HOUR, 425, "a1")
         tenant = str(demo.world.tenant_id)
-        (mapping,) = requests.get(
-            f"{demo.api}/v1/mappings", params={"tenantId": tenant}, timeout=10
-        ).json()["mappings"]
-        deleted = requests.delete(f"{demo.api}/v1/mappings/{mapping['id']}", timeout=10)
-        assert deleted.status_code == 200, deleted.text
+        demo.delete_mapping()
 
         result = call_step("advance_clock", env=demo.env(DEMO_WAIT_TIMEOUT_S="60"))
         assert result.returncode == 1, result.stdout + result.stderr
