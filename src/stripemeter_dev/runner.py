@@ -47,14 +47,13 @@ class Runner(Protocol):
 
 
 def still_running_message(runner: Runner) -> str:
-    """What `invoke demo` prints at its end: the stack stays up, and how to stop it."""
+    """What `invoke demo` and `invoke scenarios` print at their end: what still runs, and
+    how to stop it."""
     parts = runner.still_running()
     if not parts:
         return "the stack is not running"
     listed = "\n".join(f"  {part}" for part in parts)
-    return (
-        f"still running (the stack stays up after the demo):\n{listed}\nstop it with: invoke down"
-    )
+    return f"still running (the stack stays up):\n{listed}\nstop it with: invoke down"
 
 
 def select_runner(name: str) -> Runner:

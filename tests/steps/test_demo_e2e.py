@@ -190,7 +190,7 @@ def test_demo_ends_by_saying_what_still_runs_and_how_to_stop_it(
     api = f"http://{demo.env['API_HOST']}"
     for run in (two_runs.first, two_runs.kept):  # with and without --keep alike
         lines = run.stdout.splitlines()
-        start = lines.index("still running (the stack stays up after the demo):")
+        start = lines.index("still running (the stack stays up):")
         assert lines[start + 1 : start + 5] == [
             f"  API and workers  {api}  (API docs: {api}/docs)",
             f"  Stripe emulator  {demo.emulator_base}",

@@ -244,7 +244,7 @@ def test_still_running_names_the_emulator_it_started_and_how_to_stop_it(tmp_path
     try:
         assert runner.still_running() == [f"Stripe emulator  http://127.0.0.1:{port}"]
         assert still_running_message(runner) == (
-            "still running (the stack stays up after the demo):\n"
+            "still running (the stack stays up):\n"
             f"  Stripe emulator  http://127.0.0.1:{port}\n"
             "stop it with: invoke down"
         )
