@@ -66,7 +66,10 @@ def chart_svg(section: Section) -> str:
         legend_font_size=13,
         no_data_font_size=18,
     )
+    tallest = max((float(max(h.ledger, h.stripe)) for h in section.hours), default=0.0)
     chart = pygal.Bar(
+        # pygal's own range may end below the tallest bar; this one holds every bar
+        range=(0, tallest * 1.1) if tallest > 0 else None,
         js=[],
         disable_xml_declaration=True,
         style=style,
