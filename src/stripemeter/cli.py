@@ -61,6 +61,7 @@ import sys
 import warnings
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 from stripemeter import package_version
@@ -77,12 +78,12 @@ from stripemeter.db.migrate import apply_migrations, require_current_schema
 from stripemeter.errors import (
     CliError,
     InputError,
+    ReportError,
     StripeConfigError,
     StripemeterError,
     UnknownApiKey,
 )
 from stripemeter.periods import parse_month
-from stripemeter.report.command import add_parser as add_report_parser
 from stripemeter.stripe.client import StripeTarget, service_target
 from stripemeter.tenants import check_tenant_id
 
@@ -498,6 +499,51 @@ def _month(text: str) -> str:
     return text.strip()
 
 
+EXIT_NO_REPORT = 2
+
+
+def cmd_report(args: argparse.Namespace, settings: Settings) -> int:
+    """`report`: the tenant's parity report for the month (`stripemeter.report`), from this
+    service's database; exit 2 for a tenant refused or without a report there."""
+    from stripemeter.report.collect import tenant_sections
+    from stripemeter.report.model import Report, overall_verdict
+    from stripemeter.report.render import write_report
+
+    try:
+        tenant = _strict_tenant(args.tenant, settings)
+        with connect(database_url(settings)) as conn:
+            require_current_schema(conn)
+            sections = tenant_sections(
+                conn,
+                tenant,
+                settings.RECONCILIATION_EPSILON,
+                parse_month(args.period, "--period"),
+            )
+        if not sections:
+            raise ReportError(
+                f"no reconciliation report for tenant {args.tenant} with a period starting in "
+                f"{args.period}: check --tenant and --period (`stripemeter summary --tenant "
+                f"{args.tenant}` shows its month)"
+            )
+    except (CliError, ReportError) as exc:
+        print(error_line(exc), file=sys.stderr)
+        return EXIT_NO_REPORT
+    report = Report(
+        title=f"Parity report: tenant {args.tenant}, {args.period}",
+        source="service",
+        generated_at=datetime.now(UTC).replace(microsecond=0),
+        epsilon=settings.RECONCILIATION_EPSILON,
+        sections=sections,
+        verdict=overall_verdict(sections),
+        notes=["invoice amounts are not stored by the service; see each invoice in Stripe"],
+    )
+    json_path, html_path = write_report(report, args.out)
+    print(f"verdict: {report.verdict.upper()}: {len(sections)} period(s)")
+    print(f"json: {json_path}")
+    print(f"report: {html_path}")
+    return 0
+
+
 def cmd_reconcile(args: argparse.Namespace, settings: Settings) -> int:
     """`reconcile`: reconcile one tenant now; one line per report; 0 parity, 2 drift."""
     from stripemeter.ops import operator
@@ -793,7 +839,28 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _live_option(applying)
     applying.set_defaults(handler=cmd_corrections)
-    add_report_parser(sub, _tenant, _month)
+    report = sub.add_parser(
+        "report",
+        help="a tenant's parity report (report.html + report.json) for a month",
+        description="Write report.html and report.json: per billing period starting in the "
+        "month, the hourly ledger beside what was sent to Stripe, the invoice line, the "
+        "corrections and the drift, from this service's database. Exit 2 on bad input or "
+        "when the tenant has no reconciliation report there.",
+    )
+    report.add_argument(
+        "--tenant", type=_tenant, required=True, help="tenant id (a name or a UUID)"
+    )
+    report.add_argument(
+        "--period",
+        type=_month,
+        required=True,
+        metavar="YYYY-MM",
+        help="the billing periods starting in this month",
+    )
+    report.add_argument(
+        "--out", type=Path, default=Path("."), metavar="DIR", help="where to write (default: .)"
+    )
+    report.set_defaults(handler=cmd_report)
     describe_subcommands(parser)
     return parser
 
