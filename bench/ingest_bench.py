@@ -10,7 +10,8 @@ shape (events per request x connections) it measures, back to back on the same d
 - the **API**: wrk (C, keep-alive) posting unique-key batches to `/v1/events/ingest`.
 
 It prints API events/s, ceiling events/s, their ratio, p50/p99, API and DB CPU per event,
-and the exactness check (ledger rows = events the API answered 200 for, within what was
+the events per group group commit reached (rows per committing transaction), and the
+exactness check (ledger rows = events the API answered 200 for, within what was
 in flight when wrk stopped; bucket counts = ledger rows), as a table and a JSON document.
 
     .venv/bin/python bench/ingest_bench.py [--seconds 10] [--shapes 1x16,100x16,1x64,100x64]
@@ -87,12 +88,13 @@ def _tree_cpu(root: int) -> float:
     return total
 
 
-def require_tools() -> None:
-    missing = [tool for tool in ("wrk", "pgbench") if shutil.which(tool) is None]
+def require_tools(bench: str = "ingest_bench", tools: tuple[str, ...] = ("wrk", "pgbench")) -> None:
+    """Exit with the Debian packages to install when a load client is missing."""
+    missing = [tool for tool in tools if shutil.which(tool) is None]
     if missing:
         packages = {"wrk": "wrk", "pgbench": "postgresql-client"}
         raise SystemExit(
-            f"ingest_bench: {', '.join(missing)} not found; install with "
+            f"{bench}: {', '.join(missing)} not found; install with "
             f"`apt-get install {' '.join(packages[m] for m in missing)}` (C load clients: "
             "the bench never drives load from Python)"
         )
@@ -185,6 +187,28 @@ class Stack:
             ).fetchone()
         assert row is not None
         return int(row[0]), int(row[1])
+
+    def last_seq(self) -> int:
+        """The ledger's newest `seq` (0 when empty)."""
+        with psycopg.connect(self.db_url) as conn:
+            row = conn.execute("SELECT coalesce(max(seq), 0) FROM events").fetchone()
+        assert row is not None
+        return int(row[0])
+
+    def events_per_group(self, tenant: str, after_seq: int) -> float:
+        """Events per committing transaction among `tenant`'s rows after `after_seq`.
+
+        Every group the API commits is one transaction, so its rows share their `xmin`;
+        this is the group size group commit really reached under the load.
+        """
+        with psycopg.connect(self.db_url) as conn:
+            row = conn.execute(
+                "SELECT count(*), count(DISTINCT xmin::text) FROM events"
+                " WHERE tenant_id = %s AND seq > %s",
+                (tenant, after_seq),
+            ).fetchone()
+        assert row is not None
+        return int(row[0]) / max(1, int(row[1]))
 
 
 def _lua_string(text: str) -> str:
@@ -351,12 +375,14 @@ def measure(
     run_wrk(stack, lua, connections, WARMUP_S)  # warm-up: prepared statements, caches
     time.sleep(0.5)  # the warm-up's requests in flight finish before counting starts
     rows_before, _ = stack.ledger_counts(tenant)
+    seq_before = stack.last_seq()
     cpu_before = stack.cpu_seconds()
     wrk_script(lua, batch=batch, tenant=tenant, secret=secret, customers=args.customers)
     out = run_wrk(stack, lua, connections, args.seconds)
     cpu_after = stack.cpu_seconds()
     time.sleep(0.5)  # requests in flight when wrk stopped finish
     rows_after, bucket_events = stack.ledger_counts(tenant)
+    per_group = stack.events_per_group(tenant, seq_before)
 
     window = out["duration_us"] / 1e6
     answered_events = out["ok"] * batch
@@ -379,6 +405,7 @@ def measure(
         "api_cpu_us_per_request": round(api_cpu / max(1, out["ok"]) * 1e6),
         "api_cpu_us_per_event": round(api_cpu / max(1, answered_events) * 1e6, 1),
         "db_cpu_us_per_event": round(db_cpu / max(1, answered_events) * 1e6, 1),
+        "events_per_group": round(per_group, 1),
         "errors": out["failed"] + out["socket_errors"],
         "last_status": out["last_status"],
         "ceiling_failed_transactions": ceiling["failed"],
@@ -430,8 +457,8 @@ def main() -> int:
 
     print(
         f"{'ev/req':>6} {'conns':>5} {'API ev/s':>9} {'ceiling':>8} {'ratio':>6} {'p50 ms':>7} "
-        f"{'p99 ms':>7} {'API cpu/req':>11} {'API cpu/ev':>10} {'DB cpu/ev':>9} {'err':>4} "
-        f"{'exact':>5}"
+        f"{'p99 ms':>7} {'API cpu/req':>11} {'API cpu/ev':>10} {'DB cpu/ev':>9} "
+        f"{'ev/group':>8} {'err':>4} {'exact':>5}"
     )
     for r in results:
         print(
@@ -439,7 +466,8 @@ def main() -> int:
             f"{r['ceiling_events_per_s']:>8} {r['api_over_ceiling']:>6} {r['p50_ms']:>7} "
             f"{r['p99_ms']:>7} {str(r['api_cpu_us_per_request']) + 'us':>11} "
             f"{str(r['api_cpu_us_per_event']) + 'us':>10} "
-            f"{str(r['db_cpu_us_per_event']) + 'us':>9} {r['errors']:>4} "
+            f"{str(r['db_cpu_us_per_event']) + 'us':>9} {r['events_per_group']:>8} "
+            f"{r['errors']:>4} "
             f"{'yes' if r['exact'] else 'NO':>5}"
         )
     load_avg = os.getloadavg()

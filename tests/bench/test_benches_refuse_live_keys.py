@@ -20,6 +20,7 @@ def test_every_bench_is_covered() -> None:
         "emulator_bench",
         "floor_bench",
         "ingest_bench",
+        "statement_bench",
         "writer_bench",
     ]
 

@@ -7,8 +7,9 @@ first so that queued requests are stored. `app.state` carries `settings`, `pool`
 `extra_health_checks` (callables other components append to before start-up to take
 part in `/health/ready`).
 
-`POST /v1/events/ingest` is served by `api.fast_ingest` inside the metrics and body-limit
-middleware, ahead of FastAPI's routing (the same route function and error handlers).
+`POST /v1/events/ingest` is served by `api.fast_ingest` ahead of FastAPI's own stack,
+inside the same metrics and body-limit middleware (the same route function and error
+handlers).
 
 Adding a component's routes: append its `router` to `ROUTERS` below. Every API route
 refuses query parameters it does not declare (`api.query_guard`), routes added later
@@ -39,7 +40,7 @@ from stripemeter.api import (
     writer_status,
 )
 from stripemeter.api.errors import ApiError, error_response, install_error_handlers
-from stripemeter.api.fast_ingest import IngestFastPath
+from stripemeter.api.fast_ingest import IngestEndpoint, ServiceApp
 from stripemeter.api.health import HealthCheck
 from stripemeter.auth import KeyCache, RevocationListener
 from stripemeter.config import Settings, load_settings
@@ -117,7 +118,7 @@ def create_app(
     """Build the API for `settings`, talking to `db_url` (default: `database_url(settings)`).
 
     `fast_ingest=False` leaves out `api.fast_ingest`, so ingest goes through FastAPI's
-    routing like every other route (the tests compare the two).
+    stack and routing like every other route (the tests compare the two).
     """
 
     @asynccontextmanager
@@ -146,7 +147,7 @@ def create_app(
             app.state.background_pool.close()
             app.state.pool.close()
 
-    app = FastAPI(
+    app = ServiceApp(
         title="stripemeter",
         version=package_version(),
         summary="Exactly-once usage metering for Stripe Billing Meters",
@@ -165,10 +166,10 @@ def create_app(
         app.include_router(router)
     query_guard.document(app)
     app.add_middleware(query_guard.QueryGuardMiddleware, fastapi_app=app)
-    if fast_ingest:
-        app.add_middleware(IngestFastPath, fastapi_app=app)
     app.add_middleware(BodyLimitMiddleware)
     app.add_middleware(metrics.MetricsMiddleware)
+    if fast_ingest:
+        app.ingest_front = metrics.MetricsMiddleware(BodyLimitMiddleware(IngestEndpoint(app)))
     return app
 
 

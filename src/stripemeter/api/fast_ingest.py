@@ -1,16 +1,20 @@
-"""The ingest fast path: `POST /v1/events/ingest` served without FastAPI's routing stack.
+"""The ingest fast path: `POST /v1/events/ingest` served ahead of FastAPI's whole stack.
 
-At one event per request the framework's own layers (exception middleware, the router
-matching every route, FastAPI's per-request exit stack and dependency solver) cost
-about as much CPU as the ingest itself. `IngestFastPath` is ASGI middleware that sits
-just inside `MetricsMiddleware` and `BodyLimitMiddleware` (so requests are counted and
-body limits hold exactly as before) and takes exactly one kind of request: `POST` to
-`INGEST_PATH` with no query string. It calls the route function itself
-(`events.ingest_events`: the same auth, content-type, Idempotency-Key and validation
-code) and answers an exception with the app's own registered handler for it
-(`api.errors`), so every status and error body is the one the FastAPI route gives.
-Everything else, a query string included (the query guard refuses it), goes on to
-FastAPI unchanged.
+At one event per request the framework's own layers cost about as much CPU as the ingest
+itself: FastAPI's entry (with its telemetry check), Starlette's error and body-limit
+middleware, the router matching every route, FastAPI's per-request exit stack and
+dependency solver. `ServiceApp` (the app `api.app.create_app` builds) takes exactly one
+kind of request before any of them: `POST` to `INGEST_PATH` with no query string. It hands
+it to its `ingest_front`, the project's own `MetricsMiddleware` and `BodyLimitMiddleware`
+(so requests are counted and body limits hold exactly as for every route) around
+`IngestEndpoint`. That calls the route function itself (`events.ingest_events`: the same
+auth, content-type, Idempotency-Key and validation code) and answers an exception with the
+app's own registered handler for it (`api.errors`), so every status and error body is the
+one the FastAPI route gives. Everything else, a query string included (the query guard
+refuses it), goes through FastAPI unchanged.
+
+What the fast path leaves out for ingest: FastAPI's native OpenTelemetry hooks (the
+service configures none) and middleware added to the app later with `add_middleware`.
 """
 
 from __future__ import annotations
@@ -56,11 +60,20 @@ def check_served_alone(route: APIRoute) -> APIRoute:
     return route
 
 
-class IngestFastPath:
-    """ASGI middleware: serve the ingest route directly; pass everything else on."""
+def is_fast_ingest(scope: Scope) -> bool:
+    """Whether `scope` is a request the fast path serves: `POST INGEST_PATH`, no query."""
+    return (
+        scope["type"] == "http"
+        and scope["path"] == INGEST_PATH
+        and scope["method"] == "POST"
+        and not scope.get("query_string")
+    )
 
-    def __init__(self, app: ASGIApp, fastapi_app: FastAPI) -> None:
-        self.app = app
+
+class IngestEndpoint:
+    """ASGI app serving the ingest route, and nothing else, with the app's error handlers."""
+
+    def __init__(self, fastapi_app: FastAPI) -> None:
         self.fastapi_app = fastapi_app
         self._route: APIRoute | None = None
         self._handlers: dict[type[BaseException], Handler] = {}
@@ -92,14 +105,6 @@ class IngestFastPath:
         return handler
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if (
-            scope["type"] != "http"
-            or scope["path"] != INGEST_PATH
-            or scope["method"] != "POST"
-            or scope.get("query_string")
-        ):
-            await self.app(scope, receive, send)
-            return
         scope["app"] = self.fastapi_app
         scope["route"] = self._ingest_route()
         request = Request(scope, receive, send)
@@ -109,3 +114,22 @@ class IngestFastPath:
             answer = self._handler_for(exc)(request, exc)
             response = await answer if inspect.isawaitable(answer) else answer
         await response(scope, receive, send)
+
+
+class ServiceApp(FastAPI):
+    """The FastAPI app, with ingest requests taken by `ingest_front` before FastAPI's stack.
+
+    `ingest_front` is None when the fast path is off (`create_app(fast_ingest=False)`):
+    ingest then goes through FastAPI's routing like every other route.
+    """
+
+    ingest_front: ASGIApp | None = None
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        front = self.ingest_front
+        if front is not None and is_fast_ingest(scope):
+            if self.root_path:  # as FastAPI's own entry does
+                scope["root_path"] = self.root_path
+            await front(scope, receive, send)
+            return
+        await super().__call__(scope, receive, send)

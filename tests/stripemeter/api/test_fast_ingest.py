@@ -7,6 +7,7 @@ status, the same content type and the same body, byte for byte.
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -17,9 +18,10 @@ import psycopg
 import pytest
 import requests
 from fastapi import Depends, FastAPI, Request
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from stripemeter.api.app import create_app
-from stripemeter.api.fast_ingest import INGEST_PATH, IngestFastPath, check_served_alone
+from stripemeter.api.fast_ingest import INGEST_PATH, ServiceApp, check_served_alone
 from stripemeter.api.query_guard import api_routes
 from stripemeter.auth import ALL_SCOPES, create_api_key
 from stripemeter.config import load_settings
@@ -47,8 +49,8 @@ def pair(pg_server_url: str) -> Iterator[Pair]:
         settings = load_settings(BYPASS_AUTH=False)
         fast_app = create_app(settings, db_url=url)
         framework_app = create_app(settings, db_url=url, fast_ingest=False)
-        assert any(m.cls is IngestFastPath for m in fast_app.user_middleware)
-        assert not any(m.cls is IngestFastPath for m in framework_app.user_middleware)
+        assert getattr(fast_app, "ingest_front", None) is not None
+        assert getattr(framework_app, "ingest_front", None) is None
         with serve_asgi(fast_app) as fast, serve_asgi(framework_app) as framework:
             yield Pair(fast, framework, tenant, key.secret)
 
@@ -203,3 +205,50 @@ def test_a_route_with_dependencies_is_refused_by_the_fast_path() -> None:
     assert check_served_alone(route) is route
     with pytest.raises(RuntimeError, match="declares dependencies or parameters"):
         check_served_alone(api_routes(app)[0])
+
+
+def _status(app: ASGIApp, method: str, path: str, query: bytes = b"") -> int:
+    """The status `app` answers a body-less request with, driven as ASGI (no lifespan)."""
+    scope = {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": method,
+        "scheme": "http",
+        "path": path,
+        "raw_path": path.encode(),
+        "root_path": "",
+        "query_string": query,
+        "headers": [(b"host", b"testserver"), (b"content-length", b"0")],
+        "client": ("127.0.0.1", 1),
+        "server": ("127.0.0.1", 80),
+    }
+    sent: list[Message] = []
+
+    async def receive() -> Message:
+        return {"type": "http.request", "body": b"", "more_body": False}
+
+    async def send(message: Message) -> None:
+        sent.append(message)
+
+    asyncio.run(app(scope, receive, send))
+    return int(sent[0]["status"])
+
+
+def test_only_a_plain_ingest_post_takes_the_front_door() -> None:
+    """`ServiceApp` hands `POST /v1/events/ingest` (no query) to its front; all else to FastAPI."""
+    app = create_app(load_settings(BYPASS_AUTH=False), db_url="postgresql://unused")
+    assert isinstance(app, ServiceApp)
+    fronted: list[tuple[str, str, bytes]] = []
+
+    async def front(scope: Scope, receive: Receive, send: Send) -> None:
+        fronted.append((scope["method"], scope["path"], scope["query_string"]))
+        await send({"type": "http.response.start", "status": 299, "headers": []})
+        await send({"type": "http.response.body", "body": b""})
+
+    app.ingest_front = front
+    assert _status(app, "POST", INGEST_PATH) == 299
+    assert _status(app, "GET", INGEST_PATH) == 405
+    assert _status(app, "POST", INGEST_PATH, b"x=1") == 400  # the query guard
+    assert _status(app, "POST", "/v1/events/ingested") == 404
+    assert fronted == [("POST", INGEST_PATH, b"")]
