@@ -201,8 +201,9 @@ def key_for_secret(conn: psycopg.Connection, secret: str) -> KeyInfo | None:
 class KeyCache:
     """Thread-safe secret-hash -> key cache with a short time to live.
 
-    Scopes are cached with the tenant, so narrowing a key (revoke and re-create) takes
-    effect within `ttl_s`, like a revocation.
+    Scopes are cached with the tenant. A key's scopes never change (narrowing one means
+    revoking it and creating another), and a revocation reaches the cache through
+    `RevocationListener` at once, or within `ttl_s` where no listener runs.
     """
 
     def __init__(self, ttl_s: float = 10.0, max_entries: int = 10_000) -> None:
