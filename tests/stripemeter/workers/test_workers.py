@@ -14,6 +14,8 @@ from pathlib import Path
 
 import psycopg
 import pytest
+from hypothesis import example, given
+from hypothesis import strategies as st
 
 from stripemeter.workers.loop import start_in_background
 from stripemeter.writer.passes import CRASH_HOOK_ENV
@@ -58,6 +60,20 @@ def start_writer(
     )
 
 
+def usage_times(frozen: int, hours: int) -> list[tuple[int, int]]:
+    """For each of the `hours` whole hours before `frozen`'s, newest first: two event times
+    inside it (:01 and :02), so each hour is one bucket whatever the minute is now.
+
+    Times a minute apart from `frozen - h * HOUR` itself straddled two hours for one
+    minute in every hour, and the tests then counted a bucket per customer too many.
+    """
+    times = []
+    for h in range(1, hours + 1):
+        hour_start = frozen - h * HOUR - (frozen - h * HOUR) % HOUR
+        times.append((hour_start + 60, hour_start + 120))
+    return times
+
+
 def seed_usage(
     world: StripeWorld, emulator_url: str, db_url: str, hours: int
 ) -> dict[str, Decimal]:
@@ -66,18 +82,25 @@ def seed_usage(
     events = []
     expected: dict[str, Decimal] = {}
     for c_index, customer in enumerate(world.customers):
-        for h in range(1, hours + 1):
-            for k in range(2):
+        for h, times in enumerate(usage_times(frozen, hours), start=1):
+            for k, ts in enumerate(times):
                 quantity = 1 + (h + k + c_index) % 7
-                events.append(
-                    usage_event(
-                        world, customer, frozen - h * HOUR + k * 60, quantity, f"{customer}-{h}-{k}"
-                    )
-                )
+                events.append(usage_event(world, customer, ts, quantity, f"{customer}-{h}-{k}"))
                 expected[customer] = expected.get(customer, Decimal(0)) + quantity
     with running_api(settings_for(emulator_url, db_url), db_url) as api:
         ingest(api, events)
     return expected
+
+
+@given(frozen=st.integers(min_value=100 * HOUR, max_value=2_000_000_000), hours=st.integers(1, 30))
+@example(frozen=500_000 * HOUR - 30, hours=4)  # half a minute before an hour: the old flake
+@example(frozen=500_000 * HOUR, hours=1)  # on the hour
+def test_seeded_usage_is_one_bucket_per_hour_at_any_minute(frozen: int, hours: int) -> None:
+    times = usage_times(frozen, hours)
+    buckets = {ts // HOUR for pair in times for ts in pair}
+    assert len(buckets) == hours
+    assert all(first // HOUR == second // HOUR for first, second in times)
+    assert max(ts for pair in times for ts in pair) < frozen
 
 
 def assert_stripe_matches(world: StripeWorld, expected: dict[str, Decimal]) -> None:
