@@ -241,7 +241,8 @@ def cmd_api(args: argparse.Namespace, settings: Settings) -> int:
                 **options,
             )
         else:
-            uvicorn.run(create_app(settings, db_url=url), host=args.host, port=args.port, **options)
+            app = create_app(settings, db_url=url, freeze_startup_heap=True)
+            uvicorn.run(app, host=args.host, port=args.port, **options)
     finally:
         if background is not None:
             background.stop()

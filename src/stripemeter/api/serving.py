@@ -203,4 +203,4 @@ def create_child_app() -> FastAPI:
     supervisor = get_settings().STRIPEMETER_SUPERVISOR_PID
     if supervisor is not None:
         die_with_parent(supervisor)
-    return create_app_from_env()
+    return create_app_from_env(freeze_startup_heap=True)
