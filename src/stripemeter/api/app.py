@@ -128,7 +128,7 @@ def create_app(
     `freeze_startup_heap` (the served processes of `stripemeter api`): once started, the
     process's heap (modules, the app, the pools) is moved out of the garbage collector's
     reach (`gc.freeze`). Under 100-event batches a loaded process otherwise paused for
-    full collections of that heap, up to 82 ms each, several times in 10 s.
+    full collections of that heap, 60 to 93 ms each, several times in 10 s.
     """
 
     @asynccontextmanager
