@@ -125,9 +125,23 @@ class Stack:
             raise RuntimeError(f"stripemeter {' '.join(args)} failed: {done.stderr.strip()}")
         return done.stdout.strip()
 
-    def start(self) -> None:
+    def start_database(self) -> None:
+        """The embedded PostgreSQL, migrated, with the bench's key sequence and partitions.
+
+        The months the workers' `ledger` loop keeps ahead are made before either side
+        writes, so both land in monthly partitions (the production shape), not the
+        default. Events go back 90 minutes, so the month two hours ago too.
+        """
         self.db_url = self.cli("db", "url")
         self.cli("migrate")
+        with psycopg.connect(self.db_url, autocommit=True) as conn:
+            conn.execute("CREATE SEQUENCE IF NOT EXISTS bench_keys")
+            maintain(conn, months_ahead=1, retention_months=0)
+            ensure_months(conn, [month_of(datetime.now(UTC) - timedelta(hours=2))])
+
+    def start(self) -> None:
+        """The database (`start_database`), then the API, ready."""
+        self.start_database()
         self.api = subprocess.Popen(
             [
                 *COMMAND,
@@ -436,13 +450,6 @@ def main() -> int:
     results: list[dict[str, Any]] = []
     try:
         stack.start()
-        with psycopg.connect(stack.db_url, autocommit=True) as conn:
-            conn.execute("CREATE SEQUENCE IF NOT EXISTS bench_keys")
-            # The months the workers' `ledger` loop keeps ahead, before either side writes,
-            # so both land in monthly partitions (the production shape), not the default.
-            # Events go back 90 minutes, so the month two hours ago too.
-            maintain(conn, months_ahead=1, retention_months=0)
-            ensure_months(conn, [month_of(datetime.now(UTC) - timedelta(hours=2))])
         tenant = str(uuid.uuid4())
         secret = stack.cli("api-keys", "create", "--tenant", tenant, "--name", "bench")
         for batch, connections in shapes:

@@ -18,33 +18,20 @@ from __future__ import annotations
 
 import argparse
 import os
-import re
-import subprocess
 import sys
 import uuid
-from datetime import UTC, datetime, timedelta
 
-import psycopg
 from _testmode import refuse_live_keys
-from ingest_bench import Stack, pgbench_script, require_tools
-
-from stripemeter.db.partitions import ensure_months, maintain, month_of
+from ingest_bench import Stack, pgbench_script, require_tools, run_pgbench
 
 
 def run_size(stack: Stack, size: int, connections: int, seconds: int, customers: int) -> str:
     """One pgbench run of `size`-event statements; the table row it gives."""
     script = stack.home / f"statement-{size}.sql"
     pgbench_script(script, batch=size, tenant=str(uuid.uuid4()), customers=customers)
-    threads = str(min(connections, os.cpu_count() or 1))
-    command = ["pgbench", "-n", "-M", "prepared", "-c", str(connections), "-j", threads]
-    command += ["-T", str(seconds), "-f", str(script), stack.db_url]
     cpu_before = stack.cpu_seconds()[1]
-    done = subprocess.run(command, capture_output=True, text=True, timeout=seconds + 60)
+    statements = run_pgbench(stack.db_url, script, connections, seconds)["tps"]
     cpu_after = stack.cpu_seconds()[1]
-    tps = re.search(r"tps = ([\d.]+) \(without initial connection time\)", done.stdout)
-    if done.returncode != 0 or tps is None:
-        raise RuntimeError(f"pgbench failed ({done.returncode}): {done.stdout}{done.stderr}")
-    statements = float(tps.group(1))
     events = statements * size
     cpu_us = (cpu_after - cpu_before) / max(1.0, events * seconds) * 1e6
     return f"{size:>6} {connections:>5} {statements:>12,.0f} {events:>9,.0f} {cpu_us:>13.1f}"
@@ -73,12 +60,7 @@ def main() -> int:
     stack = Stack("1")
     rows: list[str] = []
     try:
-        stack.db_url = stack.cli("db", "url")
-        stack.cli("migrate")
-        with psycopg.connect(stack.db_url, autocommit=True) as conn:
-            conn.execute("CREATE SEQUENCE IF NOT EXISTS bench_keys")
-            maintain(conn, months_ahead=1, retention_months=0)
-            ensure_months(conn, [month_of(datetime.now(UTC) - timedelta(hours=2))])
+        stack.start_database()
         for size in sizes:
             print(f"measuring {size} event(s)/statement ...", file=sys.stderr, flush=True)
             rows.append(run_size(stack, size, args.connections, args.seconds, args.customers))
